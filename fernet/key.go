@@ -1,0 +1,102 @@
+package fernet
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"strings"
+	"sync"
+
+	gofernet "github.com/fernet/fernet-go"
+)
+
+const keySize = 32
+
+// Key is one Fernet key with the state derived from it built once: its id,
+// the AES block of its encryption half and a pool of HMAC states over its
+// signing half. Use it through a pointer; it must not be copied.
+type Key struct {
+	raw   gofernet.Key
+	id    string
+	block cipher.Block
+	macs  sync.Pool
+}
+
+// ParseKey accepts what Python's Fernet(key) accepts (lenient URL-safe or
+// standard base64 of 32 bytes, whitespace and extra padding allowed) and,
+// as our own extension, 64 hex characters. Errors never contain the key.
+func ParseKey(s string) (*Key, error) {
+	if trimmed := strings.TrimSpace(s); len(trimmed) == 2*keySize && isHex(trimmed) {
+		// 64 hex characters decode to 48 bytes as base64, which Python
+		// rejects, so reading them as hex takes nothing away.
+		raw, _ := hex.DecodeString(trimmed)
+		return newKey(raw), nil
+	}
+	raw, err := decodePythonBase64(s)
+	if err != nil {
+		return nil, fmt.Errorf("not a Fernet key: %w", err)
+	}
+	if len(raw) != keySize {
+		return nil, fmt.Errorf("not a Fernet key: decodes to %d bytes, want %d (url-safe base64 of 32 bytes, or 64 hex characters)", len(raw), keySize)
+	}
+	return newKey(raw), nil
+}
+
+// GenerateKey makes a new random key.
+func GenerateKey() (*Key, error) {
+	var raw gofernet.Key
+	if err := raw.Generate(); err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	return newKey(raw[:]), nil
+}
+
+func newKey(raw []byte) *Key {
+	k := &Key{}
+	copy(k.raw[:], raw)
+	sum := sha256.Sum256(k.raw[:])
+	k.id = hex.EncodeToString(sum[:8])
+	// The key is 32 bytes, so the AES-128 key is always 16: no error.
+	k.block, _ = aes.NewCipher(k.raw[keySize/2:])
+	signing := k.raw[:keySize/2]
+	k.macs.New = func() any { return hmac.New(sha256.New, signing) }
+	return k
+}
+
+// ID is lowercase hex of the first 8 bytes of SHA-256 over the raw key: the
+// only thing about a key that may leave the process.
+func (k *Key) ID() string { return k.id }
+
+// String keeps key material out of logs and errors that format a Key.
+func (k *Key) String() string { return "fernet key " + k.id }
+
+// Encode returns the key as Python's Fernet.generate_key() writes it.
+// It is for writing a key out on purpose (genkey, the dev key file) only.
+func (k *Key) Encode() string { return k.raw.Encode() }
+
+// Equal reports whether both keys hold the same bytes.
+func (k *Key) Equal(other *Key) bool { return hmac.Equal(k.raw[:], other.raw[:]) }
+
+// sign appends HMAC-SHA256(signing key, data) to dst.
+func (k *Key) sign(dst, data []byte) []byte {
+	mac := k.macs.Get().(hash.Hash)
+	mac.Reset()
+	mac.Write(data)
+	dst = mac.Sum(dst)
+	k.macs.Put(mac)
+	return dst
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
