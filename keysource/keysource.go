@@ -1,0 +1,139 @@
+// Package keysource loads the sidecar's keys from environment variables and
+// the files they name (Docker and Kubernetes secrets), the way Django and
+// Flask apps already configure Fernet keys.
+package keysource
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+)
+
+// FileSuffix turns a variable name into the name of the variable that holds
+// a path to read the value from instead, as the official Docker images do.
+const FileSuffix = "_FILE"
+
+// ErrNoPrimaryKey means no primary key is configured at all.
+var ErrNoPrimaryKey = errors.New("no primary key")
+
+// Source says where the keys are.
+type Source struct {
+	// PrimaryVar names the variable holding the primary key
+	// (DJANGO_ENCRYPTION_KEY), or PrimaryVar+"_FILE" a file holding it.
+	PrimaryVar string
+	// DecryptOnlyVar names the variable holding the decrypt-only keys
+	// (OLD_DJANGO_ENCRYPTION_KEY), separated by commas or newlines, or
+	// DecryptOnlyVar+"_FILE" a file holding them.
+	DecryptOnlyVar string
+	// DevKeyFile, when set, is where the development key is kept, used
+	// when no primary key is configured (--dev). See DevKey.
+	DevKeyFile string
+	// LookupEnv reads a variable; os.LookupEnv in production.
+	LookupEnv func(string) (string, bool)
+}
+
+// Loaded is the keyring and how its primary key was found.
+type Loaded struct {
+	Keyring *fernet.Keyring
+	// DevKey is true when the primary is the development key, because
+	// none was configured and DevKeyFile was set.
+	DevKey bool
+	// DevKeyCreated is true when the development key was made just now.
+	DevKeyCreated bool
+}
+
+// Load reads and parses every configured key. Errors name the variable or
+// file that is wrong, never the value.
+func (s Source) Load() (Loaded, error) {
+	primary, err := s.loadPrimary()
+	if err != nil {
+		return Loaded{}, err
+	}
+	decryptOnly, err := s.loadDecryptOnly()
+	if err != nil {
+		return Loaded{}, err
+	}
+	if primary != nil {
+		return Loaded{Keyring: fernet.NewKeyring(primary, decryptOnly...)}, nil
+	}
+	if s.DevKeyFile == "" {
+		return Loaded{}, fmt.Errorf("%w: set %s or %s%s (make a key with: fernet-sidecar genkey), or run with --dev for a development key",
+			ErrNoPrimaryKey, s.PrimaryVar, s.PrimaryVar, FileSuffix)
+	}
+	dev, created, err := DevKey(s.DevKeyFile)
+	if err != nil {
+		return Loaded{}, err
+	}
+	return Loaded{Keyring: fernet.NewKeyring(dev, decryptOnly...), DevKey: true, DevKeyCreated: created}, nil
+}
+
+func (s Source) loadPrimary() (*fernet.Key, error) {
+	value, from, err := s.read(s.PrimaryVar)
+	if err != nil || value == "" {
+		return nil, err
+	}
+	if strings.Contains(value, ",") {
+		return nil, fmt.Errorf("%s: holds more than one key; put older keys in %s", from, s.DecryptOnlyVar)
+	}
+	key, err := fernet.ParseKey(value)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", from, err)
+	}
+	return key, nil
+}
+
+func (s Source) loadDecryptOnly() ([]*fernet.Key, error) {
+	value, from, err := s.read(s.DecryptOnlyVar)
+	if err != nil {
+		return nil, err
+	}
+	var keys []*fernet.Key
+	for i, field := range splitKeys(value) {
+		key, err := fernet.ParseKey(field)
+		if err != nil {
+			return nil, fmt.Errorf("%s, key %d: %w", from, i+1, err)
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
+}
+
+// read returns the trimmed value of name or of the file name_FILE points
+// to, and says which one it came from. Both set is an error: which one
+// wins would be a guess.
+func (s Source) read(name string) (value, from string, err error) {
+	fileVar := name + FileSuffix
+	direct, hasDirect := s.LookupEnv(name)
+	path, hasFile := s.LookupEnv(fileVar)
+	hasDirect = hasDirect && strings.TrimSpace(direct) != ""
+	hasFile = hasFile && path != ""
+	switch {
+	case hasDirect && hasFile:
+		return "", "", fmt.Errorf("both %s and %s are set; set only one", name, fileVar)
+	case hasFile:
+		from = fmt.Sprintf("%s (%s)", fileVar, path)
+		content, err := os.ReadFile(path)
+		if err != nil {
+			return "", "", fmt.Errorf("%s: %w", from, err)
+		}
+		return strings.TrimSpace(string(content)), from, nil
+	default:
+		return strings.TrimSpace(direct), name, nil
+	}
+}
+
+// splitKeys splits a list of keys on commas and newlines, dropping empty
+// entries (a trailing comma, a blank line).
+func splitKeys(list string) []string {
+	fields := strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' })
+	keys := fields[:0]
+	for _, f := range fields {
+		if f = strings.TrimSpace(f); f != "" {
+			keys = append(keys, f)
+		}
+	}
+	return keys
+}
