@@ -1,0 +1,65 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+// Decrypt tries every loaded key in order, as MultiFernet.decrypt.
+func (s *Service) Decrypt(_ context.Context, req *fernetv1.DecryptRequest) (*fernetv1.DecryptResponse, error) {
+	resp, err := s.decrypt(req.GetToken(), req.TtlSeconds, time.Now())
+	if err != nil {
+		return nil, statusError(operationDecrypt, err)
+	}
+	return resp, nil
+}
+
+// DecryptBatch decrypts each token with one TTL and one "now" for all.
+func (s *Service) DecryptBatch(ctx context.Context, req *fernetv1.DecryptBatchRequest) (*fernetv1.DecryptBatchResponse, error) {
+	now := time.Now()
+	decrypt := func(token string) (*fernetv1.DecryptResponse, error) {
+		return s.decrypt(token, req.TtlSeconds, now)
+	}
+	results, err := runBatch(ctx, s, operationDecrypt, req.GetTokens(), decrypt, decryptBatchResult)
+	if err != nil {
+		return nil, err
+	}
+	return &fernetv1.DecryptBatchResponse{Results: results}, nil
+}
+
+// decrypt checks the TTL, when one is given, against now in whole seconds,
+// as Python's int(time.time()).
+func (s *Service) decrypt(token string, ttlSeconds *int64, now time.Time) (*fernetv1.DecryptResponse, error) {
+	started := time.Now()
+	opened, err := s.open(token, ttlSeconds, now)
+	s.metrics.opened(s.metrics.decrypt, started, opened.Primary, err)
+	if err != nil {
+		return nil, err
+	}
+	return &fernetv1.DecryptResponse{
+		Plaintext:      opened.Plaintext,
+		KeyId:          opened.KeyID,
+		Timestamp:      opened.Timestamp,
+		NeedsReencrypt: !opened.Primary,
+	}, nil
+}
+
+func (s *Service) open(token string, ttlSeconds *int64, now time.Time) (fernet.Decrypted, error) {
+	if err := s.limits.checkToken(token); err != nil {
+		return fernet.Decrypted{}, err
+	}
+	if ttlSeconds == nil {
+		return s.keyring.Decrypt(token)
+	}
+	return s.keyring.DecryptAtTime(token, *ttlSeconds, now.Unix())
+}
+
+func decryptBatchResult(ok *fernetv1.DecryptResponse, failed *fernetv1.ItemError) *fernetv1.DecryptBatchResult {
+	if failed != nil {
+		return &fernetv1.DecryptBatchResult{Result: &fernetv1.DecryptBatchResult_Error{Error: failed}}
+	}
+	return &fernetv1.DecryptBatchResult{Result: &fernetv1.DecryptBatchResult_Ok{Ok: ok}}
+}

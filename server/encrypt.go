@@ -1,0 +1,51 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+// Encrypt makes a token under the primary key.
+func (s *Service) Encrypt(_ context.Context, req *fernetv1.EncryptRequest) (*fernetv1.EncryptResponse, error) {
+	resp, err := s.encrypt(req.GetPlaintext())
+	if err != nil {
+		return nil, statusError(operationEncrypt, err)
+	}
+	return resp, nil
+}
+
+// EncryptBatch encrypts each plaintext; one bad item fails only itself.
+func (s *Service) EncryptBatch(ctx context.Context, req *fernetv1.EncryptBatchRequest) (*fernetv1.EncryptBatchResponse, error) {
+	results, err := runBatch(ctx, s, operationEncrypt, req.GetPlaintexts(), s.encrypt, encryptBatchResult)
+	if err != nil {
+		return nil, err
+	}
+	return &fernetv1.EncryptBatchResponse{Results: results}, nil
+}
+
+func (s *Service) encrypt(plaintext []byte) (*fernetv1.EncryptResponse, error) {
+	started := time.Now()
+	sealed, err := s.seal(plaintext)
+	s.metrics.encrypt.observe(started, err)
+	if err != nil {
+		return nil, err
+	}
+	return &fernetv1.EncryptResponse{Token: sealed.Token, KeyId: sealed.KeyID}, nil
+}
+
+func (s *Service) seal(plaintext []byte) (fernet.Encrypted, error) {
+	if err := s.limits.checkPlaintext(plaintext); err != nil {
+		return fernet.Encrypted{}, err
+	}
+	return s.keyring.Encrypt(plaintext)
+}
+
+func encryptBatchResult(ok *fernetv1.EncryptResponse, failed *fernetv1.ItemError) *fernetv1.EncryptBatchResult {
+	if failed != nil {
+		return &fernetv1.EncryptBatchResult{Result: &fernetv1.EncryptBatchResult_Error{Error: failed}}
+	}
+	return &fernetv1.EncryptBatchResult{Result: &fernetv1.EncryptBatchResult_Ok{Ok: ok}}
+}

@@ -1,0 +1,120 @@
+package server
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+)
+
+// Label values of the fernet_* metrics. Every one is from a fixed set: a
+// label never holds a token, an error string or a key.
+const (
+	operationEncrypt   = "encrypt"
+	operationDecrypt   = "decrypt"
+	operationReEncrypt = "reencrypt"
+
+	keyRolePrimary     = "primary"
+	keyRoleDecryptOnly = "decrypt_only"
+)
+
+// Metrics is the one reporter of the service's own metrics. Every series
+// exists from the start, at zero, so dashboards and alerts need no absent().
+type Metrics struct {
+	encrypt, decrypt, reencrypt operationMetrics
+
+	decryptFailures      map[string]prometheus.Counter
+	decryptedPrimary     prometheus.Counter
+	decryptedDecryptOnly prometheus.Counter
+
+	keyInfo *prometheus.GaugeVec
+}
+
+// operationMetrics are the series of one operation, resolved once so the
+// hot path does no label lookups.
+type operationMetrics struct {
+	ok, failed prometheus.Counter
+	duration   prometheus.Observer
+}
+
+// NewMetrics registers the service's metrics on registry.
+func NewMetrics(registry prometheus.Registerer) *Metrics {
+	operations := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fernet_operations_total",
+		Help: "Items processed, by operation (encrypt, decrypt, reencrypt) and outcome (ok, error). A batch counts each item.",
+	}, []string{"operation", "outcome"})
+	durations := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "fernet_operation_duration_seconds",
+		Help:    "Time to process one item, by operation.",
+		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
+	}, []string{"operation"})
+	failures := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fernet_decrypt_failures_total",
+		Help: "Tokens refused by Decrypt or ReEncrypt, by reason.",
+	}, []string{"reason"})
+	decryptions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fernet_decryptions_total",
+		Help: "Tokens decrypted (by Decrypt or ReEncrypt), by the role of the key that verified them. decrypt_only at zero means no stored data still needs an old key.",
+	}, []string{"key_role"})
+	keyInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "fernet_key_info",
+		Help: "1 for each loaded key, by key id and role (primary, decrypt_only).",
+	}, []string{"key_id", "role"})
+	registry.MustRegister(operations, durations, failures, decryptions, keyInfo)
+
+	resolve := func(operation string) operationMetrics {
+		return operationMetrics{
+			ok:       operations.WithLabelValues(operation, "ok"),
+			failed:   operations.WithLabelValues(operation, "error"),
+			duration: durations.WithLabelValues(operation),
+		}
+	}
+	m := &Metrics{
+		encrypt:              resolve(operationEncrypt),
+		decrypt:              resolve(operationDecrypt),
+		reencrypt:            resolve(operationReEncrypt),
+		decryptFailures:      make(map[string]prometheus.Counter, len(decryptFailureReasons)),
+		decryptedPrimary:     decryptions.WithLabelValues(keyRolePrimary),
+		decryptedDecryptOnly: decryptions.WithLabelValues(keyRoleDecryptOnly),
+		keyInfo:              keyInfo,
+	}
+	for _, reason := range decryptFailureReasons {
+		m.decryptFailures[reason] = failures.WithLabelValues(metricLabel(reason))
+	}
+	return m
+}
+
+// SetKeys makes fernet_key_info describe keyring.
+func (m *Metrics) SetKeys(keyring *fernet.Keyring) {
+	m.keyInfo.Reset()
+	m.keyInfo.WithLabelValues(keyring.Primary().ID(), keyRolePrimary).Set(1)
+	for _, key := range keyring.DecryptOnly() {
+		m.keyInfo.WithLabelValues(key.ID(), keyRoleDecryptOnly).Set(1)
+	}
+}
+
+func (o operationMetrics) observe(started time.Time, err error) {
+	o.duration.Observe(time.Since(started).Seconds())
+	if err != nil {
+		o.failed.Inc()
+		return
+	}
+	o.ok.Inc()
+}
+
+// opened records one item that had to decrypt a token: whether it failed
+// and why, or which role of key verified it.
+func (m *Metrics) opened(operation operationMetrics, started time.Time, primary bool, err error) {
+	operation.observe(started, err)
+	switch {
+	case err != nil:
+		if failures, isTokenFailure := m.decryptFailures[reasonOf(err)]; isTokenFailure {
+			failures.Inc()
+		}
+	case primary:
+		m.decryptedPrimary.Inc()
+	default:
+		m.decryptedDecryptOnly.Inc()
+	}
+}

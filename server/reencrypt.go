@@ -1,0 +1,51 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+// ReEncrypt moves a token to the primary key, as MultiFernet.rotate.
+func (s *Service) ReEncrypt(_ context.Context, req *fernetv1.ReEncryptRequest) (*fernetv1.ReEncryptResponse, error) {
+	resp, err := s.reencrypt(req.GetToken())
+	if err != nil {
+		return nil, statusError(operationReEncrypt, err)
+	}
+	return resp, nil
+}
+
+// ReEncryptBatch re-encrypts each token; one bad item fails only itself.
+func (s *Service) ReEncryptBatch(ctx context.Context, req *fernetv1.ReEncryptBatchRequest) (*fernetv1.ReEncryptBatchResponse, error) {
+	results, err := runBatch(ctx, s, operationReEncrypt, req.GetTokens(), s.reencrypt, reencryptBatchResult)
+	if err != nil {
+		return nil, err
+	}
+	return &fernetv1.ReEncryptBatchResponse{Results: results}, nil
+}
+
+func (s *Service) reencrypt(token string) (*fernetv1.ReEncryptResponse, error) {
+	started := time.Now()
+	rotated, err := s.rotate(token)
+	s.metrics.opened(s.metrics.reencrypt, started, rotated.FromPrimary, err)
+	if err != nil {
+		return nil, err
+	}
+	return &fernetv1.ReEncryptResponse{Token: rotated.Token, KeyId: rotated.KeyID, Changed: rotated.Changed}, nil
+}
+
+func (s *Service) rotate(token string) (fernet.ReEncrypted, error) {
+	if err := s.limits.checkToken(token); err != nil {
+		return fernet.ReEncrypted{}, err
+	}
+	return s.keyring.ReEncrypt(token)
+}
+
+func reencryptBatchResult(ok *fernetv1.ReEncryptResponse, failed *fernetv1.ItemError) *fernetv1.ReEncryptBatchResult {
+	if failed != nil {
+		return &fernetv1.ReEncryptBatchResult{Result: &fernetv1.ReEncryptBatchResult_Error{Error: failed}}
+	}
+	return &fernetv1.ReEncryptBatchResult{Result: &fernetv1.ReEncryptBatchResult_Ok{Ok: ok}}
+}

@@ -1,0 +1,129 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sync/atomic"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+// Config is what a Server is built from.
+type Config struct {
+	Keyring *fernet.Keyring
+	Limits  Limits
+	// MaxMessageBytes bounds one received gRPC message, batches included.
+	MaxMessageBytes int
+	Version         string
+	Logger          *slog.Logger
+}
+
+// Server is the process's gRPC server with health and reflection, and the
+// HTTP handler for /metrics, /healthz and /readyz.
+type Server struct {
+	grpc     *grpc.Server
+	health   *health.Server
+	registry *prometheus.Registry
+	ready    atomic.Bool
+	logger   *slog.Logger
+}
+
+// New builds a Server; Serve starts it.
+func New(cfg Config) *Server {
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	registry.MustRegister(grpcMetrics)
+	metrics := NewMetrics(registry)
+	metrics.SetKeys(cfg.Keyring)
+
+	s := &Server{health: health.NewServer(), registry: registry, logger: cfg.Logger}
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.ChainUnaryInterceptor(
+			grpcMetrics.UnaryServerInterceptor(),
+			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
+		),
+	)
+	fernetv1.RegisterFernetServiceServer(s.grpc, NewService(cfg.Keyring, cfg.Limits, metrics, cfg.Version))
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	grpcMetrics.InitializeMetrics(s.grpc)
+	return s
+}
+
+// recoverPanic turns a panic in a handler into INTERNAL. Only the stack is
+// logged: a panic value could hold request data.
+func (s *Server) recoverPanic(ctx context.Context, _ any) error {
+	method, _ := grpc.Method(ctx)
+	s.logger.Error("panic in handler", "method", method, "stack", string(debug.Stack()))
+	return status.Error(codes.Internal, "internal error")
+}
+
+// Serve reports SERVING and serves gRPC on lis until Shutdown.
+func (s *Server) Serve(lis net.Listener) error {
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(fernetv1.FernetService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.ready.Store(true)
+	if err := s.grpc.Serve(lis); err != nil {
+		return fmt.Errorf("serve gRPC: %w", err)
+	}
+	return nil
+}
+
+// Shutdown reports NOT_SERVING, stops accepting calls and waits for the
+// calls in flight; when ctx ends first, it cuts them off.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.ready.Store(false)
+	s.health.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		s.logger.Warn("shutdown timeout reached; cutting off calls in flight")
+		s.grpc.Stop()
+		<-stopped
+	}
+}
+
+// HTTPHandler serves /metrics, /healthz (the process is up) and /readyz
+// (it accepts calls).
+func (s *Server) HTTPHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not serving", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}

@@ -1,0 +1,96 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+
+	"google.golang.org/grpc/status"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+// Service implements fernet.v1.FernetService. It only translates between
+// the proto messages and the fernet engine, and reports metrics.
+type Service struct {
+	fernetv1.UnimplementedFernetServiceServer
+
+	keyring *fernet.Keyring
+	limits  Limits
+	metrics *Metrics
+	version string
+}
+
+// NewService serves keyring within limits.
+func NewService(keyring *fernet.Keyring, limits Limits, metrics *Metrics, version string) *Service {
+	return &Service{keyring: keyring, limits: limits, metrics: metrics, version: version}
+}
+
+// Limits bound what one call may ask for, so that no caller can make the
+// sidecar hold unbounded memory.
+type Limits struct {
+	// MaxPlaintextBytes bounds one plaintext to encrypt. Tokens are bounded
+	// by what the largest plaintext encrypts to (see maxTokenBytes).
+	MaxPlaintextBytes int
+	// MaxBatchItems bounds the items of one batch call.
+	MaxBatchItems int
+}
+
+// DefaultLimits suit TOTP secrets and other PII fields with room to spare.
+var DefaultLimits = Limits{MaxPlaintextBytes: 64 << 10, MaxBatchItems: 10000}
+
+// maxTokenBytes is twice the canonical token of the largest plaintext:
+// room for the whitespace and line breaks Python's decoder skips.
+func (l Limits) maxTokenBytes() int {
+	const overhead = 1 + 8 + 16 + 32 // version, timestamp, IV, HMAC
+	padded := l.MaxPlaintextBytes/16*16 + 16
+	return 2 * base64.URLEncoding.EncodedLen(overhead+padded)
+}
+
+func (l Limits) checkPlaintext(plaintext []byte) error {
+	if len(plaintext) > l.MaxPlaintextBytes {
+		return tooLarge(ReasonPlaintextTooLarge, "plaintext size", len(plaintext), l.MaxPlaintextBytes)
+	}
+	return nil
+}
+
+func (l Limits) checkToken(token string) error {
+	if limit := l.maxTokenBytes(); len(token) > limit {
+		return tooLarge(ReasonTokenTooLarge, "token size", len(token), limit)
+	}
+	return nil
+}
+
+// cancellationStride is how many batch items run between checks that the
+// caller is still there.
+const cancellationStride = 64
+
+// runBatch applies process to every item, in request order. A failed item
+// becomes an ItemError in its place and never fails the call; the call
+// fails only when the batch is too large or the caller has gone away.
+func runBatch[In, Out, Result any](
+	ctx context.Context,
+	s *Service,
+	operation string,
+	items []In,
+	process func(In) (Out, error),
+	result func(Out, *fernetv1.ItemError) Result,
+) ([]Result, error) {
+	if len(items) > s.limits.MaxBatchItems {
+		return nil, statusError(operation+" batch", tooLarge(ReasonBatchTooLarge, "batch size", len(items), s.limits.MaxBatchItems))
+	}
+	results := make([]Result, len(items))
+	for i, item := range items {
+		if i%cancellationStride == 0 && ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		out, err := process(item)
+		if err != nil {
+			var zero Out
+			results[i] = result(zero, itemError(operation, err))
+			continue
+		}
+		results[i] = result(out, nil)
+	}
+	return results, nil
+}
