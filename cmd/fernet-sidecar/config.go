@@ -1,0 +1,82 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/fernet-sidecar/fernet-sidecar/server"
+)
+
+// envPrefix: every flag can also be set as FERNET_SIDECAR_<FLAG_NAME>,
+// e.g. --metrics-addr as FERNET_SIDECAR_METRICS_ADDR. A flag on the command
+// line wins over the variable.
+const envPrefix = "FERNET_SIDECAR_"
+
+type config struct {
+	addr            string
+	metricsAddr     string
+	keyVar          string
+	oldKeysVar      string
+	dev             bool
+	devKeyFile      string
+	limits          server.Limits
+	maxMessageBytes int
+	shutdownTimeout time.Duration
+	logLevel        slog.Level
+	version         bool
+}
+
+func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("fernet-sidecar", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:50051", `gRPC address: "host:port", or "unix:///path" for a Unix socket (mode 0600)`)
+	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9464", `HTTP address for /metrics, /healthz and /readyz; "" turns it off`)
+	fs.StringVar(&cfg.keyVar, "key-env", "DJANGO_ENCRYPTION_KEY", "variable holding the primary key (or, with _FILE appended, a path to it)")
+	fs.StringVar(&cfg.oldKeysVar, "old-keys-env", "OLD_DJANGO_ENCRYPTION_KEY", "variable holding decrypt-only keys, comma-separated (or, with _FILE appended, a path to them)")
+	fs.BoolVar(&cfg.dev, "dev", false, "with no primary key configured, use a development key kept in --dev-key-file. Not for production")
+	fs.StringVar(&cfg.devKeyFile, "dev-key-file", ".fernet-sidecar-dev.key", "where --dev keeps its key (created with mode 0600)")
+	fs.IntVar(&cfg.limits.MaxPlaintextBytes, "max-plaintext-bytes", server.DefaultLimits.MaxPlaintextBytes, "largest plaintext to encrypt; tokens may be as large as this encrypts to")
+	fs.IntVar(&cfg.limits.MaxBatchItems, "max-batch-items", server.DefaultLimits.MaxBatchItems, "most items in one batch call")
+	fs.IntVar(&cfg.maxMessageBytes, "max-message-bytes", 4<<20, "largest gRPC message received, batches included")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long calls in flight may take to finish")
+	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
+
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q (the only command is genkey)", fs.Arg(0))
+	}
+	if err := applyEnv(fs, lookupEnv); err != nil {
+		return config{}, err
+	}
+	if cfg.limits.MaxPlaintextBytes <= 0 || cfg.limits.MaxBatchItems <= 0 || cfg.maxMessageBytes <= 0 {
+		return config{}, errors.New("--max-plaintext-bytes, --max-batch-items and --max-message-bytes must be positive")
+	}
+	return cfg, nil
+}
+
+// applyEnv sets each flag not given on the command line from its variable.
+func applyEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		value, ok := lookupEnv(name)
+		if given[f.Name] || !ok || err != nil {
+			return
+		}
+		if setErr := f.Value.Set(value); setErr != nil {
+			err = fmt.Errorf("%s: %w", name, setErr)
+		}
+	})
+	return err
+}

@@ -1,0 +1,165 @@
+// Command fernet-sidecar serves Fernet encryption over gRPC to the app
+// beside it, with the app's own keys and Python-compatible tokens.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/keysource"
+	"github.com/fernet-sidecar/fernet-sidecar/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; when it
+// is not, the module version from the build info is used.
+var version string
+
+func main() {
+	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+}
+
+func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "genkey" {
+		return genkey(stdout, stderr)
+	}
+	cfg, err := parseConfig(args, lookupEnv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "fernet-sidecar:", err)
+		return 2
+	}
+	if cfg.version {
+		fmt.Fprintln(stdout, buildVersion())
+		return 0
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	if err := serve(cfg, lookupEnv, logger); err != nil {
+		logger.Error("fernet-sidecar failed", "error", err.Error())
+		return 1
+	}
+	return 0
+}
+
+// genkey prints a new key in the form Python's Fernet.generate_key() makes.
+func genkey(stdout, stderr io.Writer) int {
+	key, err := fernet.GenerateKey()
+	if err != nil {
+		fmt.Fprintln(stderr, "fernet-sidecar:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, key.Encode())
+	return 0
+}
+
+func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logger) error {
+	// Catch signals first: a SIGTERM that arrives while starting must still
+	// shut down gracefully, not kill the process.
+	signals, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stopSignals()
+	source := keysource.Source{PrimaryVar: cfg.keyVar, DecryptOnlyVar: cfg.oldKeysVar, LookupEnv: lookupEnv}
+	if cfg.dev {
+		source.DevKeyFile = cfg.devKeyFile
+	}
+	loaded, err := source.Load()
+	if err != nil {
+		return fmt.Errorf("load keys: %w", err)
+	}
+	if loaded.DevKey {
+		logger.Warn("DEVELOPMENT KEY IN USE: NOT FOR PRODUCTION. Data encrypted now is readable by anyone with this file.",
+			"dev_key_file", cfg.devKeyFile, "created", loaded.DevKeyCreated)
+	}
+
+	grpcListener, err := server.Listen(cfg.addr)
+	if err != nil {
+		return err
+	}
+	srv := server.New(server.Config{
+		Keyring:         loaded.Keyring,
+		Limits:          cfg.limits,
+		MaxMessageBytes: cfg.maxMessageBytes,
+		Version:         buildVersion(),
+		Logger:          logger,
+	})
+	serveErrs := make(chan error, 2)
+	metricsServer, metricsAddr, err := startMetrics(cfg.metricsAddr, srv.HTTPHandler(), serveErrs)
+	if err != nil {
+		grpcListener.Close()
+		return err
+	}
+	go func() { serveErrs <- srv.Serve(grpcListener) }()
+
+	decryptOnly := []string{}
+	for _, key := range loaded.Keyring.DecryptOnly() {
+		decryptOnly = append(decryptOnly, key.ID())
+	}
+	logger.Info("serving",
+		"addr", listenerAddr(grpcListener), "metrics_addr", metricsAddr, "version", buildVersion(),
+		"primary_key_id", loaded.Keyring.Primary().ID(), "decrypt_only_key_ids", decryptOnly)
+
+	select {
+	case err := <-serveErrs:
+		return err
+	case <-signals.Done():
+	}
+	logger.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	srv.Shutdown(ctx)
+	if metricsServer != nil {
+		if err := metricsServer.Shutdown(ctx); err != nil {
+			return fmt.Errorf("stop metrics server: %w", err)
+		}
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// startMetrics serves handler on addr unless addr is empty. It listens
+// before returning, so a bad address stops the start-up.
+func startMetrics(addr string, handler http.Handler, errs chan<- error) (*http.Server, string, error) {
+	if addr == "" {
+		return nil, "", nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen for metrics on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("serve metrics: %w", err)
+		}
+	}()
+	return srv, lis.Addr().String(), nil
+}
+
+func listenerAddr(lis net.Listener) string {
+	if lis.Addr().Network() == "unix" {
+		return "unix://" + lis.Addr().String()
+	}
+	return lis.Addr().String()
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		return info.Main.Version
+	}
+	return "unknown"
+}
