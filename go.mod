@@ -1,6 +1,6 @@
 module github.com/fernet-sidecar/fernet-sidecar
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/fernet/fernet-go v0.0.0-20240119011108-303da6aec611
