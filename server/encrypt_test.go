@@ -2,7 +2,13 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
@@ -71,5 +77,19 @@ func TestBatchTooLargeProcessesNothing(t *testing.T) {
 		if got := ts.metric(t, "fernet_operations_total", "operation", "encrypt", "outcome", outcome); got != 0 {
 			t.Fatalf("fernet_operations_total{encrypt,%s} = %v: a refused batch must process nothing", outcome, got)
 		}
+	}
+}
+
+func TestBatchStopsWhenTheCallerHasGone(t *testing.T) {
+	registry := prometheus.NewRegistry()
+	service := NewService(fernet.NewKeyring(newKey(t)), DefaultLimits, NewMetrics(registry), "test")
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := runBatch(gone, service, operationEncrypt, [][]byte{{1}}, service.encrypt, encryptBatchResult)
+	if status.Code(err) != codes.Canceled {
+		t.Fatalf("runBatch with a cancelled context = %v, want CANCELED", err)
+	}
+	if processed := testutil.ToFloat64(service.metrics.encrypt.ok); processed != 0 {
+		t.Fatalf("%v items processed for a caller that has gone", processed)
 	}
 }

@@ -149,4 +149,3 @@ func (ts *testServer) metric(t *testing.T, name string, labels ...string) float6
 	t.Fatalf("no series %s%v", name, labels)
 	return 0
 }
-
