@@ -30,7 +30,8 @@ type Key struct {
 // standard base64 of 32 bytes, whitespace and extra padding allowed) and,
 // as our own extension, 64 hex characters. Errors never contain the key.
 func ParseKey(s string) (*Key, error) {
-	if trimmed := strings.TrimSpace(s); len(trimmed) == 2*keySize && isHex(trimmed) {
+	// Only ASCII whitespace: Python rejects a str with any non-ASCII in it.
+	if trimmed := strings.Trim(s, " \t\n\v\f\r"); len(trimmed) == 2*keySize && isHex(trimmed) {
 		// 64 hex characters decode to 48 bytes as base64, which Python
 		// rejects, so reading them as hex takes nothing away.
 		raw, _ := hex.DecodeString(trimmed)

@@ -33,6 +33,7 @@ func TestParseKey(t *testing.T) {
 		{"too long", base64.URLEncoding.EncodeToString(append(raw, 1)), "decodes to 33 bytes"},
 		{"63 hex characters", hex.EncodeToString(raw)[:63], "not a Fernet key"},
 		{"non-ASCII", "é" + urlsafe, "non-ASCII"},
+		{"hex behind a non-breaking space", "\u00a0" + hex.EncodeToString(raw), "non-ASCII"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

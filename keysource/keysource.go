@@ -72,7 +72,7 @@ func (s Source) Load() (Loaded, error) {
 
 func (s Source) loadPrimary() (*fernet.Key, error) {
 	value, from, err := s.read(s.PrimaryVar)
-	if err != nil || value == "" {
+	if err != nil || isBlank(value) {
 		return nil, err
 	}
 	if strings.Contains(value, ",") {
@@ -101,14 +101,15 @@ func (s Source) loadDecryptOnly() ([]*fernet.Key, error) {
 	return keys, nil
 }
 
-// read returns the trimmed value of name or of the file name_FILE points
-// to, and says which one it came from. Both set is an error: which one
-// wins would be a guess.
+// read returns the value of name or the content of the file name_FILE
+// points to, and says which one it came from. Both set is an error: which
+// one wins would be a guess. Values go to fernet.ParseKey as they are, so
+// that exactly what Python accepts is accepted.
 func (s Source) read(name string) (value, from string, err error) {
 	fileVar := name + FileSuffix
 	direct, hasDirect := s.LookupEnv(name)
 	path, hasFile := s.LookupEnv(fileVar)
-	hasDirect = hasDirect && strings.TrimSpace(direct) != ""
+	hasDirect = hasDirect && !isBlank(direct)
 	hasFile = hasFile && path != ""
 	switch {
 	case hasDirect && hasFile:
@@ -119,21 +120,22 @@ func (s Source) read(name string) (value, from string, err error) {
 		if err != nil {
 			return "", "", fmt.Errorf("%s: %w", from, err)
 		}
-		return strings.TrimSpace(string(content)), from, nil
+		return string(content), from, nil
 	default:
-		return strings.TrimSpace(direct), name, nil
+		return direct, name, nil
 	}
 }
 
-// splitKeys splits a list of keys on commas and newlines, dropping empty
+// splitKeys splits a list of keys on commas and newlines, dropping blank
 // entries (a trailing comma, a blank line).
 func splitKeys(list string) []string {
-	fields := strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' })
-	keys := fields[:0]
-	for _, f := range fields {
-		if f = strings.TrimSpace(f); f != "" {
-			keys = append(keys, f)
+	var keys []string
+	for _, field := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == '\n' }) {
+		if !isBlank(field) {
+			keys = append(keys, field)
 		}
 	}
 	return keys
 }
+
+func isBlank(s string) bool { return strings.TrimSpace(s) == "" }

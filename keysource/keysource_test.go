@@ -99,6 +99,7 @@ func TestLoadErrorsNameTheVariableNotTheValue(t *testing.T) {
 		{"no key", map[string]string{}, []string{"DJANGO_ENCRYPTION_KEY", "fernet-sidecar genkey", "--dev"}, ErrNoPrimaryKey},
 		{"blank key", map[string]string{"DJANGO_ENCRYPTION_KEY": "  "}, []string{"DJANGO_ENCRYPTION_KEY_FILE"}, ErrNoPrimaryKey},
 		{"malformed primary", map[string]string{"DJANGO_ENCRYPTION_KEY": badKey}, []string{"DJANGO_ENCRYPTION_KEY:", "30 bytes"}, nil},
+		{"non-ASCII space around the key", map[string]string{"DJANGO_ENCRYPTION_KEY": primary.Encode() + "\u2028"}, []string{"DJANGO_ENCRYPTION_KEY:", "non-ASCII"}, nil},
 		{"two primaries", map[string]string{"DJANGO_ENCRYPTION_KEY": primary.Encode() + "," + primary.Encode()}, []string{"more than one key", "OLD_DJANGO_ENCRYPTION_KEY"}, nil},
 		{"malformed second old key", map[string]string{
 			"DJANGO_ENCRYPTION_KEY":     primary.Encode(),
