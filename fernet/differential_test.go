@@ -113,6 +113,19 @@ func (o oracle) run(t *testing.T, mode string, in, out any) {
 	t.Logf("pyfernet.py %s: %d bytes in, %d bytes out, %v", mode, len(stdin), stdout.Len(), time.Since(start).Round(time.Millisecond))
 }
 
+// judge has Python give its verdict on each case, in place.
+func (o oracle) judge(t *testing.T, cases []pyCase) {
+	t.Helper()
+	var verdicts []pyVerdict
+	o.run(t, "verdicts", cases, &verdicts)
+	if len(verdicts) != len(cases) {
+		t.Fatalf("verdicts: sent %d cases, got %d verdicts", len(cases), len(verdicts))
+	}
+	for i := range cases {
+		cases[i].Verdict = &verdicts[i]
+	}
+}
+
 // pyCase is one decrypt case: keys as given to Fernet(), the token string's
 // bytes (any Go string, even non-ASCII), ttl (nil: plain decrypt, no time
 // checks) and now. Python fills in Verdict.
@@ -642,14 +655,7 @@ const mutationCount = 4000
 func TestDifferentialGoMutations(t *testing.T) {
 	o := pythonOracle(t)
 	cases := goMutationCases(mutationSeed, mutationCount)
-	var verdicts []pyVerdict
-	o.run(t, "verdicts", cases, &verdicts)
-	if len(verdicts) != len(cases) {
-		t.Fatalf("verdicts: sent %d cases, got %d verdicts", len(cases), len(verdicts))
-	}
-	for i := range cases {
-		cases[i].Verdict = &verdicts[i]
-	}
+	o.judge(t, cases)
 	requireCorpus(t, cases, 1000, map[string]int{"mutation": 1000})
 	kinds := compareAll(t, o, cases)
 	requireErrorKinds(t, kinds, 10)
