@@ -51,12 +51,12 @@ func TestDecryptFailures(t *testing.T) {
 		ttl    *int64
 		reason string
 	}{
-		{"garbage", "not a token", nil, ReasonMalformed},
-		{"non-ASCII", "gAAAAé", nil, ReasonMalformed},
-		{"unknown key", tokenUnder(t, newKey(t), "secret", now), nil, ReasonInvalidSignature},
-		{"expired", tokenUnder(t, ts.primary, "secret", now-120), proto.Int64(60), ReasonExpired},
-		{"from the future", tokenUnder(t, ts.primary, "secret", now+3600), proto.Int64(60), ReasonFutureTimestamp},
-		{"too large", strings.Repeat("A", 1000), nil, ReasonTokenTooLarge},
+		{"garbage", "not a token", nil, fernetv1.ReasonMalformed},
+		{"non-ASCII", "gAAAAé", nil, fernetv1.ReasonMalformed},
+		{"unknown key", tokenUnder(t, newKey(t), "secret", now), nil, fernetv1.ReasonInvalidSignature},
+		{"expired", tokenUnder(t, ts.primary, "secret", now-120), proto.Int64(60), fernetv1.ReasonExpired},
+		{"from the future", tokenUnder(t, ts.primary, "secret", now+3600), proto.Int64(60), fernetv1.ReasonFutureTimestamp},
+		{"too large", strings.Repeat("A", 1000), nil, fernetv1.ReasonTokenTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,10 +103,10 @@ func TestDecryptBatch(t *testing.T) {
 	if string(results[0].GetOk().GetPlaintext()) != "one" || results[0].GetOk().GetNeedsReencrypt() {
 		t.Errorf("item 0 = %v, want one under the primary key", results[0])
 	}
-	if results[1].GetError().GetReason() != ReasonExpired {
+	if results[1].GetError().GetReason() != fernetv1.ReasonExpired {
 		t.Errorf("item 1 = %v, want EXPIRED: the batch TTL applies to every item", results[1])
 	}
-	if results[2].GetError().GetReason() != ReasonMalformed {
+	if results[2].GetError().GetReason() != fernetv1.ReasonMalformed {
 		t.Errorf("item 2 = %v, want MALFORMED", results[2])
 	}
 	if string(results[3].GetOk().GetPlaintext()) != "four" || !results[3].GetOk().GetNeedsReencrypt() {

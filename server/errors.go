@@ -13,26 +13,10 @@ import (
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
-// ErrorDomain is the google.rpc.ErrorInfo domain of every error we return.
-const ErrorDomain = "fernet-sidecar"
-
-// Reasons carried by google.rpc.ErrorInfo on call errors and by ItemError
-// on batch items. Clients and dashboards match on them: never rename one.
-const (
-	ReasonMalformed         = "MALFORMED"
-	ReasonInvalidSignature  = "INVALID_SIGNATURE"
-	ReasonExpired           = "EXPIRED"
-	ReasonFutureTimestamp   = "FUTURE_TIMESTAMP"
-	ReasonTokenTooLarge     = "TOKEN_TOO_LARGE"
-	ReasonPlaintextTooLarge = "PLAINTEXT_TOO_LARGE"
-	ReasonBatchTooLarge     = "BATCH_TOO_LARGE"
-	ReasonInternal          = "INTERNAL"
-)
-
 // decryptFailureReasons are the reasons a token can be refused for, in the
 // order they are listed in metrics.
 var decryptFailureReasons = []string{
-	ReasonMalformed, ReasonInvalidSignature, ReasonExpired, ReasonFutureTimestamp, ReasonTokenTooLarge,
+	fernetv1.ReasonMalformed, fernetv1.ReasonInvalidSignature, fernetv1.ReasonExpired, fernetv1.ReasonFutureTimestamp, fernetv1.ReasonTokenTooLarge,
 }
 
 // requestError is input that a limit refuses before the engine sees it.
@@ -54,15 +38,15 @@ func reasonOf(err error) string {
 	case errors.As(err, &reqErr):
 		return reqErr.reason
 	case errors.Is(err, fernet.ErrMalformed):
-		return ReasonMalformed
+		return fernetv1.ReasonMalformed
 	case errors.Is(err, fernet.ErrInvalidSignature):
-		return ReasonInvalidSignature
+		return fernetv1.ReasonInvalidSignature
 	case errors.Is(err, fernet.ErrExpired):
-		return ReasonExpired
+		return fernetv1.ReasonExpired
 	case errors.Is(err, fernet.ErrFutureTimestamp):
-		return ReasonFutureTimestamp
+		return fernetv1.ReasonFutureTimestamp
 	default:
-		return ReasonInternal
+		return fernetv1.ReasonInternal
 	}
 }
 
@@ -72,11 +56,11 @@ func reasonOf(err error) string {
 func statusError(operation string, err error) error {
 	reason := reasonOf(err)
 	code := codes.InvalidArgument
-	if reason == ReasonInternal {
+	if reason == fernetv1.ReasonInternal {
 		code = codes.Internal
 	}
 	st := status.New(code, operation+": "+err.Error())
-	detailed, detailErr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain})
+	detailed, detailErr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: fernetv1.ErrorDomain})
 	if detailErr != nil {
 		return st.Err()
 	}

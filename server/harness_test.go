@@ -103,8 +103,8 @@ func wantReason(t *testing.T, err error, reason string, secrets ...string) {
 			info = i
 		}
 	}
-	if info == nil || info.GetReason() != reason || info.GetDomain() != ErrorDomain {
-		t.Fatalf("ErrorInfo = %v, want reason %s in domain %s", info, reason, ErrorDomain)
+	if info == nil || info.GetReason() != reason || info.GetDomain() != fernetv1.ErrorDomain {
+		t.Fatalf("ErrorInfo = %v, want reason %s in domain %s", info, reason, fernetv1.ErrorDomain)
 	}
 	for _, secret := range secrets {
 		if secret != "" && strings.Contains(st.Message(), secret) {

@@ -49,14 +49,14 @@ func (l Limits) maxTokenBytes() int {
 
 func (l Limits) checkPlaintext(plaintext []byte) error {
 	if len(plaintext) > l.MaxPlaintextBytes {
-		return tooLarge(ReasonPlaintextTooLarge, "plaintext size", len(plaintext), l.MaxPlaintextBytes)
+		return tooLarge(fernetv1.ReasonPlaintextTooLarge, "plaintext size", len(plaintext), l.MaxPlaintextBytes)
 	}
 	return nil
 }
 
 func (l Limits) checkToken(token string) error {
 	if limit := l.maxTokenBytes(); len(token) > limit {
-		return tooLarge(ReasonTokenTooLarge, "token size", len(token), limit)
+		return tooLarge(fernetv1.ReasonTokenTooLarge, "token size", len(token), limit)
 	}
 	return nil
 }
@@ -77,7 +77,7 @@ func runBatch[In, Out, Result any](
 	result func(Out, *fernetv1.ItemError) Result,
 ) ([]Result, error) {
 	if len(items) > s.limits.MaxBatchItems {
-		return nil, statusError(operation+" batch", tooLarge(ReasonBatchTooLarge, "batch size", len(items), s.limits.MaxBatchItems))
+		return nil, statusError(operation+" batch", tooLarge(fernetv1.ReasonBatchTooLarge, "batch size", len(items), s.limits.MaxBatchItems))
 	}
 	results := make([]Result, len(items))
 	for i, item := range items {

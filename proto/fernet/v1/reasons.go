@@ -1,0 +1,27 @@
+package fernetv1
+
+// ErrorDomain is the google.rpc.ErrorInfo domain of every error the
+// service returns.
+const ErrorDomain = "fernet-sidecar"
+
+// The reasons carried by google.rpc.ErrorInfo on call errors and by
+// ItemError on batch items. Clients and dashboards match on them: never
+// rename one.
+const (
+	// ReasonMalformed: not a Fernet token, or its ciphertext does not
+	// decrypt under the key that signed it.
+	ReasonMalformed = "MALFORMED"
+	// ReasonInvalidSignature: no loaded key verifies the token.
+	ReasonInvalidSignature = "INVALID_SIGNATURE"
+	// ReasonExpired: older than the TTL.
+	ReasonExpired = "EXPIRED"
+	// ReasonFutureTimestamp: more than 60 s in the future, with a TTL.
+	ReasonFutureTimestamp = "FUTURE_TIMESTAMP"
+	// ReasonTokenTooLarge, ReasonPlaintextTooLarge, ReasonBatchTooLarge:
+	// over one of the server's limits.
+	ReasonTokenTooLarge     = "TOKEN_TOO_LARGE"
+	ReasonPlaintextTooLarge = "PLAINTEXT_TOO_LARGE"
+	ReasonBatchTooLarge     = "BATCH_TOO_LARGE"
+	// ReasonInternal: the server failed; the input may be fine.
+	ReasonInternal = "INTERNAL"
+)
