@@ -101,6 +101,21 @@ func (s Source) loadDecryptOnly() ([]*fernet.Key, error) {
 	return keys, nil
 }
 
+// files are the key files configured now: the *_FILE paths, and the dev
+// key file when one may be used.
+func (s Source) files() []string {
+	var files []string
+	for _, name := range []string{s.PrimaryVar, s.DecryptOnlyVar} {
+		if path, ok := s.LookupEnv(name + FileSuffix); ok && path != "" {
+			files = append(files, path)
+		}
+	}
+	if s.DevKeyFile != "" {
+		files = append(files, s.DevKeyFile)
+	}
+	return files
+}
+
 // read returns the value of name or the content of the file name_FILE
 // points to, and says which one it came from. Both set is an error: which
 // one wins would be a guess. Values go to fernet.ParseKey as they are, so

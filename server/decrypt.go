@@ -10,7 +10,7 @@ import (
 
 // Decrypt tries every loaded key in order, as MultiFernet.decrypt.
 func (s *Service) Decrypt(_ context.Context, req *fernetv1.DecryptRequest) (*fernetv1.DecryptResponse, error) {
-	resp, err := s.decrypt(req.GetToken(), req.TtlSeconds, time.Now())
+	resp, err := s.decrypt(s.keys.Keyring(), req.GetToken(), req.TtlSeconds, time.Now())
 	if err != nil {
 		return nil, statusError(operationDecrypt, err)
 	}
@@ -19,9 +19,9 @@ func (s *Service) Decrypt(_ context.Context, req *fernetv1.DecryptRequest) (*fer
 
 // DecryptBatch decrypts each token with one TTL and one "now" for all.
 func (s *Service) DecryptBatch(ctx context.Context, req *fernetv1.DecryptBatchRequest) (*fernetv1.DecryptBatchResponse, error) {
-	now := time.Now()
+	keyring, now := s.keys.Keyring(), time.Now()
 	decrypt := func(token string) (*fernetv1.DecryptResponse, error) {
-		return s.decrypt(token, req.TtlSeconds, now)
+		return s.decrypt(keyring, token, req.TtlSeconds, now)
 	}
 	results, err := runBatch(ctx, s, operationDecrypt, req.GetTokens(), decrypt, decryptBatchResult)
 	if err != nil {
@@ -32,9 +32,9 @@ func (s *Service) DecryptBatch(ctx context.Context, req *fernetv1.DecryptBatchRe
 
 // decrypt checks the TTL, when one is given, against now in whole seconds,
 // as Python's int(time.time()).
-func (s *Service) decrypt(token string, ttlSeconds *int64, now time.Time) (*fernetv1.DecryptResponse, error) {
+func (s *Service) decrypt(keyring *fernet.Keyring, token string, ttlSeconds *int64, now time.Time) (*fernetv1.DecryptResponse, error) {
 	started := time.Now()
-	opened, err := s.open(token, ttlSeconds, now)
+	opened, err := s.open(keyring, token, ttlSeconds, now)
 	s.metrics.opened(s.metrics.decrypt, started, opened.Primary, err)
 	if err != nil {
 		return nil, err
@@ -47,14 +47,14 @@ func (s *Service) decrypt(token string, ttlSeconds *int64, now time.Time) (*fern
 	}, nil
 }
 
-func (s *Service) open(token string, ttlSeconds *int64, now time.Time) (fernet.Decrypted, error) {
+func (s *Service) open(keyring *fernet.Keyring, token string, ttlSeconds *int64, now time.Time) (fernet.Decrypted, error) {
 	if err := s.limits.checkToken(token); err != nil {
 		return fernet.Decrypted{}, err
 	}
 	if ttlSeconds == nil {
-		return s.keyring.Decrypt(token)
+		return keyring.Decrypt(token)
 	}
-	return s.keyring.DecryptAtTime(token, *ttlSeconds, now.Unix())
+	return keyring.DecryptAtTime(token, *ttlSeconds, now.Unix())
 }
 
 func decryptBatchResult(ok *fernetv1.DecryptResponse, failed *fernetv1.ItemError) *fernetv1.DecryptBatchResult {

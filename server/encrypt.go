@@ -10,7 +10,7 @@ import (
 
 // Encrypt makes a token under the primary key.
 func (s *Service) Encrypt(_ context.Context, req *fernetv1.EncryptRequest) (*fernetv1.EncryptResponse, error) {
-	resp, err := s.encrypt(req.GetPlaintext())
+	resp, err := s.encrypt(s.keys.Keyring(), req.GetPlaintext())
 	if err != nil {
 		return nil, statusError(operationEncrypt, err)
 	}
@@ -19,16 +19,20 @@ func (s *Service) Encrypt(_ context.Context, req *fernetv1.EncryptRequest) (*fer
 
 // EncryptBatch encrypts each plaintext; one bad item fails only itself.
 func (s *Service) EncryptBatch(ctx context.Context, req *fernetv1.EncryptBatchRequest) (*fernetv1.EncryptBatchResponse, error) {
-	results, err := runBatch(ctx, s, operationEncrypt, req.GetPlaintexts(), s.encrypt, encryptBatchResult)
+	keyring := s.keys.Keyring()
+	encrypt := func(plaintext []byte) (*fernetv1.EncryptResponse, error) {
+		return s.encrypt(keyring, plaintext)
+	}
+	results, err := runBatch(ctx, s, operationEncrypt, req.GetPlaintexts(), encrypt, encryptBatchResult)
 	if err != nil {
 		return nil, err
 	}
 	return &fernetv1.EncryptBatchResponse{Results: results}, nil
 }
 
-func (s *Service) encrypt(plaintext []byte) (*fernetv1.EncryptResponse, error) {
+func (s *Service) encrypt(keyring *fernet.Keyring, plaintext []byte) (*fernetv1.EncryptResponse, error) {
 	started := time.Now()
-	sealed, err := s.seal(plaintext)
+	sealed, err := s.seal(keyring, plaintext)
 	s.metrics.encrypt.observe(started, err)
 	if err != nil {
 		return nil, err
@@ -36,11 +40,11 @@ func (s *Service) encrypt(plaintext []byte) (*fernetv1.EncryptResponse, error) {
 	return &fernetv1.EncryptResponse{Token: sealed.Token, KeyId: sealed.KeyID}, nil
 }
 
-func (s *Service) seal(plaintext []byte) (fernet.Encrypted, error) {
+func (s *Service) seal(keyring *fernet.Keyring, plaintext []byte) (fernet.Encrypted, error) {
 	if err := s.limits.checkPlaintext(plaintext); err != nil {
 		return fernet.Encrypted{}, err
 	}
-	return s.keyring.Encrypt(plaintext)
+	return keyring.Encrypt(plaintext)
 }
 
 func encryptBatchResult(ok *fernetv1.EncryptResponse, failed *fernetv1.ItemError) *fernetv1.EncryptBatchResult {

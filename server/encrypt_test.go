@@ -82,10 +82,15 @@ func TestBatchTooLargeProcessesNothing(t *testing.T) {
 
 func TestBatchStopsWhenTheCallerHasGone(t *testing.T) {
 	registry := prometheus.NewRegistry()
-	service := NewService(fernet.NewKeyring(newKey(t)), DefaultLimits, NewMetrics(registry), "test")
+	keys := &swappableKeys{}
+	keys.Store(fernet.NewKeyring(newKey(t)))
+	service := NewService(keys, DefaultLimits, NewMetrics(registry), "test")
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := runBatch(gone, service, operationEncrypt, [][]byte{{1}}, service.encrypt, encryptBatchResult)
+	encrypt := func(plaintext []byte) (*fernetv1.EncryptResponse, error) {
+		return service.encrypt(keys.Keyring(), plaintext)
+	}
+	_, err := runBatch(gone, service, operationEncrypt, [][]byte{{1}}, encrypt, encryptBatchResult)
 	if status.Code(err) != codes.Canceled {
 		t.Fatalf("runBatch with a cancelled context = %v, want CANCELED", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,7 +28,14 @@ type testServer struct {
 	client  fernetv1.FernetServiceClient
 	primary *fernet.Key
 	old     *fernet.Key
+	keys    *swappableKeys
 }
+
+// swappableKeys is a KeyringSource whose keys a test can replace, as a
+// reload would.
+type swappableKeys struct{ atomic.Pointer[fernet.Keyring] }
+
+func (k *swappableKeys) Keyring() *fernet.Keyring { return k.Load() }
 
 func newKey(t testing.TB) *fernet.Key {
 	t.Helper()
@@ -41,8 +49,10 @@ func newKey(t testing.TB) *fernet.Key {
 func startServer(t *testing.T, limits Limits) *testServer {
 	t.Helper()
 	ts := &testServer{primary: newKey(t), old: newKey(t)}
+	ts.keys = &swappableKeys{}
+	ts.keys.Store(fernet.NewKeyring(ts.primary, ts.old))
 	ts.Server = New(Config{
-		Keyring:         fernet.NewKeyring(ts.primary, ts.old),
+		Keys:            ts.keys,
 		Limits:          limits,
 		MaxMessageBytes: 4 << 20,
 		Version:         "test",
@@ -73,9 +83,15 @@ func startServer(t *testing.T, limits Limits) *testServer {
 }
 
 func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	c, cancel := contextWithTimeout()
 	t.Cleanup(cancel)
 	return c
+}
+
+// contextWithTimeout bounds every test call, so a hung server fails the
+// test rather than stalling it.
+func contextWithTimeout() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 10*time.Second)
 }
 
 // tokenUnder makes a token with key outside the server, as an app's own

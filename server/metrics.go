@@ -28,7 +28,11 @@ type Metrics struct {
 	decryptedPrimary     prometheus.Counter
 	decryptedDecryptOnly prometheus.Counter
 
-	keyInfo *prometheus.GaugeVec
+	keyInfo             *prometheus.GaugeVec
+	reloadsSucceeded    prometheus.Counter
+	reloadsFailed       prometheus.Counter
+	lastReloadTime      prometheus.Gauge
+	lastReloadSucceeded prometheus.Gauge
 }
 
 // operationMetrics are the series of one operation, resolved once so the
@@ -61,7 +65,19 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 		Name: "fernet_key_info",
 		Help: "1 for each loaded key, by key id and role (primary, decrypt_only).",
 	}, []string{"key_id", "role"})
-	registry.MustRegister(operations, durations, failures, decryptions, keyInfo)
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fernet_key_reloads_total",
+		Help: "Key loads, the first one included, by outcome (success, failure). A failed reload keeps the keys in use.",
+	}, []string{"outcome"})
+	lastReloadTime := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "fernet_key_last_reload_timestamp_seconds",
+		Help: "When the keys were last loaded successfully, in Unix seconds.",
+	})
+	lastReloadSucceeded := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "fernet_key_last_reload_successful",
+		Help: "1 if the last key reload succeeded, 0 if it failed and old keys are still in use.",
+	})
+	registry.MustRegister(operations, durations, failures, decryptions, keyInfo, reloads, lastReloadTime, lastReloadSucceeded)
 
 	resolve := func(operation string) operationMetrics {
 		return operationMetrics{
@@ -78,6 +94,10 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 		decryptedPrimary:     decryptions.WithLabelValues(keyRolePrimary),
 		decryptedDecryptOnly: decryptions.WithLabelValues(keyRoleDecryptOnly),
 		keyInfo:              keyInfo,
+		reloadsSucceeded:     reloads.WithLabelValues("success"),
+		reloadsFailed:        reloads.WithLabelValues("failure"),
+		lastReloadTime:       lastReloadTime,
+		lastReloadSucceeded:  lastReloadSucceeded,
 	}
 	for _, reason := range decryptFailureReasons {
 		m.decryptFailures[reason] = failures.WithLabelValues(metricLabel(reason))
@@ -85,8 +105,22 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 	return m
 }
 
-// SetKeys makes fernet_key_info describe keyring.
-func (m *Metrics) SetKeys(keyring *fernet.Keyring) {
+// ObserveKeyReload records a key load: keyring is the key set in use after
+// it, and err says why it failed, if it did.
+func (m *Metrics) ObserveKeyReload(keyring *fernet.Keyring, err error) {
+	if err != nil {
+		m.reloadsFailed.Inc()
+		m.lastReloadSucceeded.Set(0)
+		return
+	}
+	m.reloadsSucceeded.Inc()
+	m.lastReloadSucceeded.Set(1)
+	m.lastReloadTime.SetToCurrentTime()
+	m.setKeys(keyring)
+}
+
+// setKeys makes fernet_key_info describe keyring.
+func (m *Metrics) setKeys(keyring *fernet.Keyring) {
 	m.keyInfo.Reset()
 	m.keyInfo.WithLabelValues(keyring.Primary().ID(), keyRolePrimary).Set(1)
 	for _, key := range keyring.DecryptOnly() {

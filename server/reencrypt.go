@@ -10,7 +10,7 @@ import (
 
 // ReEncrypt moves a token to the primary key, as MultiFernet.rotate.
 func (s *Service) ReEncrypt(_ context.Context, req *fernetv1.ReEncryptRequest) (*fernetv1.ReEncryptResponse, error) {
-	resp, err := s.reencrypt(req.GetToken())
+	resp, err := s.reencrypt(s.keys.Keyring(), req.GetToken())
 	if err != nil {
 		return nil, statusError(operationReEncrypt, err)
 	}
@@ -19,16 +19,20 @@ func (s *Service) ReEncrypt(_ context.Context, req *fernetv1.ReEncryptRequest) (
 
 // ReEncryptBatch re-encrypts each token; one bad item fails only itself.
 func (s *Service) ReEncryptBatch(ctx context.Context, req *fernetv1.ReEncryptBatchRequest) (*fernetv1.ReEncryptBatchResponse, error) {
-	results, err := runBatch(ctx, s, operationReEncrypt, req.GetTokens(), s.reencrypt, reencryptBatchResult)
+	keyring := s.keys.Keyring()
+	reencrypt := func(token string) (*fernetv1.ReEncryptResponse, error) {
+		return s.reencrypt(keyring, token)
+	}
+	results, err := runBatch(ctx, s, operationReEncrypt, req.GetTokens(), reencrypt, reencryptBatchResult)
 	if err != nil {
 		return nil, err
 	}
 	return &fernetv1.ReEncryptBatchResponse{Results: results}, nil
 }
 
-func (s *Service) reencrypt(token string) (*fernetv1.ReEncryptResponse, error) {
+func (s *Service) reencrypt(keyring *fernet.Keyring, token string) (*fernetv1.ReEncryptResponse, error) {
 	started := time.Now()
-	rotated, err := s.rotate(token)
+	rotated, err := s.rotate(keyring, token)
 	s.metrics.opened(s.metrics.reencrypt, started, rotated.FromPrimary, err)
 	if err != nil {
 		return nil, err
@@ -36,11 +40,11 @@ func (s *Service) reencrypt(token string) (*fernetv1.ReEncryptResponse, error) {
 	return &fernetv1.ReEncryptResponse{Token: rotated.Token, KeyId: rotated.KeyID, Changed: rotated.Changed}, nil
 }
 
-func (s *Service) rotate(token string) (fernet.ReEncrypted, error) {
+func (s *Service) rotate(keyring *fernet.Keyring, token string) (fernet.ReEncrypted, error) {
 	if err := s.limits.checkToken(token); err != nil {
 		return fernet.ReEncrypted{}, err
 	}
-	return s.keyring.ReEncrypt(token)
+	return keyring.ReEncrypt(token)
 }
 
 func reencryptBatchResult(ok *fernetv1.ReEncryptResponse, failed *fernetv1.ItemError) *fernetv1.ReEncryptBatchResult {

@@ -27,8 +27,8 @@ import (
 
 // Config is what a Server is built from.
 type Config struct {
-	Keyring *fernet.Keyring
-	Limits  Limits
+	Keys   KeyringSource
+	Limits Limits
 	// MaxMessageBytes bounds one received gRPC message, batches included.
 	MaxMessageBytes int
 	Version         string
@@ -38,6 +38,7 @@ type Config struct {
 // Server is the process's gRPC server with health and reflection, and the
 // HTTP handler for /metrics, /healthz and /readyz.
 type Server struct {
+	metrics  *Metrics
 	grpc     *grpc.Server
 	health   *health.Server
 	registry *prometheus.Registry
@@ -55,9 +56,9 @@ func New(cfg Config) *Server {
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	registry.MustRegister(grpcMetrics)
 	metrics := NewMetrics(registry)
-	metrics.SetKeys(cfg.Keyring)
+	metrics.ObserveKeyReload(cfg.Keys.Keyring(), nil)
 
-	s := &Server{health: health.NewServer(), registry: registry, logger: cfg.Logger}
+	s := &Server{metrics: metrics, health: health.NewServer(), registry: registry, logger: cfg.Logger}
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(
@@ -65,11 +66,16 @@ func New(cfg Config) *Server {
 			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 		),
 	)
-	fernetv1.RegisterFernetServiceServer(s.grpc, NewService(cfg.Keyring, cfg.Limits, metrics, cfg.Version))
+	fernetv1.RegisterFernetServiceServer(s.grpc, NewService(cfg.Keys, cfg.Limits, metrics, cfg.Version))
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	grpcMetrics.InitializeMetrics(s.grpc)
 	return s
+}
+
+// ObserveKeyReload reports a key reload (see keysource.Reloader.OnReload).
+func (s *Server) ObserveKeyReload(keyring *fernet.Keyring, err error) {
+	s.metrics.ObserveKeyReload(keyring, err)
 }
 
 // recoverPanic turns a panic in a handler into INTERNAL. Only the stack is

@@ -15,15 +15,22 @@ import (
 type Service struct {
 	fernetv1.UnimplementedFernetServiceServer
 
-	keyring *fernet.Keyring
+	keys    KeyringSource
 	limits  Limits
 	metrics *Metrics
 	version string
 }
 
-// NewService serves keyring within limits.
-func NewService(keyring *fernet.Keyring, limits Limits, metrics *Metrics, version string) *Service {
-	return &Service{keyring: keyring, limits: limits, metrics: metrics, version: version}
+// KeyringSource gives the key set in use. A call takes it once and uses
+// that one throughout, batches included, so a key reload never mixes two
+// key sets within a call.
+type KeyringSource interface {
+	Keyring() *fernet.Keyring
+}
+
+// NewService serves the keys of keys within limits.
+func NewService(keys KeyringSource, limits Limits, metrics *Metrics, version string) *Service {
+	return &Service{keys: keys, limits: limits, metrics: metrics, version: version}
 }
 
 // Limits bound what one call may ask for, so that no caller can make the

@@ -8,13 +8,14 @@ import (
 
 // GetStatus reports the loaded key ids, never the keys, and the version.
 func (s *Service) GetStatus(context.Context, *fernetv1.GetStatusRequest) (*fernetv1.GetStatusResponse, error) {
-	decryptOnly := s.keyring.DecryptOnly()
+	keyring := s.keys.Keyring()
+	decryptOnly := keyring.DecryptOnly()
 	ids := make([]string, len(decryptOnly))
 	for i, key := range decryptOnly {
 		ids[i] = key.ID()
 	}
 	return &fernetv1.GetStatusResponse{
-		PrimaryKeyId:      s.keyring.Primary().ID(),
+		PrimaryKeyId:      keyring.Primary().ID(),
 		DecryptOnlyKeyIds: ids,
 		Version:           s.version,
 	}, nil

@@ -24,6 +24,7 @@ type config struct {
 	oldKeysVar      string
 	dev             bool
 	devKeyFile      string
+	watchKeys       bool
 	limits          server.Limits
 	maxMessageBytes int
 	shutdownTimeout time.Duration
@@ -41,6 +42,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.StringVar(&cfg.oldKeysVar, "old-keys-env", "OLD_DJANGO_ENCRYPTION_KEY", "variable holding decrypt-only keys, comma-separated (or, with _FILE appended, a path to them)")
 	fs.BoolVar(&cfg.dev, "dev", false, "with no primary key configured, use a development key kept in --dev-key-file. Not for production")
 	fs.StringVar(&cfg.devKeyFile, "dev-key-file", ".fernet-sidecar-dev.key", "where --dev keeps its key (created with mode 0600)")
+	fs.BoolVar(&cfg.watchKeys, "watch-keys", true, "reload the keys when a key file changes (SIGHUP always reloads)")
 	fs.IntVar(&cfg.limits.MaxPlaintextBytes, "max-plaintext-bytes", server.DefaultLimits.MaxPlaintextBytes, "largest plaintext to encrypt; tokens may be as large as this encrypts to")
 	fs.IntVar(&cfg.limits.MaxBatchItems, "max-batch-items", server.DefaultLimits.MaxBatchItems, "most items in one batch call")
 	fs.IntVar(&cfg.maxMessageBytes, "max-message-bytes", 4<<20, "largest gRPC message received, batches included")

@@ -66,15 +66,18 @@ func genkey(stdout, stderr io.Writer) int {
 }
 
 func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logger) error {
-	// Catch signals first: a SIGTERM that arrives while starting must still
-	// shut down gracefully, not kill the process.
+	// Catch signals first: a SIGTERM or SIGHUP that arrives while starting
+	// must not kill the process.
 	signals, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stopSignals()
+	hangups := make(chan os.Signal, 1) // SIGHUP reloads the keys
+	signal.Notify(hangups, syscall.SIGHUP)
+	defer signal.Stop(hangups)
 	source := keysource.Source{PrimaryVar: cfg.keyVar, DecryptOnlyVar: cfg.oldKeysVar, LookupEnv: lookupEnv}
 	if cfg.dev {
 		source.DevKeyFile = cfg.devKeyFile
 	}
-	loaded, err := source.Load()
+	reloader, loaded, err := keysource.NewReloader(source, logger)
 	if err != nil {
 		return fmt.Errorf("load keys: %w", err)
 	}
@@ -88,7 +91,7 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 		return err
 	}
 	srv := server.New(server.Config{
-		Keyring:         loaded.Keyring,
+		Keys:            reloader,
 		Limits:          cfg.limits,
 		MaxMessageBytes: cfg.maxMessageBytes,
 		Version:         buildVersion(),
@@ -102,18 +105,26 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	}
 	go func() { serveErrs <- srv.Serve(grpcListener) }()
 
-	decryptOnly := []string{}
-	for _, key := range loaded.Keyring.DecryptOnly() {
-		decryptOnly = append(decryptOnly, key.ID())
+	reloader.OnReload = srv.ObserveKeyReload
+	watching, stopWatching := context.WithCancel(context.Background())
+	defer stopWatching()
+	if cfg.watchKeys {
+		go func() {
+			if err := reloader.Watch(watching); err != nil {
+				serveErrs <- err
+			}
+		}()
 	}
-	logger.Info("serving",
-		"addr", listenerAddr(grpcListener), "metrics_addr", metricsAddr, "version", buildVersion(),
-		"primary_key_id", loaded.Keyring.Primary().ID(), "decrypt_only_key_ids", decryptOnly)
-
-	select {
-	case err := <-serveErrs:
-		return err
-	case <-signals.Done():
+	logger.Info("serving", "addr", listenerAddr(grpcListener), "metrics_addr", metricsAddr, "version", buildVersion())
+	for running := true; running; {
+		select {
+		case err := <-serveErrs:
+			return err
+		case <-hangups:
+			_ = reloader.Reload() // reported and logged by Reload
+		case <-signals.Done():
+			running = false
+		}
 	}
 	logger.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)

@@ -1,0 +1,210 @@
+package keysource
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+)
+
+// logBuffer is a concurrency-safe log sink the test can read.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// events returns the log lines whose msg is msg, decoded.
+func (b *logBuffer) events(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	var found []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		if entry["msg"] == msg {
+			found = append(found, entry)
+		}
+	}
+	return found
+}
+
+func newReloaderForFile(t *testing.T, path string) (*Reloader, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	r, _, err := NewReloader(source(map[string]string{"DJANGO_ENCRYPTION_KEY_FILE": path}),
+		slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, logs
+}
+
+func watch(t *testing.T, r *Reloader) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Watch(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	})
+	time.Sleep(50 * time.Millisecond) // let the watch start before files change
+}
+
+func waitForPrimary(t *testing.T, r *Reloader, want *fernet.Key) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Keyring().Primary().ID() != want.ID() {
+		if time.Now().After(deadline) {
+			t.Fatalf("primary is still %s after 5s, want %s", r.Keyring().Primary().ID(), want.ID())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestWatchReloadsARewrittenFile(t *testing.T) {
+	first, second := newKey(t), newKey(t)
+	path := writeFile(t, first.Encode())
+	r, logs := newReloaderForFile(t, path)
+	watch(t, r)
+
+	if err := os.WriteFile(path, []byte(second.Encode()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitForPrimary(t, r, second)
+
+	changed := logs.events(t, "keys changed")
+	if len(changed) != 1 || changed[0]["before_primary_key_id"] != first.ID() ||
+		changed[0]["after_primary_key_id"] != second.ID() || changed[0]["primary_changed"] != true || changed[0]["audit"] != true {
+		t.Fatalf("audit events = %v, want one change from %s to %s", changed, first.ID(), second.ID())
+	}
+	for _, key := range []*fernet.Key{first, second} {
+		if strings.Contains(logs.String(), key.Encode()) {
+			t.Fatal("a key appears in the log")
+		}
+	}
+}
+
+// TestWatchFollowsAKubernetesSecretSwap replays what the kubelet does to a
+// mounted Secret: the file is a symlink through "..data", which is swapped
+// to a new timestamped directory by a rename.
+func TestWatchFollowsAKubernetesSecretSwap(t *testing.T) {
+	first, second := newKey(t), newKey(t)
+	mount := t.TempDir()
+	writeVersion := func(name string, key *fernet.Key) {
+		dir := filepath.Join(mount, name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "key"), []byte(key.Encode()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeVersion("..2026_11_01", first)
+	must(t, os.Symlink("..2026_11_01", filepath.Join(mount, "..data")))
+	must(t, os.Symlink("..data/key", filepath.Join(mount, "key")))
+
+	r, _ := newReloaderForFile(t, filepath.Join(mount, "key"))
+	watch(t, r)
+
+	writeVersion("..2026_11_22", second)
+	must(t, os.Symlink("..2026_11_22", filepath.Join(mount, "..data_tmp")))
+	must(t, os.Rename(filepath.Join(mount, "..data_tmp"), filepath.Join(mount, "..data")))
+	must(t, os.RemoveAll(filepath.Join(mount, "..2026_11_01")))
+	waitForPrimary(t, r, second)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFailedReloadKeepsTheKeysInUse(t *testing.T) {
+	good, next := newKey(t), newKey(t)
+	path := writeFile(t, good.Encode())
+	r, logs := newReloaderForFile(t, path)
+	var outcomes []error
+	r.OnReload = func(current *fernet.Keyring, err error) {
+		if current.Primary().ID() != good.ID() && err != nil {
+			t.Errorf("a failed reload reported keyring %s, want the kept %s", current.Primary().ID(), good.ID())
+		}
+		outcomes = append(outcomes, err)
+	}
+	const garbage = "this is not a key, and it must not be logged"
+	tests := []struct {
+		name   string
+		breaks func()
+	}{
+		{"garbage", func() { must(t, os.WriteFile(path, []byte(garbage), 0o600)) }},
+		{"emptied", func() { must(t, os.WriteFile(path, nil, 0o600)) }},
+		{"deleted", func() { must(t, os.Remove(path)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.breaks()
+			if err := r.Reload(); err == nil {
+				t.Fatal("Reload succeeded on a broken key file")
+			}
+			if r.Keyring().Primary().ID() != good.ID() {
+				t.Fatal("a failed reload replaced the keys in use")
+			}
+		})
+	}
+	if len(outcomes) != 3 || outcomes[0] == nil || outcomes[2] == nil {
+		t.Fatalf("OnReload saw %v, want three failures", outcomes)
+	}
+	if failures := logs.events(t, "key reload failed; keeping the keys in use"); len(failures) != 3 {
+		t.Fatalf("%d failure log lines, want 3", len(failures))
+	}
+	if strings.Contains(logs.String(), garbage) {
+		t.Fatal("the key file's content appears in the log")
+	}
+
+	must(t, os.WriteFile(path, []byte(next.Encode()), 0o600))
+	if err := r.Reload(); err != nil || r.Keyring().Primary().ID() != next.ID() {
+		t.Fatalf("Reload after the file is fixed = %v, primary %s; want %s", err, r.Keyring().Primary().ID(), next.ID())
+	}
+	if outcomes[len(outcomes)-1] != nil {
+		t.Fatal("OnReload was not told of the successful reload")
+	}
+}
+
+func TestReloadOfUnchangedKeysChangesNothing(t *testing.T) {
+	key := newKey(t)
+	r, logs := newReloaderForFile(t, writeFile(t, key.Encode()))
+	before := r.Keyring()
+	if err := r.Reload(); err != nil || r.Keyring() != before {
+		t.Fatalf("Reload = %v; the keyring must stay the same object when the keys did not change", err)
+	}
+	if changed := logs.events(t, "keys changed"); len(changed) != 0 {
+		t.Fatalf("audit log says keys changed: %v", changed)
+	}
+	if loaded := logs.events(t, "keys loaded"); len(loaded) != 1 || loaded[0]["primary_key_id"] != key.ID() {
+		t.Fatalf("start-up audit event = %v, want one naming %s", loaded, key.ID())
+	}
+}
