@@ -47,6 +47,15 @@ func ParseKey(s string) (*Key, error) {
 	return newKey(raw), nil
 }
 
+// KeyFromBytes makes a key of 32 raw bytes, for keys derived rather than
+// configured.
+func KeyFromBytes(raw []byte) (*Key, error) {
+	if len(raw) != keySize {
+		return nil, fmt.Errorf("a Fernet key is %d bytes, not %d", keySize, len(raw))
+	}
+	return newKey(raw), nil
+}
+
 // GenerateKey makes a new random key.
 func GenerateKey() (*Key, error) {
 	var raw gofernet.Key

@@ -28,6 +28,9 @@ type Source struct {
 	// (OLD_DJANGO_ENCRYPTION_KEY), separated by commas or newlines, or
 	// DecryptOnlyVar+"_FILE" a file holding them.
 	DecryptOnlyVar string
+	// Derivation turns each configured value into a key; the zero value
+	// means DerivationNone.
+	Derivation Derivation
 	// DevKeyFile, when set, is where the development key is kept, used
 	// when no primary key is configured (--dev). See DevKey.
 	DevKeyFile string
@@ -75,10 +78,10 @@ func (s Source) loadPrimary() (*fernet.Key, error) {
 	if err != nil || isBlank(value) {
 		return nil, err
 	}
-	if strings.Contains(value, ",") {
+	if len(splitKeys(value, s.Derivation.separators())) > 1 {
 		return nil, fmt.Errorf("%s: holds more than one key; put older keys in %s", from, s.DecryptOnlyVar)
 	}
-	key, err := fernet.ParseKey(value)
+	key, err := s.Derivation.key(value)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", from, err)
 	}
@@ -91,8 +94,8 @@ func (s Source) loadDecryptOnly() ([]*fernet.Key, error) {
 		return nil, err
 	}
 	var keys []*fernet.Key
-	for i, field := range splitKeys(value) {
-		key, err := fernet.ParseKey(field)
+	for i, field := range splitKeys(value, s.Derivation.separators()) {
+		key, err := s.Derivation.key(field)
 		if err != nil {
 			return nil, fmt.Errorf("%s, key %d: %w", from, i+1, err)
 		}
@@ -135,17 +138,17 @@ func (s Source) read(name string) (value, from string, err error) {
 		if err != nil {
 			return "", "", fmt.Errorf("%s: %w", from, err)
 		}
-		return string(content), from, nil
+		return s.Derivation.fileValue(string(content)), from, nil
 	default:
 		return direct, name, nil
 	}
 }
 
-// splitKeys splits a list of keys on commas and newlines, dropping blank
+// splitKeys splits a list of keys on any of separators, dropping blank
 // entries (a trailing comma, a blank line).
-func splitKeys(list string) []string {
+func splitKeys(list, separators string) []string {
 	var keys []string
-	for _, field := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == '\n' }) {
+	for _, field := range strings.FieldsFunc(list, func(r rune) bool { return strings.ContainsRune(separators, r) }) {
 		if !isBlank(field) {
 			keys = append(keys, field)
 		}

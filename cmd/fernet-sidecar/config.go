@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fernet-sidecar/fernet-sidecar/keysource"
 	"github.com/fernet-sidecar/fernet-sidecar/server"
 )
 
@@ -24,6 +25,7 @@ type config struct {
 	oldKeysVar      string
 	dev             bool
 	devKeyFile      string
+	keyDerivation   keysource.Derivation
 	watchKeys       bool
 	limits          server.Limits
 	maxMessageBytes int
@@ -40,6 +42,11 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9464", `HTTP address for /metrics, /healthz and /readyz; "" turns it off`)
 	fs.StringVar(&cfg.keyVar, "key-env", "DJANGO_ENCRYPTION_KEY", "variable holding the primary key (or, with _FILE appended, a path to it)")
 	fs.StringVar(&cfg.oldKeysVar, "old-keys-env", "OLD_DJANGO_ENCRYPTION_KEY", "variable holding decrypt-only keys, comma-separated (or, with _FILE appended, a path to them)")
+	cfg.keyDerivation = keysource.DerivationNone
+	fs.Func("key-derivation", `how configured values become keys: "none" (they are Fernet keys) or "django-fernet-fields" (they are Django secrets, derived with that library's HKDF)`, func(name string) (err error) {
+		cfg.keyDerivation, err = keysource.ParseDerivation(name)
+		return err
+	})
 	fs.BoolVar(&cfg.dev, "dev", false, "with no primary key configured, use a development key kept in --dev-key-file. Not for production")
 	fs.StringVar(&cfg.devKeyFile, "dev-key-file", ".fernet-sidecar-dev.key", "where --dev keeps its key (created with mode 0600)")
 	fs.BoolVar(&cfg.watchKeys, "watch-keys", true, "reload the keys when a key file changes (SIGHUP always reloads)")

@@ -73,7 +73,12 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	hangups := make(chan os.Signal, 1) // SIGHUP reloads the keys
 	signal.Notify(hangups, syscall.SIGHUP)
 	defer signal.Stop(hangups)
-	source := keysource.Source{PrimaryVar: cfg.keyVar, DecryptOnlyVar: cfg.oldKeysVar, LookupEnv: lookupEnv}
+	source := keysource.Source{
+		PrimaryVar:     cfg.keyVar,
+		DecryptOnlyVar: cfg.oldKeysVar,
+		Derivation:     cfg.keyDerivation,
+		LookupEnv:      lookupEnv,
+	}
 	if cfg.dev {
 		source.DevKeyFile = cfg.devKeyFile
 	}
