@@ -1,0 +1,134 @@
+package client
+
+import (
+	"context"
+
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+// EncryptResult is one item of EncryptBatch: the token, or Err.
+type EncryptResult struct {
+	Encrypted
+	// Err is the item's failure, an *Error (ErrPlaintextTooLarge), or nil.
+	Err error
+}
+
+// DecryptResult is one item of DecryptBatch: what the token holds, or Err.
+type DecryptResult struct {
+	Decrypted
+	// Err is the item's failure, an *Error (errors.Is(Err,
+	// ErrInvalidToken) for a bad token), or nil.
+	Err error
+}
+
+// ReEncryptResult is one item of ReEncryptBatch: the new token, or Err.
+type ReEncryptResult struct {
+	ReEncrypted
+	// Err is the item's failure, an *Error, or nil.
+	Err error
+}
+
+// EncryptBatch encrypts every plaintext. The results are in the order of
+// plaintexts; an item that fails has only Err set and never fails the
+// others. The returned error is for the call as a whole (the sidecar is
+// down, ErrBatchTooLarge, the deadline passed), and then there are no
+// results. Long slices go in several RPCs (see WithMaxBatchItems).
+func (c *Client) EncryptBatch(ctx context.Context, plaintexts [][]byte) ([]EncryptResult, error) {
+	return runBatch(ctx, c, plaintexts, func(b []byte) int { return len(b) },
+		func(ctx context.Context, chunk [][]byte) ([]*fernetv1.EncryptBatchResult, error) {
+			resp, err := c.rpc.EncryptBatch(ctx, &fernetv1.EncryptBatchRequest{Plaintexts: chunk}, c.callOpt...)
+			return resp.GetResults(), err
+		},
+		func(r *fernetv1.EncryptBatchResult) EncryptResult {
+			if failed := r.GetError(); failed != nil {
+				return EncryptResult{Err: fromItem(failed)}
+			}
+			return EncryptResult{Encrypted: encrypted(r.GetOk())}
+		})
+}
+
+// DecryptBatch decrypts every token, with one TTL for all (WithTTL), as
+// Decrypt does one. Results and errors are as for EncryptBatch.
+func (c *Client) DecryptBatch(ctx context.Context, tokens []string, opts ...DecryptOption) ([]DecryptResult, error) {
+	ttl := decryptTTL(opts)
+	return runBatch(ctx, c, tokens, func(s string) int { return len(s) },
+		func(ctx context.Context, chunk []string) ([]*fernetv1.DecryptBatchResult, error) {
+			resp, err := c.rpc.DecryptBatch(ctx, &fernetv1.DecryptBatchRequest{Tokens: chunk, TtlSeconds: ttl}, c.callOpt...)
+			return resp.GetResults(), err
+		},
+		func(r *fernetv1.DecryptBatchResult) DecryptResult {
+			if failed := r.GetError(); failed != nil {
+				return DecryptResult{Err: fromItem(failed)}
+			}
+			return DecryptResult{Decrypted: decrypted(r.GetOk())}
+		})
+}
+
+// ReEncryptBatch re-encrypts every token, as ReEncrypt does one. A bulk
+// rotation writes back only the items whose Changed is true. Results and
+// errors are as for EncryptBatch.
+func (c *Client) ReEncryptBatch(ctx context.Context, tokens []string) ([]ReEncryptResult, error) {
+	return runBatch(ctx, c, tokens, func(s string) int { return len(s) },
+		func(ctx context.Context, chunk []string) ([]*fernetv1.ReEncryptBatchResult, error) {
+			resp, err := c.rpc.ReEncryptBatch(ctx, &fernetv1.ReEncryptBatchRequest{Tokens: chunk}, c.callOpt...)
+			return resp.GetResults(), err
+		},
+		func(r *fernetv1.ReEncryptBatchResult) ReEncryptResult {
+			if failed := r.GetError(); failed != nil {
+				return ReEncryptResult{Err: fromItem(failed)}
+			}
+			return ReEncryptResult{ReEncrypted: reencrypted(r.GetOk())}
+		})
+}
+
+// runBatch sends items in chunks, one RPC each with its own default
+// deadline, and converts the results in order.
+func runBatch[In, Wire, Out any](
+	ctx context.Context,
+	c *Client,
+	items []In,
+	size func(In) int,
+	call func(context.Context, []In) ([]Wire, error),
+	convert func(Wire) Out,
+) ([]Out, error) {
+	out := make([]Out, 0, len(items))
+	for _, chunk := range chunks(items, size, c.opts.maxBatchItems, c.opts.maxBatchBytes) {
+		results, err := func() ([]Wire, error) {
+			ctx, cancel := c.callContext(ctx)
+			defer cancel()
+			return call(ctx, chunk)
+		}()
+		if err != nil {
+			return nil, fromCall(err)
+		}
+		if len(results) != len(chunk) {
+			return nil, errShortResponse
+		}
+		for _, r := range results {
+			out = append(out, convert(r))
+		}
+	}
+	return out, nil
+}
+
+// chunks splits items into runs of at most maxItems items and maxBytes
+// bytes (by size); an item larger than maxBytes is a run of its own. A
+// limit of zero or less does not apply.
+func chunks[In any](items []In, size func(In) int, maxItems, maxBytes int) [][]In {
+	var out [][]In
+	start, bytes := 0, 0
+	for i, item := range items {
+		n := size(item)
+		full := maxItems > 0 && i-start >= maxItems
+		tooBig := maxBytes > 0 && i > start && bytes+n > maxBytes
+		if full || tooBig {
+			out = append(out, items[start:i:i])
+			start, bytes = i, 0
+		}
+		bytes += n
+	}
+	if start < len(items) {
+		out = append(out, items[start:])
+	}
+	return out
+}

@@ -1,0 +1,123 @@
+package client
+
+import (
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
+
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+// The sentinel errors, one per reason the sidecar gives. Match them with
+// errors.Is; the error itself is an [*Error].
+var (
+	// ErrMalformed: not a Fernet token (bad base64, wrong version byte, too
+	// short, not whole AES blocks, non-ASCII), or a token a loaded key
+	// verifies whose padding is invalid.
+	ErrMalformed = errors.New("fernet-sidecar: malformed token")
+	// ErrInvalidSignature: no key the sidecar has verifies the token. The
+	// key is missing from the sidecar, or the token was altered.
+	ErrInvalidSignature = errors.New("fernet-sidecar: invalid signature")
+	// ErrExpired: the token is older than the TTL.
+	ErrExpired = errors.New("fernet-sidecar: token expired")
+	// ErrFutureTimestamp: the token is more than 60 s in the future (checked
+	// only with a TTL).
+	ErrFutureTimestamp = errors.New("fernet-sidecar: token timestamp in the future")
+	// ErrTokenTooLarge: the token is over the sidecar's size limit.
+	ErrTokenTooLarge = errors.New("fernet-sidecar: token too large")
+	// ErrPlaintextTooLarge: the plaintext is over --max-plaintext-bytes.
+	ErrPlaintextTooLarge = errors.New("fernet-sidecar: plaintext too large")
+	// ErrBatchTooLarge: a batch RPC had more items than --max-batch-items.
+	// It fails the whole call; lower [WithMaxBatchItems] to match.
+	ErrBatchTooLarge = errors.New("fernet-sidecar: batch too large")
+	// ErrInternal: the sidecar failed; the input may be fine.
+	ErrInternal = errors.New("fernet-sidecar: internal error")
+
+	// ErrInvalidToken matches every reason a token is refused for:
+	// ErrMalformed, ErrInvalidSignature, ErrExpired, ErrFutureTimestamp and
+	// ErrTokenTooLarge. It is Go's spelling of Python's InvalidToken.
+	ErrInvalidToken = errors.New("fernet-sidecar: invalid token")
+)
+
+// sentinels maps each reason to its sentinel.
+var sentinels = map[string]error{
+	fernetv1.ReasonMalformed:         ErrMalformed,
+	fernetv1.ReasonInvalidSignature:  ErrInvalidSignature,
+	fernetv1.ReasonExpired:           ErrExpired,
+	fernetv1.ReasonFutureTimestamp:   ErrFutureTimestamp,
+	fernetv1.ReasonTokenTooLarge:     ErrTokenTooLarge,
+	fernetv1.ReasonPlaintextTooLarge: ErrPlaintextTooLarge,
+	fernetv1.ReasonBatchTooLarge:     ErrBatchTooLarge,
+	fernetv1.ReasonInternal:          ErrInternal,
+}
+
+// tokenReasons are the reasons ErrInvalidToken stands for.
+var tokenReasons = map[string]bool{
+	fernetv1.ReasonMalformed:        true,
+	fernetv1.ReasonInvalidSignature: true,
+	fernetv1.ReasonExpired:          true,
+	fernetv1.ReasonFutureTimestamp:  true,
+	fernetv1.ReasonTokenTooLarge:    true,
+}
+
+// Error is a failure the sidecar gave a reason for: a failed call whose
+// gRPC status carries a google.rpc.ErrorInfo in domain "fernet-sidecar", or
+// one failed item of a batch (its ItemError).
+//
+// errors.Is(err, ErrExpired) and the like match on Reason. For a failed
+// call, GRPCStatus returns the status as the sidecar sent it, so
+// status.FromError and status.Code see through the Error; for a batch item
+// it returns nil, since the call did not fail.
+type Error struct {
+	// Reason is one of the reasons in proto/fernet/v1/reasons.go, such as
+	// "EXPIRED". A reason this client does not know matches no sentinel.
+	Reason string
+	// Message is the sidecar's explanation, for people. It never holds a
+	// token, a plaintext or a key.
+	Message string
+
+	status *status.Status
+}
+
+func (e *Error) Error() string {
+	return "fernet-sidecar: " + e.Reason + ": " + e.Message
+}
+
+// Is reports whether target is the sentinel of e's reason, or
+// ErrInvalidToken for a token reason.
+func (e *Error) Is(target error) bool {
+	if target == ErrInvalidToken {
+		return tokenReasons[e.Reason]
+	}
+	sentinel, ok := sentinels[e.Reason]
+	return ok && target == sentinel
+}
+
+// GRPCStatus returns the status of the failed call, or nil for a batch
+// item's error.
+func (e *Error) GRPCStatus() *status.Status { return e.status }
+
+// fromCall turns a failed RPC's error into an *Error when its status
+// carries our ErrorInfo, and returns it unchanged otherwise.
+func fromCall(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	for _, detail := range st.Details() {
+		info, isInfo := detail.(*errdetails.ErrorInfo)
+		if isInfo && info.GetDomain() == fernetv1.ErrorDomain && info.GetReason() != "" {
+			return &Error{Reason: info.GetReason(), Message: st.Message(), status: st}
+		}
+	}
+	return err
+}
+
+// fromItem turns a batch item's ItemError into an *Error.
+func fromItem(item *fernetv1.ItemError) error {
+	return &Error{Reason: item.GetReason(), Message: item.GetMessage()}
+}
