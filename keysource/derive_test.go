@@ -116,7 +116,8 @@ func TestLoadWithDjangoFernetFieldsDerivation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := source(tt.env)
-			src.Derivation = DerivationDjangoFernetFields
+			src.PrimaryDerivation = DerivationDjangoFernetFields
+			src.DecryptOnlyDerivation = DerivationDjangoFernetFields
 			loaded, err := src.Load()
 			if err != nil {
 				t.Fatal(err)
@@ -127,6 +128,29 @@ func TestLoadWithDjangoFernetFieldsDerivation(t *testing.T) {
 				t.Fatalf("key ids = %v, want %v (new, old, older)", got, want)
 			}
 		})
+	}
+}
+
+// TestMovingOffDerivedKeys: a plain Fernet key as primary, while the data
+// django-fernet-fields wrote is still read with the key derived from the
+// old SECRET_KEY.
+func TestMovingOffDerivedKeys(t *testing.T) {
+	plain := newKey(t)
+	derivedOld, err := DjangoFernetFieldsKey("old django secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := source(map[string]string{
+		"DJANGO_ENCRYPTION_KEY":     plain.Encode(),
+		"OLD_DJANGO_ENCRYPTION_KEY": "old django secret",
+	})
+	src.DecryptOnlyDerivation = DerivationDjangoFernetFields
+	loaded, err := src.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(loaded.Keyring.DecryptOnly()); loaded.Keyring.Primary().ID() != plain.ID() || len(got) != 1 || got[0] != derivedOld.ID() {
+		t.Fatalf("keys = %s %v, want plain %s then derived %s", loaded.Keyring.Primary().ID(), got, plain.ID(), derivedOld.ID())
 	}
 }
 

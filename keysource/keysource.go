@@ -28,9 +28,11 @@ type Source struct {
 	// (OLD_DJANGO_ENCRYPTION_KEY), separated by commas or newlines, or
 	// DecryptOnlyVar+"_FILE" a file holding them.
 	DecryptOnlyVar string
-	// Derivation turns each configured value into a key; the zero value
-	// means DerivationNone.
-	Derivation Derivation
+	// PrimaryDerivation and DecryptOnlyDerivation turn the configured
+	// values into keys; the zero value means DerivationNone. They differ
+	// while data moves off derived keys: a plain primary, derived old keys.
+	PrimaryDerivation     Derivation
+	DecryptOnlyDerivation Derivation
 	// DevKeyFile, when set, is where the development key is kept, used
 	// when no primary key is configured (--dev). See DevKey.
 	DevKeyFile string
@@ -74,14 +76,14 @@ func (s Source) Load() (Loaded, error) {
 }
 
 func (s Source) loadPrimary() (*fernet.Key, error) {
-	value, from, err := s.read(s.PrimaryVar)
+	value, from, err := s.read(s.PrimaryVar, s.PrimaryDerivation)
 	if err != nil || isBlank(value) {
 		return nil, err
 	}
-	if len(splitKeys(value, s.Derivation.separators())) > 1 {
+	if len(splitKeys(value, s.PrimaryDerivation.separators())) > 1 {
 		return nil, fmt.Errorf("%s: holds more than one key; put older keys in %s", from, s.DecryptOnlyVar)
 	}
-	key, err := s.Derivation.key(value)
+	key, err := s.PrimaryDerivation.key(value)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", from, err)
 	}
@@ -89,13 +91,13 @@ func (s Source) loadPrimary() (*fernet.Key, error) {
 }
 
 func (s Source) loadDecryptOnly() ([]*fernet.Key, error) {
-	value, from, err := s.read(s.DecryptOnlyVar)
+	value, from, err := s.read(s.DecryptOnlyVar, s.DecryptOnlyDerivation)
 	if err != nil {
 		return nil, err
 	}
 	var keys []*fernet.Key
-	for i, field := range splitKeys(value, s.Derivation.separators()) {
-		key, err := s.Derivation.key(field)
+	for i, field := range splitKeys(value, s.DecryptOnlyDerivation.separators()) {
+		key, err := s.DecryptOnlyDerivation.key(field)
 		if err != nil {
 			return nil, fmt.Errorf("%s, key %d: %w", from, i+1, err)
 		}
@@ -123,7 +125,7 @@ func (s Source) files() []string {
 // points to, and says which one it came from. Both set is an error: which
 // one wins would be a guess. Values go to fernet.ParseKey as they are, so
 // that exactly what Python accepts is accepted.
-func (s Source) read(name string) (value, from string, err error) {
+func (s Source) read(name string, derivation Derivation) (value, from string, err error) {
 	fileVar := name + FileSuffix
 	direct, hasDirect := s.LookupEnv(name)
 	path, hasFile := s.LookupEnv(fileVar)
@@ -138,7 +140,7 @@ func (s Source) read(name string) (value, from string, err error) {
 		if err != nil {
 			return "", "", fmt.Errorf("%s: %w", from, err)
 		}
-		return s.Derivation.fileValue(string(content)), from, nil
+		return derivation.fileValue(string(content)), from, nil
 	default:
 		return direct, name, nil
 	}

@@ -19,19 +19,20 @@ import (
 const envPrefix = "FERNET_SIDECAR_"
 
 type config struct {
-	addr            string
-	metricsAddr     string
-	keyVar          string
-	oldKeysVar      string
-	dev             bool
-	devKeyFile      string
-	keyDerivation   keysource.Derivation
-	watchKeys       bool
-	limits          server.Limits
-	maxMessageBytes int
-	shutdownTimeout time.Duration
-	logLevel        slog.Level
-	version         bool
+	addr              string
+	metricsAddr       string
+	keyVar            string
+	oldKeysVar        string
+	dev               bool
+	devKeyFile        string
+	keyDerivation     keysource.Derivation
+	oldKeysDerivation keysource.Derivation
+	watchKeys         bool
+	limits            server.Limits
+	maxMessageBytes   int
+	shutdownTimeout   time.Duration
+	logLevel          slog.Level
+	version           bool
 }
 
 func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (config, error) {
@@ -42,9 +43,13 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9464", `HTTP address for /metrics, /healthz and /readyz; "" turns it off`)
 	fs.StringVar(&cfg.keyVar, "key-env", "DJANGO_ENCRYPTION_KEY", "variable holding the primary key (or, with _FILE appended, a path to it)")
 	fs.StringVar(&cfg.oldKeysVar, "old-keys-env", "OLD_DJANGO_ENCRYPTION_KEY", "variable holding decrypt-only keys, comma-separated (or, with _FILE appended, a path to them)")
-	cfg.keyDerivation = keysource.DerivationNone
-	fs.Func("key-derivation", `how configured values become keys: "none" (they are Fernet keys) or "django-fernet-fields" (they are Django secrets, derived with that library's HKDF)`, func(name string) (err error) {
+	cfg.keyDerivation, cfg.oldKeysDerivation = keysource.DerivationNone, keysource.DerivationNone
+	fs.Func("key-derivation", `how the primary's value becomes a key: "none" (it is a Fernet key) or "django-fernet-fields" (it is a Django secret, derived with that library's HKDF)`, func(name string) (err error) {
 		cfg.keyDerivation, err = keysource.ParseDerivation(name)
+		return err
+	})
+	fs.Func("old-keys-derivation", `how the decrypt-only values become keys: "none" or "django-fernet-fields" (one secret per line)`, func(name string) (err error) {
+		cfg.oldKeysDerivation, err = keysource.ParseDerivation(name)
 		return err
 	})
 	fs.BoolVar(&cfg.dev, "dev", false, "with no primary key configured, use a development key kept in --dev-key-file. Not for production")

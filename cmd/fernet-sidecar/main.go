@@ -74,10 +74,11 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	signal.Notify(hangups, syscall.SIGHUP)
 	defer signal.Stop(hangups)
 	source := keysource.Source{
-		PrimaryVar:     cfg.keyVar,
-		DecryptOnlyVar: cfg.oldKeysVar,
-		Derivation:     cfg.keyDerivation,
-		LookupEnv:      lookupEnv,
+		PrimaryVar:            cfg.keyVar,
+		DecryptOnlyVar:        cfg.oldKeysVar,
+		PrimaryDerivation:     cfg.keyDerivation,
+		DecryptOnlyDerivation: cfg.oldKeysDerivation,
+		LookupEnv:             lookupEnv,
 	}
 	if cfg.dev {
 		source.DevKeyFile = cfg.devKeyFile
