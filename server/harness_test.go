@@ -59,7 +59,7 @@ func startServer(t *testing.T, limits Limits) *testServer {
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	addr := "unix://" + filepath.Join(t.TempDir(), "fernet.sock")
-	lis, err := Listen(addr)
+	lis, err := Listen(addr, "")
 	if err != nil {
 		t.Fatal(err)
 	}

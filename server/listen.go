@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -12,10 +14,11 @@ import (
 const unixScheme = "unix://"
 
 // Listen opens addr: "host:port" for TCP, or "unix:///path" for a Unix
-// socket that only this user may connect to (mode 0600). A stale socket
+// socket that only this user may connect to (mode 0600), or, when
+// socketGroup names a group, its members too (mode 0660). A stale socket
 // left by a crashed run is removed; a live one, or any other kind of file,
 // is never touched.
-func Listen(addr string) (net.Listener, error) {
+func Listen(addr, socketGroup string) (net.Listener, error) {
 	path, isUnix := strings.CutPrefix(addr, unixScheme)
 	if !isUnix {
 		lis, err := net.Listen("tcp", addr)
@@ -34,11 +37,54 @@ func Listen(addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := restrictSocket(path, socketGroup); err != nil {
 		lis.Close()
-		return nil, fmt.Errorf("restrict socket %s to its owner: %w", path, err)
+		return nil, err
 	}
 	return lis, nil
+}
+
+func restrictSocket(path, group string) error {
+	if group == "" {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return fmt.Errorf("restrict socket %s to its owner: %w", path, err)
+		}
+		return nil
+	}
+	found, err := user.LookupGroup(group)
+	if err != nil {
+		if found, err = user.LookupGroupId(group); err != nil {
+			return fmt.Errorf("socket group %q: no such group name or id", group)
+		}
+	}
+	gid, err := strconv.Atoi(found.Gid)
+	if err != nil {
+		return fmt.Errorf("socket group %q: gid %q: %w", group, found.Gid, err)
+	}
+	if err := os.Chown(path, -1, gid); err != nil {
+		return fmt.Errorf("give socket %s to group %s: %w", path, group, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		return fmt.Errorf("restrict socket %s to its owner and group: %w", path, err)
+	}
+	return nil
+}
+
+// IsLoopback reports whether addr can only be reached from this machine:
+// a Unix socket, or a loopback host. "" and "0.0.0.0" mean every interface.
+func IsLoopback(addr string) bool {
+	if strings.HasPrefix(addr, unixScheme) {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func removeStaleSocket(path string) error {

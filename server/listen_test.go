@@ -10,7 +10,7 @@ import (
 
 func TestListenUnixSocketIsOwnerOnly(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "fernet.sock")
-	lis, err := Listen("unix://" + path)
+	lis, err := Listen("unix://"+path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestListenReplacesOnlyStaleSockets(t *testing.T) {
 	}
 	crashed.(*net.UnixListener).SetUnlinkOnClose(false)
 	crashed.Close() // the file stays, as after a crash
-	lis, err := Listen("unix://" + stale)
+	lis, err := Listen("unix://"+stale, "")
 	if err != nil {
 		t.Fatalf("a stale socket must be replaced: %v", err)
 	}
@@ -43,7 +43,7 @@ func TestListenReplacesOnlyStaleSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if _, err := Listen("unix://" + live); err == nil || !strings.Contains(err.Error(), "in use") {
+	if _, err := Listen("unix://"+live, ""); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("Listen on a live socket = %v, want an 'in use' error", err)
 	}
 
@@ -51,7 +51,7 @@ func TestListenReplacesOnlyStaleSockets(t *testing.T) {
 	if err := os.WriteFile(regular, []byte("precious"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Listen("unix://" + regular); err == nil {
+	if _, err := Listen("unix://"+regular, ""); err == nil {
 		t.Fatal("Listen must refuse a path that is a regular file")
 	}
 	if content, _ := os.ReadFile(regular); string(content) != "precious" {
@@ -60,12 +60,12 @@ func TestListenReplacesOnlyStaleSockets(t *testing.T) {
 }
 
 func TestListenTCP(t *testing.T) {
-	lis, err := Listen("127.0.0.1:0")
+	lis, err := Listen("127.0.0.1:0", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	lis.Close()
-	if _, err := Listen("unix://"); err == nil {
+	if _, err := Listen("unix://", ""); err == nil {
 		t.Fatal("an empty socket path must be refused")
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -31,19 +33,27 @@ type Config struct {
 	Limits Limits
 	// MaxMessageBytes bounds one received gRPC message, batches included.
 	MaxMessageBytes int
-	Version         string
-	Logger          *slog.Logger
+	// TLS, when set, serves the API over TLS (with client certificates
+	// checked if it says so); nil serves plaintext.
+	TLS *tls.Config
+	// AuditCalls logs one line per call: peer, method, key ids, outcome.
+	AuditCalls bool
+	Version    string
+	Logger     *slog.Logger
 }
 
 // Server is the process's gRPC server with health and reflection, and the
 // HTTP handler for /metrics, /healthz and /readyz.
 type Server struct {
-	metrics  *Metrics
-	grpc     *grpc.Server
-	health   *health.Server
-	registry *prometheus.Registry
-	ready    atomic.Bool
-	logger   *slog.Logger
+	metrics *Metrics
+	grpc    *grpc.Server
+	// healthOnly serves just the health service, for probes that must
+	// reach the pod from outside while the API stays on loopback.
+	healthOnly *grpc.Server
+	health     *health.Server
+	registry   *prometheus.Registry
+	ready      atomic.Bool
+	logger     *slog.Logger
 }
 
 // New builds a Server; Serve starts it.
@@ -59,15 +69,20 @@ func New(cfg Config) *Server {
 	metrics.ObserveKeyReload(cfg.Keys.Keyring(), nil)
 
 	s := &Server{metrics: metrics, health: health.NewServer(), registry: registry, logger: cfg.Logger}
-	s.grpc = grpc.NewServer(
-		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
-		grpc.ChainUnaryInterceptor(
-			grpcMetrics.UnaryServerInterceptor(),
-			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
-		),
-	)
+	interceptors := []grpc.UnaryServerInterceptor{grpcMetrics.UnaryServerInterceptor()}
+	if cfg.AuditCalls {
+		interceptors = append(interceptors, auditCalls(cfg.Logger))
+	}
+	interceptors = append(interceptors, recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)))
+	options := []grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.MaxMessageBytes), grpc.ChainUnaryInterceptor(interceptors...)}
+	if cfg.TLS != nil {
+		options = append(options, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	s.grpc = grpc.NewServer(options...)
 	fernetv1.RegisterFernetServiceServer(s.grpc, NewService(cfg.Keys, cfg.Limits, metrics, cfg.Version))
 	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.healthOnly = grpc.NewServer()
+	healthpb.RegisterHealthServer(s.healthOnly, s.health)
 	reflection.Register(s.grpc)
 	grpcMetrics.InitializeMetrics(s.grpc)
 	return s
@@ -97,11 +112,20 @@ func (s *Server) Serve(lis net.Listener) error {
 	return nil
 }
 
+// ServeHealth serves only the health service on lis, until Shutdown.
+func (s *Server) ServeHealth(lis net.Listener) error {
+	if err := s.healthOnly.Serve(lis); err != nil {
+		return fmt.Errorf("serve health: %w", err)
+	}
+	return nil
+}
+
 // Shutdown reports NOT_SERVING, stops accepting calls and waits for the
 // calls in flight; when ctx ends first, it cuts them off.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.ready.Store(false)
 	s.health.Shutdown()
+	defer s.healthOnly.Stop()
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

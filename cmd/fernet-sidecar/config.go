@@ -20,6 +20,13 @@ const envPrefix = "FERNET_SIDECAR_"
 
 type config struct {
 	addr              string
+	healthAddr        string
+	socketGroup       string
+	tlsCertFile       string
+	tlsKeyFile        string
+	tlsClientCAFile   string
+	insecure          bool
+	auditCalls        bool
 	metricsAddr       string
 	keyVar            string
 	oldKeysVar        string
@@ -40,6 +47,13 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs := flag.NewFlagSet("fernet-sidecar", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:50051", `gRPC address: "host:port", or "unix:///path" for a Unix socket (mode 0600)`)
+	fs.StringVar(&cfg.socketGroup, "unix-socket-group", "", "with a unix:// --addr, also let this group (name or id) connect: mode 0660 instead of 0600")
+	fs.StringVar(&cfg.tlsCertFile, "tls-cert-file", "", "serve the API over TLS with this PEM certificate (and --tls-key-file)")
+	fs.StringVar(&cfg.tlsKeyFile, "tls-key-file", "", "the PEM private key of --tls-cert-file")
+	fs.StringVar(&cfg.tlsClientCAFile, "tls-client-ca-file", "", "require client certificates signed by this PEM CA (mTLS)")
+	fs.BoolVar(&cfg.insecure, "insecure", false, "allow a non-loopback --addr without TLS: anyone who can reach it can decrypt")
+	fs.StringVar(&cfg.healthAddr, "health-addr", "", `address serving only grpc.health.v1, for Kubernetes gRPC probes from outside the pod (e.g. ":50052"); "" turns it off`)
+	fs.BoolVar(&cfg.auditCalls, "audit-calls", false, "log one audit line per call: peer, method, key ids, outcome (never values)")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9464", `HTTP address for /metrics, /healthz and /readyz; "" turns it off`)
 	fs.StringVar(&cfg.keyVar, "key-env", "DJANGO_ENCRYPTION_KEY", "variable holding the primary key (or, with _FILE appended, a path to it)")
 	fs.StringVar(&cfg.oldKeysVar, "old-keys-env", "OLD_DJANGO_ENCRYPTION_KEY", "variable holding decrypt-only keys, comma-separated (or, with _FILE appended, a path to them)")
@@ -73,6 +87,14 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	}
 	if cfg.limits.MaxPlaintextBytes <= 0 || cfg.limits.MaxBatchItems <= 0 || cfg.maxMessageBytes <= 0 {
 		return config{}, errors.New("--max-plaintext-bytes, --max-batch-items and --max-message-bytes must be positive")
+	}
+	if (cfg.tlsCertFile == "") != (cfg.tlsKeyFile == "") || (cfg.tlsClientCAFile != "" && cfg.tlsCertFile == "") {
+		return config{}, errors.New("--tls-cert-file and --tls-key-file go together, and --tls-client-ca-file needs them")
+	}
+	// Whoever reaches the API can decrypt every secret, so it leaves the
+	// machine only encrypted, or when the operator says so in as many words.
+	if !server.IsLoopback(cfg.addr) && cfg.tlsCertFile == "" && !cfg.insecure {
+		return config{}, fmt.Errorf("--addr %s is reachable from other machines: serve TLS (--tls-cert-file, --tls-key-file) or pass --insecure", cfg.addr)
 	}
 	return cfg, nil
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -92,11 +93,26 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 			"dev_key_file", cfg.devKeyFile, "created", loaded.DevKeyCreated)
 	}
 
-	grpcListener, err := server.Listen(cfg.addr)
+	var tlsConfig *tls.Config
+	if cfg.tlsCertFile != "" {
+		if tlsConfig, err = server.LoadTLS(cfg.tlsCertFile, cfg.tlsKeyFile, cfg.tlsClientCAFile); err != nil {
+			return err
+		}
+	}
+	grpcListener, err := server.Listen(cfg.addr, cfg.socketGroup)
 	if err != nil {
 		return err
 	}
+	var healthListener net.Listener
+	if cfg.healthAddr != "" {
+		if healthListener, err = server.Listen(cfg.healthAddr, ""); err != nil {
+			grpcListener.Close()
+			return err
+		}
+	}
 	srv := server.New(server.Config{
+		TLS:             tlsConfig,
+		AuditCalls:      cfg.auditCalls,
 		Keys:            reloader,
 		Limits:          cfg.limits,
 		MaxMessageBytes: cfg.maxMessageBytes,
@@ -110,6 +126,9 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 		return err
 	}
 	go func() { serveErrs <- srv.Serve(grpcListener) }()
+	if healthListener != nil {
+		go func() { serveErrs <- srv.ServeHealth(healthListener) }()
+	}
 
 	reloader.OnReload = srv.ObserveKeyReload
 	watching, stopWatching := context.WithCancel(context.Background())

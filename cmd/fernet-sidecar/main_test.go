@@ -85,3 +85,28 @@ func TestBadArgumentsExit2(t *testing.T) {
 		}
 	}
 }
+
+func TestNonLoopbackAddressNeedsTLSOrInsecure(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"--addr", "127.0.0.1:50051"}, ""},
+		{[]string{"--addr", "unix:///run/fernet.sock"}, ""},
+		{[]string{"--addr", "0.0.0.0:50051"}, "reachable from other machines"},
+		{[]string{"--addr", ":50051"}, "reachable from other machines"},
+		{[]string{"--addr", "0.0.0.0:50051", "--insecure"}, ""},
+		{[]string{"--addr", "0.0.0.0:50051", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"}, ""},
+		{[]string{"--tls-cert-file", "c.pem"}, "go together"},
+		{[]string{"--tls-client-ca-file", "ca.pem"}, "go together"},
+	}
+	for _, tt := range tests {
+		_, err := parseConfig(tt.args, env(nil), io.Discard)
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("parseConfig(%q): %v", tt.args, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("parseConfig(%q) = %v, want an error saying %q", tt.args, err, tt.wantErr)
+		}
+	}
+}

@@ -1,0 +1,70 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+// auditCalls logs one line per call: who called, what, with which keys and
+// how it ended. It reads only ids and reasons, never a token or plaintext.
+func auditCalls(logger *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		caller := "unknown"
+		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+			caller = p.Addr.Network() + ":" + p.Addr.String()
+		}
+		st := status.Convert(err)
+		logger.Info("call", "audit", true, "peer", caller, "method", info.FullMethod,
+			"code", st.Code().String(), "reason", errorReason(st), "key_ids", keyIDsOf(resp))
+		return resp, err
+	}
+}
+
+func errorReason(st *status.Status) string {
+	for _, detail := range st.Details() {
+		if info, ok := detail.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+// keyIDsOf lists, once each, the key ids a response names.
+func keyIDsOf(resp any) []string {
+	var ids []string
+	add := func(id string) {
+		for _, seen := range ids {
+			if seen == id {
+				return
+			}
+		}
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	switch r := resp.(type) {
+	case interface{ GetKeyId() string }:
+		add(r.GetKeyId())
+	case *fernetv1.EncryptBatchResponse:
+		for _, item := range r.GetResults() {
+			add(item.GetOk().GetKeyId())
+		}
+	case *fernetv1.DecryptBatchResponse:
+		for _, item := range r.GetResults() {
+			add(item.GetOk().GetKeyId())
+		}
+	case *fernetv1.ReEncryptBatchResponse:
+		for _, item := range r.GetResults() {
+			add(item.GetOk().GetKeyId())
+		}
+	}
+	return ids
+}

@@ -1,0 +1,266 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:50051":      true,
+		"127.8.9.1:50051":      true,
+		"[::1]:50051":          true,
+		"localhost:50051":      true,
+		"unix:///run/f.sock":   true,
+		":50051":               false,
+		"0.0.0.0:50051":        false,
+		"[::]:50051":           false,
+		"10.0.0.5:50051":       false,
+		"sidecar.example:5005": false,
+		"not an address":       false,
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+func TestListenUnixSocketGroup(t *testing.T) {
+	gid := strconv.Itoa(os.Getgid())
+	path := filepath.Join(t.TempDir(), "fernet.sock")
+	lis, err := Listen("unix://"+path, gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o660 || strconv.Itoa(int(info.Sys().(*syscall.Stat_t).Gid)) != gid {
+		t.Fatalf("socket mode %v gid %d, want 0660 and gid %s", info.Mode().Perm(), info.Sys().(*syscall.Stat_t).Gid, gid)
+	}
+	if _, err := Listen("unix://"+filepath.Join(t.TempDir(), "x.sock"), "no-such-group-here"); err == nil {
+		t.Fatal("an unknown group must be refused")
+	}
+}
+
+// pki is a throwaway CA with a server and a client certificate.
+type pki struct {
+	caPEM, serverCert, serverKey string // file paths
+	clientCert                   tls.Certificate
+	pool                         *x509.CertPool
+}
+
+func newPKI(t *testing.T) pki {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTemplate := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	issue := func(name string, usage x509.ExtKeyUsage) ([]byte, []byte) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		template := &x509.Certificate{
+			SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyDER, _ := x509.MarshalECPrivateKey(key)
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+			pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	}
+	write := func(name string, content []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	p := pki{caPEM: write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})), pool: x509.NewCertPool()}
+	p.pool.AddCert(ca)
+	serverCert, serverKey := issue("server", x509.ExtKeyUsageServerAuth)
+	p.serverCert, p.serverKey = write("server.pem", serverCert), write("server-key.pem", serverKey)
+	clientCert, clientKey := issue("client", x509.ExtKeyUsageClientAuth)
+	p.clientCert, err = tls.X509KeyPair(clientCert, clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// serveWith starts a Server built from cfg on loopback TCP.
+func serveWith(t *testing.T, cfg Config) string {
+	t.Helper()
+	keys := &swappableKeys{}
+	keys.Store(fernet.NewKeyring(newKey(t)))
+	cfg.Keys, cfg.Limits, cfg.MaxMessageBytes, cfg.Version = keys, DefaultLimits, 4<<20, "test"
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	srv := New(cfg)
+	lis, err := Listen("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return lis.Addr().String()
+}
+
+func statusCall(t *testing.T, addr string, creds credentials.TransportCredentials) error {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = fernetv1.NewFernetServiceClient(conn).GetStatus(c, &fernetv1.GetStatusRequest{})
+	return err
+}
+
+func TestTLSAndMutualTLS(t *testing.T) {
+	p := newPKI(t)
+	serverOnly, err := LoadTLS(p.serverCert, p.serverKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutual, err := LoadTLS(p.serverCert, p.serverKey, p.caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusting := credentials.NewTLS(&tls.Config{RootCAs: p.pool})
+	withClientCert := credentials.NewTLS(&tls.Config{RootCAs: p.pool, Certificates: []tls.Certificate{p.clientCert}})
+
+	tlsAddr := serveWith(t, Config{TLS: serverOnly})
+	if err := statusCall(t, tlsAddr, trusting); err != nil {
+		t.Fatalf("TLS call: %v", err)
+	}
+	if err := statusCall(t, tlsAddr, insecure.NewCredentials()); status.Code(err) != codes.Unavailable {
+		t.Fatalf("plaintext call to a TLS server = %v, want UNAVAILABLE", err)
+	}
+
+	mtlsAddr := serveWith(t, Config{TLS: mutual})
+	if err := statusCall(t, mtlsAddr, withClientCert); err != nil {
+		t.Fatalf("mTLS call with a client certificate: %v", err)
+	}
+	if err := statusCall(t, mtlsAddr, trusting); err == nil {
+		t.Fatal("mTLS server accepted a client without a certificate")
+	}
+
+	if _, err := LoadTLS(p.serverCert, p.serverKey, p.serverKey); err == nil {
+		t.Fatal("a client CA file without a certificate must be refused")
+	}
+}
+
+func TestAuditLogNamesKeysNotValues(t *testing.T) {
+	var logs bytes.Buffer
+	addr := serveWith(t, Config{AuditCalls: true, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := fernetv1.NewFernetServiceClient(conn)
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sealed, err := client.Encrypt(c, &fernetv1.EncryptRequest{Plaintext: []byte("JBSWY3DPEHPK3PXP")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Decrypt(c, &fernetv1.DecryptRequest{Token: sealed.GetToken()[:60]}); err == nil {
+		t.Fatal("a truncated token decrypted")
+	}
+
+	var lines []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var entry map[string]any
+		if json.Unmarshal([]byte(line), &entry) == nil && entry["msg"] == "call" {
+			lines = append(lines, entry)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("%d audit lines, want 2:\n%s", len(lines), &logs)
+	}
+	encrypt, decrypt := lines[0], lines[1]
+	if encrypt["method"] != "/fernet.v1.FernetService/Encrypt" || encrypt["code"] != "OK" ||
+		encrypt["key_ids"].([]any)[0] != sealed.GetKeyId() || !strings.HasPrefix(encrypt["peer"].(string), "tcp:127.0.0.1:") {
+		t.Errorf("encrypt audit line = %v", encrypt)
+	}
+	if decrypt["code"] != "InvalidArgument" || decrypt["reason"] == "" {
+		t.Errorf("decrypt audit line = %v, want its code and reason", decrypt)
+	}
+	for _, secret := range []string{sealed.GetToken(), "JBSWY3DPEHPK3PXP"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Fatal("the audit log holds a token or plaintext")
+		}
+	}
+}
+
+func TestHealthOnlyServerServesNothingElse(t *testing.T) {
+	ts := startServer(t, DefaultLimits)
+	lis, err := Listen("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ts.ServeHealth(lis)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx(t), &healthpb.HealthCheckRequest{Service: "fernet.v1.FernetService"})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health port Check = %v, %v; want SERVING", resp, err)
+	}
+	_, err = fernetv1.NewFernetServiceClient(conn).GetStatus(ctx(t), &fernetv1.GetStatusRequest{})
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("FernetService on the health port = %v, want UNIMPLEMENTED", err)
+	}
+}
