@@ -59,7 +59,7 @@ func startSidecar(t *testing.T, addr string, limits server.Limits) *sidecar {
 		Version:         "client-test",
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	lis, err := server.Listen(addr)
+	lis, err := server.Listen(addr, "")
 	if err != nil {
 		t.Fatal(err)
 	}

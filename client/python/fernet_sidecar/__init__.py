@@ -1,0 +1,64 @@
+"""Python client of fernet-sidecar: cryptography.fernet's calls, done by the
+sidecar beside the app, with byte-for-byte the same tokens.
+
+    from fernet_sidecar import SidecarFernet, InvalidToken
+
+    f = SidecarFernet("localhost:50051")        # or "unix:///run/fernet/fernet.sock"
+    token = f.encrypt(b"JBSWY3DPEHPK3PXP")
+    try:
+        secret = f.decrypt(token, ttl=3600)
+    except InvalidToken as e:                   # is a cryptography.fernet.InvalidToken
+        print("bad token:", e.reason)           # MALFORMED, INVALID_SIGNATURE, EXPIRED, ...
+
+See docs/clients.md in the fernet-sidecar repository.
+"""
+
+from ._client import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_BATCH_ITEMS,
+    DEFAULT_TARGET,
+    DEFAULT_TIMEOUT,
+    Decrypted,
+    SidecarFernet,
+    Status,
+)
+from ._errors import (
+    BATCH_TOO_LARGE,
+    ERROR_DOMAIN,
+    EXPIRED,
+    FUTURE_TIMESTAMP,
+    INTERNAL,
+    INVALID_SIGNATURE,
+    MALFORMED,
+    PLAINTEXT_TOO_LARGE,
+    TOKEN_REASONS,
+    TOKEN_TOO_LARGE,
+    InvalidToken,
+    SidecarError,
+    SidecarUnavailable,
+)
+
+__all__ = [
+    "SidecarFernet",
+    "Decrypted",
+    "Status",
+    "InvalidToken",
+    "SidecarError",
+    "SidecarUnavailable",
+    "MALFORMED",
+    "INVALID_SIGNATURE",
+    "EXPIRED",
+    "FUTURE_TIMESTAMP",
+    "TOKEN_TOO_LARGE",
+    "PLAINTEXT_TOO_LARGE",
+    "BATCH_TOO_LARGE",
+    "INTERNAL",
+    "TOKEN_REASONS",
+    "ERROR_DOMAIN",
+    "DEFAULT_TARGET",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_MAX_BATCH_ITEMS",
+    "DEFAULT_MAX_BATCH_BYTES",
+]

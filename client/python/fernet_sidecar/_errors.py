@@ -1,0 +1,160 @@
+"""The exceptions, and how a failed RPC becomes one."""
+
+import grpc
+
+try:  # An app that has cryptography catches our InvalidToken as its own.
+    from cryptography.fernet import InvalidToken as _InvalidTokenBase
+except ImportError:  # pragma: no cover - exercised only without cryptography
+
+    class _InvalidTokenBase(Exception):
+        pass
+
+
+# The reasons the sidecar gives (proto/fernet/v1/reasons.go).
+MALFORMED = "MALFORMED"
+INVALID_SIGNATURE = "INVALID_SIGNATURE"
+EXPIRED = "EXPIRED"
+FUTURE_TIMESTAMP = "FUTURE_TIMESTAMP"
+TOKEN_TOO_LARGE = "TOKEN_TOO_LARGE"
+PLAINTEXT_TOO_LARGE = "PLAINTEXT_TOO_LARGE"
+BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
+INTERNAL = "INTERNAL"
+
+#: The reasons a token is refused for: these raise InvalidToken.
+TOKEN_REASONS = frozenset({MALFORMED, INVALID_SIGNATURE, EXPIRED, FUTURE_TIMESTAMP, TOKEN_TOO_LARGE})
+
+ERROR_DOMAIN = "fernet-sidecar"
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
+
+
+class InvalidToken(_InvalidTokenBase):
+    """The token does not decrypt: the sidecar refused it.
+
+    A subclass of ``cryptography.fernet.InvalidToken`` when cryptography is
+    importable, so ``except cryptography.fernet.InvalidToken`` catches it.
+    ``reason`` says which rule failed (MALFORMED, INVALID_SIGNATURE,
+    EXPIRED, FUTURE_TIMESTAMP or TOKEN_TOO_LARGE); the message never holds
+    the token, the plaintext or a key.
+    """
+
+    def __init__(self, message="", reason=None):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.reason))
+
+
+class SidecarError(Exception):
+    """A failure that is not about the token: the sidecar failed, is down,
+    or refused input over one of its limits.
+
+    ``code`` is the grpc.StatusCode of the failed call (None for a batch
+    item's error), ``reason`` the sidecar's reason when it gave one
+    (PLAINTEXT_TOO_LARGE, BATCH_TOO_LARGE, INTERNAL), else None.
+    """
+
+    def __init__(self, message="", code=None, reason=None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.reason = reason
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.code, self.reason))
+
+
+class SidecarUnavailable(SidecarError):
+    """The sidecar could not be reached (UNAVAILABLE, after the retries) or
+    did not answer within the timeout (DEADLINE_EXCEEDED)."""
+
+
+def from_rpc_error(err):
+    """The exception for a failed RPC (a grpc.RpcError that is a grpc.Call)."""
+    code = err.code() if callable(getattr(err, "code", None)) else None
+    message = (err.details() if callable(getattr(err, "details", None)) else None) or str(code)
+    reason = _reason(err)
+    if reason in TOKEN_REASONS:
+        return InvalidToken(message, reason)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return SidecarUnavailable(message, code, reason)
+    return SidecarError(message, code, reason)
+
+
+def from_item_error(item):
+    """The exception for one failed batch item (an ItemError message)."""
+    if item.reason in TOKEN_REASONS:
+        return InvalidToken(item.message, item.reason)
+    return SidecarError(item.message, None, item.reason)
+
+
+def _reason(err):
+    """The ErrorInfo reason in the call's status details, or None."""
+    try:
+        metadata = err.trailing_metadata() or ()
+    except Exception:  # not a grpc.Call
+        return None
+    for key, value in metadata:
+        if key == _STATUS_DETAILS_KEY:
+            try:
+                return _error_info_reason(value)
+            except (IndexError, ValueError, UnicodeDecodeError):
+                return None
+    return None
+
+
+# google.rpc.Status, google.protobuf.Any and google.rpc.ErrorInfo are read
+# straight from the wire, so that this package registers no google.rpc
+# types of its own (an app may have googleapis-common-protos) and needs no
+# package that Debian lacks.
+def _error_info_reason(status_bytes):
+    """The reason of the first ErrorInfo in our domain in a serialized
+    google.rpc.Status {code = 1; message = 2; repeated Any details = 3}."""
+    for number, value in _fields(status_bytes):
+        if number != 3 or not isinstance(value, bytes):
+            continue
+        any_fields = dict(_fields(value))  # Any {type_url = 1; value = 2}
+        if any_fields.get(1) != _ERROR_INFO_TYPE.encode():
+            continue
+        info = dict(_fields(any_fields.get(2, b"")))  # ErrorInfo {reason = 1; domain = 2}
+        if info.get(2, b"").decode() == ERROR_DOMAIN and info.get(1):
+            return info[1].decode()
+    return None
+
+
+def _fields(buf):
+    """Yields (field number, value) of a protobuf message: ints for
+    varints, bytes for length-delimited fields and fixed-width fields."""
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value, i = _varint(buf, i)
+        elif wire_type == 2:
+            length, i = _varint(buf, i)
+            value, i = bytes(buf[i : i + length]), i + length
+            if i > len(buf):
+                raise ValueError("truncated field")
+        elif wire_type == 1:
+            value, i = bytes(buf[i : i + 8]), i + 8
+        elif wire_type == 5:
+            value, i = bytes(buf[i : i + 4]), i + 4
+        else:
+            raise ValueError("unsupported wire type %d" % wire_type)
+        yield number, value
+
+
+def _varint(buf, i):
+    result = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")

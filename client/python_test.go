@@ -1,0 +1,160 @@
+package client_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+)
+
+// python is Debian's interpreter, the one whose packages the tests need.
+const python = "/usr/bin/python3"
+
+// pythonModules are what the Python client and its tests import, with the
+// Debian package of each.
+var pythonModules = []struct{ module, deb string }{
+	{"grpc", "python3-grpcio"},
+	{"google.protobuf", "python3-protobuf"},
+	{"cryptography.fernet", "python3-cryptography"},
+	{"django", "python3-django"},
+	{"flask", "python3-flask"},
+}
+
+// requirePython returns python when it and every module are there; else
+// the test ends as testenv.Missing says.
+func requirePython(t *testing.T) string {
+	t.Helper()
+	bin := testenv.LookPath(t, python)
+	for _, m := range pythonModules {
+		if out, err := exec.Command(bin, "-c", "import "+m.module).CombinedOutput(); err != nil {
+			testenv.Missing(t, fmt.Sprintf("Python module %s for %s (Debian package %s; %v: %s)", m.module, bin, m.deb, err, strings.TrimSpace(string(out))))
+		}
+	}
+	return bin
+}
+
+// TestPythonClient runs the Python client's unittest suite
+// (client/python/tests) against the real sidecar binary, started with
+// known keys on the loopback and on a Unix socket.
+func TestPythonClient(t *testing.T) {
+	py := requirePython(t)
+	root := testenv.RepoRoot(t)
+	bin := buildSidecarBinary(t, root)
+	primary, old := newKey(t), newKey(t)
+	const maxPlaintext, maxBatchItems = 1024, 8
+	env := []string{
+		"DJANGO_ENCRYPTION_KEY=" + primary.Encode(),
+		"OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode(),
+	}
+	args := []string{"--metrics-addr", "", "--max-plaintext-bytes", fmt.Sprint(maxPlaintext), "--max-batch-items", fmt.Sprint(maxBatchItems)}
+	tcp := startBinary(t, bin, env, append([]string{"--addr", "127.0.0.1:0"}, args...)...)
+	unix := startBinary(t, bin, env, append([]string{"--addr", "unix://" + filepath.Join(t.TempDir(), "fernet.sock")}, args...)...)
+
+	cmd := exec.CommandContext(t.Context(), py, "-m", "unittest", "discover", "-v", "-s", "tests", "-t", ".")
+	cmd.Dir = filepath.Join(root, "client", "python")
+	cmd.Env = append(os.Environ(),
+		"SIDECAR_TEST_TCP_TARGET="+tcp,
+		"SIDECAR_TEST_UNIX_TARGET="+unix,
+		"SIDECAR_TEST_PRIMARY_KEY="+primary.Encode(),
+		"SIDECAR_TEST_OLD_KEY="+old.Encode(),
+		fmt.Sprintf("SIDECAR_TEST_MAX_PLAINTEXT=%d", maxPlaintext),
+		fmt.Sprintf("SIDECAR_TEST_MAX_BATCH_ITEMS=%d", maxBatchItems),
+		// Missing Python prerequisites follow the Go tests' policy.
+		testenv.FullEnv+"="+os.Getenv(testenv.FullEnv),
+		"PYTHONDONTWRITEBYTECODE=1",
+		"PYTHONNOUSERSITE=1",
+		"PYTHONPATH=",
+		// Debian's Django 3.2 on Python 3.11 warns about cgi and locale.
+		"PYTHONWARNINGS=ignore::DeprecationWarning",
+	)
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s -m unittest in client/python:\n%s", py, out)
+	if err != nil {
+		t.Fatalf("the Python client's tests failed: %v", err)
+	}
+	if testenv.Full() && strings.Contains(string(out), "skipped") {
+		t.Fatalf("Python tests were skipped, and %s=1 runs everything", testenv.FullEnv)
+	}
+}
+
+// buildSidecarBinary builds cmd/fernet-sidecar into a temp dir.
+func buildSidecarBinary(t *testing.T, root string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fernet-sidecar")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/fernet-sidecar")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/fernet-sidecar: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startBinary runs the sidecar binary until the test ends, and returns the
+// address from its "serving" log line.
+func startBinary(t *testing.T, bin string, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Dir = t.TempDir()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu   sync.Mutex
+		logs []string
+	)
+	log := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(logs, "\n")
+	}
+	serving := make(chan string, 1)
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		scanner := bufio.NewScanner(stderr)
+		for scanner.Scan() {
+			mu.Lock()
+			logs = append(logs, scanner.Text())
+			mu.Unlock()
+			var entry struct{ Msg, Addr string }
+			if json.Unmarshal(scanner.Bytes(), &entry) == nil && entry.Msg == "serving" {
+				serving <- entry.Addr
+			}
+		}
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+			t.Errorf("sidecar %v still running 10s after SIGTERM:\n%s", args, log())
+		}
+	})
+	select {
+	case addr := <-serving:
+		return addr
+	case <-exited:
+		t.Fatalf("sidecar %v exited before serving (%v):\n%s", args, waitErr, log())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("sidecar %v not serving after 20s:\n%s", args, log())
+	}
+	return ""
+}
