@@ -2,12 +2,14 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
@@ -50,6 +52,7 @@ type options struct {
 	waitForReady  bool
 	maxBatchItems int
 	maxBatchBytes int
+	tls           *tls.Config
 	dialOptions   []grpc.DialOption
 }
 
@@ -91,6 +94,14 @@ func WithMaxBatchBytes(n int) Option {
 	return func(o *options) { o.maxBatchBytes = n }
 }
 
+// WithTLS connects over TLS with cfg, for a sidecar started with
+// --tls-cert-file (set cfg.RootCAs to its CA, and cfg.Certificates to the
+// client's certificate when it also has --tls-client-ca-file). Without it
+// the connection is plaintext.
+func WithTLS(cfg *tls.Config) Option {
+	return func(o *options) { o.tls = cfg }
+}
+
 // WithDialOptions adds gRPC dial options, after the client's own, so they
 // win: for example transport credentials, interceptors or a larger
 // grpc.MaxCallRecvMsgSize.
@@ -123,8 +134,8 @@ func serviceConfig(maxAttempts int) string {
 // connection: the first RPC connects, and one that cannot fails with
 // UNAVAILABLE (unless WithWaitForReady).
 //
-// The connection is plaintext, as the sidecar serves it: on the loopback
-// or a Unix socket, inside the pod.
+// The connection is plaintext, as the sidecar serves it on the loopback or
+// a Unix socket inside the pod, unless WithTLS.
 func Dial(target string, opts ...Option) (*Client, error) {
 	if err := checkTarget(target); err != nil {
 		return nil, err
@@ -144,8 +155,12 @@ func Dial(target string, opts ...Option) (*Client, error) {
 		// RPC, and so never retries it, once its buffer is full.
 		retryBuffer = max(retryBuffer, o.maxBatchBytes+o.maxBatchBytes/2)
 	}
+	transport := insecure.NewCredentials()
+	if o.tls != nil {
+		transport = credentials.NewTLS(o.tls)
+	}
 	dialOpts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(transport),
 		// Ignore any service config a resolver might supply: the retry
 		// policy is ours.
 		grpc.WithDisableServiceConfig(),

@@ -44,7 +44,7 @@ func requirePython(t *testing.T) string {
 
 // TestPythonClient runs the Python client's unittest suite
 // (client/python/tests) against the real sidecar binary, started with
-// known keys on the loopback and on a Unix socket.
+// known keys on the loopback, on a Unix socket, and with mTLS.
 func TestPythonClient(t *testing.T) {
 	py := requirePython(t)
 	root := testenv.RepoRoot(t)
@@ -58,6 +58,9 @@ func TestPythonClient(t *testing.T) {
 	args := []string{"--metrics-addr", "", "--max-plaintext-bytes", fmt.Sprint(maxPlaintext), "--max-batch-items", fmt.Sprint(maxBatchItems)}
 	tcp := startBinary(t, bin, env, append([]string{"--addr", "127.0.0.1:0"}, args...)...)
 	unix := startBinary(t, bin, env, append([]string{"--addr", "unix://" + filepath.Join(t.TempDir(), "fernet.sock")}, args...)...)
+	ca, serverCert, serverKey, clientCert, clientKey := newPKI(t).write(t, t.TempDir())
+	withTLS := startBinary(t, bin, env, append([]string{"--addr", "127.0.0.1:0",
+		"--tls-cert-file", serverCert, "--tls-key-file", serverKey, "--tls-client-ca-file", ca}, args...)...)
 
 	cmd := exec.CommandContext(t.Context(), py, "-m", "unittest", "discover", "-v", "-s", "tests", "-t", ".")
 	cmd.Dir = filepath.Join(root, "client", "python")
@@ -68,6 +71,10 @@ func TestPythonClient(t *testing.T) {
 		"SIDECAR_TEST_OLD_KEY="+old.Encode(),
 		fmt.Sprintf("SIDECAR_TEST_MAX_PLAINTEXT=%d", maxPlaintext),
 		fmt.Sprintf("SIDECAR_TEST_MAX_BATCH_ITEMS=%d", maxBatchItems),
+		"SIDECAR_TEST_TLS_TARGET="+withTLS,
+		"SIDECAR_TEST_TLS_CA="+ca,
+		"SIDECAR_TEST_TLS_CLIENT_CERT="+clientCert,
+		"SIDECAR_TEST_TLS_CLIENT_KEY="+clientKey,
 		// Missing Python prerequisites follow the Go tests' policy.
 		testenv.FullEnv+"="+os.Getenv(testenv.FullEnv),
 		"PYTHONDONTWRITEBYTECODE=1",

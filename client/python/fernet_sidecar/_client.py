@@ -93,6 +93,9 @@ class SidecarFernet:
         not up yet instead of failing at once.
     :param max_batch_items, max_batch_bytes: the *_many helpers split their
         input into RPCs of at most this many items and payload bytes.
+    :param credentials: grpc.ssl_channel_credentials(...) for a sidecar
+        started with --tls-cert-file; without them the channel is plaintext,
+        as the sidecar serves it on the loopback or a Unix socket.
     :param channel: a grpc.Channel to use instead of making one from target
         (this instance then does not own it: close() leaves it open).
     """
@@ -106,6 +109,7 @@ class SidecarFernet:
         wait_for_ready: bool = False,
         max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        credentials: Optional[grpc.ChannelCredentials] = None,
         channel: Optional[grpc.Channel] = None,
     ):
         self._timeout = timeout
@@ -126,7 +130,10 @@ class SidecarFernet:
                 # Let a whole batch RPC be buffered, so that it can be retried.
                 ("grpc.per_rpc_retry_buffer_size", max(256 << 10, max_batch_bytes + max_batch_bytes // 2)),
             ]
-            channel = grpc.insecure_channel(target, options=options)
+            if credentials is None:
+                channel = grpc.insecure_channel(target, options=options)
+            else:
+                channel = grpc.secure_channel(target, credentials, options=options)
         self._channel = channel
         self._stub = pb_grpc.FernetServiceStub(channel)
         self._closed = threading.Event()

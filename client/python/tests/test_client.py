@@ -285,6 +285,35 @@ class UnixSocketTest(Transport, unittest.TestCase):
     target_var = "UNIX_TARGET"
 
 
+class TLSTest(unittest.TestCase):
+    """A sidecar that requires TLS and a client certificate."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.target = env.get("TLS_TARGET")
+
+        def read(name):
+            with open(env.get(name), "rb") as f:
+                return f.read()
+
+        cls.ca, cls.cert, cls.key = read("TLS_CA"), read("TLS_CLIENT_CERT"), read("TLS_CLIENT_KEY")
+        cls.primary = Fernet(env.get("PRIMARY_KEY"))
+
+    def test_mtls(self):
+        credentials = grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert)
+        with SidecarFernet(self.target, credentials=credentials, timeout=10) as f:
+            token = f.encrypt(b"secret")
+            self.assertEqual(self.primary.decrypt(token), b"secret")
+            self.assertEqual(f.decrypt(self.primary.encrypt(b"back")), b"back")
+
+    def test_refused_without_tls_or_client_certificate(self):
+        for name, credentials in [("plaintext", None), ("no client certificate", grpc.ssl_channel_credentials(root_certificates=self.ca))]:
+            with self.subTest(name), SidecarFernet(self.target, credentials=credentials, timeout=10, max_attempts=1) as f:
+                with self.assertRaises(SidecarUnavailable) as caught:
+                    f.status()
+                self.assertNotIsInstance(caught.exception, CryptographyInvalidToken)
+
+
 class SidecarDownTest(unittest.TestCase):
     """With no sidecar, calls fail with SidecarUnavailable, never InvalidToken."""
 
