@@ -1,0 +1,349 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// load runs callers that each encrypt and decrypt in a loop until stop is
+// closed or rounds run out, and reports every call's error.
+func load(client fernetv1.FernetServiceClient, callers, rounds int, stop <-chan struct{}, report func(error)) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for caller := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range rounds {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				plaintext := []byte(fmt.Sprintf("caller %d round %d", caller, round))
+				sealed, err := client.Encrypt(ctx, &fernetv1.EncryptRequest{Plaintext: plaintext})
+				if err == nil {
+					var opened *fernetv1.DecryptResponse
+					opened, err = client.Decrypt(ctx, &fernetv1.DecryptRequest{Token: sealed.GetToken()})
+					if err == nil && string(opened.GetPlaintext()) != string(plaintext) {
+						err = fmt.Errorf("decrypted to %q", opened.GetPlaintext())
+					}
+				}
+				cancel()
+				report(err)
+			}
+		}()
+	}
+	return &wg
+}
+
+func TestSIGTERMUnderLoad(t *testing.T) {
+	bin := buildSidecar(t)
+	key := mustGenerate(t)
+	s := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + key.Encode()},
+		"--addr", "127.0.0.1:0", "--metrics-addr", "", "--shutdown-timeout", "5s")
+	conn := dial(t, s.addr)
+	client := fernetv1.NewFernetServiceClient(conn)
+	watching, stopWatching := context.WithCancel(context.Background())
+	defer stopWatching()
+	watch, err := healthpb.NewHealthClient(dial(t, s.addr)).Watch(watching, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err := watch.Recv(); err != nil || first.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health before SIGTERM = %v, %v", first, err)
+	}
+
+	var ok, unavailable atomic.Int64
+	var firstRefusal atomic.Int64 // when the first call was refused, in ns since the epoch
+	var other sync.Map
+	stop := make(chan struct{})
+	callers := load(client, 16, 1_000_000, stop, func(err error) {
+		switch status.Code(err) {
+		case codes.OK:
+			ok.Add(1)
+		case codes.Unavailable:
+			unavailable.Add(1)
+			firstRefusal.CompareAndSwap(0, time.Now().UnixNano())
+		default:
+			other.Store(err.Error(), true)
+		}
+	})
+	time.Sleep(300 * time.Millisecond)
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	notServing, err := watch.Recv()
+	notServingAt := time.Now().UnixNano()
+	if err != nil || notServing.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health after SIGTERM = %v, %v; want NOT_SERVING", notServing, err)
+	}
+	stopWatching() // a Watch stream never ends by itself and would hold the drain to its timeout
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM under load: %v\n%s", err, s.stderr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("still running 10s after SIGTERM (grace period 5s)")
+	}
+	close(stop)
+	callers.Wait()
+
+	other.Range(func(msg, _ any) bool {
+		t.Errorf("a call failed with something other than UNAVAILABLE: %s", msg)
+		return true
+	})
+	if ok.Load() == 0 {
+		t.Fatal("no call succeeded before the shutdown")
+	}
+	if refused := firstRefusal.Load(); refused != 0 && refused < notServingAt-int64(time.Second) {
+		t.Error("calls were refused before health went NOT_SERVING")
+	}
+	t.Logf("%d calls completed, %d refused with UNAVAILABLE after SIGTERM", ok.Load(), unavailable.Load())
+}
+
+func TestKeyFileFaultsUnderLoad(t *testing.T) {
+	bin := buildSidecar(t)
+	key := mustGenerate(t)
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte(key.Encode()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY_FILE=" + keyFile}, "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	defer s.stop(t)
+
+	var calls atomic.Int64
+	var failures sync.Map
+	stop := make(chan struct{})
+	callers := load(fernetv1.NewFernetServiceClient(dial(t, s.addr)), 8, 1_000_000, stop, func(err error) {
+		calls.Add(1)
+		if err != nil {
+			failures.Store(err.Error(), true)
+		}
+	})
+	faults := []struct {
+		name  string
+		apply func() error
+	}{
+		{"garbage", func() error { return os.WriteFile(keyFile, []byte("garbage, not a key"), 0o600) }},
+		{"emptied", func() error { return os.WriteFile(keyFile, nil, 0o600) }},
+		{"deleted", func() error { return os.Remove(keyFile) }},
+	}
+	for i, fault := range faults {
+		if err := fault.apply(); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf(`fernet_key_reloads_total{outcome="failure"} %d`, i+1)
+		waitForMetric(t, s, want)
+	}
+	if err := os.WriteFile(keyFile, []byte(key.Encode()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitForMetric(t, s, "fernet_key_last_reload_successful 1")
+	close(stop)
+	callers.Wait()
+	failures.Range(func(msg, _ any) bool {
+		t.Errorf("a call failed while the key file was broken: %s", msg)
+		return true
+	})
+	if calls.Load() == 0 {
+		t.Fatal("no calls were made")
+	}
+	t.Logf("%d calls, all succeeded, through garbage, empty and deleted key files", calls.Load())
+}
+
+func waitForMetric(t *testing.T, s *sidecar, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.metrics(t), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics never showed %s", want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSlowAndHammeredMetricsDoNotStallCalls: scrapers that hold the metrics
+// endpoint open or hit it in a loop must not hold up gRPC calls.
+func TestSlowAndHammeredMetricsDoNotStallCalls(t *testing.T) {
+	bin := buildSidecar(t)
+	s := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode()},
+		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	defer s.stop(t)
+	stop := make(chan struct{})
+	var scrapers sync.WaitGroup
+	for range 4 { // slow: send half a request and never finish it
+		conn, err := net.Dial("tcp", s.metricsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprint(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\n")
+	}
+	var scrapes atomic.Int64
+	for range 8 { // hammering
+		scrapers.Add(1)
+		go func() {
+			defer scrapers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if resp, err := http.Get("http://" + s.metricsAddr + "/metrics"); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					scrapes.Add(1)
+				}
+			}
+		}()
+	}
+	var failed atomic.Int64
+	var calls atomic.Int64
+	load(fernetv1.NewFernetServiceClient(dial(t, s.addr)), 8, 50, nil, func(err error) {
+		calls.Add(1)
+		if err != nil {
+			failed.Add(1)
+		}
+	}).Wait()
+	close(stop)
+	scrapers.Wait()
+	if failed.Load() != 0 || scrapes.Load() == 0 {
+		t.Fatalf("%d of %d calls failed during %d scrapes", failed.Load(), calls.Load(), scrapes.Load())
+	}
+}
+
+// TestNoSecretLeavesTheProcess runs a full session (keys loaded, calls of
+// every kind and failure, reloads, shutdown) and looks for every secret, in
+// every encoding, in the logs, the errors and /metrics.
+func TestNoSecretLeavesTheProcess(t *testing.T) {
+	bin := buildSidecar(t)
+	primary, old, next := mustGenerate(t), mustGenerate(t), mustGenerate(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	if err := os.WriteFile(keyFile, []byte(primary.Encode()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY_FILE=" + keyFile, "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()},
+		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--audit-calls", "--log-level", "debug")
+	client := fernetv1.NewFernetServiceClient(dial(t, s.addr))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	plaintexts := []string{"JBSWY3DPEHPK3PXP", "user@example.com", "4111 1111 1111 1111"}
+	var tokens, errs []string
+	record := func(err error) {
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	for _, p := range plaintexts {
+		sealed, err := client.Encrypt(ctx, &fernetv1.EncryptRequest{Plaintext: []byte(p)})
+		record(err)
+		tokens = append(tokens, sealed.GetToken())
+		underOld, _ := fernet.NewKeyring(old).Encrypt([]byte(p))
+		tokens = append(tokens, underOld.Token)
+		unknown, _ := fernet.NewKeyring(mustGenerate(t)).Encrypt([]byte(p))
+		tokens = append(tokens, unknown.Token)
+	}
+	expired, _ := fernet.NewKeyring(primary).EncryptAtTime([]byte(plaintexts[0]), 1)
+	future, _ := fernet.NewKeyring(primary).EncryptAtTime([]byte(plaintexts[0]), 1<<40)
+	tokens = append(tokens, expired.Token, future.Token)
+	ttl := int64(60)
+	for _, token := range tokens {
+		_, err := client.Decrypt(ctx, &fernetv1.DecryptRequest{Token: token, TtlSeconds: &ttl})
+		record(err)
+		_, err = client.ReEncrypt(ctx, &fernetv1.ReEncryptRequest{Token: token})
+		record(err)
+		_, err = client.Decrypt(ctx, &fernetv1.DecryptRequest{Token: token[:len(token)/2]})
+		record(err)
+	}
+	batch, err := client.DecryptBatch(ctx, &fernetv1.DecryptBatchRequest{Tokens: tokens, TtlSeconds: &ttl})
+	record(err)
+	for _, result := range batch.GetResults() {
+		errs = append(errs, result.GetError().GetMessage())
+	}
+	_, err = client.Encrypt(ctx, &fernetv1.EncryptRequest{Plaintext: make([]byte, 1<<20)})
+	record(err)
+	// Reloads: a bad file, then a new key.
+	for _, content := range []string{"not a key " + plaintexts[0], next.Encode()} {
+		if err := os.WriteFile(keyFile, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(400 * time.Millisecond)
+	}
+	waitForMetric(t, s, `fernet_key_info{key_id="`+next.ID()+`",role="primary"} 1`)
+	metrics := s.metrics(t)
+	s.stop(t)
+
+	if len(errs) < 20 {
+		t.Fatalf("only %d errors were produced; the session did not exercise the failures", len(errs))
+	}
+	haystacks := map[string]string{"logs": s.stderr.String(), "errors": strings.Join(errs, "\n"), "metrics": metrics}
+	for _, key := range []*fernet.Key{primary, old, next} {
+		raw, _ := base64.URLEncoding.DecodeString(key.Encode())
+		for encoding, secret := range map[string]string{
+			"url-safe base64":      key.Encode(),
+			"url-safe, unpadded":   strings.TrimRight(key.Encode(), "="),
+			"standard base64":      base64.StdEncoding.EncodeToString(raw),
+			"hex":                  hex.EncodeToString(raw),
+			"HEX":                  strings.ToUpper(hex.EncodeToString(raw)),
+			"signing half, base64": base64.StdEncoding.EncodeToString(raw[:16]),
+			"encryption half, hex": hex.EncodeToString(raw[16:]),
+			"raw bytes":            string(raw),
+		} {
+			checkAbsent(t, haystacks, "key "+key.ID()+" as "+encoding, secret)
+		}
+	}
+	for _, p := range plaintexts {
+		checkAbsent(t, haystacks, "plaintext", p)
+		checkAbsent(t, haystacks, "plaintext as base64", base64.StdEncoding.EncodeToString([]byte(p)))
+	}
+	for _, token := range tokens {
+		checkAbsent(t, haystacks, "token", token)
+		checkAbsent(t, haystacks, "half a token", token[:len(token)/2])
+	}
+}
+
+func checkAbsent(t *testing.T, haystacks map[string]string, what, secret string) {
+	t.Helper()
+	for where, text := range haystacks {
+		if strings.Contains(text, secret) {
+			t.Errorf("%s appears in the %s", what, where)
+		}
+	}
+}
