@@ -80,7 +80,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected argument %q (the only command is genkey)", fs.Arg(0))
+		return config{}, fmt.Errorf("unexpected argument %q (the commands are genkey and healthcheck)", fs.Arg(0))
 	}
 	if err := applyEnv(fs, lookupEnv); err != nil {
 		return config{}, err

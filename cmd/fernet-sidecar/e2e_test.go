@@ -340,3 +340,29 @@ func TestDevModeServesAtOnceAndKeepsItsKey(t *testing.T) {
 		t.Fatalf("restart must serve the same dev key %s:\n%s", key.ID(), second.stderr)
 	}
 }
+
+func TestHealthcheckCommand(t *testing.T) {
+	bin := buildSidecar(t)
+	s := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode()},
+		"--addr", "127.0.0.1:0", "--metrics-addr", "", "--health-addr", "127.0.0.1:0")
+	healthAddr := ""
+	for _, line := range strings.Split(s.stderr.String(), "\n") {
+		if _, rest, ok := strings.Cut(line, `"health_addr":"`); ok {
+			healthAddr, _, _ = strings.Cut(rest, `"`)
+		}
+	}
+	if healthAddr == "" {
+		t.Fatalf("the serving log line does not name the health address:\n%s", s.stderr)
+	}
+	for _, addr := range []string{s.addr, healthAddr} {
+		check := exec.Command(bin, "healthcheck", "--addr", addr)
+		if out, err := check.CombinedOutput(); err != nil {
+			t.Fatalf("healthcheck --addr %s while serving: %v\n%s", addr, err, out)
+		}
+	}
+	s.stop(t)
+	check := exec.Command(bin, "healthcheck", "--addr", s.addr, "--timeout", "1s")
+	if out, err := check.CombinedOutput(); err == nil {
+		t.Fatalf("healthcheck passed against a stopped sidecar:\n%s", out)
+	}
+}

@@ -35,6 +35,9 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	if len(args) > 0 && args[0] == "genkey" {
 		return genkey(stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(args[1:], lookupEnv, stderr)
+	}
 	cfg, err := parseConfig(args, lookupEnv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -140,7 +143,12 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 			}
 		}()
 	}
-	logger.Info("serving", "addr", listenerAddr(grpcListener), "metrics_addr", metricsAddr, "version", buildVersion())
+	healthAddr := ""
+	if healthListener != nil {
+		healthAddr = listenerAddr(healthListener)
+	}
+	logger.Info("serving", "addr", listenerAddr(grpcListener), "health_addr", healthAddr,
+		"metrics_addr", metricsAddr, "version", buildVersion())
 	for running := true; running; {
 		select {
 		case err := <-serveErrs:
