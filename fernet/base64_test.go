@@ -2,7 +2,10 @@ package fernet
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/hex"
+	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -49,5 +52,100 @@ func TestDecodePythonBase64(t *testing.T) {
 				t.Fatalf("decodePythonBase64(%q) = %x, %v; want %x", tt.in, got, err, want)
 			}
 		})
+	}
+}
+
+// base64Shapes are inputs at the edges between the canonical fast path
+// and the lenient decoder: every one must decode as the lenient decoder
+// (Python) does, whichever path takes it.
+func base64Shapes() []string {
+	raw := []byte("\xfb\xff\xbf\x00\x10\x83Fernet tokens, padded and not")
+	var shapes []string
+	for n := 0; n <= len(raw); n++ {
+		url := base64.URLEncoding.EncodeToString(raw[:n])
+		std := base64.StdEncoding.EncodeToString(raw[:n])
+		bare := strings.TrimRight(url, "=")
+		shapes = append(shapes, url, std, bare, url+"=", url+"==", url+"\n", " "+url, url+"AAAA", url+url, "="+url)
+		if len(url) >= 4 {
+			shapes = append(shapes, url[:len(url)-1], url[:2]+"="+url[3:], url[:4]+"\n"+url[4:], url[:3]+"é"+url[3:])
+			// Non-zero trailing bits: same bytes, not canonical.
+			if strings.HasSuffix(url, "==") {
+				shapes = append(shapes, url[:len(url)-3]+"R==", url[:len(url)-3]+"_==")
+			} else if strings.HasSuffix(url, "=") {
+				shapes = append(shapes, url[:len(url)-2]+"B=", url[:len(url)-2]+"_=")
+			}
+		}
+	}
+	return append(shapes, "", "=", "==", "===", "====", "A===", "AA==", "AAA=", "AAAA", "AA=A", "A=AA",
+		"AAAAAAA=", "AAAAAA==", "AAAAAAAA", "AAAAAAAAAAA=", "-_-_", "+/+/", "AAAA\x80AAA", "\xff\xff\xff\xff")
+}
+
+// checkFastPath checks one input: if the canonical fast path takes it, the
+// bytes are the lenient decoder's and canonical means exactly that
+// re-encoding gives the input back.
+func checkFastPath(t *testing.T, s string) {
+	t.Helper()
+	prefix := []byte("prefix")
+	fast, canonical, ok := appendCanonicalBase64(bytes.Clone(prefix), s)
+	lenient, err := appendLenientBase64(bytes.Clone(prefix), s)
+	if !ok {
+		if !bytes.Equal(fast, prefix) {
+			t.Fatalf("%q: fast path refused it but changed dst to %q", s, fast)
+		}
+		return
+	}
+	if err != nil || !bytes.Equal(fast, lenient) {
+		t.Fatalf("%q: fast path %x, lenient %x (%v)", s, fast, lenient, err)
+	}
+	if want := base64.URLEncoding.EncodeToString(fast[len(prefix):]) == s; canonical != want {
+		t.Fatalf("%q: canonical %v, want %v", s, canonical, want)
+	}
+	got, gotCanonical, err := appendPythonBase64(nil, s)
+	if err != nil || !bytes.Equal(got, fast[len(prefix):]) || gotCanonical != canonical {
+		t.Fatalf("%q: appendPythonBase64 = %x, %v, %v", s, got, gotCanonical, err)
+	}
+}
+
+func TestCanonicalBase64MatchesLenient(t *testing.T) {
+	for _, s := range base64Shapes() {
+		checkFastPath(t, s)
+	}
+	// Every canonical encoding takes the fast path and is seen as canonical.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := range 300 {
+		raw := make([]byte, n)
+		for i := range raw {
+			raw[i] = byte(rng.Uint32())
+		}
+		s := base64.URLEncoding.EncodeToString(raw)
+		got, canonical, ok := appendCanonicalBase64(nil, s)
+		if !ok || !canonical || !bytes.Equal(got, raw) {
+			t.Fatalf("%d bytes: canonical input gives %x, canonical %v, ok %v", n, got, canonical, ok)
+		}
+	}
+}
+
+// FuzzCanonicalBase64: the fast path agrees with the lenient decoder on
+// any input. Explore with: go test -fuzz FuzzCanonicalBase64 ./fernet/
+func FuzzCanonicalBase64(f *testing.F) {
+	for _, s := range base64Shapes() {
+		f.Add(s)
+	}
+	f.Fuzz(checkFastPath)
+}
+
+func TestEncodeURLBase64(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := range 300 {
+		raw := make([]byte, n)
+		for i := range raw {
+			raw[i] = byte(rng.Uint32())
+		}
+		want := base64.URLEncoding.EncodeToString(raw)
+		got := make([]byte, len(want))
+		encodeURLBase64(got, raw)
+		if string(got) != want {
+			t.Fatalf("%d bytes: %q, want %q", n, got, want)
+		}
 	}
 }
