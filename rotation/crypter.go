@@ -1,0 +1,77 @@
+package rotation
+
+import "context"
+
+// Crypter is what the job needs from fernet-sidecar. Each batch method
+// returns one result per input, in input order; a bad item fails only
+// itself (Err set), while a returned error means the call as a whole failed
+// and nothing in it may be trusted.
+type Crypter interface {
+	// ReEncrypt moves tokens to the primary key, keeping their timestamps
+	// (MultiFernet.rotate). Changed is false for a token that is already
+	// canonical under the primary key.
+	ReEncrypt(ctx context.Context, tokens []string) ([]Sealed, error)
+	// Decrypt opens tokens with no TTL, to say which key verifies each.
+	Decrypt(ctx context.Context, tokens []string) ([]Opened, error)
+	// Encrypt makes new tokens under the primary key.
+	Encrypt(ctx context.Context, plaintexts [][]byte) ([]Sealed, error)
+	// Keys reports the ids of the loaded keys.
+	Keys(ctx context.Context) (Keys, error)
+}
+
+// Sealed is a token under the primary key, or why there is none.
+type Sealed struct {
+	Token string
+	// Changed is false when ReEncrypt returned the token as it was given.
+	Changed bool
+	Err     *ItemError
+}
+
+// Opened says which key verified a token, or why none did. The plaintext
+// is deliberately not part of it: the job never needs it.
+type Opened struct {
+	KeyID          string
+	NeedsReencrypt bool
+	Err            *ItemError
+}
+
+// ItemError is why one item failed, with the sidecar's stable reason.
+type ItemError struct {
+	Reason  string
+	Message string
+}
+
+func (e *ItemError) Error() string { return e.Reason + ": " + e.Message }
+
+// The item reasons the job tells apart. They are the sidecar API's
+// (fernetv1.ReasonMalformed, fernetv1.ReasonInternal; a test in
+// cmd/fernetctl holds them equal), repeated here so that this package does
+// not import the gRPC code.
+const (
+	// ReasonMalformed: not a Fernet token at all, which is what a legacy
+	// plaintext secret looks like to the sidecar.
+	ReasonMalformed = "MALFORMED"
+	// ReasonInternal: the sidecar failed, not the data; the job stops
+	// rather than report a good row as undecryptable.
+	ReasonInternal = "INTERNAL"
+)
+
+// Keys are the key ids the sidecar has loaded.
+type Keys struct {
+	Primary     string
+	DecryptOnly []string
+}
+
+// role names a key id for reports.
+func (k Keys) role(id string) string {
+	if id == k.Primary {
+		return "primary"
+	}
+	for _, old := range k.DecryptOnly {
+		if id == old {
+			return "old"
+		}
+	}
+	// The sidecar reloaded its keys during the run.
+	return "unknown"
+}

@@ -1,0 +1,237 @@
+package rotation
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/rotation/internal/dbtest"
+)
+
+// fakeCrypter is the sidecar in process: the real engine, the sidecar's
+// reasons, and hooks to play the app between our read and our write.
+type fakeCrypter struct {
+	keyring *fernet.Keyring
+
+	mu sync.Mutex
+	// beforeReEncrypt runs at the start of each ReEncrypt call, with the
+	// 1-based call number: the rows are read, not yet written.
+	beforeReEncrypt func(call int)
+	reencryptCalls  int
+	// internal makes the item with this token fail with INTERNAL.
+	internal string
+}
+
+func newFake(primary *fernet.Key, old ...*fernet.Key) *fakeCrypter {
+	return &fakeCrypter{keyring: fernet.NewKeyring(primary, old...)}
+}
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, fernet.ErrMalformed):
+		return ReasonMalformed
+	case errors.Is(err, fernet.ErrInvalidSignature):
+		return "INVALID_SIGNATURE"
+	}
+	return ReasonInternal
+}
+
+func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Sealed, error) {
+	f.mu.Lock()
+	f.reencryptCalls++
+	call, hook := f.reencryptCalls, f.beforeReEncrypt
+	f.mu.Unlock()
+	if hook != nil {
+		hook(call)
+	}
+	out := make([]Sealed, len(tokens))
+	for i, tok := range tokens {
+		if tok == f.internal {
+			out[i] = Sealed{Err: &ItemError{Reason: ReasonInternal, Message: "boom"}}
+			continue
+		}
+		re, err := f.keyring.ReEncrypt(tok)
+		if err != nil {
+			out[i] = Sealed{Err: &ItemError{Reason: reasonOf(err), Message: err.Error()}}
+			continue
+		}
+		out[i] = Sealed{Token: re.Token, Changed: re.Changed}
+	}
+	return out, nil
+}
+
+func (f *fakeCrypter) Decrypt(_ context.Context, tokens []string) ([]Opened, error) {
+	out := make([]Opened, len(tokens))
+	for i, tok := range tokens {
+		d, err := f.keyring.Decrypt(tok)
+		if err != nil {
+			out[i] = Opened{Err: &ItemError{Reason: reasonOf(err), Message: err.Error()}}
+			continue
+		}
+		out[i] = Opened{KeyID: d.KeyID, NeedsReencrypt: !d.Primary}
+	}
+	return out, nil
+}
+
+func (f *fakeCrypter) Encrypt(_ context.Context, plaintexts [][]byte) ([]Sealed, error) {
+	out := make([]Sealed, len(plaintexts))
+	for i, p := range plaintexts {
+		e, err := f.keyring.Encrypt(p)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Sealed{Token: e.Token, Changed: true}
+	}
+	return out, nil
+}
+
+func (f *fakeCrypter) Keys(context.Context) (Keys, error) {
+	k := Keys{Primary: f.keyring.Primary().ID()}
+	for _, old := range f.keyring.DecryptOnly() {
+		k.DecryptOnly = append(k.DecryptOnly, old.ID())
+	}
+	return k, nil
+}
+
+// freshDatabases returns a function that makes a new, empty database of
+// the kind and returns its DSN. A PostgreSQL server is started for t and
+// stopped when t ends; without its binaries t ends as testenv.Missing says.
+func freshDatabases(t *testing.T, kind string) func(t *testing.T) string {
+	if kind == "sqlite" {
+		return func(t *testing.T) string { return dbtest.SQLiteFile(t) }
+	}
+	pg := dbtest.StartPostgres(t)
+	n := 0
+	return func(t *testing.T) string {
+		n++
+		return pg.CreateDatabase(t, "job"+strconv.Itoa(n))
+	}
+}
+
+// app is the application's own connection to the database.
+type app struct {
+	t    *testing.T
+	kind string
+	db   *sql.DB
+}
+
+func openApp(t *testing.T, kind, dsn string) *app {
+	t.Helper()
+	if kind == "postgres" {
+		return &app{t, kind, dbtest.OpenPostgres(t, dsn)}
+	}
+	return &app{t, kind, dbtest.OpenSQLite(t, dsn)}
+}
+
+// rebind turns ? placeholders into PostgreSQL's $n.
+func (a *app) rebind(query string) string {
+	if a.kind != "postgres" {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func (a *app) exec(query string, args ...any) {
+	a.t.Helper()
+	if _, err := a.db.Exec(a.rebind(query), args...); err != nil {
+		a.t.Fatalf("%s: %v", query, err)
+	}
+}
+
+// value returns the column value of one row: nil for NULL.
+func (a *app) value(table, pkCol string, pk any) any {
+	a.t.Helper()
+	var v any
+	err := a.db.QueryRow(a.rebind(fmt.Sprintf("SELECT secret FROM %s WHERE %s = ?", table, pkCol)), pk).Scan(&v)
+	if err != nil {
+		a.t.Fatalf("reading %s %v: %v", table, pk, err)
+	}
+	if b, ok := v.([]byte); ok {
+		return string(b)
+	}
+	return v
+}
+
+// insert writes rows of (pk, secret) in one transaction.
+func (a *app) insert(table string, pks []any, secrets []any) {
+	a.t.Helper()
+	tx, err := a.db.Begin()
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	stmt, err := tx.Prepare(a.rebind(fmt.Sprintf("INSERT INTO %s VALUES (?, ?)", table)))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	for i := range pks {
+		if _, err := stmt.Exec(pks[i], secrets[i]); err != nil {
+			a.t.Fatal(err)
+		}
+	}
+	stmt.Close()
+	if err := tx.Commit(); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+func mustKey(t *testing.T) *fernet.Key {
+	t.Helper()
+	k, err := fernet.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func mustToken(t *testing.T, key *fernet.Key, plaintext string, ts uint64) string {
+	t.Helper()
+	e, err := fernet.NewKeyring(key).EncryptAtTime([]byte(plaintext), ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.Token
+}
+
+// wantUnder fails unless token decrypts under key alone to plaintext at ts.
+func wantUnder(t *testing.T, key *fernet.Key, token any, plaintext string, ts uint64, what string) {
+	t.Helper()
+	s, ok := token.(string)
+	if !ok {
+		t.Errorf("%s: holds %T %v, want a token", what, token, token)
+		return
+	}
+	d, err := fernet.NewKeyring(key).Decrypt(s)
+	if err != nil {
+		t.Errorf("%s: does not decrypt under the primary key alone: %v", what, err)
+		return
+	}
+	if string(d.Plaintext) != plaintext || d.Timestamp != ts {
+		t.Errorf("%s: decrypts to %q at %d, want %q at %d", what, d.Plaintext, d.Timestamp, plaintext, ts)
+	}
+}
+
+func openJobDB(t *testing.T, dsn string, readOnly bool) *Database {
+	t.Helper()
+	db, err := Open(dsn, readOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}

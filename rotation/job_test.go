@@ -1,0 +1,557 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+)
+
+const baseTS = 1_600_000_000
+
+// TestJob runs every scenario against SQLite and a real PostgreSQL.
+func TestJob(t *testing.T) {
+	scenarios := []struct {
+		name string
+		run  func(t *testing.T, kind, dsn string)
+	}{
+		{"rotates, skips and reports; rerun writes nothing", testRotateAndRerun},
+		{"legacy plaintext counted, kept or encrypted", testLegacyPlaintext},
+		{"app writes between read and write are never overwritten", testConflicts},
+		{"a row the app keeps changing is left, and reported", testUnresolved},
+		{"a failing write rolls the whole batch back; rerun resumes", testFailingWriteRollsBack},
+		{"interrupt, checkpoint and resume", testInterruptResume},
+		{"text primary keys and --where", testTextKeysAndWhere},
+		{"bytes columns stay bytes", testBytesColumn},
+		{"check and dry run count and write nothing", testCheckAndDryRun},
+		{"INTERNAL from the sidecar stops the run before any write", testInternalStops},
+		{"a primary-key column that is not unique stops the run", testNonUniqueKey},
+	}
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			fresh := freshDatabases(t, kind)
+			for _, s := range scenarios {
+				t.Run(s.name, func(t *testing.T) { s.run(t, kind, fresh(t)) })
+			}
+		})
+	}
+}
+
+// snapshot returns every (id, secret) of an integer-keyed table.
+func (a *app) snapshot(table string) map[int64]any {
+	a.t.Helper()
+	rows, err := a.db.Query("SELECT id, secret FROM " + table)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[int64]any{}
+	for rows.Next() {
+		var id int64
+		var v any
+		if err := rows.Scan(&id, &v); err != nil {
+			a.t.Fatal(err)
+		}
+		if b, ok := v.([]byte); ok {
+			v = string(b)
+		}
+		out[id] = v
+	}
+	if err := rows.Err(); err != nil {
+		a.t.Fatal(err)
+	}
+	return out
+}
+
+func run(t *testing.T, j *Job) *Report {
+	t.Helper()
+	r, err := j.Run(context.Background())
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return r
+}
+
+func issueIDs(is Issues) string {
+	var s []string
+	for _, row := range is.Rows {
+		s = append(s, row.PK.String()+":"+row.Reason)
+	}
+	return strings.Join(s, " ")
+}
+
+func testRotateAndRerun(t *testing.T, kind, dsn string) {
+	primary, old, stranger := mustKey(t), mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	const n = 50
+	var pks, vals []any
+	underPrimary := map[int64]string{}
+	for id := int64(1); id <= n; id++ {
+		var v any
+		switch {
+		case id%10 == 0:
+			v = nil
+		case id == 11:
+			v = ""
+		case id == 17:
+			v = mustToken(t, stranger, "x", baseTS)
+		case id == 19:
+			v = "not a token"
+		case id == 21:
+			v = "JBSWY3DPEHPK3PXP" // legacy plaintext, but the option is off
+		case id%10 == 3:
+			v = mustToken(t, primary, fmt.Sprint("secret-", id), baseTS+uint64(id))
+			underPrimary[id] = v.(string)
+		default:
+			v = mustToken(t, old, fmt.Sprint("secret-", id), baseTS+uint64(id))
+		}
+		pks, vals = append(pks, id), append(vals, v)
+	}
+	a.insert("totp", pks, vals)
+	before := a.snapshot("totp")
+
+	job := func() *Job {
+		return &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 7}
+	}
+	r := run(t, job())
+	wantOld := n - 5 /*NULL*/ - 1 /*''*/ - 3 /*bad*/ - len(underPrimary)
+	if r.Scanned != n || r.Empty != 6 || r.Current != int64(len(underPrimary)) || r.Rewritten != int64(wantOld) || !r.Complete {
+		t.Errorf("report: scanned %d empty %d current %d rewritten %d complete %v; want %d 6 %d %d true",
+			r.Scanned, r.Empty, r.Current, r.Rewritten, r.Complete, n, len(underPrimary), wantOld)
+	}
+	if got, want := issueIDs(r.Undecryptable), "17:INVALID_SIGNATURE 19:MALFORMED 21:MALFORMED"; got != want {
+		t.Errorf("undecryptable = %s, want %s", got, want)
+	}
+	if r.Remaining() != 3 {
+		t.Errorf("Remaining = %d, want 3", r.Remaining())
+	}
+	after := a.snapshot("totp")
+	for id := int64(1); id <= n; id++ {
+		switch {
+		case id%10 == 0 || id == 11 || id == 17 || id == 19 || id == 21:
+			if after[id] != before[id] {
+				t.Errorf("row %d changed from %v to %v; NULL, empty and undecryptable rows must be left alone", id, before[id], after[id])
+			}
+		case underPrimary[id] != "":
+			if after[id] != underPrimary[id] {
+				t.Errorf("row %d was already canonical under the primary key, yet was rewritten", id)
+			}
+		default:
+			wantUnder(t, primary, after[id], fmt.Sprint("secret-", id), baseTS+uint64(id), fmt.Sprint("row ", id))
+		}
+	}
+
+	r = run(t, job())
+	if r.Rewritten != 0 || r.Current != int64(wantOld+len(underPrimary)) {
+		t.Errorf("rerun: rewritten %d current %d, want 0 and %d", r.Rewritten, r.Current, wantOld+len(underPrimary))
+	}
+	if again := a.snapshot("totp"); !reflect.DeepEqual(again, after) {
+		t.Error("a rerun changed the table")
+	}
+}
+
+func testLegacyPlaintext(t *testing.T, kind, dsn string) {
+	primary, old, stranger := mustKey(t), mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	secrets := map[int64]string{2: "JBSWY3DPEHPK3PXP", 3: "jbswy3dpehpk3pxpjbswy3dpehpk3pxp", 6: "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ======"[:32]}
+	a.insert("totp", []any{int64(1), int64(2), int64(3), int64(4), int64(5), int64(6)}, []any{
+		mustToken(t, old, "s1", baseTS), secrets[2], secrets[3], "hello world", mustToken(t, stranger, "s5", baseTS), secrets[6],
+	})
+	job := func(mode Mode, legacy, encrypt bool) *Job {
+		return &Job{DB: openJobDB(t, dsn, mode != Rotate), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret",
+			Mode: mode, LegacyPlaintext: legacy, EncryptPlaintext: encrypt}
+	}
+	before := a.snapshot("totp")
+
+	r := run(t, job(DryRun, true, false))
+	if r.Plaintext.Count != 3 || r.Undecryptable.Count != 2 || issueIDs(r.Undecryptable) != "4:MALFORMED 5:INVALID_SIGNATURE" {
+		t.Errorf("dry run: plaintext %d, undecryptable %s", r.Plaintext.Count, issueIDs(r.Undecryptable))
+	}
+	if r.Remaining() != 5 {
+		t.Errorf("dry run without --encrypt-plaintext: Remaining %d, want 5", r.Remaining())
+	}
+	if r := run(t, job(DryRun, true, true)); r.Remaining() != 2 {
+		t.Errorf("dry run with --encrypt-plaintext: Remaining %d, want 2", r.Remaining())
+	}
+
+	r = run(t, job(Rotate, true, false))
+	if r.Plaintext.Count != 3 || r.PlaintextEncrypted != 0 || r.Rewritten != 1 || r.Remaining() != 5 {
+		t.Errorf("counting only: plaintext %d encrypted %d rewritten %d remaining %d", r.Plaintext.Count, r.PlaintextEncrypted, r.Rewritten, r.Remaining())
+	}
+	for _, id := range []int64{2, 3, 4, 5, 6} {
+		if got := a.value("totp", "id", id); got != before[id] {
+			t.Errorf("row %d changed without --encrypt-plaintext", id)
+		}
+	}
+
+	r = run(t, job(Rotate, false, true)) // --encrypt-plaintext implies counting
+	if r.Plaintext.Count != 3 || r.PlaintextEncrypted != 3 || r.Remaining() != 2 {
+		t.Errorf("encrypting: plaintext %d encrypted %d remaining %d", r.Plaintext.Count, r.PlaintextEncrypted, r.Remaining())
+	}
+	for id, secret := range secrets {
+		v := a.value("totp", "id", id)
+		d, err := fernet.NewKeyring(primary).Decrypt(fmt.Sprint(v))
+		if err != nil || string(d.Plaintext) != secret {
+			t.Errorf("row %d: %v, want the secret encrypted under the primary key", id, err)
+		}
+	}
+	for _, id := range []int64{4, 5} {
+		if got := a.value("totp", "id", id); got != before[id] {
+			t.Errorf("row %d is not base32 plaintext but was changed", id)
+		}
+	}
+	if r := run(t, job(Rotate, false, true)); r.PlaintextEncrypted != 0 || r.Rewritten != 0 {
+		t.Errorf("rerun encrypted %d and rewrote %d, want 0", r.PlaintextEncrypted, r.Rewritten)
+	}
+}
+
+func testConflicts(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	var pks, vals []any
+	for id := int64(1); id <= 30; id++ {
+		pks, vals = append(pks, id), append(vals, mustToken(t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
+	}
+	a.insert("totp", pks, vals)
+	appPrimary := mustToken(t, primary, "app-3", baseTS+3000)
+	appOld := mustToken(t, old, "app-4", baseTS+4000)
+	fake := newFake(primary, old)
+	fake.beforeReEncrypt = func(call int) {
+		if call != 1 {
+			return
+		}
+		// The first batch (rows 1-10) is read; the app now changes four of
+		// its rows before the job writes them.
+		a.exec("UPDATE totp SET secret = ? WHERE id = 3", appPrimary)
+		a.exec("UPDATE totp SET secret = ? WHERE id = 4", appOld)
+		a.exec("DELETE FROM totp WHERE id = 5")
+		a.exec("UPDATE totp SET secret = NULL WHERE id = 6")
+	}
+	r := run(t, &Job{DB: openJobDB(t, dsn, false), Crypter: fake, Table: "totp", PK: "id", Column: "secret", BatchSize: 10})
+	if r.Conflicts != 4 || r.Vanished != 1 || r.Empty != 1 || r.Current != 1 || r.Rewritten != 27 || r.Remaining() != 0 {
+		t.Errorf("conflicts %d vanished %d empty %d current %d rewritten %d remaining %d; want 4 1 1 1 27 0",
+			r.Conflicts, r.Vanished, r.Empty, r.Current, r.Rewritten, r.Remaining())
+	}
+	got := a.snapshot("totp")
+	if got[3] != appPrimary {
+		t.Error("row 3: the app's new token was overwritten")
+	}
+	wantUnder(t, primary, got[4], "app-4", baseTS+4000, "row 4 (the app's write under the old key, re-encrypted)")
+	if _, ok := got[5]; ok {
+		t.Error("row 5, deleted by the app, is back")
+	}
+	if got[6] != nil {
+		t.Errorf("row 6: the app set NULL, now %v", got[6])
+	}
+	for id := int64(1); id <= 30; id++ {
+		if id < 3 || id > 6 {
+			wantUnder(t, primary, got[id], fmt.Sprint("secret-", id), baseTS+uint64(id), fmt.Sprint("row ", id))
+		}
+	}
+}
+
+func testUnresolved(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	a.insert("totp", []any{int64(1), int64(2), int64(3)}, []any{
+		mustToken(t, old, "s1", baseTS), mustToken(t, old, "s2", baseTS), mustToken(t, old, "s3", baseTS),
+	})
+	fake := newFake(primary, old)
+	var last string
+	fake.beforeReEncrypt = func(call int) {
+		// An app (running the old key still) rewrites row 2 every time.
+		last = mustToken(t, old, fmt.Sprint("app-", call), baseTS+uint64(call))
+		a.exec("UPDATE totp SET secret = ? WHERE id = 2", last)
+	}
+	r := run(t, &Job{DB: openJobDB(t, dsn, false), Crypter: fake, Table: "totp", PK: "id", Column: "secret", MaxAttempts: 3})
+	if r.Conflicts != 3 || r.Unresolved.Count != 1 || issueIDs(r.Unresolved) != "2:changed by the app on every attempt" || r.Rewritten != 2 || r.Remaining() != 1 {
+		t.Errorf("conflicts %d unresolved %s rewritten %d remaining %d", r.Conflicts, issueIDs(r.Unresolved), r.Rewritten, r.Remaining())
+	}
+	if got := a.value("totp", "id", int64(2)); got != last {
+		t.Error("row 2 does not hold the app's last write")
+	}
+}
+
+// addFailingTrigger makes any UPDATE of row id fail inside the database.
+func addFailingTrigger(a *app, id int) {
+	if a.kind == "postgres" {
+		a.exec(fmt.Sprintf(`CREATE FUNCTION boom() RETURNS trigger AS $$
+			BEGIN IF NEW.id = %d THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql`, id))
+		a.exec("CREATE TRIGGER boom BEFORE UPDATE ON totp FOR EACH ROW EXECUTE FUNCTION boom()")
+		return
+	}
+	a.exec(fmt.Sprintf("CREATE TRIGGER boom BEFORE UPDATE ON totp WHEN NEW.id = %d BEGIN SELECT RAISE(ABORT, 'boom'); END", id))
+}
+
+func testFailingWriteRollsBack(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	var pks, vals []any
+	for id := int64(1); id <= 60; id++ {
+		pks, vals = append(pks, id), append(vals, mustToken(t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
+	}
+	a.insert("totp", pks, vals)
+	before := a.snapshot("totp")
+	addFailingTrigger(a, 57)
+	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
+	job := func() *Job {
+		return &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 20, Checkpoint: cp}
+	}
+	r, err := job().Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "rolled back") {
+		t.Fatalf("Run = %v, want the failed update's error", err)
+	}
+	if r.Rewritten != 40 || r.Complete {
+		t.Errorf("rewritten %d complete %v, want 40 false", r.Rewritten, r.Complete)
+	}
+	got := a.snapshot("totp")
+	for id := int64(41); id <= 60; id++ {
+		if got[id] != before[id] {
+			t.Errorf("row %d of the failed batch was written; the batch must roll back whole", id)
+		}
+	}
+	st, ok, err := cp.Load()
+	if last, _ := st.LastPK.value(); !ok || err != nil || last.String() != "40" {
+		t.Fatalf("checkpoint after the failure = %+v %v %v, want last 40", st, ok, err)
+	}
+
+	if kind == "postgres" {
+		a.exec("DROP TRIGGER boom ON totp")
+	} else {
+		a.exec("DROP TRIGGER boom")
+	}
+	r = run(t, job())
+	if r.ResumedAfter.String() != "40" || r.Scanned != 20 || r.Rewritten != 20 {
+		t.Errorf("resume: after %s scanned %d rewritten %d, want 40 20 20", r.ResumedAfter, r.Scanned, r.Rewritten)
+	}
+	got = a.snapshot("totp")
+	for id := int64(1); id <= 60; id++ {
+		wantUnder(t, primary, got[id], fmt.Sprint("secret-", id), baseTS+uint64(id), fmt.Sprint("row ", id))
+	}
+}
+
+func testInterruptResume(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	var pks, vals []any
+	for id := int64(1); id <= 100; id++ {
+		pks, vals = append(pks, id), append(vals, mustToken(t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
+	}
+	a.insert("totp", pks, vals)
+	before := a.snapshot("totp")
+	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
+	interrupt := make(chan struct{})
+	job := &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 10,
+		Checkpoint: cp, Interrupt: interrupt}
+	var seen []Progress
+	job.Progress = func(p Progress) {
+		seen = append(seen, p)
+		if p.Done == 30 {
+			close(interrupt) // as Ctrl-C during the third batch would
+		}
+	}
+	r, err := job.Run(context.Background())
+	if !errors.Is(err, ErrInterrupted) || r.Scanned != 30 || r.Complete {
+		t.Fatalf("Run = %v, scanned %d complete %v; want ErrInterrupted after 30 rows", err, r.Scanned, r.Complete)
+	}
+	if len(seen) != 3 || seen[0].Total != 100 || seen[2].Written != 30 || seen[2].LastPK.String() != "30" {
+		t.Errorf("progress = %+v", seen)
+	}
+	got := a.snapshot("totp")
+	for id := int64(1); id <= 100; id++ {
+		if id <= 30 {
+			wantUnder(t, primary, got[id], fmt.Sprint("secret-", id), baseTS+uint64(id), fmt.Sprint("row ", id))
+		} else if got[id] != before[id] {
+			t.Errorf("row %d written after the interrupt", id)
+		}
+	}
+
+	// Another job's checkpoint is refused, not resumed.
+	other := &Job{DB: job.DB, Crypter: job.Crypter, Table: "totp", PK: "id", Column: "secret", Where: "id > 0", Checkpoint: cp}
+	if _, err := other.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "--restart") {
+		t.Errorf("a checkpoint for another --where was not refused: %v", err)
+	}
+
+	resumed := &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 10, Checkpoint: cp}
+	var total int64
+	resumed.Progress = func(p Progress) { total = p.Total }
+	r = run(t, resumed)
+	if r.ResumedAfter.String() != "30" || r.Scanned != 70 || r.Rewritten != 70 || total != 70 || !r.Complete {
+		t.Errorf("resume: after %s scanned %d rewritten %d total %d", r.ResumedAfter, r.Scanned, r.Rewritten, total)
+	}
+	if _, err := os.Stat(cp.Path); !os.IsNotExist(err) {
+		t.Errorf("checkpoint left after a complete run: %v", err)
+	}
+	got = a.snapshot("totp")
+	for id := int64(1); id <= 100; id++ {
+		wantUnder(t, primary, got[id], fmt.Sprint("secret-", id), baseTS+uint64(id), fmt.Sprint("row ", id))
+	}
+	// --restart walks everything again, harmlessly.
+	again := &Job{DB: job.DB, Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", Checkpoint: cp, Restart: true}
+	if r := run(t, again); r.Scanned != 100 || r.Rewritten != 0 {
+		t.Errorf("restart: scanned %d rewritten %d, want 100 0", r.Scanned, r.Rewritten)
+	}
+}
+
+func testTextKeysAndWhere(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE users (username VARCHAR(64) PRIMARY KEY, secret TEXT)")
+	names := []any{"alice", "Bob", "carol", "dave", "émile", "frank", "Zed", "zoë", "admin-1", "admin-2", "user 10", "user 9"}
+	var vals []any
+	for i, name := range names {
+		vals = append(vals, mustToken(t, old, fmt.Sprint("s-", name), baseTS+uint64(i)))
+	}
+	a.insert("users", names, vals)
+	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
+	interrupt := make(chan struct{})
+	job := &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "users", PK: "username", Column: "secret",
+		Where: "username NOT LIKE 'admin-%' -- operators' SQL, comments included", BatchSize: 3, Checkpoint: cp, Interrupt: interrupt}
+	job.Progress = func(Progress) { close(interrupt); job.Progress = nil }
+	if _, err := job.Run(context.Background()); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("Run = %v, want ErrInterrupted", err)
+	}
+	st, _, _ := cp.Load()
+	if st.LastPK.Text == nil {
+		t.Fatalf("checkpoint of a text key = %+v", st.LastPK)
+	}
+	job.Interrupt = nil
+	r := run(t, job)
+	if r.Scanned != 7 || r.Rewritten != 7 || r.ResumedAfter.String() != fmt.Sprintf("%q", *st.LastPK.Text) {
+		t.Errorf("resume over text keys: after %s scanned %d rewritten %d, want 7 and 7", r.ResumedAfter, r.Scanned, r.Rewritten)
+	}
+	for i, name := range names {
+		got := a.value("users", "username", name)
+		if strings.HasPrefix(name.(string), "admin-") {
+			if got != vals[i] {
+				t.Errorf("%s is outside --where but was changed", name)
+			}
+			continue
+		}
+		wantUnder(t, primary, got, fmt.Sprint("s-", name), baseTS+uint64(i), fmt.Sprint(name))
+	}
+}
+
+func testBytesColumn(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	blob := map[string]string{"sqlite": "BLOB", "postgres": "BYTEA"}[kind]
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret " + blob + ")")
+	a.insert("totp", []any{int64(1), int64(2)}, []any{[]byte(mustToken(t, old, "s1", baseTS)), []byte(mustToken(t, primary, "s2", baseTS))})
+	r := run(t, &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret"})
+	if r.Rewritten != 1 || r.Current != 1 {
+		t.Errorf("rewritten %d current %d, want 1 1", r.Rewritten, r.Current)
+	}
+	wantUnder(t, primary, a.value("totp", "id", int64(1)), "s1", baseTS, "row 1")
+	if kind == "sqlite" {
+		var typ string
+		if err := a.db.QueryRow("SELECT typeof(secret) FROM totp WHERE id = 1").Scan(&typ); err != nil || typ != "blob" {
+			t.Errorf("row 1 is now %s (%v), want still a blob", typ, err)
+		}
+	}
+}
+
+func testCheckAndDryRun(t *testing.T, kind, dsn string) {
+	primary, old, old2, stranger := mustKey(t), mustKey(t), mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	var pks, vals []any
+	add := func(v any) { pks, vals = append(pks, int64(len(pks)+1)), append(vals, v) }
+	for i := range 5 {
+		add(mustToken(t, old, "o", baseTS+uint64(i)))
+	}
+	for i := range 3 {
+		add(mustToken(t, primary, "p", baseTS+uint64(i)))
+	}
+	// Under the primary key but not canonical: Python accepts the line
+	// break, and a run rewrites it canonically.
+	tok := mustToken(t, primary, "p", baseTS)
+	add(tok[:40] + "\n" + tok[40:])
+	add(mustToken(t, old2, "o2", baseTS))
+	add(mustToken(t, old2, "o2", baseTS))
+	add(nil)
+	add(mustToken(t, stranger, "x", baseTS)) // id 13
+	a.insert("totp", pks, vals)
+	before := a.snapshot("totp")
+	crypter := newFake(primary, old, old2)
+
+	r := run(t, &Job{DB: openJobDB(t, dsn, true), Crypter: crypter, Table: "totp", PK: "id", Column: "secret", Mode: Check, BatchSize: 4})
+	wantByKey := map[string]int64{primary.ID(): 4, old.ID(): 5, old2.ID(): 2}
+	if !reflect.DeepEqual(r.ByKey, wantByKey) || r.Empty != 1 || issueIDs(r.Undecryptable) != "13:INVALID_SIGNATURE" || r.Remaining() != 8 {
+		t.Errorf("check: by key %v empty %d undecryptable %s remaining %d", r.ByKey, r.Empty, issueIDs(r.Undecryptable), r.Remaining())
+	}
+	var out strings.Builder
+	r.Write(&out)
+	for _, want := range []string{"under primary key " + primary.ID() + "  4", "under old     key " + old.ID() + "  5", "INVALID_SIGNATURE: ids 13"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check report lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	r = run(t, &Job{DB: openJobDB(t, dsn, true), Crypter: crypter, Table: "totp", PK: "id", Column: "secret", Mode: DryRun})
+	if !reflect.DeepEqual(r.ByKey, wantByKey) || r.Rewritten != 8 || r.Current != 3 || r.Remaining() != 1 {
+		t.Errorf("dry run: by key %v would rewrite %d current %d remaining %d", r.ByKey, r.Rewritten, r.Current, r.Remaining())
+	}
+	if after := a.snapshot("totp"); !reflect.DeepEqual(after, before) {
+		t.Error("check or dry run changed the table")
+	}
+
+	// The read-only connection --check and --dry-run use refuses writes
+	// even if the job tried to make some.
+	_, err := (&Job{DB: openJobDB(t, dsn, true), Crypter: crypter, Table: "totp", PK: "id", Column: "secret"}).Run(context.Background())
+	if err == nil {
+		t.Error("a rotation over a read-only connection succeeded")
+	}
+	if after := a.snapshot("totp"); !reflect.DeepEqual(after, before) {
+		t.Error("a write went through the read-only connection")
+	}
+}
+
+func testInternalStops(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	var pks, vals []any
+	for id := int64(1); id <= 10; id++ {
+		pks, vals = append(pks, id), append(vals, mustToken(t, old, "s", baseTS))
+	}
+	a.insert("totp", pks, vals)
+	before := a.snapshot("totp")
+	fake := newFake(primary, old)
+	fake.internal = vals[4].(string)
+	_, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: fake, Table: "totp", PK: "id", Column: "secret"}).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "row 5") {
+		t.Errorf("Run = %v, want a sidecar failure naming row 5", err)
+	}
+	if after := a.snapshot("totp"); !reflect.DeepEqual(after, before) {
+		t.Error("rows were written in a batch the sidecar failed on")
+	}
+}
+
+func testNonUniqueKey(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE totp (id BIGINT, secret TEXT)")
+	tok := mustToken(t, old, "s", baseTS)
+	a.insert("totp", []any{int64(1), int64(1)}, []any{tok, tok})
+	_, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret"}).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "not unique") {
+		t.Errorf("Run = %v, want a not-unique error", err)
+	}
+	var n int
+	if err := a.db.QueryRow(a.rebind("SELECT count(*) FROM totp WHERE secret = ?"), tok).Scan(&n); err != nil || n != 2 {
+		t.Errorf("%d rows still hold the old token (%v), want 2: the batch must roll back", n, err)
+	}
+}

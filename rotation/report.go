@@ -1,0 +1,201 @@
+package rotation
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Report is what a job found and did. It holds counts, key ids and
+// primary-key values, never a token or a plaintext.
+type Report struct {
+	Mode             Mode
+	Keys             Keys
+	EncryptPlaintext bool
+	// ResumedAfter is the checkpoint's primary key, when the job resumed.
+	ResumedAfter Value
+	// LastPK is the last row scanned.
+	LastPK Value
+	// Complete is true when the walk reached the end of the table.
+	Complete bool
+	Elapsed  time.Duration
+
+	// Scanned rows, each counted once under exactly one of the others
+	// (Conflicts aside, which counts events).
+	Scanned int64
+	// Empty rows hold NULL or '' and are left alone.
+	Empty int64
+	// ByKey counts rows by the id of the key that verifies them (Check and
+	// DryRun).
+	ByKey map[string]int64
+	// Current rows were already canonical under the primary key (Rotate and
+	// DryRun).
+	Current int64
+	// Rewritten rows were re-encrypted and written (Rotate), or would be
+	// (DryRun).
+	Rewritten int64
+	// Plaintext rows held a legacy plaintext secret; PlaintextEncrypted of
+	// them were encrypted in place.
+	Plaintext          Issues
+	PlaintextEncrypted int64
+	// Undecryptable rows are left as they are; the reason is the sidecar's.
+	Undecryptable Issues
+	// Conflicts counts writes that found the row changed by the app since
+	// it was read; each such row was re-read and tried again.
+	Conflicts int64
+	// Unresolved rows changed under us on every attempt and were left.
+	Unresolved Issues
+	// Vanished rows were deleted (or left the --where selection) between
+	// our read and our write.
+	Vanished int64
+}
+
+// Issues is a count of rows with the first of their primary keys.
+type Issues struct {
+	Count int64
+	Rows  []Issue
+}
+
+// Issue is one row's primary key and what is wrong with it.
+type Issue struct {
+	PK     Value
+	Reason string
+}
+
+func (is *Issues) add(pk Value, reason string, max int) {
+	is.Count++
+	if len(is.Rows) < max {
+		is.Rows = append(is.Rows, Issue{pk, reason})
+	}
+}
+
+func newReport(j *Job, keys Keys) *Report {
+	return &Report{Mode: j.Mode, Keys: keys, EncryptPlaintext: j.EncryptPlaintext, ByKey: map[string]int64{}}
+}
+
+// Remaining counts rows that are not, and after this run would not be,
+// under the primary key: undecryptable rows, legacy plaintext left as it
+// is, rows the app kept changing and, for Check, rows under an old key.
+func (r *Report) Remaining() int64 {
+	n := r.Undecryptable.Count + r.Unresolved.Count
+	switch {
+	case r.Mode == Rotate:
+		n += r.Plaintext.Count - r.PlaintextEncrypted
+	case r.Mode == DryRun && r.EncryptPlaintext:
+	default:
+		n += r.Plaintext.Count
+	}
+	if r.Mode == Check {
+		for id, c := range r.ByKey {
+			if id != r.Keys.Primary {
+				n += c
+			}
+		}
+	}
+	return n
+}
+
+// Rate is rows scanned per second.
+func (r *Report) Rate() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Scanned) / r.Elapsed.Seconds()
+}
+
+// Write prints the report for people, one fact per line.
+func (r *Report) Write(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	verb := map[Mode]string{Rotate: "rotated", DryRun: "dry run", Check: "check"}[r.Mode]
+	state := "complete"
+	if !r.Complete {
+		state = "INCOMPLETE, stopped after primary key " + r.LastPK.String()
+	}
+	p("%s: %s", verb, state)
+	if !r.ResumedAfter.IsZero() {
+		p("resumed after primary key   %s", r.ResumedAfter)
+	}
+	p("primary key id              %s", r.Keys.Primary)
+	if len(r.Keys.DecryptOnly) > 0 {
+		p("old key ids                 %s", strings.Join(r.Keys.DecryptOnly, ", "))
+	}
+	p("rows scanned                %d", r.Scanned)
+	p("NULL or empty               %d", r.Empty)
+	if r.Mode != Rotate {
+		ids := make([]string, 0, len(r.ByKey))
+		for id := range r.ByKey {
+			ids = append(ids, id)
+		}
+		// The primary first, then old keys in the order they are tried.
+		order := append([]string{r.Keys.Primary}, r.Keys.DecryptOnly...)
+		slices.SortFunc(ids, func(a, b string) int {
+			ia, ib := slices.Index(order, a), slices.Index(order, b)
+			if ia < 0 {
+				ia = len(order)
+			}
+			if ib < 0 {
+				ib = len(order)
+			}
+			if ia != ib {
+				return ia - ib
+			}
+			return strings.Compare(a, b)
+		})
+		if _, ok := r.ByKey[r.Keys.Primary]; !ok {
+			ids = append([]string{r.Keys.Primary}, ids...)
+		}
+		for _, id := range ids {
+			p("under %-7s key %s  %d", r.Keys.role(id), id, r.ByKey[id])
+		}
+	}
+	switch r.Mode {
+	case Rotate:
+		p("re-encrypted                %d", r.Rewritten)
+		p("already current             %d", r.Current)
+	case DryRun:
+		p("would re-encrypt            %d", r.Rewritten)
+		p("already current             %d", r.Current)
+	}
+	r.Undecryptable.write(w, "undecryptable               ")
+	if r.Plaintext.Count > 0 || r.Mode == Rotate && r.EncryptPlaintext {
+		r.Plaintext.write(w, "legacy plaintext            ")
+		if r.Mode == Rotate {
+			p("plaintext encrypted         %d", r.PlaintextEncrypted)
+		}
+	}
+	if r.Mode == Rotate {
+		p("conflicts with app writes   %d (re-read and retried)", r.Conflicts)
+		if r.Vanished > 0 {
+			p("deleted meanwhile           %d", r.Vanished)
+		}
+		if r.Unresolved.Count > 0 {
+			r.Unresolved.write(w, "left, kept changing         ")
+		}
+	}
+	p("elapsed                     %s", r.Elapsed.Round(time.Millisecond))
+	p("rate                        %.0f rows/s", r.Rate())
+}
+
+func (is Issues) write(w io.Writer, label string) {
+	fmt.Fprintf(w, "%s%d\n", label, is.Count)
+	if len(is.Rows) == 0 {
+		return
+	}
+	// Grouped by reason, so a thousand MALFORMED rows read as one line.
+	var reasons []string
+	byReason := map[string][]string{}
+	for _, row := range is.Rows {
+		if _, ok := byReason[row.Reason]; !ok {
+			reasons = append(reasons, row.Reason)
+		}
+		byReason[row.Reason] = append(byReason[row.Reason], row.PK.String())
+	}
+	for _, reason := range reasons {
+		fmt.Fprintf(w, "  %s: ids %s\n", reason, strings.Join(byReason[reason], ", "))
+	}
+	if more := is.Count - int64(len(is.Rows)); more > 0 {
+		fmt.Fprintf(w, "  ... and %d more not listed\n", more)
+	}
+}

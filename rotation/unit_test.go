@@ -1,0 +1,195 @@
+package rotation
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestQuoteIdentifier(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"otp_totp_totpdevice", `"otp_totp_totpdevice"`},
+		{"public.accounts_user", `"public"."accounts_user"`},
+		{"_x1", `"_x1"`},
+		{"Key", `"Key"`},
+		{"", ""},
+		{"a;b", ""},
+		{`a"b`, ""},
+		{"a.b.c", ""},
+		{"1abc", ""},
+		{"a b", ""},
+		{"a-b", ""},
+		{"a.", ""},
+		{"ключ", ""},
+	} {
+		got, err := quoteIdentifier("table", tc.in)
+		if got != tc.want || (err != nil) != (tc.want == "") {
+			t.Errorf("quoteIdentifier(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestBuildQueries(t *testing.T) {
+	pg := &Database{Kind: "postgres"}
+	q, err := buildQueries(pg, "public.otp", "id", "key", "confirmed -- a comment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantNext := `SELECT "id", "key" FROM "public"."otp" WHERE (` + "\nconfirmed -- a comment\n" + `) AND "id" > $1 ORDER BY "id" LIMIT $2`
+	if q.next != wantNext {
+		t.Errorf("next =\n%s\nwant\n%s", q.next, wantNext)
+	}
+	if want := `UPDATE "public"."otp" SET "key" = $1 WHERE "id" = $2 AND "key" = $3`; q.update != want {
+		t.Errorf("update = %s, want %s", q.update, want)
+	}
+	sqlite := &Database{Kind: "sqlite"}
+	q, _ = buildQueries(sqlite, "otp", "id", "key", "")
+	if want := `SELECT "id", "key" FROM "otp" WHERE "id" > ? ORDER BY "id" LIMIT ?`; q.next != want {
+		t.Errorf("next = %s, want %s", q.next, want)
+	}
+	for _, bad := range [][3]string{{"otp", "id", "id"}, {"otp", "a.id", "key"}, {"otp", "id", "a.key"}, {"otp;drop", "id", "key"}} {
+		if _, err := buildQueries(sqlite, bad[0], bad[1], bad[2], ""); err == nil {
+			t.Errorf("buildQueries(%q) accepted", bad)
+		}
+	}
+}
+
+func TestOpenChoosesTheDriver(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "db.sqlite3")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	for _, tc := range []struct{ dsn, kind, err string }{
+		{"postgres://app:hunter2@db.internal:5432/app?sslmode=disable", "postgres", ""},
+		{"postgresql:///app?host=/run/postgresql", "postgres", ""},
+		{"sqlite:" + file, "sqlite", ""},
+		{"sqlite:///db.sqlite3", "sqlite", ""}, // dj-database-url: relative
+		{"sqlite:///" + file, "sqlite", ""},    // sqlite:////abs/path: absolute
+		{"file:" + file + "?_busy_timeout=1", "sqlite", ""},
+		{file, "sqlite", ""},
+		{"db.sqlite3", "sqlite", ""},
+		{"missing.db", "", "no such file"},
+		{"sqlite:", "", "names no file"},
+		{"mysql://app@db/app", "", "cannot tell"},
+		{"postgres://app:hunter2@db:notaport/app", "", "invalid PostgreSQL DSN"},
+	} {
+		db, err := Open(tc.dsn, false)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Open(%q) = %v, want an error with %q", tc.dsn, err, tc.err)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("Open(%q)'s error shows the password", tc.dsn)
+			}
+			continue
+		}
+		if err != nil || db.Kind != tc.kind {
+			t.Errorf("Open(%q) = %v, %v; want %s", tc.dsn, db, err, tc.kind)
+			continue
+		}
+		if strings.Contains(db.String(), "hunter2") {
+			t.Errorf("Database.String() shows the password: %s", db)
+		}
+		db.Close()
+	}
+	// The same file by any name is the same database to a checkpoint.
+	a, _ := Open("sqlite:db.sqlite3", false)
+	b, _ := Open(file, false)
+	c, _ := Open("postgres://app:other@db.internal:5432/app", false)
+	d, _ := Open("postgres://app:hunter2@db.internal:5432/app", false)
+	if a.Fingerprint() != b.Fingerprint() || c.Fingerprint() != d.Fingerprint() || a.Fingerprint() == c.Fingerprint() {
+		t.Error("fingerprints must follow the database, not the password or the spelling of the path")
+	}
+}
+
+func TestLooksLikeSecret(t *testing.T) {
+	for s, want := range map[string]bool{
+		"JBSWY3DPEHPK3PXP":                         true, // 16, the common minimum
+		"jbswy3dpehpk3pxp":                         true,
+		"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP":         true, // pyotp.random_base32()
+		"GEZDGNBVGY3TQOJQGE======":                 true, // padded to a multiple of 8
+		"GEZDGNBVGY3TQOJQGE":                       true, // the same, unpadded
+		"GEZDGNBVGY3TQOJQGE==":                     false,
+		"JBSWY3DPEHPK3PX":                          false, // too short
+		"JBSWY3DPEHPK3PXP1":                        false, // 1 is not base32
+		"JBSWY3DPEHPK3PX0":                         false,
+		"JBSW Y3DP EHPK 3PXP":                      false,
+		"3132333435363738393031323334353637383930": false, // hex, as django_otp stores keys
+		"gAAAAABrA163Lt1YISfHEFcVHQpZd_GmlwxdJepgq-PY4qJo8htbR1ljEZpHrk53QZ182VK1MbqMW7IPvo2paZUx6uNlZ6aJqNVIS-NjXxruqWmJRsK_7A8=": false,
+		strings.Repeat("A", 129): false,
+		"AAAAAAAAAAAAAAAAAAA":    false, // 19 = 3 mod 8: no byte string encodes to it
+	} {
+		if got := looksLikeSecret(s); got != want {
+			t.Errorf("looksLikeSecret(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestCheckpointRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	cp := Checkpoint{Path: filepath.Join(dir, "state.json")}
+	if _, ok, err := cp.Load(); ok || err != nil {
+		t.Fatalf("Load of no file = %v, %v", ok, err)
+	}
+	for _, v := range []Value{{int64(math.MaxInt64)}, {int64(-7)}, {"zoë \"quoted\""}, {[]byte{0, 1, 0xff}}} {
+		st := State{Version: stateVersion, Table: "t", LastPK: storeValue(v), Scanned: 3, Updated: time.Unix(1, 0).UTC()}
+		if err := cp.Save(st); err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := cp.Load()
+		if !ok || err != nil {
+			t.Fatalf("Load = %v, %v", ok, err)
+		}
+		back, err := got.LastPK.value()
+		if err != nil || back.String() != v.String() {
+			t.Errorf("%v came back as %v (%v)", v, back, err)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("Save left temporary files: %v", entries)
+	}
+	if err := os.WriteFile(cp.Path, []byte(`{"version": 99}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cp.Load(); err == nil {
+		t.Error("a checkpoint of another version was accepted")
+	}
+	if err := os.WriteFile(cp.Path, []byte(`{"vers`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cp.Load(); err == nil {
+		t.Error("a truncated checkpoint was accepted")
+	}
+	if err := cp.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Remove(); err != nil {
+		t.Errorf("Remove of no file: %v", err)
+	}
+}
+
+func TestReportListsIDsNotValues(t *testing.T) {
+	r := &Report{Mode: Rotate, Keys: Keys{Primary: "aaaa", DecryptOnly: []string{"bbbb"}}, Complete: true, Scanned: 10, Elapsed: 2 * time.Second}
+	for i := range 5 {
+		r.Undecryptable.add(Value{int64(i)}, "INVALID_SIGNATURE", 3)
+	}
+	r.Undecryptable.add(Value{"x"}, "MALFORMED", 10)
+	var b strings.Builder
+	r.Write(&b)
+	out := b.String()
+	for _, want := range []string{
+		"rotated: complete",
+		"undecryptable               6\n  INVALID_SIGNATURE: ids 0, 1, 2\n  MALFORMED: ids \"x\"\n  ... and 2 more not listed",
+		"rate                        5 rows/s",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
