@@ -17,13 +17,58 @@ import (
 const keySize = 32
 
 // Key is one Fernet key with the state derived from it built once: its id,
-// the AES block of its encryption half and a pool of HMAC states over its
-// signing half. Use it through a pointer; it must not be copied.
+// the AES block of its encryption half and a pool of working states, each
+// with an HMAC over its signing half. Use it through a pointer; it must not
+// be copied.
 type Key struct {
-	raw   gofernet.Key
-	id    string
-	block cipher.Block
-	macs  sync.Pool
+	raw    gofernet.Key
+	id     string
+	block  cipher.Block
+	states sync.Pool // of *keyState
+}
+
+// keyState is what one operation with a key works in: an HMAC over the
+// signing half, room for one sum and a buffer for the raw bytes of a
+// token. Pooled per key, so an operation takes one from the pool and
+// allocates only what it returns.
+type keyState struct {
+	mac hash.Hash
+	sum [sha256.Size]byte
+	buf []byte
+}
+
+// maxPooledBuffer keeps a rare huge token from pinning memory in the pool.
+const maxPooledBuffer = 256 << 10
+
+func (k *Key) state() *keyState { return k.states.Get().(*keyState) }
+
+func (k *Key) release(st *keyState) {
+	if cap(st.buf) > maxPooledBuffer {
+		st.buf = nil
+	}
+	k.states.Put(st)
+}
+
+// buffer returns st's buffer with length n; its contents are left over
+// from earlier operations.
+func (st *keyState) buffer(n int) []byte {
+	if cap(st.buf) < n {
+		st.buf = make([]byte, n)
+	}
+	return st.buf[:n]
+}
+
+// sign appends HMAC-SHA256(signing key, data) to dst.
+func (st *keyState) sign(dst, data []byte) []byte {
+	st.mac.Reset()
+	st.mac.Write(data)
+	return st.mac.Sum(dst)
+}
+
+// verifies reports whether the HMAC matches the token, in constant time.
+func (st *keyState) verifies(data []byte) bool {
+	signed := len(data) - sha256.Size
+	return hmac.Equal(st.sign(st.sum[:0], data[:signed]), data[signed:])
 }
 
 // ParseKey accepts what Python's Fernet(key) accepts (lenient URL-safe or
@@ -73,7 +118,7 @@ func newKey(raw []byte) *Key {
 	// The key is 32 bytes, so the AES-128 key is always 16: no error.
 	k.block, _ = aes.NewCipher(k.raw[keySize/2:])
 	signing := k.raw[:keySize/2]
-	k.macs.New = func() any { return hmac.New(sha256.New, signing) }
+	k.states.New = func() any { return &keyState{mac: hmac.New(sha256.New, signing)} }
 	return k
 }
 
@@ -93,12 +138,9 @@ func (k *Key) Equal(other *Key) bool { return hmac.Equal(k.raw[:], other.raw[:])
 
 // sign appends HMAC-SHA256(signing key, data) to dst.
 func (k *Key) sign(dst, data []byte) []byte {
-	mac := k.macs.Get().(hash.Hash)
-	mac.Reset()
-	mac.Write(data)
-	dst = mac.Sum(dst)
-	k.macs.Put(mac)
-	return dst
+	st := k.state()
+	defer k.release(st)
+	return st.sign(dst, data)
 }
 
 func isHex(s string) bool {

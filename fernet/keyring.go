@@ -1,11 +1,6 @@
 package fernet
 
-import (
-	"fmt"
-	"time"
-
-	gofernet "github.com/fernet/fernet-go"
-)
+import "fmt"
 
 // Keyring is Python's MultiFernet: the first key encrypts, and every key
 // decrypts, tried in order. It is immutable, so a Keyring can be shared by
@@ -66,39 +61,45 @@ type ReEncrypted struct {
 
 // Encrypt is Fernet(primary).encrypt: the current time and a fresh IV.
 func (r *Keyring) Encrypt(plaintext []byte) (Encrypted, error) {
-	return r.EncryptAtTime(plaintext, uint64(time.Now().Unix()))
+	return r.EncryptAtTime(plaintext, uint64(unixNow()))
 }
 
 // EncryptAtTime is Fernet(primary).encrypt_at_time.
 func (r *Keyring) EncryptAtTime(plaintext []byte, timestamp uint64) (Encrypted, error) {
 	primary := r.Primary()
-	// time.Unix(int64(t)).Unix() round-trips every uint64 bit pattern, and
-	// fernet-go writes uint64(Unix()), so timestamps past 2^63 survive.
-	token, err := gofernet.EncryptAndSignAtTime(plaintext, &primary.raw, time.Unix(int64(timestamp), 0))
-	if err != nil {
-		return Encrypted{}, fmt.Errorf("encrypt: %w", err)
+	st := primary.state()
+	defer primary.release(st)
+	raw := st.buffer(sealedSize(len(plaintext)))
+	if err := primary.seal(st, raw, plaintext, timestamp); err != nil {
+		return Encrypted{}, err
 	}
-	return Encrypted{Token: string(token), KeyID: primary.id}, nil
+	return Encrypted{Token: encodeToken(raw), KeyID: primary.id}, nil
 }
 
 // Decrypt is MultiFernet.decrypt(token) with no TTL: no time checks at all.
 func (r *Keyring) Decrypt(token string) (Decrypted, error) {
-	data, err := tokenBytes(token)
-	if err != nil {
-		return Decrypted{}, err
-	}
-	return r.open(data, nil)
+	return r.decrypt(token, nil)
 }
 
 // DecryptAtTime is MultiFernet.decrypt_at_time(token, ttl, now): the token
 // must be at most ttl seconds old and at most 60 s in the future at now
 // (Unix seconds). ttl may be zero or negative, as in Python.
 func (r *Keyring) DecryptAtTime(token string, ttl, now int64) (Decrypted, error) {
-	data, err := tokenBytes(token)
+	return r.decrypt(token, &timeCheck{ttl: ttl, now: now})
+}
+
+func (r *Keyring) decrypt(token string, check *timeCheck) (Decrypted, error) {
+	// The primary's state serves the decoding too: most tokens are under
+	// the primary, and then one state is all the call takes from a pool.
+	primary := r.Primary()
+	st := primary.state()
+	defer primary.release(st)
+	data, _, err := tokenBytes(st.buffer(decodedSizeMax(token))[:0], token)
 	if err != nil {
 		return Decrypted{}, err
 	}
-	return r.open(data, &timeCheck{ttl: ttl, now: now})
+	// The plaintext is the one allocation: it is the caller's to keep.
+	return r.open(st, data, check, make([]byte, len(ciphertextOf(data))))
 }
 
 // ReEncrypt is MultiFernet.rotate: decrypt with any key and no time check,
@@ -106,32 +107,54 @@ func (r *Keyring) DecryptAtTime(token string, ttl, now int64) (Decrypted, error)
 // fresh IV. A canonical token already under the primary key comes back
 // unchanged, so bulk jobs rewrite only what needs it.
 func (r *Keyring) ReEncrypt(token string) (ReEncrypted, error) {
-	data, err := tokenBytes(token)
+	primary := r.Primary()
+	st := primary.state()
+	defer primary.release(st)
+	buf := st.buffer(2 * decodedSizeMax(token))
+	data, canonical, err := tokenBytes(buf[:0], token)
 	if err != nil {
 		return ReEncrypted{}, err
 	}
-	opened, err := r.open(data, nil)
+	// The new token is as long as the old one, and it is built right after
+	// it: the old one's plaintext is decrypted straight into its place.
+	fresh := buf[len(data) : 2*len(data)]
+	opened, err := r.open(st, data, nil, ciphertextOf(fresh))
 	if err != nil {
 		return ReEncrypted{}, err
 	}
-	if opened.Primary && isCanonical(token, data) {
+	if opened.Primary && canonical {
 		return ReEncrypted{Token: token, KeyID: opened.KeyID, FromPrimary: true}, nil
 	}
-	sealed, err := r.EncryptAtTime(opened.Plaintext, opened.Timestamp)
-	if err != nil {
+	// What open decrypted is the padded plaintext, and valid PKCS7 padding
+	// is the only padding of its length: it is exactly what encrypting the
+	// plaintext would pad it to.
+	if err := primary.sealPadded(st, fresh, opened.Timestamp); err != nil {
 		return ReEncrypted{}, err
 	}
-	return ReEncrypted{Token: sealed.Token, KeyID: sealed.KeyID, Changed: true, FromPrimary: opened.Primary}, nil
+	return ReEncrypted{Token: encodeToken(fresh), KeyID: primary.id, Changed: true, FromPrimary: opened.Primary}, nil
 }
+
+// decodedSizeMax bounds what token decodes to, whichever decoder reads it.
+func decodedSizeMax(token string) int { return (len(token) + 3) / 4 * 3 }
 
 // open tries each key in order. The time check runs once a key has
 // verified the token: the verdict is Python's (which checks time first,
 // for every key), and the reason is more truthful, because the timestamp of
-// a token that no key verifies cannot be trusted.
-func (r *Keyring) open(data []byte, check *timeCheck) (Decrypted, error) {
+// a token that no key verifies cannot be trusted. The plaintext is
+// decrypted into dst, which must be as long as the token's ciphertext.
+// primarySt is a state of the primary key, which the caller holds.
+func (r *Keyring) open(primarySt *keyState, data []byte, check *timeCheck, dst []byte) (Decrypted, error) {
 	signedByUs := false
 	for i, k := range r.keys {
-		if !k.verifies(data) {
+		var verified bool
+		if i == 0 {
+			verified = primarySt.verifies(data)
+		} else {
+			st := k.state()
+			verified = st.verifies(data)
+			k.release(st)
+		}
+		if !verified {
 			continue
 		}
 		timestamp := timestampOf(data)
@@ -140,7 +163,7 @@ func (r *Keyring) open(data []byte, check *timeCheck) (Decrypted, error) {
 				return Decrypted{}, err
 			}
 		}
-		plaintext, ok := k.decrypt(data)
+		plaintext, ok := k.decrypt(dst, data)
 		if !ok {
 			// Python moves on to the next key here; two keys can share a
 			// signing half.

@@ -198,7 +198,7 @@ func TestDecryptFallsThroughAfterPaddingFailure(t *testing.T) {
 	for {
 		token = mustEncryptAt(t, NewKeyring(second), "secret", 1000)
 		data, _ := base64.URLEncoding.DecodeString(token)
-		if _, ok := first.decrypt(data); !ok {
+		if _, ok := first.decrypt(make([]byte, len(ciphertextOf(data))), data); !ok {
 			break // almost always on the first try
 		}
 	}

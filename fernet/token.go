@@ -3,12 +3,14 @@ package fernet
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 )
 
 // Token layout: version | timestamp | IV | AES-128-CBC ciphertext | HMAC.
@@ -38,47 +40,47 @@ var (
 	ErrFutureTimestamp = errors.New("token timestamp is in the future")
 )
 
-// tokenBytes decodes token the way Python does and rejects, as malformed,
-// every shape that no key can decrypt. Python reaches the same verdict for
-// them later (its slices come out empty or not block-aligned), so checking
-// up front changes no verdict and keeps short inputs away from the crypto.
-func tokenBytes(token string) ([]byte, error) {
-	data, err := decodePythonBase64(token)
+// tokenBytes decodes token the way Python does, appending to dst, and
+// rejects, as malformed, every shape that no key can decrypt. Python
+// reaches the same verdict for them later (its slices come out empty or not
+// block-aligned), so checking up front changes no verdict and keeps short
+// inputs away from the crypto. canonical is as appendPythonBase64 says.
+func tokenBytes(dst []byte, token string) (data []byte, canonical bool, err error) {
+	data, canonical, err = appendPythonBase64(dst, token)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return nil, false, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
+	data = data[len(dst):]
 	switch {
 	case len(data) == 0:
-		return nil, fmt.Errorf("%w: empty", ErrMalformed)
+		return nil, false, fmt.Errorf("%w: empty", ErrMalformed)
 	case data[0] != versionByte:
-		return nil, fmt.Errorf("%w: version byte is 0x%02x, want 0x80", ErrMalformed, data[0])
+		return nil, false, fmt.Errorf("%w: version byte is 0x%02x, want 0x80", ErrMalformed, data[0])
 	case len(data) < minTokenSize:
-		return nil, fmt.Errorf("%w: %d bytes, shorter than the %d of the shortest token", ErrMalformed, len(data), minTokenSize)
+		return nil, false, fmt.Errorf("%w: %d bytes, shorter than the %d of the shortest token", ErrMalformed, len(data), minTokenSize)
 	case (len(data)-ciphertextStart-sha256.Size)%aes.BlockSize != 0:
-		return nil, fmt.Errorf("%w: ciphertext is not a whole number of AES blocks", ErrMalformed)
+		return nil, false, fmt.Errorf("%w: ciphertext is not a whole number of AES blocks", ErrMalformed)
 	}
-	return data, nil
+	return data, canonical, nil
 }
 
 func timestampOf(data []byte) uint64 {
 	return binary.BigEndian.Uint64(data[timestampOffset:ivOffset])
 }
 
-// verifies reports whether k's HMAC matches the token, in constant time.
-func (k *Key) verifies(data []byte) bool {
-	signed := len(data) - sha256.Size
-	var mac [sha256.Size]byte
-	return hmac.Equal(k.sign(mac[:0], data[:signed]), data[signed:])
+// ciphertextOf is the part of a token that tokenBytes accepted between
+// the IV and the HMAC.
+func ciphertextOf(data []byte) []byte {
+	return data[ciphertextStart : len(data)-sha256.Size]
 }
 
-// decrypt returns the plaintext of a token that k verifies, or false when
-// its PKCS7 padding is invalid.
-func (k *Key) decrypt(data []byte) ([]byte, bool) {
-	iv := data[ivOffset:ciphertextStart]
-	ciphertext := data[ciphertextStart : len(data)-sha256.Size]
-	plaintext := make([]byte, len(ciphertext))
-	cipher.NewCBCDecrypter(k.block, iv).CryptBlocks(plaintext, ciphertext)
-	return unpad(plaintext)
+// decrypt decrypts a token that k verifies into dst, which must be as long
+// as its ciphertext and must not overlap it: the ciphertext stays intact
+// for the next key when the padding fails. It returns the plaintext, a
+// prefix of dst, or false when the PKCS7 padding is invalid.
+func (k *Key) decrypt(dst, data []byte) ([]byte, bool) {
+	cbcDecrypt(k.block, data[ivOffset:ciphertextStart], dst, ciphertextOf(data))
+	return unpad(dst)
 }
 
 // unpad strips PKCS7 padding. The padding of a token that has already been
@@ -94,6 +96,74 @@ func unpad(p []byte) ([]byte, bool) {
 		}
 	}
 	return p[:len(p)-n], true
+}
+
+// sealedSize is the length of the raw token of an n-byte plaintext.
+func sealedSize(n int) int {
+	return ciphertextStart + n/aes.BlockSize*aes.BlockSize + aes.BlockSize + sha256.Size
+}
+
+// seal writes the raw token of plaintext into raw, whose length must be
+// sealedSize(len(plaintext)). st is one of k's states.
+func (k *Key) seal(st *keyState, raw, plaintext []byte, timestamp uint64) error {
+	body := ciphertextOf(raw)
+	n := copy(body, plaintext)
+	pad := byte(len(body) - n)
+	for i := n; i < len(body); i++ {
+		body[i] = pad
+	}
+	return k.sealPadded(st, raw, timestamp)
+}
+
+// sealPadded finishes a raw token whose ciphertext part already holds the
+// padded plaintext: header, fresh IV, encryption in place, HMAC. st is one
+// of k's states.
+func (k *Key) sealPadded(st *keyState, raw []byte, timestamp uint64) error {
+	raw[0] = versionByte
+	binary.BigEndian.PutUint64(raw[timestampOffset:ivOffset], timestamp)
+	iv := raw[ivOffset:ciphertextStart]
+	if _, err := rand.Read(iv); err != nil {
+		return fmt.Errorf("encrypt: random IV: %w", err)
+	}
+	cbcEncrypt(k.block, iv, ciphertextOf(raw))
+	signed := len(raw) - sha256.Size
+	// The HMAC lands in place: raw has room for it right after what it signs.
+	st.sign(raw[:signed], raw[:signed])
+	return nil
+}
+
+// cbcEncrypt and cbcDecrypt are CBC over the key's own cipher.Block:
+// cipher.NewCBCEncrypter and NewCBCDecrypter allocate on every call, and on
+// amd64 the standard library runs this same loop (crypto/internal/fips140/aes
+// has no CBC assembly there).
+func cbcEncrypt(b cipher.Block, iv, buf []byte) {
+	prev := iv
+	for i := 0; i < len(buf); i += aes.BlockSize {
+		blk := buf[i : i+aes.BlockSize]
+		subtle.XORBytes(blk, blk, prev)
+		b.Encrypt(blk, blk)
+		prev = blk
+	}
+}
+
+// cbcDecrypt decrypts src into dst; they must not overlap.
+func cbcDecrypt(b cipher.Block, iv, dst, src []byte) {
+	prev := iv
+	for i := 0; i < len(src); i += aes.BlockSize {
+		out := dst[i : i+aes.BlockSize]
+		b.Decrypt(out, src[i:i+aes.BlockSize])
+		subtle.XORBytes(out, out, prev)
+		prev = src[i : i+aes.BlockSize]
+	}
+}
+
+// encodeToken is the canonical token of raw: padded URL-safe base64. The
+// string shares the bytes it was encoded into, which nothing else holds,
+// saving a copy of every token made.
+func encodeToken(raw []byte) string {
+	out := make([]byte, base64.URLEncoding.EncodedLen(len(raw)))
+	encodeURLBase64(out, raw)
+	return unsafe.String(unsafe.SliceData(out), len(out))
 }
 
 // timeCheck is Python's decrypt_at_time(token, ttl, current_time) check.
@@ -139,13 +209,4 @@ func (c timeCheck) future(timestamp uint64) bool {
 	}
 	// now + 60 lies in [0, 2^63+59]; uint64 wrap-around gives it exactly.
 	return uint64(c.now)+maxClockSkew < timestamp
-}
-
-// isCanonical reports whether token is exactly the padded URL-safe base64
-// of data, the only form this sidecar makes.
-func isCanonical(token string, data []byte) bool {
-	if len(token) != base64.URLEncoding.EncodedLen(len(data)) {
-		return false
-	}
-	return base64.URLEncoding.EncodeToString(data) == token
 }
