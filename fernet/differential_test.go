@@ -668,6 +668,23 @@ type testKey struct {
 	raw  []byte // 32 bytes: signing half, then encryption half
 }
 
+func mutationRNG(seed uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+}
+
+// mutationPool is the keys the mutation corpus signs with: K0, K1, K2, and
+// S0 and S1, which share K0's signing half but not its encryption half.
+func mutationPool(rng *rand.Rand) []testKey {
+	k0 := newTestKey("K0", randBytes(rng, 32))
+	return []testKey{
+		k0,
+		newTestKey("K1", randBytes(rng, 32)),
+		newTestKey("K2", randBytes(rng, 32)),
+		newTestKey("S0", append(append([]byte(nil), k0.raw[:16]...), randBytes(rng, 16)...)),
+		newTestKey("S1", append(append([]byte(nil), k0.raw[:16]...), randBytes(rng, 16)...)),
+	}
+}
+
 func newTestKey(name string, raw []byte) testKey {
 	return testKey{name: name, str: base64.URLEncoding.EncodeToString(raw), raw: raw}
 }
@@ -732,16 +749,8 @@ var nonASCII = []string{"\u00e9", "\u00a0", "\u0085", "\u2028", "\u3000", "\uff2
 // goMutationCases makes n seeded random cases, each described by the
 // mutations that made it.
 func goMutationCases(seed uint64, n int) []pyCase {
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	k0 := newTestKey("K0", randBytes(rng, 32))
-	pool := []testKey{
-		k0,
-		newTestKey("K1", randBytes(rng, 32)),
-		newTestKey("K2", randBytes(rng, 32)),
-		// S0 and S1 share K0's signing half, not its encryption half.
-		newTestKey("S0", append(append([]byte(nil), k0.raw[:16]...), randBytes(rng, 16)...)),
-		newTestKey("S1", append(append([]byte(nil), k0.raw[:16]...), randBytes(rng, 16)...)),
-	}
+	rng := mutationRNG(seed)
+	pool := mutationPool(rng)
 	cases := make([]pyCase, 0, n)
 	for i := range n {
 		var desc []string

@@ -49,7 +49,7 @@ var (
 
 // loadSpecVectors reads the three spec files from fernet-go's module
 // directory, as `go list -m` run from the repository reports it.
-func loadSpecVectors(t *testing.T) specVectors {
+func loadSpecVectors(t testing.TB) specVectors {
 	t.Helper()
 	goBin := testenv.LookPath(t, "go")
 	root := testenv.RepoRoot(t)
