@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,18 +137,18 @@ func TestBatchStopsWithinAStrideOfTheCallerLeaving(t *testing.T) {
 	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "test")
 	leaving, leave := context.WithCancel(context.Background())
 	defer leave()
-	processed := 0
+	var processed atomic.Int64
 	process := func(int) (int, error) {
-		processed++
-		if processed == 100 {
+		if processed.Add(1) == 100 {
 			leave()
 		}
 		return 0, nil
 	}
 	result := func(int, *fernetv1.ItemError) int { return 0 }
 	_, err := runBatch(leaving, service, operationEncrypt, make([]int, 10_000), process, result)
-	if status.Code(err) != codes.Canceled || processed > 100+cancellationStride {
-		t.Fatalf("runBatch = %v after %d items, want CANCELED within %d items of the caller leaving", err, processed, cancellationStride)
+	// Each worker may finish the share it holds.
+	if limit := int64(100 + runtime.GOMAXPROCS(0)*cancellationStride); status.Code(err) != codes.Canceled || processed.Load() > limit {
+		t.Fatalf("runBatch = %v after %d items, want CANCELED within %d items", err, processed.Load(), limit)
 	}
 }
 
