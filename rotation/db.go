@@ -241,11 +241,8 @@ func (v Value) String() string {
 // IsZero reports whether v holds no value.
 func (v Value) IsZero() bool { return v.v == nil }
 
-// Int returns an integer key, for tests and callers that know the type.
-func (v Value) Int() (int64, bool) {
-	i, ok := v.v.(int64)
-	return i, ok
-}
+// IntValue is an integer primary-key value.
+func IntValue(n int64) Value { return Value{n} }
 
 // cell is a token column value as read: its text, and whether the driver
 // gave it as bytes (bytea, blob), in which case it is written back as bytes

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
-	"github.com/fernet-sidecar/fernet-sidecar/rotation/internal/dbtest"
+	"github.com/fernet-sidecar/fernet-sidecar/rotation/dbtest"
 )
 
 // fakeCrypter is the sidecar in process: the real engine, the sidecar's

@@ -186,7 +186,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		if j.Mode == Rotate && j.Checkpoint != nil {
 			st := State{
 				Version: stateVersion, Database: j.DB.Fingerprint(),
-				Table: j.Table, PK: j.PK, Column: j.Column, Where: j.Where,
+				Table: j.Table, PK: j.PK, Column: j.Column, Where: j.Where, EncryptPlaintext: j.EncryptPlaintext,
 				LastPK: storeValue(last), Scanned: before + r.Scanned, Updated: time.Now().UTC(),
 			}
 			if err := j.Checkpoint.Save(st); err != nil {
@@ -226,6 +226,8 @@ func (j *Job) matches(st State) error {
 		return mismatch("token column")
 	case st.Where != j.Where:
 		return mismatch("--where")
+	case st.EncryptPlaintext != j.EncryptPlaintext:
+		return mismatch("--encrypt-plaintext")
 	}
 	return nil
 }

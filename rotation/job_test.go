@@ -379,9 +379,18 @@ func testInterruptResume(t *testing.T, kind, dsn string) {
 	}
 
 	// Another job's checkpoint is refused, not resumed.
-	other := &Job{DB: job.DB, Crypter: job.Crypter, Table: "totp", PK: "id", Column: "secret", Where: "id > 0", Checkpoint: cp}
-	if _, err := other.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "--restart") {
-		t.Errorf("a checkpoint for another --where was not refused: %v", err)
+	for what, other := range map[string]*Job{
+		"--where":             {Where: "id > 0"},
+		"--encrypt-plaintext": {EncryptPlaintext: true},
+		"token column":        {Column: "other"},
+	} {
+		other.DB, other.Crypter, other.Table, other.PK, other.Checkpoint = job.DB, job.Crypter, "totp", "id", cp
+		if other.Column == "" {
+			other.Column = "secret"
+		}
+		if _, err := other.Run(context.Background()); err == nil || !strings.Contains(err.Error(), what) || !strings.Contains(err.Error(), "--restart") {
+			t.Errorf("a checkpoint for another %s was not refused: %v", what, err)
+		}
 	}
 
 	resumed := &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 10, Checkpoint: cp}

@@ -124,28 +124,18 @@ func (r *Report) Write(w io.Writer) {
 	p("rows scanned                %d", r.Scanned)
 	p("NULL or empty               %d", r.Empty)
 	if r.Mode != Rotate {
-		ids := make([]string, 0, len(r.ByKey))
+		// Every loaded key, the primary first and old keys in the order
+		// they are tried, even at 0: "old key 0" is what says the old key
+		// can be retired. Then ids the sidecar no longer has (a reload).
+		ids := append([]string{r.Keys.Primary}, r.Keys.DecryptOnly...)
+		var unknown []string
 		for id := range r.ByKey {
-			ids = append(ids, id)
+			if !slices.Contains(ids, id) {
+				unknown = append(unknown, id)
+			}
 		}
-		// The primary first, then old keys in the order they are tried.
-		order := append([]string{r.Keys.Primary}, r.Keys.DecryptOnly...)
-		slices.SortFunc(ids, func(a, b string) int {
-			ia, ib := slices.Index(order, a), slices.Index(order, b)
-			if ia < 0 {
-				ia = len(order)
-			}
-			if ib < 0 {
-				ib = len(order)
-			}
-			if ia != ib {
-				return ia - ib
-			}
-			return strings.Compare(a, b)
-		})
-		if _, ok := r.ByKey[r.Keys.Primary]; !ok {
-			ids = append([]string{r.Keys.Primary}, ids...)
-		}
+		slices.Sort(unknown)
+		ids = append(ids, unknown...)
 		for _, id := range ids {
 			p("under %-7s key %s  %d", r.Keys.role(id), id, r.ByKey[id])
 		}

@@ -29,6 +29,9 @@ type State struct {
 	PK       string `json:"pk"`
 	Column   string `json:"column"`
 	Where    string `json:"where"`
+	// EncryptPlaintext changes what is written, so a resume must not
+	// change it: rows before the checkpoint would miss the difference.
+	EncryptPlaintext bool `json:"encrypt_plaintext"`
 	// LastPK is the primary key of the last row of the last committed batch.
 	LastPK  StoredValue `json:"last_pk"`
 	Scanned int64       `json:"rows_scanned"`

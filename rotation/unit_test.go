@@ -192,4 +192,13 @@ func TestReportListsIDsNotValues(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
 	}
+
+	// A check lists every loaded key, an old one at 0 included, and an id
+	// the sidecar no longer reports.
+	r = &Report{Mode: Check, Keys: Keys{Primary: "aaaa", DecryptOnly: []string{"bbbb"}}, ByKey: map[string]int64{"aaaa": 5, "cccc": 1}}
+	b.Reset()
+	r.Write(&b)
+	if want := "under primary key aaaa  5\nunder old     key bbbb  0\nunder unknown key cccc  1\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("check report lacks\n%s\nin\n%s", want, b.String())
+	}
 }

@@ -1,4 +1,4 @@
-// Package dbtest gives tests real databases: a SQLite file, and a
+// Package dbtest, for tests only, gives them real databases: a SQLite file, and a
 // PostgreSQL server of their own started from Debian's postgresql package
 // (scripts/test installs it), listening only on a Unix socket in a
 // temporary directory, with trust auth, stopped when the test ends.

@@ -1,0 +1,233 @@
+// Command fernetctl operates on data encrypted through fernet-sidecar.
+//
+//	fernetctl reencrypt --dsn DSN --table T --column C [flags]
+//
+// re-encrypts one column of one table in place under the sidecar's primary
+// key, resumably; --check and --dry-run only report. See docs/fernetctl.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/rotation"
+)
+
+// Exit codes, documented in docs/fernetctl.md.
+const (
+	exitOK          = 0
+	exitFailed      = 1   // an error; a rotation can be resumed
+	exitUsage       = 2   // bad flags
+	exitRemaining   = 3   // done, but rows are (or would stay) off the primary key
+	exitInterrupted = 130 // SIGINT or SIGTERM; resumable
+)
+
+func main() {
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, signals, isTerminal(os.Stderr)))
+}
+
+const usage = `usage: fernetctl reencrypt --dsn DSN --table TABLE --column COLUMN [flags]
+
+Re-encrypts one column of one table in place, through fernet-sidecar's
+ReEncryptBatch, under the sidecar's primary key. See docs/fernetctl.md.
+
+flags:
+`
+
+// config is the parsed command line.
+type config struct {
+	dsn, table, pk, column, where string
+	batchSize                     int
+	sidecar                       string
+	timeout                       time.Duration
+	state                         string
+	restart                       bool
+	dryRun, check                 bool
+	legacy, encryptPlaintext      bool
+	progressInterval              time.Duration
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("fernetctl reencrypt", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.dsn, "dsn", "", "database: postgres://..., sqlite:PATH, file:PATH or a *.sqlite3/*.sqlite/*.db path (default $DATABASE_URL)")
+	fs.StringVar(&c.table, "table", "", "table, optionally schema.table (required)")
+	fs.StringVar(&c.pk, "pk", "id", "primary-key column: unique, integer or text")
+	fs.StringVar(&c.column, "column", "", "column holding the tokens (required)")
+	fs.StringVar(&c.where, "where", "", "extra SQL condition ANDed into every query, e.g. \"confirmed\"; trusted, not escaped")
+	fs.IntVar(&c.batchSize, "batch-size", rotation.DefaultBatchSize, "rows per batch and per transaction")
+	fs.StringVar(&c.sidecar, "sidecar", "127.0.0.1:50051", "fernet-sidecar address: host:port or unix:///path")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline of each call to the sidecar")
+	fs.StringVar(&c.state, "state", "", "checkpoint file (default .fernetctl-TABLE.COLUMN.json in the working directory)")
+	fs.BoolVar(&c.restart, "restart", false, "ignore an existing checkpoint and start from the first row")
+	fs.BoolVar(&c.dryRun, "dry-run", false, "report what a run would do, and under which key each row is; write nothing")
+	fs.BoolVar(&c.check, "check", false, "report under which key each row is; write nothing; exit 3 unless all are under the primary key")
+	fs.BoolVar(&c.legacy, "legacy-plaintext", false, "count rows holding a bare base32 TOTP secret instead of a token")
+	fs.BoolVar(&c.encryptPlaintext, "encrypt-plaintext", false, "encrypt those rows in place (implies --legacy-plaintext)")
+	fs.DurationVar(&c.progressInterval, "progress-interval", 10*time.Second, "when stderr is not a terminal, print a progress line this often; 0 for none")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.dsn == "" {
+		// A DSN on the command line shows in ps; the variable does not.
+		c.dsn = getenv("DATABASE_URL")
+	}
+	switch {
+	case c.dsn == "":
+		return c, errors.New("--dsn (or $DATABASE_URL) is required")
+	case c.table == "" || c.column == "":
+		return c, errors.New("--table and --column are required")
+	case c.dryRun && c.check:
+		return c, errors.New("--dry-run and --check are exclusive")
+	case c.batchSize < 1 || c.batchSize > 100_000:
+		return c, errors.New("--batch-size must be between 1 and 100000")
+	case c.timeout <= 0:
+		return c, errors.New("--timeout must be positive")
+	}
+	if c.state == "" {
+		c.state = ".fernetctl-" + c.table + "." + c.column + ".json"
+	}
+	return c, nil
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer, signals <-chan os.Signal, tty bool) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, usage)
+		fmt.Fprintln(stderr, "  run \"fernetctl reencrypt -h\" for them")
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	if args[0] != "reencrypt" {
+		fmt.Fprintf(stderr, "fernetctl: unknown command %q; the command is reencrypt\n", args[0])
+		return exitUsage
+	}
+	cfg, err := parseFlags(args[1:], getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "fernetctl:", err)
+		return exitUsage
+	}
+	return reencrypt(cfg, stdout, stderr, signals, tty)
+}
+
+func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, tty bool) int {
+	mode := rotation.Rotate
+	switch {
+	case cfg.check:
+		mode = rotation.Check
+	case cfg.dryRun:
+		mode = rotation.DryRun
+	}
+	db, err := rotation.Open(cfg.dsn, mode != rotation.Rotate)
+	if err != nil {
+		fmt.Fprintln(stderr, "fernetctl:", err)
+		return exitUsage
+	}
+	defer db.Close()
+	conn, err := dialSidecar(cfg.sidecar)
+	if err != nil {
+		fmt.Fprintln(stderr, "fernetctl:", err)
+		return exitUsage
+	}
+	defer conn.Close()
+
+	// The first signal stops the job between batches: the batch in flight
+	// commits whole and the checkpoint names it. A second one cancels the
+	// batch in flight, which rolls back.
+	interrupt := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		for n := 0; ; n++ {
+			select {
+			case <-finished:
+				return
+			case sig := <-signals:
+				if n == 0 {
+					fmt.Fprintf(stderr, "\nfernetctl: %v: stopping after the batch in flight (again to abort it)\n", sig)
+					close(interrupt)
+				} else {
+					fmt.Fprintf(stderr, "\nfernetctl: %v: aborting the batch in flight; it rolls back\n", sig)
+					cancel()
+				}
+			}
+		}
+	}()
+
+	show := newProgress(stderr, tty, cfg.progressInterval, time.Now)
+	job := &rotation.Job{
+		DB:               db,
+		Crypter:          sidecar{rpc: fernetv1.NewFernetServiceClient(conn), timeout: cfg.timeout},
+		Table:            cfg.table,
+		PK:               cfg.pk,
+		Column:           cfg.column,
+		Where:            cfg.where,
+		BatchSize:        cfg.batchSize,
+		Mode:             mode,
+		LegacyPlaintext:  cfg.legacy,
+		EncryptPlaintext: cfg.encryptPlaintext,
+		Restart:          cfg.restart,
+		Interrupt:        interrupt,
+		Progress:         show.update,
+	}
+	if mode == rotation.Rotate {
+		job.Checkpoint = &rotation.Checkpoint{Path: cfg.state}
+	}
+	fmt.Fprintf(stderr, "fernetctl: %s %s.%s in %s, by %s, %d rows a batch, sidecar %s\n",
+		mode, cfg.table, cfg.column, db, cfg.pk, cfg.batchSize, cfg.sidecar)
+	if mode == rotation.Rotate {
+		fmt.Fprintf(stderr, "fernetctl: checkpoint %s\n", cfg.state)
+	}
+
+	report, err := job.Run(ctx)
+	show.done()
+	if report != nil {
+		report.Write(stdout)
+	}
+	resume := func() {
+		if mode == rotation.Rotate && report != nil && report.LastPK.IsZero() && report.ResumedAfter.IsZero() {
+			fmt.Fprintln(stderr, "fernetctl: nothing was committed; run the same command again to start over")
+		} else if mode == rotation.Rotate {
+			fmt.Fprintf(stderr, "fernetctl: every batch up to the checkpoint in %s committed; run the same command again to resume from it\n", cfg.state)
+		}
+	}
+	switch {
+	case errors.Is(err, rotation.ErrInterrupted), err != nil && ctx.Err() != nil:
+		fmt.Fprintln(stderr, "fernetctl: interrupted")
+		resume()
+		return exitInterrupted
+	case err != nil:
+		fmt.Fprintln(stderr, "fernetctl:", err)
+		resume()
+		return exitFailed
+	}
+	if report.Remaining() > 0 {
+		fmt.Fprintf(stderr, "fernetctl: %d rows are not under the primary key %s (see the ids above)\n", report.Remaining(), report.Keys.Primary)
+		return exitRemaining
+	}
+	return exitOK
+}
