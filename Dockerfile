@@ -1,23 +1,40 @@
 # Build:  docker build -t fernet-sidecar --build-arg VERSION=$(git describe --always --dirty) .
 # Run:    docker run -e DJANGO_ENCRYPTION_KEY=... fernet-sidecar
+# Deploy: deploy/kubernetes/ and deploy/compose/, explained in docs/deployment.md.
+# deploy/dockerfile_test.go checks this file without a Docker engine: it
+# parses it, runs the build command below as written, and checks the user,
+# the entrypoint, the ports and the health check against the binary's flags.
 
-FROM golang:1.26 AS build
+# The build runs on the builder's own platform and cross-compiles, which a
+# static Go binary allows (docker buildx build --platform linux/arm64 ...).
+FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-# Static, so the final image needs no libc.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" \
-      -o /out/fernet-sidecar ./cmd/fernet-sidecar
+ARG TARGETOS
+ARG TARGETARCH
+# Static (no cgo), so the final image needs no libc.
+RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/fernet-sidecar ./cmd/fernet-sidecar
 
-# distroless static: CA certificates and /etc/passwd, no shell, no package manager.
-FROM gcr.io/distroless/static-debian12:nonroot
+# distroless static: CA certificates, tzdata and /etc/passwd; no shell, no
+# package manager. Nothing below may need a shell.
+FROM gcr.io/distroless/static-debian13:nonroot
 COPY --from=build /out/fernet-sidecar /fernet-sidecar
-# 65532 is distroless' "nonroot"; numeric so Kubernetes' runAsNonRoot can check it.
+# 65532 is distroless' "nonroot"; numeric, so that Kubernetes' runAsNonRoot
+# can check it without reading /etc/passwd.
 USER 65532:65532
-# The app beside it shares the pod's loopback, so gRPC stays on 127.0.0.1:50051.
-# Prometheus scrapes from outside the pod, so metrics listen on every interface.
-ENV FERNET_SIDECAR_METRICS_ADDR=0.0.0.0:9464
-EXPOSE 50051 9464
+# The API stays on 127.0.0.1:50051: the app beside it shares the loopback
+# (a Kubernetes pod, or Compose's network_mode "service:..."), and nothing
+# else should reach it. Health (grpc.health.v1 only, for Kubernetes' gRPC
+# probes, which come from the kubelet, outside the pod) and metrics (for
+# Prometheus) listen on every interface.
+ENV FERNET_SIDECAR_HEALTH_ADDR=:50052 \
+    FERNET_SIDECAR_METRICS_ADDR=:9464
+EXPOSE 50052 9464
+# Docker's and Compose's health check. Kubernetes ignores it and uses the
+# probes in deploy/kubernetes/. The subcommand asks the health port above;
+# its own deadline (3s) is shorter than --timeout.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 CMD ["/fernet-sidecar", "healthcheck"]
 ENTRYPOINT ["/fernet-sidecar"]

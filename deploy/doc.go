@@ -1,0 +1,18 @@
+// Package deploy holds no code: its tests check the deployment files, which
+// are examples that people copy, against the real binary.
+//
+//   - ../Dockerfile: parsed; its build command is run as written and the
+//     result must be static; user, entrypoint, ports and health check must
+//     agree with the binary's flags (dockerfile_test.go).
+//   - ../README.md: the grpcurl recipes run as written against a sidecar
+//     (recipes_test.go).
+//   - prometheus/: promtool checks and unit-tests the alert rules, and a real
+//     Prometheus scrapes a real sidecar (prometheus_test.go).
+//   - kubernetes/, compose/ and ../.dockerignore: decoded strictly with the
+//     Kubernetes, prometheus-operator and Compose libraries in the nested
+//     module internal/schemacheck, which has its own go.mod so that the root
+//     module does not depend on them; manifests_test.go runs its tests.
+//
+// FERNET_SIDECAR_MEASURE=1 runs TestMeasureResources, which measures the
+// figures that the Kubernetes resource requests come from.
+package deploy

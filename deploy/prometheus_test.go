@@ -1,0 +1,346 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+func httpGet(t *testing.T, rawURL string) (int, string) {
+	t.Helper()
+	client := http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(rawURL)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err.Error()
+	}
+	return resp.StatusCode, string(body)
+}
+
+// TestAlertRules runs promtool on the alert rules and their unit tests,
+// and checks that every fernet_* metric and label value the rules name is
+// one the sidecar exports.
+func TestAlertRules(t *testing.T) {
+	promtool := testenv.LookPath(t, "promtool")
+	dir := filepath.Join(testenv.RepoRoot(t), "deploy", "prometheus")
+	for _, args := range [][]string{
+		{"check", "rules", "alerts.yaml"},
+		{"test", "rules", "alerts_test.yaml"},
+	} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		} else {
+			t.Logf("promtool %s:\n%s", strings.Join(args, " "), out)
+		}
+	}
+
+	rules, err := os.ReadFile(filepath.Join(dir, "alerts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startSidecar(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t)},
+		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	code, exported := httpGet(t, "http://"+s.metricsAddr+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %s", code, exported)
+	}
+	// Comments name metrics too (the annotations quote them), so all of
+	// the file is checked.
+	names := regexp.MustCompile(`\bfernet_[a-z_]+`).FindAllString(string(rules), -1)
+	if len(names) == 0 {
+		t.Fatal("alerts.yaml names no fernet_* metric")
+	}
+	for _, name := range names {
+		if !regexp.MustCompile(`(?m)^` + name + `[{ ]`).MatchString(exported) {
+			t.Errorf("alerts.yaml names %s, which the sidecar does not export", name)
+		}
+	}
+	for _, m := range regexp.MustCompile(`\b(reason|key_role|outcome)(!?=)"([a-z_]+)"`).FindAllStringSubmatch(string(rules), -1) {
+		if !strings.Contains(exported, fmt.Sprintf(`%s="%s"`, m[1], m[3])) {
+			t.Errorf("alerts.yaml matches %s%s%q, a label value the sidecar never exports", m[1], m[2], m[3])
+		}
+	}
+	s.stop(t)
+}
+
+// prometheusServer is Debian's prometheus, running on a loopback port with
+// its own config and storage: it neither uses nor disturbs a system
+// Prometheus on :9090.
+type prometheusServer struct {
+	url    string
+	cmd    *exec.Cmd
+	log    *logLines
+	exited chan struct{}
+}
+
+func startPrometheus(t *testing.T, config string) *prometheusServer {
+	t.Helper()
+	bin := testenv.LookPath(t, "prometheus")
+	dir := t.TempDir()
+	configFile := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The port is found free and then handed over, so another process may
+	// take it in between: try a few.
+	for attempt := 1; ; attempt++ {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		p := &prometheusServer{url: "http://" + addr, log: &logLines{}, exited: make(chan struct{})}
+		p.cmd = exec.Command(bin,
+			"--config.file="+configFile,
+			"--storage.tsdb.path="+filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
+			"--web.listen-address="+addr,
+			"--log.level=info")
+		p.cmd.Dir = dir
+		pipe, err := p.cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.cmd.Stdout = nil
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			buf := make([]byte, 4096)
+			var pending string
+			for {
+				n, err := pipe.Read(buf)
+				pending += string(buf[:n])
+				for {
+					line, rest, ok := strings.Cut(pending, "\n")
+					if !ok {
+						break
+					}
+					p.log.add(line)
+					pending = rest
+				}
+				if err != nil {
+					break
+				}
+			}
+			p.cmd.Wait()
+			close(p.exited)
+		}()
+		t.Cleanup(func() { p.stop() })
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			select {
+			case <-p.exited:
+				deadline = time.Time{}
+				continue
+			default:
+			}
+			if code, _ := httpGet(t, p.url+"/-/ready"); code == http.StatusOK {
+				return p
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		p.stop()
+		if attempt == 3 {
+			t.Fatalf("prometheus did not become ready on %s:\n%s", addr, p.log)
+		}
+		t.Logf("prometheus on %s did not start, trying another port:\n%s", addr, p.log)
+	}
+}
+
+func (p *prometheusServer) stop() {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// query runs an instant query and returns the result's samples.
+func (p *prometheusServer) query(t *testing.T, expr string) ([]promSample, error) {
+	t.Helper()
+	code, body := httpGet(t, p.url+"/api/v1/query?query="+url.QueryEscape(expr))
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("query %s: HTTP %d: %s", expr, code, body)
+	}
+	var resp struct {
+		Status string
+		Data   struct {
+			ResultType string
+			Result     []struct {
+				Metric map[string]string
+				Value  [2]any
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		return nil, fmt.Errorf("query %s: %v: %s", expr, err, body)
+	}
+	if resp.Status != "success" || resp.Data.ResultType != "vector" {
+		return nil, fmt.Errorf("query %s: %s", expr, body)
+	}
+	var samples []promSample
+	for _, r := range resp.Data.Result {
+		text, _ := r.Value[1].(string)
+		value, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			return nil, fmt.Errorf("query %s: value %v: %v", expr, r.Value, err)
+		}
+		samples = append(samples, promSample{labels: r.Metric, value: value})
+	}
+	return samples, nil
+}
+
+type promSample struct {
+	labels map[string]string
+	value  float64
+}
+
+// TestPrometheusScrapesSidecar has a real Prometheus scrape a real sidecar
+// every second, with the alert rules loaded, drives refused Decrypts, and
+// reads the failure counters back through Prometheus' HTTP API.
+func TestPrometheusScrapesSidecar(t *testing.T) {
+	testenv.LookPath(t, "prometheus")
+	rules := filepath.Join(testenv.RepoRoot(t), "deploy", "prometheus", "alerts.yaml")
+	s := startSidecar(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t)},
+		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	p := startPrometheus(t, fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files:
+  - %q
+scrape_configs:
+  - job_name: fernet-sidecar
+    static_configs:
+      - targets: [%q]
+`, rules, s.metricsAddr))
+
+	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := fernetv1.NewFernetServiceClient(conn)
+	const malformed, unknownKey = 7, 2
+	bad := map[string]int{"gAAAAA-not-a-token": malformed}
+	for range unknownKey {
+		bad[fernetEncrypt(t, newKey(t), []byte("x"), uint64(time.Now().Unix()))] = 1
+	}
+	for token, times := range bad {
+		for range times {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := client.Decrypt(ctx, &fernetv1.DecryptRequest{Token: token})
+			cancel()
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("Decrypt of a bad token: %v, want InvalidArgument", err)
+			}
+		}
+	}
+
+	want := map[string]float64{
+		`fernet_decrypt_failures_total{job="fernet-sidecar",reason="malformed"}`:         malformed,
+		`fernet_decrypt_failures_total{job="fernet-sidecar",reason="invalid_signature"}`: unknownKey,
+		`fernet_decrypt_failures_total{job="fernet-sidecar",reason="expired"}`:           0,
+		`up{job="fernet-sidecar"}`: 1,
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for expr, value := range want {
+		for {
+			samples, err := p.query(t, expr)
+			if err == nil && len(samples) == 1 && samples[0].value == value {
+				if got := samples[0].labels["instance"]; got != s.metricsAddr {
+					t.Errorf("%s: instance %q, want the sidecar's %s", expr, got, s.metricsAddr)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: want %v; Prometheus answers %v, %v\nprometheus log:\n%s", expr, value, samples, err, p.log)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+
+	// The rules evaluate against the real series without errors (a label
+	// mismatch in a division, say, would show here and nowhere else), in
+	// an evaluation after the series above were there.
+	scraped := time.Now()
+	for {
+		health, err := p.ruleHealth(t, scraped)
+		ok := err == nil && len(health) == 3
+		for _, h := range health {
+			ok = ok && h == "ok"
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alert rules in Prometheus: %v, %v; want 3 evaluated without error\nprometheus log:\n%s", health, err, p.log)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	p.stop()
+	s.stop(t)
+}
+
+// ruleHealth returns the health of each alerting rule evaluated after
+// since.
+func (p *prometheusServer) ruleHealth(t *testing.T, since time.Time) (map[string]string, error) {
+	t.Helper()
+	code, body := httpGet(t, p.url+"/api/v1/rules?type=alert")
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d: %s", code, body)
+	}
+	var resp struct {
+		Data struct {
+			Groups []struct {
+				Rules []struct {
+					Name, Health, LastError string
+					LastEvaluation          time.Time
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		return nil, err
+	}
+	health := map[string]string{}
+	for _, g := range resp.Data.Groups {
+		for _, r := range g.Rules {
+			if !r.LastEvaluation.After(since) {
+				continue
+			}
+			health[r.Name] = r.Health + r.LastError
+		}
+	}
+	return health, nil
+}

@@ -1,0 +1,264 @@
+package deploy
+
+import (
+	"bufio"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+)
+
+// buildDir holds the binary built the way the Dockerfile builds it, shared
+// by every test in the package and removed by TestMain.
+var buildDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "fernet-sidecar-deploy-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	buildDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// imageVersion is the VERSION build argument the tests build with; the
+// binary's --version must print it.
+const imageVersion = "deploy-test-1.2.3"
+
+var imageBuild struct {
+	once sync.Once
+	bin  string
+	out  string
+	err  error
+}
+
+// imageBinary returns the sidecar built by the Dockerfile's own build
+// command (see buildLikeDockerfile), built once per test run. Every test
+// here runs that binary, so what they check is what the image contains.
+func imageBinary(t *testing.T) string {
+	t.Helper()
+	root := testenv.RepoRoot(t)
+	imageBuild.once.Do(func() {
+		df, err := parseDockerfileAt(filepath.Join(root, "Dockerfile"))
+		if err != nil {
+			imageBuild.err = err
+			return
+		}
+		imageBuild.bin, imageBuild.out, imageBuild.err = buildLikeDockerfile(root, df, buildDir)
+	})
+	if imageBuild.err != nil {
+		t.Fatalf("build the sidecar as the Dockerfile does: %v\n%s", imageBuild.err, imageBuild.out)
+	}
+	return imageBuild.bin
+}
+
+// sidecar is the real binary, running.
+type sidecar struct {
+	cmd                           *exec.Cmd
+	addr, healthAddr, metricsAddr string // as the "serving" log line names them
+	log                           *logLines
+	exited                        chan struct{}
+	waitErr                       error
+}
+
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, line)
+}
+
+func (l *logLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// startSidecar runs bin with exactly env (nothing inherited) and waits for
+// its "serving" log line. The sidecar is killed when the test ends, unless
+// stop stopped it first.
+func startSidecar(t *testing.T, bin string, env []string, args ...string) *sidecar {
+	t.Helper()
+	s := &sidecar{cmd: exec.Command(bin, args...), log: &logLines{}, exited: make(chan struct{})}
+	s.cmd.Env = env
+	s.cmd.Dir = t.TempDir()
+	pipe, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	serving := make(chan map[string]any, 1)
+	go func() {
+		scanner := bufio.NewScanner(pipe)
+		for scanner.Scan() {
+			s.log.add(scanner.Text())
+			var entry map[string]any
+			if json.Unmarshal(scanner.Bytes(), &entry) == nil && entry["msg"] == "serving" {
+				serving <- entry
+			}
+		}
+		s.waitErr = s.cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-s.exited:
+		default:
+			s.cmd.Process.Kill()
+			<-s.exited
+		}
+	})
+	select {
+	case entry := <-serving:
+		s.addr, _ = entry["addr"].(string)
+		s.healthAddr, _ = entry["health_addr"].(string)
+		s.metricsAddr, _ = entry["metrics_addr"].(string)
+	case <-s.exited:
+		t.Fatalf("sidecar exited before serving (%v):\n%s", s.waitErr, s.log)
+	case <-time.After(15 * time.Second):
+		t.Fatalf("sidecar not serving after 15s:\n%s", s.log)
+	}
+	return s
+}
+
+// stop sends SIGTERM and requires a clean exit within 15s.
+func (s *sidecar) stop(t *testing.T) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.exited:
+		if s.waitErr != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", s.waitErr, s.log)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("still running 15s after SIGTERM:\n%s", s.log)
+	}
+}
+
+// freePort returns a loopback TCP port that was free a moment ago, for
+// programs that cannot report the port they bound.
+func freePort(t *testing.T) int {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	return lis.Addr().(*net.TCPAddr).Port
+}
+
+// newKey returns a key as Python's Fernet.generate_key() makes it.
+func newKey(t *testing.T) string {
+	t.Helper()
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	return base64.URLEncoding.EncodeToString(raw)
+}
+
+// keyID is the key id as README.md defines it: lowercase hex of the first
+// 8 bytes of SHA-256 over the 32 raw key bytes. Computed here, not with the
+// fernet package, so that the documented formula is what is checked.
+func keyID(t *testing.T, key string) string {
+	t.Helper()
+	raw, err := base64.URLEncoding.DecodeString(strings.TrimSpace(key))
+	if err != nil || len(raw) != 32 {
+		t.Fatalf("not a Fernet key: %v", err)
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:8])
+}
+
+// fernetEncrypt makes a token per the Fernet spec at the given time, so
+// that a test can hold a token under a key the sidecar has only as an old
+// key, with a timestamp it chose.
+func fernetEncrypt(t *testing.T, key string, plaintext []byte, timestamp uint64) string {
+	t.Helper()
+	raw, err := base64.URLEncoding.DecodeString(key)
+	if err != nil || len(raw) != 32 {
+		t.Fatalf("not a Fernet key: %v", err)
+	}
+	block, err := aes.NewCipher(raw[16:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := aes.BlockSize - len(plaintext)%aes.BlockSize
+	padded := append(append([]byte(nil), plaintext...), strings.Repeat(string(rune(pad)), pad)...)
+	token := make([]byte, 1+8+aes.BlockSize, 1+8+aes.BlockSize+len(padded)+sha256.Size)
+	token[0] = 0x80
+	binary.BigEndian.PutUint64(token[1:9], timestamp)
+	iv := token[9:25]
+	if _, err := rand.Read(iv); err != nil {
+		t.Fatal(err)
+	}
+	ciphertext := make([]byte, len(padded))
+	cipher.NewCBCEncrypter(block, iv).CryptBlocks(ciphertext, padded)
+	token = append(token, ciphertext...)
+	mac := hmac.New(sha256.New, raw[:16])
+	mac.Write(token)
+	return base64.URLEncoding.EncodeToString(mac.Sum(token))
+}
+
+// fernetDecrypt opens a token per the Fernet spec (no TTL), to check a
+// token the sidecar made without asking the sidecar.
+func fernetDecrypt(t *testing.T, key, token string) (plaintext []byte, timestamp uint64) {
+	t.Helper()
+	raw, err := base64.URLEncoding.DecodeString(key)
+	if err != nil || len(raw) != 32 {
+		t.Fatalf("not a Fernet key: %v", err)
+	}
+	data, err := base64.URLEncoding.DecodeString(token)
+	if err != nil || len(data) < 1+8+aes.BlockSize+aes.BlockSize+sha256.Size || data[0] != 0x80 {
+		t.Fatalf("not a Fernet token (%v): %q", err, token)
+	}
+	body, sum := data[:len(data)-sha256.Size], data[len(data)-sha256.Size:]
+	mac := hmac.New(sha256.New, raw[:16])
+	mac.Write(body)
+	if !hmac.Equal(mac.Sum(nil), sum) {
+		t.Fatalf("token %q does not verify under the key", token)
+	}
+	block, err := aes.NewCipher(raw[16:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ciphertext := body[25:]
+	if len(ciphertext)%aes.BlockSize != 0 {
+		t.Fatalf("token %q: ciphertext not in whole blocks", token)
+	}
+	padded := make([]byte, len(ciphertext))
+	cipher.NewCBCDecrypter(block, body[9:25]).CryptBlocks(padded, ciphertext)
+	pad := int(padded[len(padded)-1])
+	if pad < 1 || pad > aes.BlockSize {
+		t.Fatalf("token %q: bad padding", token)
+	}
+	return padded[:len(padded)-pad], binary.BigEndian.Uint64(body[1:9])
+}
