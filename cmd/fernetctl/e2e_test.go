@@ -590,6 +590,7 @@ func TestInterruptFinishesTheBatchAndResumes(t *testing.T) {
 
 	before := snapshot(t, app)
 	code, stdout, stderr := runTool(t, dir, 60*time.Second, append(common, "--check", "--legacy-plaintext")...)
+	t.Logf("--check:\n%s", stdout)
 	nulls, legacy, onPrimary := rows/1000*6, 4, rows/100
 	onOld := rows - nulls - legacy - f.undecryptable - onPrimary
 	for _, want := range []string{
@@ -706,4 +707,37 @@ func mustKey(t *testing.T) *fernet.Key {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestRate100k measures the figure in docs/fernetctl.md: one uninterrupted
+// rotation of the 100k-row fixture, nothing else writing, default flags.
+// It runs only with FERNETCTL_MEASURE=1, as timing is not a pass/fail matter.
+func TestRate100k(t *testing.T) {
+	if os.Getenv("FERNETCTL_MEASURE") != "1" {
+		t.Skip("set FERNETCTL_MEASURE=1 to measure")
+	}
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			var dsn string
+			var app *sql.DB
+			if dialect == "sqlite" {
+				dsn = dbtest.SQLiteFile(t)
+				app = dbtest.OpenSQLite(t, dsn)
+			} else {
+				pg := dbtest.StartPostgres(t)
+				dsn = pg.CreateDatabase(t, "app")
+				app = dbtest.OpenPostgres(t, dsn)
+			}
+			primary, old := mustKey(t), mustKey(t)
+			addr := startSidecar(t, primary, old, "127.0.0.1:0")
+			f := newFixture(t, dialect, app, primary, old, fixtureRows)
+			code, stdout, stderr := runTool(t, t.TempDir(), 5*time.Minute, "--dsn", dsn, "--table", "otp_totpdevice", "--column", "key",
+				"--sidecar", addr, "--progress-interval", "0", "--encrypt-plaintext")
+			if code != exitRemaining {
+				t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+			}
+			t.Logf("%s:\n%s", dialect, stdout)
+			f.verify()
+		})
+	}
 }
