@@ -86,11 +86,11 @@ func unaryLoad(ctx context.Context, s *server, w *workload, callers int, warmup,
 	return float64(n) / elapsed.Seconds(), (cpu1 - cpu0) / time.Duration(max(n, 1)), p50, nil
 }
 
-// batchLoad has one caller send the workload's batch back to back, as a
-// bulk job does, and returns the items per second, how many cores the
-// server process kept busy meanwhile, and its CPU time per item. The
-// sidecar's first answer is checked item by item.
-func batchLoad(ctx context.Context, s *server, w *workload, warmup, dur time.Duration) (itemsPerSecond, cores float64, cpuPerItem time.Duration, err error) {
+// batchLoad has callers goroutines send the workload's batch back to
+// back, as a bulk job does, and returns the items per second, how many
+// cores the server process kept busy meanwhile, and its CPU time per item.
+// The sidecar's first answer is checked item by item.
+func batchLoad(ctx context.Context, s *server, w *workload, callers int, warmup, dur time.Duration) (itemsPerSecond, cores float64, cpuPerItem time.Duration, err error) {
 	resp, err := s.client.ReEncryptBatch(ctx, w.batchRequest)
 	if err != nil {
 		return 0, 0, 0, err
@@ -102,32 +102,54 @@ func batchLoad(ctx context.Context, s *server, w *workload, warmup, dur time.Dur
 	} else if len(resp.GetResults()) != len(w.oldTokens) {
 		return 0, 0, 0, fmt.Errorf("%d results for %d tokens", len(resp.GetResults()), len(w.oldTokens))
 	}
-	call := func() error {
-		_, err := s.client.ReEncryptBatch(ctx, w.batchRequest)
-		return err
+	var (
+		measuring, stop atomic.Bool
+		batches         atomic.Int64
+		firstErr        error
+		errOnce         sync.Once
+		wg              sync.WaitGroup
+	)
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				if _, err := s.client.ReEncryptBatch(ctx, w.batchRequest); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					stop.Store(true)
+					return
+				}
+				if measuring.Load() {
+					batches.Add(1)
+				}
+			}
+		}()
 	}
-	for end := time.Now().Add(warmup); time.Now().Before(end); {
-		if err := call(); err != nil {
-			return 0, 0, 0, err
-		}
+	finish := func() { stop.Store(true); wg.Wait() }
+	if err := sleep(ctx, warmup); err != nil {
+		finish()
+		return 0, 0, 0, err
 	}
 	cpu0, err := s.cpuTime()
 	if err != nil {
+		finish()
 		return 0, 0, 0, err
 	}
+	measuring.Store(true)
 	t0 := time.Now()
-	batches := 0
-	for time.Since(t0) < dur {
-		if err := call(); err != nil {
-			return 0, 0, 0, err
-		}
-		batches++
-	}
+	_ = sleep(ctx, dur)
+	measuring.Store(false)
 	elapsed := time.Since(t0)
 	cpu1, err := s.cpuTime()
-	if err != nil {
+	finish()
+	switch {
+	case firstErr != nil:
+		return 0, 0, 0, firstErr
+	case ctx.Err() != nil:
+		return 0, 0, 0, ctx.Err()
+	case err != nil:
 		return 0, 0, 0, err
 	}
-	items := batches * len(w.oldTokens)
-	return float64(items) / elapsed.Seconds(), (cpu1 - cpu0).Seconds() / elapsed.Seconds(), (cpu1 - cpu0) / time.Duration(items), nil
+	items := batches.Load() * int64(len(w.oldTokens))
+	return float64(items) / elapsed.Seconds(), (cpu1 - cpu0).Seconds() / elapsed.Seconds(), (cpu1 - cpu0) / time.Duration(max(items, 1)), nil
 }

@@ -163,7 +163,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 // machine's load does not always favour the same one.
 func runRound(ctx context.Context, o options, round int, tmp, echoBinary string, engine *engineBench, py *pythonBench, w *workload, res *results) error {
 	if engine != nil {
-		if err := engine.run(ctx, res); err != nil {
+		if err := engine.run(ctx, round%2 == 0, res); err != nil {
 			return err
 		}
 	}
@@ -225,15 +225,21 @@ func runRound(ctx context.Context, o options, round int, tmp, echoBinary string,
 		res.add("unary1/"+s.name, rate)
 		res.add("p50/"+s.name, p50.Seconds()*1e6)
 	}
-	// Target 3: batches from one Go caller.
+	// Target 3: batches from one Go caller; and from two, for what
+	// keeping a second batch in flight gives a bulk job.
 	for _, s := range servers {
-		rate, cores, cpu, err := batchLoad(ctx, s, w, o.warmup, o.duration)
+		rate, cores, cpu, err := batchLoad(ctx, s, w, 1, o.warmup, o.duration)
 		if err != nil {
 			return fmt.Errorf("%s: batches: %w", s.name, err)
 		}
 		res.add("batch/"+s.name, rate)
 		res.add("batch-cores/"+s.name, cores)
 		res.add("batch-cpu/"+s.name, cpu.Seconds()*1e6)
+		rate, _, _, err = batchLoad(ctx, s, w, 2, o.warmup, o.duration)
+		if err != nil {
+			return fmt.Errorf("%s: batches, two callers: %w", s.name, err)
+		}
+		res.add("batch2/"+s.name, rate)
 	}
 	// Targets 3 and 4: Python in process, and the Python client.
 	if py != nil {

@@ -262,7 +262,9 @@ func printTable(w io.Writer, env environment, o options, r *results) {
 		"echo "+fig("batch/echo", "/s"), r.ratio("batch/sidecar", "batch/echo"), &bar{value: 0.5})
 	row("3", "the echo server's batch against Python in process: the ceiling for this API and client here", fig("batch/echo", "/s"),
 		"Python MultiFernet.rotate in process "+fig("py/py_rotate_per_s", "/s"), r.ratio("batch/echo", "py/py_rotate_per_s"), nil)
-	row("3", "server CPU time per batch item; cores the server kept busy", fig("batch-cpu/sidecar", "µs")+"; "+fig("batch-cores/sidecar", "")+" cores",
+	row("3", "ReEncryptBatch items/s with two Go callers, each with one batch in flight", fig("batch2/sidecar", "/s"),
+		"echo "+fig("batch2/echo", "/s"), r.ratio("batch2/sidecar", "batch2/echo"), nil)
+	row("3", "server CPU time per batch item; cores the server kept busy (one caller)", fig("batch-cpu/sidecar", "µs")+"; "+fig("batch-cores/sidecar", "")+" cores",
 		"echo "+fig("batch-cpu/echo", "µs")+"; "+fig("batch-cores/echo", "")+" cores", r.ratio("batch-cpu/sidecar", "batch-cpu/echo"), nil)
 
 	// 4. From Python.
