@@ -87,18 +87,18 @@ func (r *Reloader) report(current *fernet.Keyring, err error) {
 
 // Watch reloads whenever a key file (a *_FILE path, or the --dev key file)
 // changes, until ctx ends. It watches the files' directories, because
-// Kubernetes and editors replace a file rather than write to it.
+// Kubernetes and editors replace a file rather than write to it. It
+// returns once the watches are in place, so that no change made after it
+// returns is missed.
 func (r *Reloader) Watch(ctx context.Context) error {
 	files := r.source.files()
 	if len(files) == 0 {
-		<-ctx.Done()
 		return nil
 	}
 	watcher, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch key files: %w", err)
 	}
-	defer watcher.Close()
 	var dirs []string
 	for _, file := range files {
 		dirs = append(dirs, filepath.Dir(file))
@@ -106,15 +106,22 @@ func (r *Reloader) Watch(ctx context.Context) error {
 	slices.Sort(dirs)
 	for _, dir := range slices.Compact(dirs) {
 		if err := watcher.Add(dir); err != nil {
+			watcher.Close()
 			return fmt.Errorf("watch key directory %s: %w", dir, err)
 		}
 	}
+	go r.reloadOnEvents(ctx, watcher)
+	return nil
+}
+
+func (r *Reloader) reloadOnEvents(ctx context.Context, watcher *fsnotify.Watcher) {
+	defer watcher.Close()
 	settle := time.NewTimer(settleTime)
 	settle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-watcher.Events:
 			settle.Reset(settleTime)
 		case err := <-watcher.Errors:

@@ -63,15 +63,10 @@ func newReloaderForFile(t *testing.T, path string) (*Reloader, *logBuffer) {
 func watch(t *testing.T, r *Reloader) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Watch(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Watch: %v", err)
-		}
-	})
-	time.Sleep(50 * time.Millisecond) // let the watch start before files change
+	t.Cleanup(cancel)
+	if err := r.Watch(ctx); err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
 }
 
 func waitForPrimary(t *testing.T, r *Reloader, want *fernet.Key) {

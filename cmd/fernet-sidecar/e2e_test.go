@@ -1,133 +1,19 @@
 package main
 
 import (
-	"bufio"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 )
-
-// sidecar is the real binary, running.
-type sidecar struct {
-	cmd         *exec.Cmd
-	addr        string // as given to --addr
-	metricsAddr string
-	stderr      *lockedBuffer
-	exited      chan error
-}
-
-type lockedBuffer struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (b *lockedBuffer) add(line string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.lines = append(b.lines, line)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Join(b.lines, "\n")
-}
-
-func buildSidecar(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "fernet-sidecar")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// startSidecar runs bin and waits for its "serving" log line, which names
-// the address it bound.
-func startSidecar(t *testing.T, bin string, env []string, args ...string) *sidecar {
-	t.Helper()
-	s := &sidecar{cmd: exec.Command(bin, args...), stderr: &lockedBuffer{}, exited: make(chan error, 1)}
-	s.cmd.Env = env
-	s.cmd.Dir = t.TempDir()
-	pipe, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	serving := make(chan map[string]any, 1)
-	go func() {
-		scanner := bufio.NewScanner(pipe)
-		for scanner.Scan() {
-			s.stderr.add(scanner.Text())
-			var entry map[string]any
-			if json.Unmarshal(scanner.Bytes(), &entry) == nil && entry["msg"] == "serving" {
-				serving <- entry
-			}
-		}
-		s.exited <- s.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if s.cmd.ProcessState == nil {
-			s.cmd.Process.Kill()
-		}
-	})
-	select {
-	case entry := <-serving:
-		s.addr, _ = entry["addr"].(string)
-		s.metricsAddr, _ = entry["metrics_addr"].(string)
-	case err := <-s.exited:
-		t.Fatalf("sidecar exited before serving (%v):\n%s", err, s.stderr)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("sidecar not serving after 10s:\n%s", s.stderr)
-	}
-	return s
-}
-
-// stop sends SIGTERM and requires a clean exit within the grace period.
-func (s *sidecar) stop(t *testing.T) {
-	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-s.exited:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, s.stderr)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("still running 10s after SIGTERM:\n%s", s.stderr)
-	}
-}
-
-func (s *sidecar) metrics(t *testing.T) string {
-	t.Helper()
-	resp, err := http.Get("http://" + s.metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(body)
-}
 
 // grpcurl runs grpcurl against the sidecar with reflection only (no proto
 // files), returning its stdout and stderr.
@@ -168,7 +54,7 @@ func mustGenerate(t *testing.T) *fernet.Key {
 
 func TestEndToEnd(t *testing.T) {
 	testenv.LookPath(t, "grpcurl")
-	bin := buildSidecar(t)
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	primary, old := mustGenerate(t), mustGenerate(t)
 	env := []string{
 		"DJANGO_ENCRYPTION_KEY=" + primary.Encode(),
@@ -180,11 +66,11 @@ func TestEndToEnd(t *testing.T) {
 	}
 	for _, transport := range transports {
 		t.Run(transport.name, func(t *testing.T) {
-			s := startSidecar(t, bin, env, "--addr", transport.addr, "--metrics-addr", "127.0.0.1:0")
-			call := grpcurlFor(t, s.addr)
+			s := sidecartest.Start(t, bin, env, "--addr", transport.addr, "--metrics-addr", "127.0.0.1:0")
+			call := grpcurlFor(t, s.Addr)
 			checkSession(t, s, call, primary, old)
-			s.stop(t)
-			if path, isUnix := strings.CutPrefix(s.addr, "unix://"); isUnix {
+			s.Stop(t)
+			if path, isUnix := strings.CutPrefix(s.Addr, "unix://"); isUnix {
 				if _, err := os.Stat(path); !os.IsNotExist(err) {
 					t.Errorf("socket %s left behind after shutdown", path)
 				}
@@ -193,7 +79,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-func checkSession(t *testing.T, s *sidecar, call grpcurl, primary, old *fernet.Key) {
+func checkSession(t *testing.T, s *sidecartest.Sidecar, call grpcurl, primary, old *fernet.Key) {
 	out, stderr, err := call(t, "", "list")
 	if err != nil {
 		t.Fatalf("grpcurl list: %v\n%s", err, stderr)
@@ -274,7 +160,7 @@ func checkSession(t *testing.T, s *sidecar, call grpcurl, primary, old *fernet.K
 		}
 	}
 
-	metrics := s.metrics(t)
+	metrics := s.Metrics(t)
 	for _, want := range []string{
 		`fernet_decrypt_failures_total{reason="malformed"} 3`,
 		`fernet_decrypt_failures_total{reason="invalid_signature"} 2`,
@@ -289,7 +175,7 @@ func checkSession(t *testing.T, s *sidecar, call grpcurl, primary, old *fernet.K
 		}
 	}
 
-	everything := metrics + s.stderr.String()
+	everything := metrics + s.Log()
 	for name, secret := range map[string]string{
 		"primary key": primary.Encode(), "old key": old.Encode(), "token": encrypted.Token,
 		"plaintext": plaintext, "plaintext as base64": base64.StdEncoding.EncodeToString([]byte(plaintext)),
@@ -312,16 +198,16 @@ func callJSON(t *testing.T, call grpcurl, data, method string, into any) {
 }
 
 func TestDevModeServesAtOnceAndKeepsItsKey(t *testing.T) {
-	bin := buildSidecar(t)
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "dev.key")
 	args := []string{"--dev", "--dev-key-file", keyFile, "--addr", "127.0.0.1:0", "--metrics-addr", ""}
 
-	first := startSidecar(t, bin, nil, args...)
-	if !strings.Contains(first.stderr.String(), "NOT FOR PRODUCTION") {
-		t.Errorf("dev mode must warn loudly:\n%s", first.stderr)
+	first := sidecartest.Start(t, bin, nil, args...)
+	if !strings.Contains(first.Log(), "NOT FOR PRODUCTION") {
+		t.Errorf("dev mode must warn loudly:\n%s", first.Log())
 	}
-	first.stop(t)
+	first.Stop(t)
 	content, err := os.ReadFile(keyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -330,38 +216,33 @@ func TestDevModeServesAtOnceAndKeepsItsKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(first.stderr.String(), key.Encode()) {
+	if strings.Contains(first.Log(), key.Encode()) {
 		t.Fatal("the dev key appears in the log")
 	}
 
-	second := startSidecar(t, bin, nil, args...)
-	defer second.stop(t)
-	if !strings.Contains(second.stderr.String(), fmt.Sprintf(`"primary_key_id":"%s"`, key.ID())) {
-		t.Fatalf("restart must serve the same dev key %s:\n%s", key.ID(), second.stderr)
+	second := sidecartest.Start(t, bin, nil, args...)
+	defer second.Stop(t)
+	if !strings.Contains(second.Log(), fmt.Sprintf(`"primary_key_id":"%s"`, key.ID())) {
+		t.Fatalf("restart must serve the same dev key %s:\n%s", key.ID(), second.Log())
 	}
 }
 
 func TestHealthcheckCommand(t *testing.T) {
-	bin := buildSidecar(t)
-	s := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode()},
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
+	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode()},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "", "--health-addr", "127.0.0.1:0")
-	healthAddr := ""
-	for _, line := range strings.Split(s.stderr.String(), "\n") {
-		if _, rest, ok := strings.Cut(line, `"health_addr":"`); ok {
-			healthAddr, _, _ = strings.Cut(rest, `"`)
-		}
-	}
+	healthAddr := s.HealthAddr
 	if healthAddr == "" {
-		t.Fatalf("the serving log line does not name the health address:\n%s", s.stderr)
+		t.Fatalf("the serving log line does not name the health address:\n%s", s.Log())
 	}
-	for _, addr := range []string{s.addr, healthAddr} {
+	for _, addr := range []string{s.Addr, healthAddr} {
 		check := exec.Command(bin, "healthcheck", "--addr", addr)
 		if out, err := check.CombinedOutput(); err != nil {
 			t.Fatalf("healthcheck --addr %s while serving: %v\n%s", addr, err, out)
 		}
 	}
-	s.stop(t)
-	check := exec.Command(bin, "healthcheck", "--addr", s.addr, "--timeout", "1s")
+	s.Stop(t)
+	check := exec.Command(bin, "healthcheck", "--addr", s.Addr, "--timeout", "1s")
 	if out, err := check.CombinedOutput(); err == nil {
 		t.Fatalf("healthcheck passed against a stopped sidecar:\n%s", out)
 	}

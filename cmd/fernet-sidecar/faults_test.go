@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -70,15 +71,15 @@ func load(client fernetv1.FernetServiceClient, callers, rounds int, stop <-chan 
 }
 
 func TestSIGTERMUnderLoad(t *testing.T) {
-	bin := buildSidecar(t)
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	key := mustGenerate(t)
-	s := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + key.Encode()},
+	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + key.Encode()},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "", "--shutdown-timeout", "5s")
-	conn := dial(t, s.addr)
+	conn := dial(t, s.Addr)
 	client := fernetv1.NewFernetServiceClient(conn)
 	watching, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
-	watch, err := healthpb.NewHealthClient(dial(t, s.addr)).Watch(watching, &healthpb.HealthCheckRequest{})
+	watch, err := healthpb.NewHealthClient(dial(t, s.Addr)).Watch(watching, &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		}
 	})
 	time.Sleep(300 * time.Millisecond)
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := s.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	notServing, err := watch.Recv()
@@ -112,9 +113,9 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 	stopWatching() // a Watch stream never ends by itself and would hold the drain to its timeout
 	select {
-	case err := <-s.exited:
+	case err := <-s.Exited():
 		if err != nil {
-			t.Fatalf("exit after SIGTERM under load: %v\n%s", err, s.stderr)
+			t.Fatalf("exit after SIGTERM under load: %v\n%s", err, s.Log())
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("still running 10s after SIGTERM (grace period 5s)")
@@ -136,19 +137,19 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 }
 
 func TestKeyFileFaultsUnderLoad(t *testing.T) {
-	bin := buildSidecar(t)
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	key := mustGenerate(t)
 	keyFile := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(keyFile, []byte(key.Encode()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY_FILE=" + keyFile}, "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
-	defer s.stop(t)
+	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY_FILE=" + keyFile}, "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	defer s.Stop(t)
 
 	var calls atomic.Int64
 	var failures sync.Map
 	stop := make(chan struct{})
-	callers := load(fernetv1.NewFernetServiceClient(dial(t, s.addr)), 8, 1_000_000, stop, func(err error) {
+	callers := load(fernetv1.NewFernetServiceClient(dial(t, s.Addr)), 8, 1_000_000, stop, func(err error) {
 		calls.Add(1)
 		if err != nil {
 			failures.Store(err.Error(), true)
@@ -185,10 +186,10 @@ func TestKeyFileFaultsUnderLoad(t *testing.T) {
 	t.Logf("%d calls, all succeeded, through garbage, empty and deleted key files", calls.Load())
 }
 
-func waitForMetric(t *testing.T, s *sidecar, want string) {
+func waitForMetric(t *testing.T, s *sidecartest.Sidecar, want string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(s.metrics(t), want) {
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(s.Metrics(t), want) {
 		if time.Now().After(deadline) {
 			t.Fatalf("/metrics never showed %s", want)
 		}
@@ -199,14 +200,14 @@ func waitForMetric(t *testing.T, s *sidecar, want string) {
 // TestSlowAndHammeredMetricsDoNotStallCalls: scrapers that hold the metrics
 // endpoint open or hit it in a loop must not hold up gRPC calls.
 func TestSlowAndHammeredMetricsDoNotStallCalls(t *testing.T) {
-	bin := buildSidecar(t)
-	s := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode()},
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
+	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode()},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
-	defer s.stop(t)
+	defer s.Stop(t)
 	stop := make(chan struct{})
 	var scrapers sync.WaitGroup
 	for range 4 { // slow: send half a request and never finish it
-		conn, err := net.Dial("tcp", s.metricsAddr)
+		conn, err := net.Dial("tcp", s.MetricsAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +225,7 @@ func TestSlowAndHammeredMetricsDoNotStallCalls(t *testing.T) {
 					return
 				default:
 				}
-				if resp, err := http.Get("http://" + s.metricsAddr + "/metrics"); err == nil {
+				if resp, err := http.Get("http://" + s.MetricsAddr + "/metrics"); err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					scrapes.Add(1)
@@ -234,7 +235,7 @@ func TestSlowAndHammeredMetricsDoNotStallCalls(t *testing.T) {
 	}
 	var failed atomic.Int64
 	var calls atomic.Int64
-	load(fernetv1.NewFernetServiceClient(dial(t, s.addr)), 8, 50, nil, func(err error) {
+	load(fernetv1.NewFernetServiceClient(dial(t, s.Addr)), 8, 50, nil, func(err error) {
 		calls.Add(1)
 		if err != nil {
 			failed.Add(1)
@@ -251,16 +252,16 @@ func TestSlowAndHammeredMetricsDoNotStallCalls(t *testing.T) {
 // every kind and failure, reloads, shutdown) and looks for every secret, in
 // every encoding, in the logs, the errors and /metrics.
 func TestNoSecretLeavesTheProcess(t *testing.T) {
-	bin := buildSidecar(t)
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	primary, old, next := mustGenerate(t), mustGenerate(t), mustGenerate(t)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key")
 	if err := os.WriteFile(keyFile, []byte(primary.Encode()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY_FILE=" + keyFile, "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()},
+	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY_FILE=" + keyFile, "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--audit-calls", "--log-level", "debug")
-	client := fernetv1.NewFernetServiceClient(dial(t, s.addr))
+	client := fernetv1.NewFernetServiceClient(dial(t, s.Addr))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -307,13 +308,13 @@ func TestNoSecretLeavesTheProcess(t *testing.T) {
 		time.Sleep(400 * time.Millisecond)
 	}
 	waitForMetric(t, s, `fernet_key_info{key_id="`+next.ID()+`",role="primary"} 1`)
-	metrics := s.metrics(t)
-	s.stop(t)
+	metrics := s.Metrics(t)
+	s.Stop(t)
 
 	if len(errs) < 20 {
 		t.Fatalf("only %d errors were produced; the session did not exercise the failures", len(errs))
 	}
-	haystacks := map[string]string{"logs": s.stderr.String(), "errors": strings.Join(errs, "\n"), "metrics": metrics}
+	haystacks := map[string]string{"logs": s.Log(), "errors": strings.Join(errs, "\n"), "metrics": metrics}
 	for _, key := range []*fernet.Key{primary, old, next} {
 		raw, _ := base64.URLEncoding.DecodeString(key.Encode())
 		for encoding, secret := range map[string]string{

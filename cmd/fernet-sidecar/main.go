@@ -137,11 +137,9 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	watching, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
 	if cfg.watchKeys {
-		go func() {
-			if err := reloader.Watch(watching); err != nil {
-				serveErrs <- err
-			}
-		}()
+		if err := reloader.Watch(watching); err != nil {
+			return err
+		}
 	}
 	healthAddr := ""
 	if healthListener != nil {

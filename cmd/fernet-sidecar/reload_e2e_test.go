@@ -13,11 +13,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
 func TestKeyFileReloadsWithoutRestart(t *testing.T) {
-	bin := buildSidecar(t)
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	first, second, third := mustGenerate(t), mustGenerate(t), mustGenerate(t)
 	keyFile := filepath.Join(t.TempDir(), "key")
 	writeKey := func(content string) {
@@ -32,10 +33,10 @@ func TestKeyFileReloadsWithoutRestart(t *testing.T) {
 		}
 	}
 	writeKey(first.Encode())
-	s := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY_FILE=" + keyFile},
+	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY_FILE=" + keyFile},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
-	defer s.stop(t)
-	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer s.Stop(t)
+	conn, err := grpc.NewClient(s.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func TestKeyFileReloadsWithoutRestart(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("primary is %s, want %s:\n%s", status.GetPrimaryKeyId(), want.ID(), s.stderr)
+				t.Fatalf("primary is %s, want %s:\n%s", status.GetPrimaryKeyId(), want.ID(), s.Log())
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -67,48 +68,48 @@ func TestKeyFileReloadsWithoutRestart(t *testing.T) {
 
 	writeKey("garbage that is no key")
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(s.metrics(t), `fernet_key_reloads_total{outcome="failure"} 1`) {
+	for !strings.Contains(s.Metrics(t), `fernet_key_reloads_total{outcome="failure"} 1`) {
 		if time.Now().After(deadline) {
-			t.Fatalf("a bad key file was not counted as a failed reload:\n%s", s.metrics(t))
+			t.Fatalf("a bad key file was not counted as a failed reload:\n%s", s.Metrics(t))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	primaryIs(second, 0)
-	if !strings.Contains(s.metrics(t), "fernet_key_last_reload_successful 0") {
+	if !strings.Contains(s.Metrics(t), "fernet_key_last_reload_successful 0") {
 		t.Error("fernet_key_last_reload_successful should be 0 after a failed reload")
 	}
 
 	writeKey(third.Encode())
 	primaryIs(third, 5*time.Second)
-	if strings.Contains(s.stderr.String(), "garbage that is no key") {
+	if strings.Contains(s.Log(), "garbage that is no key") {
 		t.Error("the bad key file's content appears in the log")
 	}
 }
 
 func TestSIGHUPReloadsKeys(t *testing.T) {
-	bin := buildSidecar(t)
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	first, second := mustGenerate(t), mustGenerate(t)
 	keyFile := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(keyFile, []byte(first.Encode()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY_FILE=" + keyFile},
+	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY_FILE=" + keyFile},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--watch-keys=false")
-	defer s.stop(t)
+	defer s.Stop(t)
 	if err := os.WriteFile(keyFile, []byte(second.Encode()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond) // longer than a watcher would take
-	if strings.Contains(s.metrics(t), second.ID()) {
+	if strings.Contains(s.Metrics(t), second.ID()) {
 		t.Fatal("keys reloaded with --watch-keys=false before any SIGHUP")
 	}
-	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := s.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(s.metrics(t), `fernet_key_info{key_id="`+second.ID()+`",role="primary"} 1`) {
+	for !strings.Contains(s.Metrics(t), `fernet_key_info{key_id="`+second.ID()+`",role="primary"} 1`) {
 		if time.Now().After(deadline) {
-			t.Fatalf("SIGHUP did not reload the keys:\n%s", s.stderr)
+			t.Fatalf("SIGHUP did not reload the keys:\n%s", s.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

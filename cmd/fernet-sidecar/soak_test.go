@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -33,13 +34,17 @@ func TestSoak(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("FERNET_SIDECAR_SOAK_CALLS")); err == nil && n > 0 {
 		calls = n
 	}
-	bin := buildSidecar(t)
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	primary, old := mustGenerate(t), mustGenerate(t)
-	s := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode(), "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()},
+	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode(), "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()},
 		"--addr", "unix://"+t.TempDir()+"/fernet.sock", "--metrics-addr", "127.0.0.1:0")
-	defer s.stop(t)
-	client := fernetv1.NewFernetServiceClient(dial(t, s.addr))
-	baselineGoroutines := metricValue(t, s.metrics(t), "go_goroutines")
+	defer s.Stop(t)
+	client := fernetv1.NewFernetServiceClient(dial(t, s.Addr))
+	// The connection's own goroutines belong to the baseline.
+	if _, err := client.GetStatus(context.Background(), &fernetv1.GetStatusRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	baselineGoroutines := metricValue(t, s.Metrics(t), "go_goroutines")
 
 	mix := newSoakMix(t, primary, old)
 	var (
@@ -60,7 +65,7 @@ func TestSoak(t *testing.T) {
 					return
 				}
 				if i == int64(calls)/10 {
-					rssAtTenth.Store(rssKiB(t, s.cmd.Process.Pid))
+					rssAtTenth.Store(rssKiB(t, s.Cmd.Process.Pid))
 				}
 				reasons, err := mix.call(client, int(i))
 				if err != nil {
@@ -80,7 +85,7 @@ func TestSoak(t *testing.T) {
 		return true
 	})
 
-	metrics := s.metrics(t)
+	metrics := s.Metrics(t)
 	totalBad := int64(0)
 	for _, reason := range []string{fernetv1.ReasonMalformed, fernetv1.ReasonInvalidSignature, fernetv1.ReasonExpired, fernetv1.ReasonFutureTimestamp} {
 		var sent int64
@@ -97,14 +102,14 @@ func TestSoak(t *testing.T) {
 		t.Errorf("only %d bad tokens in %d calls: the mix is broken", totalBad, calls)
 	}
 
-	rssEnd := rssKiB(t, s.cmd.Process.Pid)
+	rssEnd := rssKiB(t, s.Cmd.Process.Pid)
 	if tenth := rssAtTenth.Load(); float64(rssEnd) > 1.2*float64(tenth) {
 		t.Errorf("RSS grew from %d KiB after 10%% of the calls to %d KiB at the end (more than 20%%)", tenth, rssEnd)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for metricValue(t, s.metrics(t), "go_goroutines") > baselineGoroutines+2 {
+	for metricValue(t, s.Metrics(t), "go_goroutines") > baselineGoroutines+2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("goroutines %v, baseline %v: not back after the load", metricValue(t, s.metrics(t), "go_goroutines"), baselineGoroutines)
+			t.Fatalf("goroutines %v, baseline %v: not back after the load", metricValue(t, s.Metrics(t), "go_goroutines"), baselineGoroutines)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
