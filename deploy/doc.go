@@ -8,6 +8,8 @@
 //     (recipes_test.go).
 //   - prometheus/: promtool checks and unit-tests the alert rules, and a real
 //     Prometheus scrapes a real sidecar (prometheus_test.go).
+//   - compose/: as root, a key file bind-mounted as Compose mounts secrets
+//     shows the reload procedure docs/deployment.md gives (compose_test.go).
 //   - kubernetes/, compose/ and ../.dockerignore: decoded strictly with the
 //     Kubernetes, prometheus-operator and Compose libraries in the nested
 //     module internal/schemacheck, which has its own go.mod so that the root
