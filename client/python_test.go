@@ -1,17 +1,13 @@
 package client_test
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 )
@@ -48,7 +44,7 @@ func requirePython(t *testing.T) string {
 func TestPythonClient(t *testing.T) {
 	py := requirePython(t)
 	root := testenv.RepoRoot(t)
-	bin := buildSidecarBinary(t, root)
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	primary, old := newKey(t), newKey(t)
 	const maxPlaintext, maxBatchItems = 1024, 8
 	env := []string{
@@ -56,11 +52,11 @@ func TestPythonClient(t *testing.T) {
 		"OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode(),
 	}
 	args := []string{"--metrics-addr", "", "--max-plaintext-bytes", fmt.Sprint(maxPlaintext), "--max-batch-items", fmt.Sprint(maxBatchItems)}
-	tcp := startBinary(t, bin, env, append([]string{"--addr", "127.0.0.1:0"}, args...)...)
-	unix := startBinary(t, bin, env, append([]string{"--addr", "unix://" + filepath.Join(t.TempDir(), "fernet.sock")}, args...)...)
+	tcp := sidecartest.Start(t, bin, env, append([]string{"--addr", "127.0.0.1:0"}, args...)...).Addr
+	unix := sidecartest.Start(t, bin, env, append([]string{"--addr", "unix://" + filepath.Join(t.TempDir(), "fernet.sock")}, args...)...).Addr
 	ca, serverCert, serverKey, clientCert, clientKey := newPKI(t).write(t, t.TempDir())
-	withTLS := startBinary(t, bin, env, append([]string{"--addr", "127.0.0.1:0",
-		"--tls-cert-file", serverCert, "--tls-key-file", serverKey, "--tls-client-ca-file", ca}, args...)...)
+	withTLS := sidecartest.Start(t, bin, env, append([]string{"--addr", "127.0.0.1:0",
+		"--tls-cert-file", serverCert, "--tls-key-file", serverKey, "--tls-client-ca-file", ca}, args...)...).Addr
 
 	cmd := exec.CommandContext(t.Context(), py, "-m", "unittest", "discover", "-v", "-s", "tests", "-t", ".")
 	cmd.Dir = filepath.Join(root, "client", "python")
@@ -91,77 +87,4 @@ func TestPythonClient(t *testing.T) {
 	if testenv.Full() && strings.Contains(string(out), "skipped") {
 		t.Fatalf("Python tests were skipped, and %s=1 runs everything", testenv.FullEnv)
 	}
-}
-
-// buildSidecarBinary builds cmd/fernet-sidecar into a temp dir.
-func buildSidecarBinary(t *testing.T, root string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "fernet-sidecar")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/fernet-sidecar")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/fernet-sidecar: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// startBinary runs the sidecar binary until the test ends, and returns the
-// address from its "serving" log line.
-func startBinary(t *testing.T, bin string, env []string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Dir = t.TempDir()
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu   sync.Mutex
-		logs []string
-	)
-	log := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return strings.Join(logs, "\n")
-	}
-	serving := make(chan string, 1)
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		scanner := bufio.NewScanner(stderr)
-		for scanner.Scan() {
-			mu.Lock()
-			logs = append(logs, scanner.Text())
-			mu.Unlock()
-			var entry struct{ Msg, Addr string }
-			if json.Unmarshal(scanner.Bytes(), &entry) == nil && entry.Msg == "serving" {
-				serving <- entry.Addr
-			}
-		}
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-			t.Errorf("sidecar %v still running 10s after SIGTERM:\n%s", args, log())
-		}
-	})
-	select {
-	case addr := <-serving:
-		return addr
-	case <-exited:
-		t.Fatalf("sidecar %v exited before serving (%v):\n%s", args, waitErr, log())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("sidecar %v not serving after 20s:\n%s", args, log())
-	}
-	return ""
 }

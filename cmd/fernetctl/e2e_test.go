@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/base32"
 	"encoding/json"
 	"fmt"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -68,52 +68,8 @@ func binary(t *testing.T, name string) string {
 // address it serves on, from its JSON "serving" log line.
 func startSidecar(t *testing.T, primary, old *fernet.Key, addr string) string {
 	t.Helper()
-	cmd := exec.Command(binary(t, "fernet-sidecar"), "--addr", addr, "--metrics-addr", "")
-	cmd.Env = []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode(), "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()}
-	cmd.Dir = t.TempDir()
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	serving := make(chan string, 1)
-	exited := make(chan struct{})
-	var log strings.Builder
-	var mu sync.Mutex
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			mu.Lock()
-			log.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-			var entry struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &entry) == nil && entry.Msg == "serving" {
-				serving <- entry.Addr
-			}
-		}
-		cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-		}
-	})
-	select {
-	case a := <-serving:
-		return a
-	case <-exited:
-	case <-time.After(15 * time.Second):
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	t.Fatalf("sidecar not serving:\n%s", log.String())
-	return ""
+	env := []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode(), "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()}
+	return sidecartest.Start(t, binary(t, "fernet-sidecar"), env, "--addr", addr, "--metrics-addr", "").Addr
 }
 
 // tool is one fernetctl process.
