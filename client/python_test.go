@@ -2,13 +2,13 @@ package client_test
 
 import (
 	"fmt"
-	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 )
 
