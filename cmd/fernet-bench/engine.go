@@ -39,38 +39,46 @@ func newEngineBench(ctx context.Context, repo, tmp string, benchtime time.Durati
 // benchLine is one result line: name, iterations, ns/op, B/op, allocs/op.
 var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op\s+[\d.]+ B/op\s+([\d.]+) allocs/op`)
 
-// run measures the engine and the floor; floorFirst swaps their order, so
-// that rounds alternate it.
-func (e *engineBench) run(ctx context.Context, floorFirst bool, res *results) error {
-	patterns := enginePatterns
-	if floorFirst {
-		patterns = []string{patterns[1], patterns[0]}
-	}
-	var out []byte
-	for _, pattern := range patterns {
-		cmd := exec.CommandContext(ctx, e.binary, "-test.run", "^$", "-test.bench", pattern,
-			"-test.benchmem", "-test.benchtime", e.benchtime.String())
-		cmd.Dir = e.dir
-		got, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("engine benchmarks: %w\n%s", err, got)
+// engineReps is how many times a round measures the engine and the floor,
+// alternating which goes first; the round's figure is the median.
+const engineReps = 3
+
+// run measures the engine and the floor engineReps times, each time one
+// right after the other, alternating the order.
+func (e *engineBench) run(ctx context.Context, res *results) error {
+	values := map[string][]float64{}
+	for rep := range engineReps {
+		patterns := enginePatterns
+		if rep%2 == 1 {
+			patterns = []string{patterns[1], patterns[0]}
 		}
-		out = append(out, got...)
-	}
-	found := 0
-	for sc := bufio.NewScanner(bytes.NewReader(out)); sc.Scan(); {
-		m := benchLine.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
+		for _, pattern := range patterns {
+			cmd := exec.CommandContext(ctx, e.binary, "-test.run", "^$", "-test.bench", pattern,
+				"-test.benchmem", "-test.benchtime", e.benchtime.String())
+			cmd.Dir = e.dir
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("engine benchmarks: %w\n%s", err, out)
+			}
+			found := 0
+			for sc := bufio.NewScanner(bytes.NewReader(out)); sc.Scan(); {
+				m := benchLine.FindStringSubmatch(sc.Text())
+				if m == nil {
+					continue
+				}
+				ns, _ := strconv.ParseFloat(m[2], 64)
+				allocs, _ := strconv.ParseFloat(m[3], 64)
+				values["engine/"+m[1]] = append(values["engine/"+m[1]], ns)
+				values["allocs/"+m[1]] = append(values["allocs/"+m[1]], allocs)
+				found++
+			}
+			if found != 3 {
+				return fmt.Errorf("engine benchmarks %s: %d results, want 3:\n%s", pattern, found, out)
+			}
 		}
-		ns, _ := strconv.ParseFloat(m[2], 64)
-		allocs, _ := strconv.ParseFloat(m[3], 64)
-		res.add("engine/"+m[1], ns)
-		res.add("allocs/"+m[1], allocs)
-		found++
 	}
-	if found != 6 {
-		return fmt.Errorf("engine benchmarks: %d results, want 6:\n%s", found, out)
+	for name, vs := range values {
+		res.add(name, summarize(vs).median)
 	}
 	return nil
 }

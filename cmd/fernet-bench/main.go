@@ -61,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.rounds, "rounds", 5, "rounds; every figure is the median of the rounds")
 	fs.DurationVar(&o.duration, "duration", time.Second, "how long each load is measured, per round")
 	fs.DurationVar(&o.warmup, "warmup", 250*time.Millisecond, "unmeasured load before each measurement")
-	fs.DurationVar(&o.benchtime, "benchtime", 300*time.Millisecond, "-test.benchtime of each engine benchmark, per round")
+	fs.DurationVar(&o.benchtime, "benchtime", 100*time.Millisecond, "-test.benchtime of each engine benchmark; a round runs each three times")
 	fs.IntVar(&o.callers, "callers", 32, "concurrent callers of the unary load (target 2)")
 	fs.IntVar(&o.batchItems, "batch", 1000, "tokens per batch call (targets 3 and 4)")
 	fs.StringVar(&o.sidecar, "sidecar", "", "a fernet-sidecar binary to measure (default: go build ./cmd/fernet-sidecar)")
@@ -163,7 +163,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 // machine's load does not always favour the same one.
 func runRound(ctx context.Context, o options, round int, tmp, echoBinary string, engine *engineBench, py *pythonBench, w *workload, res *results) error {
 	if engine != nil {
-		if err := engine.run(ctx, round%2 == 0, res); err != nil {
+		if err := engine.run(ctx, res); err != nil {
 			return err
 		}
 	}
@@ -201,13 +201,15 @@ func runRound(ctx context.Context, o options, round int, tmp, echoBinary string,
 		servers = []*server{echo, sidecar}
 	}
 	// Target 2 (and 5's peak): unary Decrypt from many callers.
-	for _, s := range servers {
-		rate, cpu, _, err := unaryLoad(ctx, s, w, o.callers, o.warmup, o.duration)
-		if err != nil {
-			return fmt.Errorf("%s: %d callers: %w", s.name, o.callers, err)
-		}
-		res.add("unary32/"+s.name, rate)
-		res.add("unary32-cpu/"+s.name, cpu.Seconds()*1e6)
+	got, err := alternate(ctx, servers, o.warmup, o.duration, func(s *server, warmup, dur time.Duration) (measured, error) {
+		return unaryLoad(ctx, s, w, o.callers, warmup, dur)
+	})
+	if err != nil {
+		return fmt.Errorf("%d callers: %w", o.callers, err)
+	}
+	for name, m := range got {
+		res.add("unary32/"+name, m.perSecond())
+		res.add("unary32-cpu/"+name, m.cpuPer())
 	}
 	for _, s := range []*server{sidecar, echo} {
 		_, hwm, err := s.memory()
@@ -217,29 +219,34 @@ func runRound(ctx context.Context, o options, round int, tmp, echoBinary string,
 		res.add("rss-peak/"+s.name, hwm)
 	}
 	// One caller: latency, for orientation.
-	for _, s := range servers {
-		rate, _, p50, err := unaryLoad(ctx, s, w, 1, o.warmup, o.duration)
-		if err != nil {
-			return fmt.Errorf("%s: one caller: %w", s.name, err)
-		}
-		res.add("unary1/"+s.name, rate)
-		res.add("p50/"+s.name, p50.Seconds()*1e6)
+	got, err = alternate(ctx, servers, o.warmup, o.duration, func(s *server, warmup, dur time.Duration) (measured, error) {
+		return unaryLoad(ctx, s, w, 1, warmup, dur)
+	})
+	if err != nil {
+		return fmt.Errorf("one caller: %w", err)
+	}
+	for name, m := range got {
+		res.add("unary1/"+name, m.perSecond())
+		res.add("p50/"+name, m.p50())
 	}
 	// Target 3: batches from one Go caller; and from two, for what
 	// keeping a second batch in flight gives a bulk job.
-	for _, s := range servers {
-		rate, cores, cpu, err := batchLoad(ctx, s, w, 1, o.warmup, o.duration)
+	for _, callers := range []int{1, 2} {
+		got, err = alternate(ctx, servers, o.warmup, o.duration, func(s *server, warmup, dur time.Duration) (measured, error) {
+			return batchLoad(ctx, s, w, callers, warmup, dur)
+		})
 		if err != nil {
-			return fmt.Errorf("%s: batches: %w", s.name, err)
+			return fmt.Errorf("batches, %d callers: %w", callers, err)
 		}
-		res.add("batch/"+s.name, rate)
-		res.add("batch-cores/"+s.name, cores)
-		res.add("batch-cpu/"+s.name, cpu.Seconds()*1e6)
-		rate, _, _, err = batchLoad(ctx, s, w, 2, o.warmup, o.duration)
-		if err != nil {
-			return fmt.Errorf("%s: batches, two callers: %w", s.name, err)
+		for name, m := range got {
+			if callers == 2 {
+				res.add("batch2/"+name, m.perSecond())
+				continue
+			}
+			res.add("batch/"+name, m.perSecond())
+			res.add("batch-cores/"+name, m.cores())
+			res.add("batch-cpu/"+name, m.cpuPer())
 		}
-		res.add("batch2/"+s.name, rate)
 	}
 	// Targets 3 and 4: Python in process, and the Python client.
 	if py != nil {

@@ -184,8 +184,8 @@ func describeEnvironment(ctx context.Context, o options, py *pythonBench) enviro
 func printTable(w io.Writer, env environment, o options, r *results) {
 	fmt.Fprintf(w, "fernet-bench, %s: %s, %d cores, %s; %s; %s; commit %s.\n",
 		env.date, env.cpu, env.cores, env.kernel, env.goVersion, env.python, env.commit)
-	fmt.Fprintf(w, "%d rounds; loads measured %v each after %v of warm-up; engine -benchtime %v; %d-item batches, %d-byte plaintexts; took %v.\n\n",
-		o.rounds, o.duration, o.warmup, o.benchtime, o.batchItems, plaintextSize, env.elapsed.Round(time.Second))
+	fmt.Fprintf(w, "%d rounds; each load measured for %v per server after %v of warm-up, in %d turns alternating sidecar and echo; engine and floor %d times -benchtime %v, alternating; %d-item batches, %d-byte plaintexts; took %v.\n\n",
+		o.rounds, o.duration, o.warmup, loadSlices, engineReps, o.benchtime, o.batchItems, plaintextSize, env.elapsed.Round(time.Second))
 	fmt.Fprintln(w, "| # | measurement | fernet-sidecar | comparison (same run) | ratio | target | met |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	row := func(id, what, figure, comparison string, ratio []float64, b *bar) {
