@@ -87,7 +87,9 @@ func (r *Reloader) report(current *fernet.Keyring, err error) {
 
 // Watch reloads whenever a key file (a *_FILE path, or the --dev key file)
 // changes, until ctx ends. It watches the files' directories, because
-// Kubernetes and editors replace a file rather than write to it. It
+// Kubernetes and editors replace a file rather than write to it, and the
+// files themselves, because a file bind-mounted on its own (Docker and
+// Compose secrets) changes in place and its directory sees nothing. It
 // returns once the watches are in place, so that no change made after it
 // returns is missed.
 func (r *Reloader) Watch(ctx context.Context) error {
@@ -110,11 +112,21 @@ func (r *Reloader) Watch(ctx context.Context) error {
 			return fmt.Errorf("watch key directory %s: %w", dir, err)
 		}
 	}
-	go r.reloadOnEvents(ctx, watcher)
+	watchFiles(watcher, files)
+	go r.reloadOnEvents(ctx, watcher, files)
 	return nil
 }
 
-func (r *Reloader) reloadOnEvents(ctx context.Context, watcher *fsnotify.Watcher) {
+// watchFiles watches each file itself. A file replaced by a new one loses
+// its watch with its old inode, so this runs again after every reload; a
+// file missing for now is caught by its directory's watch.
+func watchFiles(watcher *fsnotify.Watcher, files []string) {
+	for _, file := range files {
+		_ = watcher.Add(file)
+	}
+}
+
+func (r *Reloader) reloadOnEvents(ctx context.Context, watcher *fsnotify.Watcher, files []string) {
 	defer watcher.Close()
 	settle := time.NewTimer(settleTime)
 	settle.Stop()
@@ -128,6 +140,7 @@ func (r *Reloader) reloadOnEvents(ctx context.Context, watcher *fsnotify.Watcher
 			r.logger.Warn("watching key files", "error", err.Error())
 		case <-settle.C:
 			_ = r.Reload() // reported and logged by Reload
+			watchFiles(watcher, files)
 		}
 	}
 }
