@@ -10,13 +10,15 @@ import (
 	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+
+	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 )
 
 // keysChanged returns the primary key ids of the sidecar's "keys changed"
 // log lines so far.
-func keysChanged(s *sidecar) []string {
+func keysChanged(s *sidecartest.Sidecar) []string {
 	var ids []string
-	for _, line := range strings.Split(s.log.String(), "\n") {
+	for _, line := range strings.Split(s.Log(), "\n") {
 		var entry struct {
 			Msg          string `json:"msg"`
 			AfterPrimary string `json:"after_primary_key_id"`
@@ -56,12 +58,12 @@ func TestComposeSecretReload(t *testing.T) {
 	}
 
 	// unshare and sh exec, so the process started is the sidecar itself.
-	s := startSidecar(t, unshare,
+	s := sidecartest.Start(t, unshare,
 		[]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "DJANGO_ENCRYPTION_KEY_FILE=" + mounted},
 		"--mount", "--propagation", "private", "sh", "-c", `mount --bind "$1" "$2" && exec "$3" --addr 127.0.0.1:0 --metrics-addr ""`,
 		"sh", hostFile, mounted, bin)
-	if !strings.Contains(s.log.String(), `"primary_key_id":"`+keyID(t, keyA)+`"`) {
-		t.Fatalf("the sidecar did not load the bind-mounted key:\n%s", s.log)
+	if !strings.Contains(s.Log(), `"primary_key_id":"`+keyID(t, keyA)+`"`) {
+		t.Fatalf("the sidecar did not load the bind-mounted key:\n%s", s.Log())
 	}
 
 	waitForKeys := func(want []string) {
@@ -73,7 +75,7 @@ func TestComposeSecretReload(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("keys changed to %v, want %v:\n%s", got, want, s.log)
+				t.Fatalf("keys changed to %v, want %v:\n%s", got, want, s.Log())
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -93,10 +95,10 @@ func TestComposeSecretReload(t *testing.T) {
 	if err := os.Rename(replacement, hostFile); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := s.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
 	waitForKeys([]string{keyID(t, keyB)})
-	s.stop(t)
+	s.Stop(t)
 }

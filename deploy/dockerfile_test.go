@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+
+	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -519,9 +521,9 @@ func TestDockerfileBinary(t *testing.T) {
 		}
 		sidecarEnv = append(sidecarEnv, k+"="+v)
 	}
-	s := startSidecar(t, bin, append(sidecarEnv, "DJANGO_ENCRYPTION_KEY="+newKey(t)))
-	if s.healthAddr == "" {
-		t.Fatalf("the image's environment serves no health address:\n%s", s.log)
+	s := sidecartest.Start(t, bin, append(sidecarEnv, "DJANGO_ENCRYPTION_KEY="+newKey(t)))
+	if s.HealthAddr == "" {
+		t.Fatalf("the image's environment serves no health address:\n%s", s.Log())
 	}
 	check := final.all("HEALTHCHECK")[0]
 	argv, err := check.execForm(strings.TrimSpace(strings.TrimPrefix(check.args, "CMD ")))
@@ -531,7 +533,7 @@ func TestDockerfileBinary(t *testing.T) {
 	var checkEnv []string
 	for k, v := range env {
 		if k == "FERNET_SIDECAR_HEALTH_ADDR" {
-			v = s.healthAddr
+			v = s.HealthAddr
 		}
 		checkEnv = append(checkEnv, k+"="+v)
 	}
@@ -547,7 +549,7 @@ func TestDockerfileBinary(t *testing.T) {
 	if err := runCheck(); err != nil {
 		t.Fatalf("HEALTHCHECK %q with the image's environment, sidecar serving: %v", argv, err)
 	}
-	s.stop(t)
+	s.Stop(t)
 	if err := runCheck(); err == nil {
 		t.Fatalf("HEALTHCHECK %q passed with the sidecar stopped", argv)
 	}

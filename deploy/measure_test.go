@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+
+	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 )
 
 // procStats reads a process's resident memory (VmRSS), its peak (VmHWM),
@@ -62,10 +64,10 @@ func TestMeasureResources(t *testing.T) {
 	if os.Getenv("FERNET_SIDECAR_MEASURE") != "1" {
 		t.Skip("measures only with FERNET_SIDECAR_MEASURE=1")
 	}
-	s := startSidecar(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t), "OLD_DJANGO_ENCRYPTION_KEY=" + newKey(t)},
+	s := sidecartest.Start(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t), "OLD_DJANGO_ENCRYPTION_KEY=" + newKey(t)},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
-	pid := s.cmd.Process.Pid
-	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	pid := s.Cmd.Process.Pid
+	conn, err := grpc.NewClient(s.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,5 +196,5 @@ func TestMeasureResources(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	rss, _, _ = procStats(t, pid)
 	t.Logf("%-28s RSS %6.1f MiB", "idle 5s after", float64(rss)/1024)
-	s.stop(t)
+	s.Stop(t)
 }

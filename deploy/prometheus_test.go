@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +25,8 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+
+	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 )
 
 func httpGet(t *testing.T, rawURL string) (int, string) {
@@ -65,9 +68,9 @@ func TestAlertRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startSidecar(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t)},
+	s := sidecartest.Start(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t)},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
-	code, exported := httpGet(t, "http://"+s.metricsAddr+"/metrics")
+	code, exported := httpGet(t, "http://"+s.MetricsAddr+"/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("GET /metrics: %d %s", code, exported)
 	}
@@ -87,7 +90,7 @@ func TestAlertRules(t *testing.T) {
 			t.Errorf("alerts.yaml matches %s%s%q, a label value the sidecar never exports", m[1], m[2], m[3])
 		}
 	}
-	s.stop(t)
+	s.Stop(t)
 }
 
 // prometheusServer is Debian's prometheus, running on a loopback port with
@@ -98,6 +101,24 @@ type prometheusServer struct {
 	cmd    *exec.Cmd
 	log    *logLines
 	exited chan struct{}
+}
+
+// logLines collects a process's log lines; it is safe for concurrent use.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, line)
+}
+
+func (l *logLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
 }
 
 func startPrometheus(t *testing.T, config string) *prometheusServer {
@@ -231,7 +252,7 @@ type promSample struct {
 func TestPrometheusScrapesSidecar(t *testing.T) {
 	testenv.LookPath(t, "prometheus")
 	rules := filepath.Join(testenv.RepoRoot(t), "deploy", "prometheus", "alerts.yaml")
-	s := startSidecar(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t)},
+	s := sidecartest.Start(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t)},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	p := startPrometheus(t, fmt.Sprintf(`global:
   scrape_interval: 1s
@@ -243,9 +264,9 @@ scrape_configs:
   - job_name: fernet-sidecar
     static_configs:
       - targets: [%q]
-`, rules, s.metricsAddr))
+`, rules, s.MetricsAddr))
 
-	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(s.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,8 +299,8 @@ scrape_configs:
 		for {
 			samples, err := p.query(t, expr)
 			if err == nil && len(samples) == 1 && samples[0].value == value {
-				if got := samples[0].labels["instance"]; got != s.metricsAddr {
-					t.Errorf("%s: instance %q, want the sidecar's %s", expr, got, s.metricsAddr)
+				if got := samples[0].labels["instance"]; got != s.MetricsAddr {
+					t.Errorf("%s: instance %q, want the sidecar's %s", expr, got, s.MetricsAddr)
 				}
 				break
 			}
@@ -309,7 +330,7 @@ scrape_configs:
 		time.Sleep(250 * time.Millisecond)
 	}
 	p.stop()
-	s.stop(t)
+	s.Stop(t)
 }
 
 // ruleHealth returns the health of each alerting rule evaluated after

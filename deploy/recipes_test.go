@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+
+	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 )
 
 const (
@@ -164,13 +166,13 @@ func TestGrpcurlRecipes(t *testing.T) {
 	}
 
 	devKeyFile := filepath.Join(t.TempDir(), "dev.key")
-	dev := startSidecar(t, bin, nil, "--dev", "--dev-key-file", devKeyFile, "--addr", "127.0.0.1:0", "--metrics-addr", "")
+	dev := sidecartest.Start(t, bin, nil, "--dev", "--dev-key-file", devKeyFile, "--addr", "127.0.0.1:0", "--metrics-addr", "")
 	devKey, err := os.ReadFile(devKeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	devID := keyID(t, string(devKey))
-	target := "SIDECAR=" + dev.addr
+	target := "SIDECAR=" + dev.Addr
 	block := func(t *testing.T, kind string, env ...string) string {
 		t.Helper()
 		out, stderr, err := sh.run(t, blocks[kind], true, append([]string{target}, env...)...)
@@ -233,9 +235,9 @@ func TestGrpcurlRecipes(t *testing.T) {
 	// token under A to B and keeps its timestamp; the status recipe shows
 	// both ids.
 	oldKey, primaryKey := newKey(t), newKey(t)
-	rotating := startSidecar(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + primaryKey, "OLD_DJANGO_ENCRYPTION_KEY=" + oldKey},
+	rotating := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + primaryKey, "OLD_DJANGO_ENCRYPTION_KEY=" + oldKey},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "")
-	target = "SIDECAR=" + rotating.addr
+	target = "SIDECAR=" + rotating.Addr
 	const then = 1_600_000_000
 	underOld := fernetEncrypt(t, oldKey, []byte(recipePlaintext), then)
 	moved := jsonValues(t, block(t, "reencrypt", "TOKEN="+underOld))[0]
@@ -251,6 +253,6 @@ func TestGrpcurlRecipes(t *testing.T) {
 		t.Errorf("status recipe during a rotation printed %v, want primary %s and decrypt-only [%s]", status, keyID(t, primaryKey), keyID(t, oldKey))
 	}
 
-	dev.stop(t)
-	rotating.stop(t)
+	dev.Stop(t)
+	rotating.Stop(t)
 }

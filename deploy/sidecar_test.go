@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bufio"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -10,17 +9,13 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 )
@@ -70,97 +65,6 @@ func imageBinary(t *testing.T) string {
 		t.Fatalf("build the sidecar as the Dockerfile does: %v\n%s", imageBuild.err, imageBuild.out)
 	}
 	return imageBuild.bin
-}
-
-// sidecar is the real binary, running.
-type sidecar struct {
-	cmd                           *exec.Cmd
-	addr, healthAddr, metricsAddr string // as the "serving" log line names them
-	log                           *logLines
-	exited                        chan struct{}
-	waitErr                       error
-}
-
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) add(line string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, line)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
-}
-
-// startSidecar runs bin with exactly env (nothing inherited) and waits for
-// its "serving" log line. The sidecar is killed when the test ends, unless
-// stop stopped it first.
-func startSidecar(t *testing.T, bin string, env []string, args ...string) *sidecar {
-	t.Helper()
-	s := &sidecar{cmd: exec.Command(bin, args...), log: &logLines{}, exited: make(chan struct{})}
-	s.cmd.Env = env
-	s.cmd.Dir = t.TempDir()
-	pipe, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	serving := make(chan map[string]any, 1)
-	go func() {
-		scanner := bufio.NewScanner(pipe)
-		for scanner.Scan() {
-			s.log.add(scanner.Text())
-			var entry map[string]any
-			if json.Unmarshal(scanner.Bytes(), &entry) == nil && entry["msg"] == "serving" {
-				serving <- entry
-			}
-		}
-		s.waitErr = s.cmd.Wait()
-		close(s.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-s.exited:
-		default:
-			s.cmd.Process.Kill()
-			<-s.exited
-		}
-	})
-	select {
-	case entry := <-serving:
-		s.addr, _ = entry["addr"].(string)
-		s.healthAddr, _ = entry["health_addr"].(string)
-		s.metricsAddr, _ = entry["metrics_addr"].(string)
-	case <-s.exited:
-		t.Fatalf("sidecar exited before serving (%v):\n%s", s.waitErr, s.log)
-	case <-time.After(15 * time.Second):
-		t.Fatalf("sidecar not serving after 15s:\n%s", s.log)
-	}
-	return s
-}
-
-// stop sends SIGTERM and requires a clean exit within 15s.
-func (s *sidecar) stop(t *testing.T) {
-	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-s.exited:
-		if s.waitErr != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", s.waitErr, s.log)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("still running 15s after SIGTERM:\n%s", s.log)
-	}
 }
 
 // freePort returns a loopback TCP port that was free a moment ago, for
