@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -99,26 +98,8 @@ func TestAlertRules(t *testing.T) {
 type prometheusServer struct {
 	url    string
 	cmd    *exec.Cmd
-	log    *logLines
+	log    *sidecartest.Lines
 	exited chan struct{}
-}
-
-// logLines collects a process's log lines; it is safe for concurrent use.
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) add(line string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, line)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
 }
 
 func startPrometheus(t *testing.T, config string) *prometheusServer {
@@ -133,7 +114,7 @@ func startPrometheus(t *testing.T, config string) *prometheusServer {
 	// take it in between: try a few.
 	for attempt := 1; ; attempt++ {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		p := &prometheusServer{url: "http://" + addr, log: &logLines{}, exited: make(chan struct{})}
+		p := &prometheusServer{url: "http://" + addr, log: &sidecartest.Lines{}, exited: make(chan struct{})}
 		p.cmd = exec.Command(bin,
 			"--config.file="+configFile,
 			"--storage.tsdb.path="+filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
@@ -159,7 +140,7 @@ func startPrometheus(t *testing.T, config string) *prometheusServer {
 					if !ok {
 						break
 					}
-					p.log.add(line)
+					p.log.Add(line)
 					pending = rest
 				}
 				if err != nil {

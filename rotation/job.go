@@ -338,16 +338,7 @@ func (j *Job) rotate(ctx context.Context, q queries, rows []row, r *Report) erro
 // Every row that needs no write is counted in r here; rows to be written
 // are counted once their write commits.
 func (j *Job) plan(ctx context.Context, rows []row, r *Report) ([]write, error) {
-	var tokens []string
-	var withToken []row
-	for _, row := range rows {
-		if row.val.null || row.val.text == "" {
-			r.Empty++
-			continue
-		}
-		tokens = append(tokens, row.val.text)
-		withToken = append(withToken, row)
-	}
+	tokens, withToken := splitEmpty(rows, r)
 	if len(tokens) == 0 {
 		return nil, nil
 	}
@@ -460,10 +451,9 @@ func (j *Job) reread(ctx context.Context, q queries, pk Value) (row, bool, error
 	return row{pk: pk, val: c}, true, nil
 }
 
-// inspect counts one batch for Check and DryRun, writing nothing.
-func (j *Job) inspect(ctx context.Context, rows []row, r *Report) error {
-	var tokens []string
-	var withToken []row
+// splitEmpty counts the rows with no token (NULL or empty) in r, and
+// returns the others with their tokens.
+func splitEmpty(rows []row, r *Report) (tokens []string, withToken []row) {
 	for _, row := range rows {
 		if row.val.null || row.val.text == "" {
 			r.Empty++
@@ -472,6 +462,12 @@ func (j *Job) inspect(ctx context.Context, rows []row, r *Report) error {
 		tokens = append(tokens, row.val.text)
 		withToken = append(withToken, row)
 	}
+	return tokens, withToken
+}
+
+// inspect counts one batch for Check and DryRun, writing nothing.
+func (j *Job) inspect(ctx context.Context, rows []row, r *Report) error {
+	tokens, withToken := splitEmpty(rows, r)
 	if len(tokens) == 0 {
 		return nil
 	}

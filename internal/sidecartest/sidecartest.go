@@ -38,23 +38,25 @@ type Sidecar struct {
 	// "serving" log line names them ("" when off).
 	Addr, HealthAddr, MetricsAddr string
 
-	log    lines
+	log    Lines
 	exited chan error
 }
 
-// lines collects the process's log lines; it is safe for concurrent use.
-type lines struct {
+// Lines collects a process's log lines; it is safe for concurrent use.
+type Lines struct {
 	mu   sync.Mutex
 	list []string
 }
 
-func (l *lines) add(line string) {
+// Add appends one line.
+func (l *Lines) Add(line string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.list = append(l.list, line)
 }
 
-func (l *lines) String() string {
+// String is every line so far, joined by newlines.
+func (l *Lines) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return strings.Join(l.list, "\n")
@@ -78,7 +80,7 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Sidecar {
 	go func() {
 		scanner := bufio.NewScanner(pipe)
 		for scanner.Scan() {
-			s.log.add(scanner.Text())
+			s.log.Add(scanner.Text())
 			var entry map[string]any
 			if json.Unmarshal(scanner.Bytes(), &entry) == nil && entry["msg"] == "serving" {
 				serving <- entry
