@@ -10,6 +10,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testpki"
 )
 
 // python is Debian's interpreter, the one whose packages the tests need.
@@ -54,7 +55,7 @@ func TestPythonClient(t *testing.T) {
 	args := []string{"--metrics-addr", "", "--max-plaintext-bytes", fmt.Sprint(maxPlaintext), "--max-batch-items", fmt.Sprint(maxBatchItems)}
 	tcp := sidecartest.Start(t, bin, env, append([]string{"--addr", "127.0.0.1:0"}, args...)...).Addr
 	unix := sidecartest.Start(t, bin, env, append([]string{"--addr", "unix://" + filepath.Join(t.TempDir(), "fernet.sock")}, args...)...).Addr
-	ca, serverCert, serverKey, clientCert, clientKey := newPKI(t).write(t, t.TempDir())
+	ca, serverCert, serverKey, clientCert, clientKey := testpki.New(t).Write(t, t.TempDir())
 	withTLS := sidecartest.Start(t, bin, env, append([]string{"--addr", "127.0.0.1:0",
 		"--tls-cert-file", serverCert, "--tls-key-file", serverKey, "--tls-client-ca-file", ca}, args...)...).Addr
 

@@ -3,18 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testpki"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -74,61 +68,6 @@ func TestListenUnixSocketGroup(t *testing.T) {
 	}
 }
 
-// pki is a throwaway CA with a server and a client certificate.
-type pki struct {
-	caPEM, serverCert, serverKey string // file paths
-	clientCert                   tls.Certificate
-	pool                         *x509.CertPool
-}
-
-func newPKI(t *testing.T) pki {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTemplate := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(name string, usage x509.ExtKeyUsage) ([]byte, []byte) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		template := &x509.Certificate{
-			SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, _ := x509.MarshalECPrivateKey(key)
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	}
-	write := func(name string, content []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, content, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	p := pki{caPEM: write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})), pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	serverCert, serverKey := issue("server", x509.ExtKeyUsageServerAuth)
-	p.serverCert, p.serverKey = write("server.pem", serverCert), write("server-key.pem", serverKey)
-	clientCert, clientKey := issue("client", x509.ExtKeyUsageClientAuth)
-	p.clientCert, err = tls.X509KeyPair(clientCert, clientKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // serveWith starts a Server built from cfg on loopback TCP.
 func serveWith(t *testing.T, cfg Config) string {
 	t.Helper()
@@ -166,17 +105,24 @@ func statusCall(t *testing.T, addr string, creds credentials.TransportCredential
 }
 
 func TestTLSAndMutualTLS(t *testing.T) {
-	p := newPKI(t)
-	serverOnly, err := LoadTLS(p.serverCert, p.serverKey, "")
+	p := testpki.New(t)
+	caFile, serverCert, serverKey, _, _ := p.Write(t, t.TempDir())
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(p.CAPEM)
+	clientCert, err := tls.X509KeyPair(p.ClientCertPEM, p.ClientKeyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mutual, err := LoadTLS(p.serverCert, p.serverKey, p.caPEM)
+	serverOnly, err := LoadTLS(serverCert, serverKey, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	trusting := credentials.NewTLS(&tls.Config{RootCAs: p.pool})
-	withClientCert := credentials.NewTLS(&tls.Config{RootCAs: p.pool, Certificates: []tls.Certificate{p.clientCert}})
+	mutual, err := LoadTLS(serverCert, serverKey, caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusting := credentials.NewTLS(&tls.Config{RootCAs: pool})
+	withClientCert := credentials.NewTLS(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientCert}})
 
 	tlsAddr := serveWith(t, Config{TLS: serverOnly})
 	if err := statusCall(t, tlsAddr, trusting); err != nil {
@@ -194,7 +140,7 @@ func TestTLSAndMutualTLS(t *testing.T) {
 		t.Fatal("mTLS server accepted a client without a certificate")
 	}
 
-	if _, err := LoadTLS(p.serverCert, p.serverKey, p.serverKey); err == nil {
+	if _, err := LoadTLS(serverCert, serverKey, serverKey); err == nil {
 		t.Fatal("a client CA file without a certificate must be refused")
 	}
 }
