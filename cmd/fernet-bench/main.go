@@ -14,7 +14,7 @@
 // figures and the Python client. Every round starts the servers afresh;
 // each figure is the median of the rounds, with the min-max beside it.
 // A measurement that cannot run (no Python client, no grpcio) is n/a with
-// the reason. The defaults take about three minutes on 2 cores.
+// the reason. The defaults take about two minutes on 2 cores.
 package main
 
 import (
