@@ -59,13 +59,18 @@ func startSidecar(t *testing.T, addr string, limits server.Limits) *sidecar {
 		Version:         "client-test",
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
+	s.addr = serve(t, srv, addr)
+	return s
+}
+
+// serve runs srv on addr ("127.0.0.1:0" or "unix://...") until the test
+// ends, then shuts it down and checks that Serve returned cleanly. It
+// returns the address to dial.
+func serve(t *testing.T, srv *server.Server, addr string) string {
+	t.Helper()
 	lis, err := server.Listen(addr, "")
 	if err != nil {
 		t.Fatal(err)
-	}
-	s.addr = lis.Addr().String()
-	if lis.Addr().Network() == "unix" {
-		s.addr = "unix://" + s.addr
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
@@ -77,7 +82,10 @@ func startSidecar(t *testing.T, addr string, limits server.Limits) *sidecar {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return s
+	if lis.Addr().Network() == "unix" {
+		return "unix://" + lis.Addr().String()
+	}
+	return lis.Addr().String()
 }
 
 func dial(t *testing.T, target string, opts ...client.Option) *client.Client {

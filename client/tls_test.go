@@ -1,14 +1,12 @@
 package client_test
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -45,17 +43,8 @@ func TestTLS(t *testing.T) {
 		Version: "client-test",
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	lis, err := server.Listen("127.0.0.1:0", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(lis)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	_, port, _ := net.SplitHostPort(lis.Addr().String())
+	addr := serve(t, srv, "127.0.0.1:0")
+	_, port, _ := net.SplitHostPort(addr)
 
 	for _, host := range []string{"127.0.0.1", "localhost"} {
 		t.Run("mTLS to "+host, func(t *testing.T) {
@@ -80,7 +69,7 @@ func TestTLS(t *testing.T) {
 	}
 	for _, r := range refusals {
 		t.Run(r.name+" is refused", func(t *testing.T) {
-			c := dial(t, lis.Addr().String(), append(r.opts, client.WithMaxAttempts(1))...)
+			c := dial(t, addr, append(r.opts, client.WithMaxAttempts(1))...)
 			if _, err := c.Status(testContext(t)); status.Code(err) != codes.Unavailable {
 				t.Fatalf("Status = %v, want UNAVAILABLE", err)
 			}

@@ -58,21 +58,8 @@ func startServer(t *testing.T, limits Limits) *testServer {
 		Version:         "test",
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	addr := "unix://" + filepath.Join(t.TempDir(), "fernet.sock")
-	lis, err := Listen(addr, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- ts.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		ts.Shutdown(ctx)
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	addr := serve(t, ts.Server, "unix://"+filepath.Join(t.TempDir(), "fernet.sock"))
+	var err error
 	ts.conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +67,31 @@ func startServer(t *testing.T, limits Limits) *testServer {
 	t.Cleanup(func() { ts.conn.Close() })
 	ts.client = fernetv1.NewFernetServiceClient(ts.conn)
 	return ts
+}
+
+// serve runs srv on addr ("127.0.0.1:0" or "unix://...") until the test
+// ends, then shuts it down and checks that Serve returned cleanly. It
+// returns the address to dial.
+func serve(t *testing.T, srv *Server, addr string) string {
+	t.Helper()
+	lis, err := Listen(addr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	if lis.Addr().Network() == "unix" {
+		return "unix://" + lis.Addr().String()
+	}
+	return lis.Addr().String()
 }
 
 func ctx(t *testing.T) context.Context {

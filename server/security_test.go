@@ -77,18 +77,7 @@ func serveWith(t *testing.T, cfg Config) string {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	srv := New(cfg)
-	lis, err := Listen("127.0.0.1:0", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(lis)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return lis.Addr().String()
+	return serve(t, New(cfg), "127.0.0.1:0")
 }
 
 func statusCall(t *testing.T, addr string, creds credentials.TransportCredentials) error {
