@@ -270,26 +270,43 @@ type caseResult struct {
 }
 
 // parsedKeys holds ParseKey's result for every key string of a corpus,
-// parsed once, so that cases share *fernet.Key values (and their pooled
-// HMAC states) the way a server's keyring does.
-type parsedKeys map[string]parsedKey
+// parsed once, and one Keyring for every list of keys that all parse. Cases
+// share them the way a server's requests do: the *fernet.Key values (and
+// their pooled HMAC states), and each Keyring's memory of the key that
+// verified the latest token, which cases on other goroutines keep moving.
+type parsedKeys struct {
+	keys     map[string]parsedKey
+	keyrings map[string]*fernet.Keyring // by keyListID
+}
 
 type parsedKey struct {
 	key *fernet.Key
 	err error
 }
 
+func keyListID(keys []string) string { return strings.Join(keys, "\x00") }
+
 func parseAllKeys(cases []pyCase) parsedKeys {
-	m := parsedKeys{}
+	p := parsedKeys{keys: map[string]parsedKey{}, keyrings: map[string]*fernet.Keyring{}}
 	for _, c := range cases {
+		var keys []*fernet.Key
 		for _, s := range c.Keys {
-			if _, ok := m[s]; !ok {
-				k, err := fernet.ParseKey(s)
-				m[s] = parsedKey{k, err}
+			parsed, ok := p.keys[s]
+			if !ok {
+				parsed.key, parsed.err = fernet.ParseKey(s)
+				p.keys[s] = parsed
+			}
+			keys = append(keys, parsed.key)
+			if parsed.err != nil {
+				keys = nil
+				break
 			}
 		}
+		if id := keyListID(c.Keys); len(keys) > 0 && p.keyrings[id] == nil {
+			p.keyrings[id] = fernet.NewKeyring(keys[0], keys[1:]...)
+		}
 	}
-	return m
+	return p
 }
 
 // leaks reports what of the token or keys err's text quotes: the engine's
@@ -323,17 +340,13 @@ func compareCase(c pyCase, parsed parsedKeys) caseResult {
 	}
 	keys := make([]*fernet.Key, len(c.Keys))
 	for i, s := range c.Keys {
-		p, ok := parsed[s]
-		if !ok {
-			p.key, p.err = fernet.ParseKey(s)
-		}
-		if p.err != nil {
-			fail("ParseKey(keys[%d]) = %v, but Python's Fernet() accepts it", i, p.err)
+		if err := parsed.keys[s].err; err != nil {
+			fail("ParseKey(keys[%d]) = %v, but Python's Fernet() accepts it", i, err)
 			return res
 		}
-		keys[i] = p.key
+		keys[i] = parsed.keys[s].key
 	}
-	ring := fernet.NewKeyring(keys[0], keys[1:]...)
+	ring := parsed.keyrings[keyListID(c.Keys)]
 	token := string(c.Token)
 
 	// Decrypt / DecryptAtTime against decrypt / decrypt_at_time.

@@ -32,6 +32,8 @@ func fuzzPool() (keys []*fernet.Key, raws [][]byte) {
 }
 
 // ring is 1 to 3 distinct keys of the pool, in an order that sel picks.
+// sel also picks which of them verified the ring's latest token, the key
+// the engine tries first when the signing halves are distinct.
 func ring(sel uint16, keys []*fernet.Key, raws [][]byte) (*fernet.Keyring, [][]byte) {
 	picked := rand.New(rand.NewPCG(uint64(sel), 0)).Perm(len(keys))[:1+sel%3]
 	var chosen []*fernet.Key
@@ -40,7 +42,16 @@ func ring(sel uint16, keys []*fernet.Key, raws [][]byte) (*fernet.Keyring, [][]b
 		chosen = append(chosen, keys[i])
 		refKeys = append(refKeys, raws[i])
 	}
-	return fernet.NewKeyring(chosen[0], chosen[1:]...), refKeys
+	r := fernet.NewKeyring(chosen[0], chosen[1:]...)
+	latest := chosen[int(sel/3)%len(chosen)]
+	sealed, err := fernet.NewKeyring(latest).Encrypt([]byte("latest"))
+	if err != nil {
+		panic(err)
+	}
+	if _, err := r.Decrypt(sealed.Token); err != nil {
+		panic(err)
+	}
+	return r, refKeys
 }
 
 func addSeeds(f *testing.F, add func(token string, i int)) {

@@ -117,7 +117,7 @@ func newKey(raw []byte) *Key {
 	k.id = hex.EncodeToString(sum[:8])
 	// The key is 32 bytes, so the AES-128 key is always 16: no error.
 	k.block, _ = aes.NewCipher(k.raw[keySize/2:])
-	signing := k.raw[:keySize/2]
+	signing := k.signingHalf()
 	k.states.New = func() any { return &keyState{mac: hmac.New(sha256.New, signing)} }
 	return k
 }
@@ -135,6 +135,10 @@ func (k *Key) Encode() string { return k.raw.Encode() }
 
 // Equal reports whether both keys hold the same bytes.
 func (k *Key) Equal(other *Key) bool { return hmac.Equal(k.raw[:], other.raw[:]) }
+
+// signingHalf is the HMAC key: Fernet signs with the first 16 bytes and
+// encrypts with the last 16.
+func (k *Key) signingHalf() []byte { return k.raw[:keySize/2] }
 
 // sign appends HMAC-SHA256(signing key, data) to dst.
 func (k *Key) sign(dst, data []byte) []byte {

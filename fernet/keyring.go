@@ -1,12 +1,25 @@
 package fernet
 
-import "fmt"
+import (
+	"crypto/subtle"
+	"fmt"
+	"sync/atomic"
+)
 
 // Keyring is Python's MultiFernet: the first key encrypts, and every key
-// decrypts, tried in order. It is immutable, so a Keyring can be shared by
-// any number of goroutines and swapped whole when keys change.
+// decrypts, tried in order. Its keys never change, so a Keyring can be
+// shared by any number of goroutines and swapped whole when keys change.
 type Keyring struct {
 	keys []*Key
+	// distinctSigners is true when no two keys share a signing half. A
+	// token then verifies under one key at most (short of an HMAC-SHA256
+	// collision), so the order in which the keys are tried cannot change
+	// a result, and open may start anywhere.
+	distinctSigners bool
+	// lastVerifier is the index of the key that verified the latest token.
+	// Tokens come in runs under one key: during a rotation most are under
+	// an old key, and starting with it saves the primary's HMAC on each.
+	lastVerifier atomic.Int32
 }
 
 // NewKeyring makes a keyring with primary first, then decryptOnly in order.
@@ -23,7 +36,18 @@ next:
 		}
 		keys = append(keys, candidate)
 	}
-	return &Keyring{keys: keys}
+	return &Keyring{keys: keys, distinctSigners: distinctSigners(keys)}
+}
+
+func distinctSigners(keys []*Key) bool {
+	for i, a := range keys {
+		for _, b := range keys[:i] {
+			if subtle.ConstantTimeCompare(a.signingHalf(), b.signingHalf()) == 1 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Primary is the key that encrypts.
@@ -137,15 +161,25 @@ func (r *Keyring) ReEncrypt(token string) (ReEncrypted, error) {
 // decodedSizeMax bounds what token decodes to, whichever decoder reads it.
 func decodedSizeMax(token string) int { return (len(token) + 3) / 4 * 3 }
 
-// open tries each key in order. The time check runs once a key has
-// verified the token: the verdict is Python's (which checks time first,
+// open finds the key that verifies the token and decrypts it with that key,
+// with Python's verdict: MultiFernet tries each key in order, and moves on
+// when a key verifies a token whose padding is invalid. When the signing
+// halves are distinct, open starts with the key that verified the latest
+// token; otherwise it keeps Python's order. The time check runs once a key
+// has verified the token: the verdict is Python's (which checks time first,
 // for every key), and the reason is more truthful, because the timestamp of
 // a token that no key verifies cannot be trusted. The plaintext is
 // decrypted into dst, which must be as long as the token's ciphertext.
 // primarySt is a state of the primary key, which the caller holds.
 func (r *Keyring) open(primarySt *keyState, data []byte, check *timeCheck, dst []byte) (Decrypted, error) {
+	first := 0
+	if r.distinctSigners {
+		first = int(r.lastVerifier.Load())
+	}
 	signedByUs := false
-	for i, k := range r.keys {
+	for n := range r.keys {
+		i := (first + n) % len(r.keys)
+		k := r.keys[i]
 		var verified bool
 		if i == 0 {
 			verified = primarySt.verifies(data)
@@ -156,6 +190,9 @@ func (r *Keyring) open(primarySt *keyState, data []byte, check *timeCheck, dst [
 		}
 		if !verified {
 			continue
+		}
+		if i != first {
+			r.lastVerifier.Store(int32(i))
 		}
 		timestamp := timestampOf(data)
 		if check != nil {

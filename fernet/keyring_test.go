@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -205,6 +206,70 @@ func TestDecryptFallsThroughAfterPaddingFailure(t *testing.T) {
 	got, err := NewKeyring(first, second).Decrypt(token)
 	if err != nil || string(got.Plaintext) != "secret" || got.KeyID != second.ID() || got.Primary {
 		t.Fatalf("Decrypt = %+v, %v; want the second key to decrypt it", got, err)
+	}
+}
+
+func TestDecryptStartsWithTheLatestVerifier(t *testing.T) {
+	primary, old, older := mustKey(t), mustKey(t), mustKey(t)
+	r := NewKeyring(primary, old, older)
+	tokens := map[*Key]string{}
+	for _, k := range []*Key{primary, old, older} {
+		tokens[k] = mustEncryptAt(t, NewKeyring(k), "secret", 1000)
+	}
+	// Runs under one key, then switches, as a mixed workload does.
+	for i, k := range []*Key{old, old, primary, older, older, old, primary, primary} {
+		got, err := r.Decrypt(tokens[k])
+		if err != nil || string(got.Plaintext) != "secret" || got.KeyID != k.ID() || got.Primary != (k == primary) {
+			t.Fatalf("step %d: Decrypt = %+v, %v; want key %s, primary %v", i, got, err, k.ID(), k == primary)
+		}
+		if want := slices.Index(r.keys, k); int(r.lastVerifier.Load()) != want {
+			t.Fatalf("step %d: next Decrypt starts with key %d, want %d, the latest to verify", i, r.lastVerifier.Load(), want)
+		}
+	}
+}
+
+func TestSharedSigningHalvesKeepPythonsOrder(t *testing.T) {
+	// first and second share a signing half. A token whose ciphertext
+	// has valid padding under both is first's, as Python tries keys in
+	// order, even right after a token that only second decrypts.
+	first := mustKey(t)
+	sharedRaw := first.raw
+	sharedRaw[31] ^= 0xff
+	second := newKey(sharedRaw[:])
+	r := NewKeyring(first, second)
+	if r.distinctSigners {
+		t.Fatal("distinctSigners is true for two keys with one signing half")
+	}
+	var onlySecond, both string
+	for try := 0; try < 10_000 && (onlySecond == "" || both == ""); try++ {
+		ciphertext := make([]byte, 16)
+		binary.BigEndian.PutUint64(ciphertext, uint64(try))
+		// An IV that makes k's padding valid (a last byte of 1) leaves
+		// the other key's valid one time in about 256.
+		for _, k := range []*Key{first, second} {
+			data := body(1000, ciphertext)
+			var decrypted [16]byte
+			k.block.Decrypt(decrypted[:], ciphertext)
+			data[ciphertextStart-1] = decrypted[15] ^ 1
+			data = append(data, make([]byte, 32)...)
+			_, firstOK := first.decrypt(make([]byte, 16), data)
+			_, secondOK := second.decrypt(make([]byte, 16), data)
+			switch token := signed(first, data[:len(data)-32]); {
+			case firstOK && secondOK:
+				both = token
+			case secondOK:
+				onlySecond = token
+			}
+		}
+	}
+	if onlySecond == "" || both == "" {
+		t.Fatal("found no ciphertext for the test in 10000 tries")
+	}
+	if got, err := r.Decrypt(onlySecond); err != nil || got.KeyID != second.ID() {
+		t.Fatalf("Decrypt = %+v, %v; want the second key", got, err)
+	}
+	if got, err := r.Decrypt(both); err != nil || got.KeyID != first.ID() {
+		t.Fatalf("Decrypt = %+v, %v; want the first key, as Python", got, err)
 	}
 }
 
