@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
@@ -25,7 +26,7 @@ func TestLargeBatchUsesEveryCPUAndKeepsOrder(t *testing.T) {
 		items[i] = i
 	}
 	var running, mostAtOnce atomic.Int64
-	process := func(item int) (int, error) {
+	process := func(item int, _ *tally) (int, error) {
 		now := running.Add(1)
 		for seen := mostAtOnce.Load(); now > seen && !mostAtOnce.CompareAndSwap(seen, now); seen = mostAtOnce.Load() {
 		}
@@ -34,7 +35,7 @@ func TestLargeBatchUsesEveryCPUAndKeepsOrder(t *testing.T) {
 		return item * 2, nil
 	}
 	result := func(out int, _ *fernetv1.ItemError) int { return out }
-	results, err := runBatch(context.Background(), service, operationEncrypt, items, process, result)
+	results, err := runBatch(context.Background(), service, service.metrics.encrypt, items, process, result)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,15 +55,58 @@ func TestSmallBatchRunsOnTheCallersGoroutine(t *testing.T) {
 	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "test")
 	before := runtime.NumGoroutine()
 	var mostGoroutines atomic.Int64
-	process := func(item int) (int, error) {
+	process := func(item int, _ *tally) (int, error) {
 		mostGoroutines.Store(max(mostGoroutines.Load(), int64(runtime.NumGoroutine())))
 		return item, nil
 	}
-	if _, err := runBatch(context.Background(), service, operationEncrypt, make([]int, itemsPerWorker-1), process,
+	if _, err := runBatch(context.Background(), service, service.metrics.encrypt, make([]int, itemsPerWorker-1), process,
 		func(out int, _ *fernetv1.ItemError) int { return out }); err != nil {
 		t.Fatal(err)
 	}
 	if mostGoroutines.Load() > int64(before) {
 		t.Fatalf("a small batch started goroutines (%d, before %d)", mostGoroutines.Load(), before)
+	}
+}
+
+func TestBatchMetricsCountEveryItem(t *testing.T) {
+	ts := startServer(t, DefaultLimits)
+	now := uint64(time.Now().Unix())
+	primary := tokenUnder(t, ts.primary, "secret", now)
+	old := tokenUnder(t, ts.old, "secret", now)
+	unknown := tokenUnder(t, newKey(t), "secret", now)
+	expired := tokenUnder(t, ts.primary, "secret", now-3600)
+	// Spread over several shares and workers, in a mix.
+	counts := map[string]int{primary: 300, old: 200, unknown: 50, expired: 40, "not a token": 10}
+	var tokens []string
+	for i := 0; len(tokens) < 600; i++ {
+		for token, n := range counts {
+			if i < n {
+				tokens = append(tokens, token)
+			}
+		}
+	}
+	resp, err := ts.client.DecryptBatch(ctx(t), &fernetv1.DecryptBatchRequest{Tokens: tokens, TtlSeconds: proto.Int64(60)})
+	if err != nil || len(resp.GetResults()) != len(tokens) {
+		t.Fatalf("DecryptBatch = %d results, %v; want %d", len(resp.GetResults()), err, len(tokens))
+	}
+	shares := (len(tokens) + cancellationStride - 1) / cancellationStride
+	for _, want := range []struct {
+		name   string
+		labels []string
+		value  int
+	}{
+		{"fernet_operations_total", []string{"operation", "decrypt", "outcome", "ok"}, 500},
+		{"fernet_operations_total", []string{"operation", "decrypt", "outcome", "error"}, 100},
+		{"fernet_decryptions_total", []string{"key_role", keyRolePrimary}, 300},
+		{"fernet_decryptions_total", []string{"key_role", keyRoleDecryptOnly}, 200},
+		{"fernet_decrypt_failures_total", []string{"reason", "invalid_signature"}, 50},
+		{"fernet_decrypt_failures_total", []string{"reason", "expired"}, 40},
+		{"fernet_decrypt_failures_total", []string{"reason", "malformed"}, 10},
+		{"fernet_decrypt_failures_total", []string{"reason", "future_timestamp"}, 0},
+		{"fernet_operation_duration_seconds", []string{"operation", "decrypt"}, shares}, // one mean per share
+	} {
+		if got := ts.metric(t, want.name, want.labels...); got != float64(want.value) {
+			t.Errorf("%s%v = %v, want %d", want.name, want.labels, got, want.value)
+		}
 	}
 }

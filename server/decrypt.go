@@ -10,20 +10,18 @@ import (
 
 // Decrypt tries every loaded key in order, as MultiFernet.decrypt.
 func (s *Service) Decrypt(_ context.Context, req *fernetv1.DecryptRequest) (*fernetv1.DecryptResponse, error) {
-	resp, err := s.decrypt(s.keys.Keyring(), req.GetToken(), req.TtlSeconds, time.Now())
-	if err != nil {
-		return nil, statusError(operationDecrypt, err)
-	}
-	return resp, nil
+	return runUnary(s, s.metrics.decrypt, func(now time.Time, t *tally) (*fernetv1.DecryptResponse, error) {
+		return s.decrypt(s.keys.Keyring(), req.GetToken(), req.TtlSeconds, now, t)
+	})
 }
 
 // DecryptBatch decrypts each token with one TTL and one "now" for all.
 func (s *Service) DecryptBatch(ctx context.Context, req *fernetv1.DecryptBatchRequest) (*fernetv1.DecryptBatchResponse, error) {
 	keyring, now := s.keys.Keyring(), time.Now()
-	decrypt := func(token string) (*fernetv1.DecryptResponse, error) {
-		return s.decrypt(keyring, token, req.TtlSeconds, now)
+	decrypt := func(token string, t *tally) (*fernetv1.DecryptResponse, error) {
+		return s.decrypt(keyring, token, req.TtlSeconds, now, t)
 	}
-	results, err := runBatch(ctx, s, operationDecrypt, req.GetTokens(), decrypt, decryptBatchResult)
+	results, err := runBatch(ctx, s, s.metrics.decrypt, req.GetTokens(), decrypt, decryptBatchResult)
 	if err != nil {
 		return nil, err
 	}
@@ -32,10 +30,9 @@ func (s *Service) DecryptBatch(ctx context.Context, req *fernetv1.DecryptBatchRe
 
 // decrypt checks the TTL, when one is given, against now in whole seconds,
 // as Python's int(time.time()).
-func (s *Service) decrypt(keyring *fernet.Keyring, token string, ttlSeconds *int64, now time.Time) (*fernetv1.DecryptResponse, error) {
-	started := time.Now()
+func (s *Service) decrypt(keyring *fernet.Keyring, token string, ttlSeconds *int64, now time.Time, t *tally) (*fernetv1.DecryptResponse, error) {
 	opened, err := s.open(keyring, token, ttlSeconds, now)
-	s.metrics.opened(s.metrics.decrypt, started, opened.Primary, err)
+	t.opened(opened.Primary, err)
 	if err != nil {
 		return nil, err
 	}

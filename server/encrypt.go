@@ -10,30 +10,27 @@ import (
 
 // Encrypt makes a token under the primary key.
 func (s *Service) Encrypt(_ context.Context, req *fernetv1.EncryptRequest) (*fernetv1.EncryptResponse, error) {
-	resp, err := s.encrypt(s.keys.Keyring(), req.GetPlaintext())
-	if err != nil {
-		return nil, statusError(operationEncrypt, err)
-	}
-	return resp, nil
+	return runUnary(s, s.metrics.encrypt, func(_ time.Time, t *tally) (*fernetv1.EncryptResponse, error) {
+		return s.encrypt(s.keys.Keyring(), req.GetPlaintext(), t)
+	})
 }
 
 // EncryptBatch encrypts each plaintext; one bad item fails only itself.
 func (s *Service) EncryptBatch(ctx context.Context, req *fernetv1.EncryptBatchRequest) (*fernetv1.EncryptBatchResponse, error) {
 	keyring := s.keys.Keyring()
-	encrypt := func(plaintext []byte) (*fernetv1.EncryptResponse, error) {
-		return s.encrypt(keyring, plaintext)
+	encrypt := func(plaintext []byte, t *tally) (*fernetv1.EncryptResponse, error) {
+		return s.encrypt(keyring, plaintext, t)
 	}
-	results, err := runBatch(ctx, s, operationEncrypt, req.GetPlaintexts(), encrypt, encryptBatchResult)
+	results, err := runBatch(ctx, s, s.metrics.encrypt, req.GetPlaintexts(), encrypt, encryptBatchResult)
 	if err != nil {
 		return nil, err
 	}
 	return &fernetv1.EncryptBatchResponse{Results: results}, nil
 }
 
-func (s *Service) encrypt(keyring *fernet.Keyring, plaintext []byte) (*fernetv1.EncryptResponse, error) {
-	started := time.Now()
+func (s *Service) encrypt(keyring *fernet.Keyring, plaintext []byte, t *tally) (*fernetv1.EncryptResponse, error) {
 	sealed, err := s.seal(keyring, plaintext)
-	s.metrics.encrypt.observe(started, err)
+	t.sealed(err)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 
 // decryptFailureReasons are the reasons a token can be refused for, in the
 // order they are listed in metrics.
-var decryptFailureReasons = []string{
+var decryptFailureReasons = [...]string{
 	fernetv1.ReasonMalformed, fernetv1.ReasonInvalidSignature, fernetv1.ReasonExpired, fernetv1.ReasonFutureTimestamp, fernetv1.ReasonTokenTooLarge,
 }
 

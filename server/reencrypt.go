@@ -10,30 +10,27 @@ import (
 
 // ReEncrypt moves a token to the primary key, as MultiFernet.rotate.
 func (s *Service) ReEncrypt(_ context.Context, req *fernetv1.ReEncryptRequest) (*fernetv1.ReEncryptResponse, error) {
-	resp, err := s.reencrypt(s.keys.Keyring(), req.GetToken())
-	if err != nil {
-		return nil, statusError(operationReEncrypt, err)
-	}
-	return resp, nil
+	return runUnary(s, s.metrics.reencrypt, func(_ time.Time, t *tally) (*fernetv1.ReEncryptResponse, error) {
+		return s.reencrypt(s.keys.Keyring(), req.GetToken(), t)
+	})
 }
 
 // ReEncryptBatch re-encrypts each token; one bad item fails only itself.
 func (s *Service) ReEncryptBatch(ctx context.Context, req *fernetv1.ReEncryptBatchRequest) (*fernetv1.ReEncryptBatchResponse, error) {
 	keyring := s.keys.Keyring()
-	reencrypt := func(token string) (*fernetv1.ReEncryptResponse, error) {
-		return s.reencrypt(keyring, token)
+	reencrypt := func(token string, t *tally) (*fernetv1.ReEncryptResponse, error) {
+		return s.reencrypt(keyring, token, t)
 	}
-	results, err := runBatch(ctx, s, operationReEncrypt, req.GetTokens(), reencrypt, reencryptBatchResult)
+	results, err := runBatch(ctx, s, s.metrics.reencrypt, req.GetTokens(), reencrypt, reencryptBatchResult)
 	if err != nil {
 		return nil, err
 	}
 	return &fernetv1.ReEncryptBatchResponse{Results: results}, nil
 }
 
-func (s *Service) reencrypt(keyring *fernet.Keyring, token string) (*fernetv1.ReEncryptResponse, error) {
-	started := time.Now()
+func (s *Service) reencrypt(keyring *fernet.Keyring, token string, t *tally) (*fernetv1.ReEncryptResponse, error) {
 	rotated, err := s.rotate(keyring, token)
-	s.metrics.opened(s.metrics.reencrypt, started, rotated.FromPrimary, err)
+	t.opened(rotated.FromPrimary, err)
 	if err != nil {
 		return nil, err
 	}

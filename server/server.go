@@ -10,7 +10,6 @@ import (
 	"runtime/debug"
 	"sync/atomic"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -63,13 +62,12 @@ func New(cfg Config) *Server {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	registry.MustRegister(grpcMetrics)
+	grpcMetrics := newGRPCMetrics(registry)
 	metrics := NewMetrics(registry)
 	metrics.ObserveKeyReload(cfg.Keys.Keyring(), nil)
 
 	s := &Server{metrics: metrics, health: health.NewServer(), registry: registry, logger: cfg.Logger}
-	interceptors := []grpc.UnaryServerInterceptor{grpcMetrics.UnaryServerInterceptor()}
+	interceptors := []grpc.UnaryServerInterceptor{grpcMetrics.unaryInterceptor}
 	if cfg.AuditCalls {
 		interceptors = append(interceptors, auditCalls(cfg.Logger))
 	}
@@ -84,7 +82,7 @@ func New(cfg Config) *Server {
 	s.healthOnly = grpc.NewServer()
 	healthpb.RegisterHealthServer(s.healthOnly, s.health)
 	reflection.Register(s.grpc)
-	grpcMetrics.InitializeMetrics(s.grpc)
+	grpcMetrics.resolve(s.grpc)
 	return s
 }
 

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/status"
 
@@ -81,20 +82,35 @@ const cancellationStride = 64
 // saves.
 const itemsPerWorker = 256
 
+// runUnary runs a call of one item: it records the item in op's metrics
+// and turns its error into a gRPC status. now is when the call started.
+func runUnary[Out any](s *Service, op operationMetrics, process func(now time.Time, t *tally) (Out, error)) (Out, error) {
+	var t tally
+	now := time.Now()
+	out, err := process(now, &t)
+	s.metrics.record(op, &t, time.Since(now))
+	if err != nil {
+		var zero Out
+		return zero, statusError(op.operation, err)
+	}
+	return out, nil
+}
+
 // runBatch applies process to every item, spread over the CPUs for a large
 // batch, with the results in request order. A failed item becomes an
 // ItemError in its place and never fails the call; the call fails only when
-// the batch is too large or the caller has gone away.
+// the batch is too large or the caller has gone away. Each share of items
+// is recorded in op's metrics as a whole.
 func runBatch[In, Out, Result any](
 	ctx context.Context,
 	s *Service,
-	operation string,
+	op operationMetrics,
 	items []In,
-	process func(In) (Out, error),
+	process func(In, *tally) (Out, error),
 	result func(Out, *fernetv1.ItemError) Result,
 ) ([]Result, error) {
 	if len(items) > s.limits.MaxBatchItems {
-		return nil, statusError(operation+" batch", tooLarge(fernetv1.ReasonBatchTooLarge, "batch size", len(items), s.limits.MaxBatchItems))
+		return nil, statusError(op.operation+" batch", tooLarge(fernetv1.ReasonBatchTooLarge, "batch size", len(items), s.limits.MaxBatchItems))
 	}
 	results := make([]Result, len(items))
 	var next atomic.Int64 // the first item of the next share
@@ -104,15 +120,18 @@ func runBatch[In, Out, Result any](
 			if start >= len(items) {
 				return
 			}
+			var share tally
+			started := time.Now()
 			for i := start; i < min(start+cancellationStride, len(items)); i++ {
-				out, err := process(items[i])
+				out, err := process(items[i], &share)
 				if err != nil {
 					var zero Out
-					results[i] = result(zero, itemError(operation, err))
+					results[i] = result(zero, itemError(op.operation, err))
 					continue
 				}
 				results[i] = result(out, nil)
 			}
+			s.metrics.record(op, &share, time.Since(started))
 		}
 	}
 	var workers sync.WaitGroup
