@@ -247,3 +247,23 @@ func TestHealthcheckCommand(t *testing.T) {
 		t.Fatalf("healthcheck passed against a stopped sidecar:\n%s", out)
 	}
 }
+
+func TestGOGCDefaultsTo200AndTheEnvironmentWins(t *testing.T) {
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
+	key := "DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode()
+	for _, tt := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"unset", []string{key}, "go_gc_gogc_percent 200\n"},
+		{"GOGC=50", []string{key, "GOGC=50"}, "go_gc_gogc_percent 50\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := sidecartest.Start(t, bin, tt.env, "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+			if metrics := s.Metrics(t); !strings.Contains(metrics, tt.want) {
+				t.Fatalf("/metrics lacks %q", tt.want)
+			}
+		})
+	}
+}
