@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"sync"
 
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
@@ -81,8 +82,11 @@ func (c *Client) ReEncryptBatch(ctx context.Context, tokens []string) ([]ReEncry
 		})
 }
 
-// runBatch sends items in chunks, one RPC each with its own default
-// deadline, and converts the results in order.
+// runBatch sends items in chunks, up to c.opts.batchRPCs RPCs at once,
+// each with its own default deadline, and converts the results in order.
+// The caller's goroutine sends an RPC itself whenever the others are all
+// busy: handing every RPC to a goroutine costs a wake-up per RPC. The first
+// RPC to fail cancels the others, and its error is the call's.
 func runBatch[In, Wire, Out any](
 	ctx context.Context,
 	c *Client,
@@ -91,22 +95,52 @@ func runBatch[In, Wire, Out any](
 	call func(context.Context, []In) ([]Wire, error),
 	convert func(Wire) Out,
 ) ([]Out, error) {
-	out := make([]Out, 0, len(items))
-	for _, chunk := range chunks(items, size, c.opts.maxBatchItems, c.opts.maxBatchBytes) {
-		results, err := func() ([]Wire, error) {
-			ctx, cancel := c.callContext(ctx)
-			defer cancel()
-			return call(ctx, chunk)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		failed  sync.Once
+		callErr error
+	)
+	send := func(chunk []In, into []Out) {
+		err := func() error {
+			ctx, cancelCall := c.callContext(ctx)
+			defer cancelCall()
+			results, err := call(ctx, chunk)
+			if err != nil {
+				return fromCall(err)
+			}
+			if len(results) != len(chunk) {
+				return errShortResponse
+			}
+			for i, r := range results {
+				into[i] = convert(r)
+			}
+			return nil
 		}()
 		if err != nil {
-			return nil, fromCall(err)
+			failed.Do(func() { callErr = err; cancel() })
 		}
-		if len(results) != len(chunk) {
-			return nil, errShortResponse
+	}
+	out := make([]Out, len(items))
+	others := make(chan struct{}, max(c.opts.batchRPCs-1, 0)) // RPCs in flight on other goroutines
+	var inFlight sync.WaitGroup
+	start := 0
+	for _, chunk := range chunks(items, size, c.opts.maxBatchItems, c.opts.maxBatchBytes) {
+		into := out[start : start+len(chunk)]
+		start += len(chunk)
+		select {
+		case others <- struct{}{}:
+			inFlight.Go(func() {
+				defer func() { <-others }()
+				send(chunk, into)
+			})
+		default:
+			send(chunk, into)
 		}
-		for _, r := range results {
-			out = append(out, convert(r))
-		}
+	}
+	inFlight.Wait()
+	if callErr != nil {
+		return nil, callErr
 	}
 	return out, nil
 }
