@@ -26,6 +26,9 @@ import (
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
+// transportBufferBytes is the size of a connection's read and write buffers.
+const transportBufferBytes = 256 << 10
+
 // Config is what a Server is built from.
 type Config struct {
 	Keys   KeyringSource
@@ -72,7 +75,18 @@ func New(cfg Config) *Server {
 		interceptors = append(interceptors, auditCalls(cfg.Logger))
 	}
 	interceptors = append(interceptors, recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)))
-	options := []grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.MaxMessageBytes), grpc.ChainUnaryInterceptor(interceptors...)}
+	options := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.ChainUnaryInterceptor(interceptors...),
+		// A 1000-item batch is about 120 KiB in and 170 KiB out. At gRPC's
+		// default 32 KiB buffers that is about ten read and write calls,
+		// each waking the other side; one caller's batches ran about 10%
+		// faster with these. The write buffer goes back to a pool after
+		// each flush, so an idle connection holds only the read buffer.
+		grpc.ReadBufferSize(transportBufferBytes),
+		grpc.WriteBufferSize(transportBufferBytes),
+		grpc.SharedWriteBuffer(true),
+	}
 	if cfg.TLS != nil {
 		options = append(options, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
