@@ -12,8 +12,9 @@ A round measures, with the same keys and tokens as the Go side:
     the latency of decrypt;
   - a bare call to the echo server: the client's own generated stub on a
     plain grpc.insecure_channel, no options, no deadline; and the same with
-    the client's default deadline, and to the sidecar, to tell apart what
-    the client, the deadline and the server each add.
+    the client's default deadline, and to the sidecar, and the client with
+    timeout=None, to tell apart what the client, the deadline and the
+    server each add.
 Latencies alternate between the client and the bare stub in blocks, so
 that drift in the machine's load falls on both.
 """
@@ -119,6 +120,7 @@ def run(cfg):
             raise AssertionError("decrypt gave a wrong answer")
         out["client_rotate_many_per_s"] = rate(lambda: f.rotate_many(tokens), len(tokens), seconds)
 
+        f_nodeadline = SidecarFernet(cfg["sidecar"], timeout=None)
         echo_channel = grpc.insecure_channel(cfg["echo"])
         sidecar_channel = grpc.insecure_channel(cfg["sidecar"])
         try:
@@ -127,6 +129,8 @@ def run(cfg):
             request = pb.DecryptRequest(token=cfg["token"])
             calls = {
                 "client_decrypt": lambda: f.decrypt(token),
+                # Without the client's default deadline.
+                "client_nodeadline_decrypt": lambda: f_nodeadline.decrypt(token),
                 "bare_echo_decrypt": lambda: echo.Decrypt(request),
                 "bare_sidecar_decrypt": lambda: bare.Decrypt(request),
                 # The client gives every call a deadline (timeout=5.0).
@@ -149,6 +153,7 @@ def run(cfg):
         finally:
             echo_channel.close()
             sidecar_channel.close()
+            f_nodeadline.close()
     finally:
         f.close()
     return out

@@ -57,7 +57,7 @@ func (p *pythonBench) command(ctx context.Context, stdin []byte, args ...string)
 var pyFigures = []string{
 	"py_encrypt_us", "py_decrypt_us", "py_rotate_us", "py_rotate_per_s",
 	"client_rotate_many_per_s", "client_decrypt_p50_us", "bare_echo_decrypt_p50_us", "bare_sidecar_decrypt_p50_us",
-	"bare_echo_deadline_decrypt_p50_us",
+	"bare_echo_deadline_decrypt_p50_us", "client_nodeadline_decrypt_p50_us",
 }
 
 func (p *pythonBench) run(ctx context.Context, w *workload, sidecar, echo *server, seconds time.Duration, res *results) error {
