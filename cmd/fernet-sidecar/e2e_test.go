@@ -248,21 +248,24 @@ func TestHealthcheckCommand(t *testing.T) {
 	}
 }
 
-func TestGOGCDefaultsTo200AndTheEnvironmentWins(t *testing.T) {
+func TestGCDefaultsAndTheEnvironmentWins(t *testing.T) {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	key := "DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode()
 	for _, tt := range []struct {
 		name string
 		env  []string
-		want string
+		want []string
 	}{
-		{"unset", []string{key}, "go_gc_gogc_percent 200\n"},
-		{"GOGC=50", []string{key, "GOGC=50"}, "go_gc_gogc_percent 50\n"},
+		{"unset", []string{key}, []string{"go_gc_gogc_percent 200\n", "go_gc_gomemlimit_bytes 6.7108864e+07\n"}},
+		{"set", []string{key, "GOGC=50", "GOMEMLIMIT=100MiB"}, []string{"go_gc_gogc_percent 50\n", "go_gc_gomemlimit_bytes 1.048576e+08\n"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := sidecartest.Start(t, bin, tt.env, "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
-			if metrics := s.Metrics(t); !strings.Contains(metrics, tt.want) {
-				t.Fatalf("/metrics lacks %q", tt.want)
+			metrics := s.Metrics(t)
+			for _, want := range tt.want {
+				if !strings.Contains(metrics, want) {
+					t.Errorf("/metrics lacks %q", want)
+				}
 			}
 		})
 	}

@@ -23,13 +23,28 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/server"
 )
 
-// defaultGCPercent is GOGC unless the environment sets it. The live heap is
-// about 2 MiB, so at Go's default of 100 the collector ran after every
-// 2 MiB allocated: every five 1000-item batches. On a small VM each
-// collection costs far more than its share (stopping the world, waking
-// idle cores), and 200 made a batch rotation 15% faster for about 4 MiB
-// more peak RSS (docs/performance.md). GOMEMLIMIT still caps the heap.
-const defaultGCPercent = 200
+// The garbage collector's settings, unless GOGC and GOMEMLIMIT set them.
+// The live heap is about 2 MiB, so at Go's default GOGC=100 the collector
+// ran after every 2 MiB allocated: every five 1000-item batches. On a small
+// VM each collection costs far more than its share (stopping the world,
+// waking idle cores), and GOGC=200 made a batch rotation about 15% faster
+// for about 4 MiB more RSS. But a large live heap (four 4 MiB batches at
+// once) would then grow to three times its size, past a 128 MiB container
+// limit; the 64 MiB soft limit keeps that burst at about 71 MiB, less than
+// it took at GOGC=100 (docs/deployment.md#resources).
+const (
+	defaultGCPercent   = 200
+	defaultMemoryLimit = 64 << 20
+)
+
+func tuneGC(lookupEnv func(string) (string, bool)) {
+	if _, set := lookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
+	}
+	if _, set := lookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
+}
 
 // version is set at build time with -ldflags "-X main.version=..."; when it
 // is not, the module version from the build info is used.
@@ -85,9 +100,7 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	hangups := make(chan os.Signal, 1) // SIGHUP reloads the keys
 	signal.Notify(hangups, syscall.SIGHUP)
 	defer signal.Stop(hangups)
-	if _, set := lookupEnv("GOGC"); !set {
-		debug.SetGCPercent(defaultGCPercent)
-	}
+	tuneGC(lookupEnv)
 	source := keysource.Source{
 		PrimaryVar:            cfg.keyVar,
 		DecryptOnlyVar:        cfg.oldKeysVar,
