@@ -84,8 +84,9 @@ func (c *Client) ReEncryptBatch(ctx context.Context, tokens []string) ([]ReEncry
 
 // runBatch sends items in chunks, up to c.opts.batchRPCs RPCs at once,
 // each with its own default deadline, and converts the results in order.
-// The caller's goroutine sends an RPC itself whenever the others are all
-// busy: handing every RPC to a goroutine costs a wake-up per RPC. The first
+// The caller's goroutine sends the last RPC, and any other when the other
+// goroutines are all busy: handing an RPC to a goroutine costs a wake-up,
+// and a batch of one RPC needs none. The first
 // RPC to fail cancels the others, and its error is the call's.
 func runBatch[In, Wire, Out any](
 	ctx context.Context,
@@ -125,18 +126,22 @@ func runBatch[In, Wire, Out any](
 	others := make(chan struct{}, max(c.opts.batchRPCs-1, 0)) // RPCs in flight on other goroutines
 	var inFlight sync.WaitGroup
 	start := 0
-	for _, chunk := range chunks(items, size, c.opts.maxBatchItems, c.opts.maxBatchBytes) {
+	parts := chunks(items, size, c.opts.maxBatchItems, c.opts.maxBatchBytes)
+	for i, chunk := range parts {
 		into := out[start : start+len(chunk)]
 		start += len(chunk)
-		select {
-		case others <- struct{}{}:
-			inFlight.Go(func() {
-				defer func() { <-others }()
-				send(chunk, into)
-			})
-		default:
-			send(chunk, into)
+		if i < len(parts)-1 {
+			select {
+			case others <- struct{}{}:
+				inFlight.Go(func() {
+					defer func() { <-others }()
+					send(chunk, into)
+				})
+				continue
+			default:
+			}
 		}
+		send(chunk, into)
 	}
 	inFlight.Wait()
 	if callErr != nil {
