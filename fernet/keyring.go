@@ -191,7 +191,7 @@ func (r *Keyring) open(primarySt *keyState, data []byte, check *timeCheck, dst [
 		if !verified {
 			continue
 		}
-		if i != first {
+		if r.distinctSigners && i != first {
 			r.lastVerifier.Store(int32(i))
 		}
 		timestamp := timestampOf(data)
