@@ -274,10 +274,10 @@ func printTable(w io.Writer, env environment, o options, r *results) {
 	row("4", "of which the server: a bare grpcio call to the sidecar, p50", clientFig("py/bare_sidecar_decrypt_p50_us", "µs"),
 		"bare grpcio call to echo "+fig("py/bare_echo_decrypt_p50_us", "µs"),
 		r.ratio("py/bare_sidecar_decrypt_p50_us", "py/bare_echo_decrypt_p50_us"), nil)
-	row("4", "a bare call to echo with the client's 5 s timeout, same channel, p50", clientFig("py/bare_echo_deadline_decrypt_p50_us", "µs"),
+	row("4", "a bare call to echo with a per-call 5 s timeout (the client puts its own in the service config), p50", clientFig("py/bare_echo_deadline_decrypt_p50_us", "µs"),
 		"bare grpcio call to echo "+fig("py/bare_echo_decrypt_p50_us", "µs"),
 		r.ratio("py/bare_echo_deadline_decrypt_p50_us", "py/bare_echo_decrypt_p50_us"), nil)
-	row("4", "the Python client with timeout=None (no deadline), decrypt p50", clientFig("py/client_nodeadline_decrypt_p50_us", "µs"),
+	row("4", "the Python client with timeout=None (no deadline at all), decrypt p50", clientFig("py/client_nodeadline_decrypt_p50_us", "µs"),
 		"bare grpcio call to echo "+fig("py/bare_echo_decrypt_p50_us", "µs"),
 		r.ratio("py/client_nodeadline_decrypt_p50_us", "py/bare_echo_decrypt_p50_us"), nil)
 
