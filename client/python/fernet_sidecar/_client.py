@@ -142,7 +142,7 @@ class SidecarFernet:
             options = [
                 ("grpc.service_config", json.dumps(_service_config(max_attempts, timeout))),
                 # Ignore any service config the resolver might supply: the
-                # retry policy is ours.
+                # retry policy and the timeout are ours.
                 ("grpc.service_config_disable_resolution", 1),
                 ("grpc.enable_retries", 1 if max_attempts >= 2 else 0),
                 ("grpc.max_receive_message_length", _MAX_RECEIVE_BYTES),
