@@ -138,17 +138,7 @@ class SidecarFernet:
         self._owns_channel = channel is None
         if channel is None:
             _check_target(target)
-            max_attempts = min(max_attempts, 5)
-            options = [
-                ("grpc.service_config", json.dumps(_service_config(max_attempts, timeout))),
-                # Ignore any service config the resolver might supply: the
-                # retry policy and the timeout are ours.
-                ("grpc.service_config_disable_resolution", 1),
-                ("grpc.enable_retries", 1 if max_attempts >= 2 else 0),
-                ("grpc.max_receive_message_length", _MAX_RECEIVE_BYTES),
-                # Let a whole batch RPC be buffered, so that it can be retried.
-                ("grpc.per_rpc_retry_buffer_size", max(256 << 10, max_batch_bytes + max_batch_bytes // 2)),
-            ]
+            options = _channel_options(max_attempts, timeout, max_batch_bytes)
             if credentials is None:
                 channel = grpc.insecure_channel(target, options=options)
             else:
@@ -274,19 +264,39 @@ class SidecarFernet:
     def _many(self, items, size, call, ok_value, return_exceptions):
         out = []
         for chunk in _chunks(items, size, self._max_batch_items, self._max_batch_bytes):
-            results = call(chunk).results
-            if len(results) != len(chunk):
-                raise _errors.SidecarError("batch response has %d results for %d items" % (len(results), len(chunk)))
-            for index, result in enumerate(results, start=len(out)):
-                if result.WhichOneof("result") == "ok":
-                    out.append(ok_value(result.ok))
-                    continue
-                exc = _errors.from_item_error(result.error)
-                exc.index = index
-                if not return_exceptions:
-                    raise exc
-                out.append(exc)
+            _collect(out, chunk, call(chunk).results, ok_value, return_exceptions)
         return out
+
+
+def _channel_options(max_attempts, timeout, max_batch_bytes):
+    """The options of a channel made by a client (sync or asyncio)."""
+    max_attempts = min(max_attempts, 5)
+    return [
+        ("grpc.service_config", json.dumps(_service_config(max_attempts, timeout))),
+        # Ignore any service config the resolver might supply: the
+        # retry policy and the timeout are ours.
+        ("grpc.service_config_disable_resolution", 1),
+        ("grpc.enable_retries", 1 if max_attempts >= 2 else 0),
+        ("grpc.max_receive_message_length", _MAX_RECEIVE_BYTES),
+        # Let a whole batch RPC be buffered, so that it can be retried.
+        ("grpc.per_rpc_retry_buffer_size", max(256 << 10, max_batch_bytes + max_batch_bytes // 2)),
+    ]
+
+
+def _collect(out, chunk, results, ok_value, return_exceptions):
+    """Appends to out the values of one batch RPC's results for chunk; an
+    item's error is raised, or appended with return_exceptions."""
+    if len(results) != len(chunk):
+        raise _errors.SidecarError("batch response has %d results for %d items" % (len(results), len(chunk)))
+    for index, result in enumerate(results, start=len(out)):
+        if result.WhichOneof("result") == "ok":
+            out.append(ok_value(result.ok))
+            continue
+        exc = _errors.from_item_error(result.error)
+        exc.index = index
+        if not return_exceptions:
+            raise exc
+        out.append(exc)
 
 
 def _decrypted(resp):
