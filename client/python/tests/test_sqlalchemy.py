@@ -272,6 +272,8 @@ class Database:
             self.assertEqual(caught.exception.reason, "EXPIRED")
 
     def test_no_client_configured(self):
+        self.addCleanup(fs.configure, fs._default_fernet)  # the Flask tests configure one
+        fs.configure(None)
         Base = orm.declarative_base()
 
         class Lonely(Base):
