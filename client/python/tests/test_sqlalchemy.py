@@ -7,7 +7,7 @@ import unittest
 
 from cryptography.fernet import Fernet
 
-from fernet_sidecar import InvalidToken, SidecarFernet
+from fernet_sidecar import InProcessFernet, InvalidToken, SidecarFernet
 from fernet_sidecar import sqlalchemy as fs
 
 from . import env
@@ -73,15 +73,18 @@ class Database:
     def url(self):
         raise NotImplementedError
 
+    def make_client(self):
+        client = SidecarFernet(env.get("TCP_TARGET"), max_batch_items=int(env.get("MAX_BATCH_ITEMS")), timeout=10)
+        self.addCleanup(client.close)
+        return client
+
     def setUp(self):
         if sa is None:
             env.missing("SQLAlchemy (Debian package python3-sqlalchemy)")
         self.primary_key = env.get("PRIMARY_KEY")
         self.primary = Fernet(self.primary_key)
         self.old = Fernet(env.get("OLD_KEY"))
-        sidecar = SidecarFernet(env.get("TCP_TARGET"), max_batch_items=int(env.get("MAX_BATCH_ITEMS")), timeout=10)
-        self.addCleanup(sidecar.close)
-        self.client = Counting(sidecar)
+        self.client = Counting(self.make_client())
         self.Base, self.Device, self.Owner, self.Strict = models(lambda: self.client)
         self.engine = sa.create_engine(self.url(), future=True)
         self.addCleanup(self.engine.dispose)
@@ -301,6 +304,13 @@ class SQLiteTest(Database, unittest.TestCase):
 class PostgreSQLTest(Database, unittest.TestCase):
     def url(self):
         return env.get("POSTGRES_URL")
+
+
+class SQLiteInProcessTest(SQLiteTest):
+    """The same columns over the in-process backend (app test suites)."""
+
+    def make_client(self):
+        return InProcessFernet([self.primary_key, env.get("OLD_KEY")])
 
 
 if __name__ == "__main__":
