@@ -58,11 +58,11 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.StringVar(&cfg.keyVar, "key-env", "DJANGO_ENCRYPTION_KEY", "variable holding the primary key (or, with _FILE appended, a path to it)")
 	fs.StringVar(&cfg.oldKeysVar, "old-keys-env", "OLD_DJANGO_ENCRYPTION_KEY", "variable holding decrypt-only keys, comma-separated (or, with _FILE appended, a path to them)")
 	cfg.keyDerivation, cfg.oldKeysDerivation = keysource.DerivationNone, keysource.DerivationNone
-	fs.Func("key-derivation", `how the primary's value becomes a key: "none" (it is a Fernet key) or "django-fernet-fields" (it is a Django secret, derived with that library's HKDF)`, func(name string) (err error) {
+	fs.Func("key-derivation", `how the primary's value becomes a key: "none" (it is a Fernet key), "django-fernet-fields" (it is a Django secret, derived with that library's HKDF) or "sqlalchemy-utils" (it is the key of sqlalchemy-utils' FernetEngine, hashed with SHA-256)`, func(name string) (err error) {
 		cfg.keyDerivation, err = keysource.ParseDerivation(name)
 		return err
 	})
-	fs.Func("old-keys-derivation", `how the decrypt-only values become keys: "none" or "django-fernet-fields" (one secret per line)`, func(name string) (err error) {
+	fs.Func("old-keys-derivation", `how the decrypt-only values become keys: "none", "django-fernet-fields" or "sqlalchemy-utils" (one secret per line)`, func(name string) (err error) {
 		cfg.oldKeysDerivation, err = keysource.ParseDerivation(name)
 		return err
 	})
