@@ -38,9 +38,22 @@ from ._errors import (
     SidecarError,
     SidecarUnavailable,
 )
+from ._legacy import LEGACY_SHAPES
+
+
+def __getattr__(name):
+    # InProcessFernet needs cryptography, which the sidecar client does not.
+    if name == "InProcessFernet":
+        from ._inprocess import InProcessFernet
+
+        return InProcessFernet
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
 
 __all__ = [
     "SidecarFernet",
+    "InProcessFernet",
+    "LEGACY_SHAPES",
     "Decrypted",
     "Status",
     "InvalidToken",
