@@ -3,7 +3,7 @@ sidecar beside the app, with byte-for-byte the same tokens.
 
     from fernet_sidecar import SidecarFernet, InvalidToken
 
-    f = SidecarFernet("localhost:50051")        # or "unix:///run/fernet/fernet.sock"
+    f = SidecarFernet("127.0.0.1:50051")        # or "unix:///run/fernet/fernet.sock"
     token = f.encrypt(b"JBSWY3DPEHPK3PXP")
     try:
         secret = f.decrypt(token, ttl=3600)

@@ -11,7 +11,8 @@ from . import _errors
 from ._pb import fernet_pb2 as pb
 from ._pb import fernet_pb2_grpc as pb_grpc
 
-DEFAULT_TARGET = "localhost:50051"
+# Where the sidecar binds by default (Go's client and fernetctl say the same).
+DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_MAX_BATCH_ITEMS = 1000
