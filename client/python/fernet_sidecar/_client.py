@@ -11,7 +11,7 @@ from . import _errors
 from ._pb import fernet_pb2 as pb
 from ._pb import fernet_pb2_grpc as pb_grpc
 
-# Where the sidecar binds by default (Go's client and fernetctl say the same).
+# Where the sidecar binds by default, as fernetctl's --sidecar default.
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_ATTEMPTS = 3
