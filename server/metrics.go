@@ -29,7 +29,7 @@ const (
 // exists from the start, at zero, so dashboards and alerts need no absent().
 type Metrics struct {
 	encrypt, decrypt, reencrypt, inspect operationMetrics
-	createTOTP, verifyTOTP                operationMetrics
+	createTOTP, verifyTOTP               operationMetrics
 
 	totpVerifications [len(totpOutcomes)]prometheus.Counter // by totp.Outcome
 	methodDenied      *prometheus.CounterVec
