@@ -43,15 +43,19 @@ func httpGet(t *testing.T, rawURL string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// TestAlertRules runs promtool on the alert rules and their unit tests,
-// and checks that every fernet_* metric and label value the rules name is
-// one the sidecar exports.
+// TestAlertRules runs promtool on the alert rules and their unit tests
+// (rotation-alerts.yaml's too, whose series come from fernetctl through a
+// Pushgateway: grafana_test.go evaluates those rules), and checks that
+// every fernet_* metric and label value alerts.yaml names is one the
+// sidecar exports.
 func TestAlertRules(t *testing.T) {
 	promtool := testenv.LookPath(t, "promtool")
 	dir := filepath.Join(testenv.RepoRoot(t), "deploy", "prometheus")
 	for _, args := range [][]string{
 		{"check", "rules", "alerts.yaml"},
 		{"test", "rules", "alerts_test.yaml"},
+		{"check", "rules", "rotation-alerts.yaml"},
+		{"test", "rules", "rotation-alerts_test.yaml"},
 	} {
 		cmd := exec.Command(promtool, args...)
 		cmd.Dir = dir
@@ -95,12 +99,7 @@ func TestAlertRules(t *testing.T) {
 // prometheusServer is Debian's prometheus, running on a loopback port with
 // its own config and storage: it neither uses nor disturbs a system
 // Prometheus on :9090.
-type prometheusServer struct {
-	url    string
-	cmd    *exec.Cmd
-	log    *sidecartest.Lines
-	exited chan struct{}
-}
+type prometheusServer struct{ *daemon }
 
 func startPrometheus(t *testing.T, config string) *prometheusServer {
 	t.Helper()
@@ -110,16 +109,35 @@ func startPrometheus(t *testing.T, config string) *prometheusServer {
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return &prometheusServer{startDaemon(t, "prometheus", dir, func(addr string, attempt int) []string {
+		return []string{bin,
+			"--config.file=" + configFile,
+			"--storage.tsdb.path=" + filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
+			"--web.listen-address=" + addr,
+			"--log.level=info"}
+	})}
+}
+
+// daemon is a server from Debian (prometheus, prometheus-pushgateway) that
+// the test runs on a loopback port, in dir.
+type daemon struct {
+	url    string
+	cmd    *exec.Cmd
+	log    *sidecartest.Lines
+	exited chan struct{}
+}
+
+// startDaemon runs the command line that argv makes for a listen address,
+// and waits until its /-/ready answers.
+func startDaemon(t *testing.T, name, dir string, argv func(addr string, attempt int) []string) *daemon {
+	t.Helper()
 	// The port is found free and then handed over, so another process may
 	// take it in between: try a few.
 	for attempt := 1; ; attempt++ {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		p := &prometheusServer{url: "http://" + addr, log: &sidecartest.Lines{}, exited: make(chan struct{})}
-		p.cmd = exec.Command(bin,
-			"--config.file="+configFile,
-			"--storage.tsdb.path="+filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
-			"--web.listen-address="+addr,
-			"--log.level=info")
+		args := argv(addr, attempt)
+		p := &daemon{url: "http://" + addr, log: &sidecartest.Lines{}, exited: make(chan struct{})}
+		p.cmd = exec.Command(args[0], args[1:]...)
 		p.cmd.Dir = dir
 		pipe, err := p.cmd.StderrPipe()
 		if err != nil {
@@ -166,13 +184,13 @@ func startPrometheus(t *testing.T, config string) *prometheusServer {
 		}
 		p.stop()
 		if attempt == 3 {
-			t.Fatalf("prometheus did not become ready on %s:\n%s", addr, p.log)
+			t.Fatalf("%s did not become ready on %s:\n%s", name, addr, p.log)
 		}
-		t.Logf("prometheus on %s did not start, trying another port:\n%s", addr, p.log)
+		t.Logf("%s on %s did not start, trying another port:\n%s", name, addr, p.log)
 	}
 }
 
-func (p *prometheusServer) stop() {
+func (p *daemon) stop() {
 	select {
 	case <-p.exited:
 		return
