@@ -67,8 +67,8 @@ func (p *Pushgateway) Start(ctx context.Context) error {
 }
 
 // Progress reports the state after a batch, unless the last push was less
-// than PushInterval ago.
-func (p *Pushgateway) Progress(ctx context.Context, pr Progress) error {
+// than PushInterval ago; pushed says whether it did.
+func (p *Pushgateway) Progress(ctx context.Context, pr Progress) (pushed bool, err error) {
 	p.mu.Lock()
 	now := p.now()
 	p.toScan, p.progressed = pr.Total, now
@@ -78,9 +78,9 @@ func (p *Pushgateway) Progress(ctx context.Context, pr Progress) error {
 	due := now.Sub(p.lastPush) >= PushInterval
 	p.mu.Unlock()
 	if !due {
-		return nil
+		return false, nil
 	}
-	return p.push(ctx)
+	return true, p.push(ctx)
 }
 
 // Finish reports how the run ended: r is what Job.Run returned (nil if it

@@ -35,8 +35,11 @@ func (r *pushReporter) start() {
 }
 
 func (r *pushReporter) progress(pr rotation.Progress) {
-	if r != nil {
-		r.report(r.gateway.Progress(context.Background(), pr))
+	if r == nil {
+		return
+	}
+	if pushed, err := r.gateway.Progress(context.Background(), pr); pushed {
+		r.report(err)
 	}
 }
 
