@@ -66,21 +66,12 @@ func TestDashboardQueries(t *testing.T) {
 		[]string{"DJANGO_ENCRYPTION_KEY_FILE=" + primaryFile, "OLD_DJANGO_ENCRYPTION_KEY_FILE=" + oldFile},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	gateway := startPushgateway(t)
-	p := startPrometheus(t, fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files:
-  - %q
-scrape_configs:
-  - job_name: fernet-sidecar
-    static_configs:
-      - targets: [%q]
-  - job_name: pushgateway
+	rules := filepath.Join(root, "deploy", "prometheus", "rotation-alerts.yaml")
+	p := startPrometheus(t, fmt.Sprintf(scrapeSidecarEverySecond, rules, s.MetricsAddr)+fmt.Sprintf(`  - job_name: pushgateway
     honor_labels: true
     static_configs:
       - targets: [%q]
-`, filepath.Join(root, "deploy", "prometheus", "rotation-alerts.yaml"), s.MetricsAddr, strings.TrimPrefix(gateway.url, "http://")))
+`, strings.TrimPrefix(gateway.url, "http://")))
 
 	driveTraffic(t, s.Addr, old)
 	if err := s.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -117,7 +108,7 @@ scrape_configs:
 
 	// What fernetctl pushed, as Prometheus scraped it from the Pushgateway.
 	secrets := `job="fernetctl",table="secrets",column="token"`
-	waitForValues(t, p, map[string]float64{
+	p.waitForValues(t, map[string]float64{
 		`fernet_rotation_rows_scanned_total{` + secrets + `}`:                                                         rows,
 		`fernet_rotation_rows_reencrypted_total{` + secrets + `}`:                                                     rows,
 		`fernet_rotation_rows_current_total{` + secrets + `}`:                                                         0,
@@ -177,21 +168,7 @@ scrape_configs:
 		}
 	}
 
-	evaluated := time.Now()
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		health, err := p.ruleHealth(t, evaluated)
-		ok := err == nil && len(health) == 3
-		for _, h := range health {
-			ok = ok && h == "ok"
-		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rotation alert rules in Prometheus: %v, %v; want 3 evaluated without error", health, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	p.waitForHealthyRules(t, 3, time.Now())
 	p.stop()
 	gateway.stop()
 	s.Stop(t)
@@ -335,24 +312,6 @@ func waitForSeries(t *testing.T, p *prometheusServer, expr string, required bool
 			return nil
 		}
 		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-// waitForValues waits until each query returns one sample of its value.
-func waitForValues(t *testing.T, p *prometheusServer, want map[string]float64) {
-	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for expr, value := range want {
-		for {
-			samples, err := p.query(t, expr)
-			if err == nil && len(samples) == 1 && samples[0].value == value {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: want %v; Prometheus answers %v, %v\nprometheus log:\n%s", expr, value, samples, err, p.log)
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
 	}
 }
 

@@ -245,15 +245,10 @@ type promSample struct {
 	value  float64
 }
 
-// TestPrometheusScrapesSidecar has a real Prometheus scrape a real sidecar
-// every second, with the alert rules loaded, drives refused Decrypts, and
-// reads the failure counters back through Prometheus' HTTP API.
-func TestPrometheusScrapesSidecar(t *testing.T) {
-	testenv.LookPath(t, "prometheus")
-	rules := filepath.Join(testenv.RepoRoot(t), "deploy", "prometheus", "alerts.yaml")
-	s := sidecartest.Start(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t)},
-		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
-	p := startPrometheus(t, fmt.Sprintf(`global:
+// scrapeSidecarEverySecond is a Prometheus config, to fill in with the
+// path of a rules file and the sidecar's metrics address, that scrapes the
+// sidecar as job fernet-sidecar and evaluates the rules every second.
+const scrapeSidecarEverySecond = `global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
@@ -263,7 +258,56 @@ scrape_configs:
   - job_name: fernet-sidecar
     static_configs:
       - targets: [%q]
-`, rules, s.MetricsAddr))
+`
+
+// waitForValues waits until each query returns one sample, of its value.
+func (p *prometheusServer) waitForValues(t *testing.T, want map[string]float64) {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for expr, value := range want {
+		for {
+			samples, err := p.query(t, expr)
+			if err == nil && len(samples) == 1 && samples[0].value == value {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: want %v; Prometheus answers %v, %v\nprometheus log:\n%s", expr, value, samples, err, p.log)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+}
+
+// waitForHealthyRules waits until Prometheus has evaluated its rules, all
+// of them, after since, without error.
+func (p *prometheusServer) waitForHealthyRules(t *testing.T, rules int, since time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		health, err := p.ruleHealth(t, since)
+		ok := err == nil && len(health) == rules
+		for _, h := range health {
+			ok = ok && h == "ok"
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alert rules in Prometheus: %v, %v; want %d evaluated without error\nprometheus log:\n%s", health, err, rules, p.log)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// TestPrometheusScrapesSidecar has a real Prometheus scrape a real sidecar
+// every second, with the alert rules loaded, drives refused Decrypts, and
+// reads the failure counters back through Prometheus' HTTP API.
+func TestPrometheusScrapesSidecar(t *testing.T) {
+	testenv.LookPath(t, "prometheus")
+	rules := filepath.Join(testenv.RepoRoot(t), "deploy", "prometheus", "alerts.yaml")
+	s := sidecartest.Start(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t)},
+		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	p := startPrometheus(t, fmt.Sprintf(scrapeSidecarEverySecond, rules, s.MetricsAddr))
 
 	conn, err := grpc.NewClient(s.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -287,47 +331,18 @@ scrape_configs:
 		}
 	}
 
-	want := map[string]float64{
-		`fernet_decrypt_failures_total{job="fernet-sidecar",reason="malformed"}`:         malformed,
-		`fernet_decrypt_failures_total{job="fernet-sidecar",reason="invalid_signature"}`: unknownKey,
-		`fernet_decrypt_failures_total{job="fernet-sidecar",reason="expired"}`:           0,
-		`up{job="fernet-sidecar"}`: 1,
-	}
-	deadline := time.Now().Add(45 * time.Second)
-	for expr, value := range want {
-		for {
-			samples, err := p.query(t, expr)
-			if err == nil && len(samples) == 1 && samples[0].value == value {
-				if got := samples[0].labels["instance"]; got != s.MetricsAddr {
-					t.Errorf("%s: instance %q, want the sidecar's %s", expr, got, s.MetricsAddr)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: want %v; Prometheus answers %v, %v\nprometheus log:\n%s", expr, value, samples, err, p.log)
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-	}
+	sidecar := fmt.Sprintf(`job="fernet-sidecar",instance=%q`, s.MetricsAddr)
+	p.waitForValues(t, map[string]float64{
+		`fernet_decrypt_failures_total{` + sidecar + `,reason="malformed"}`:         malformed,
+		`fernet_decrypt_failures_total{` + sidecar + `,reason="invalid_signature"}`: unknownKey,
+		`fernet_decrypt_failures_total{` + sidecar + `,reason="expired"}`:           0,
+		`up{` + sidecar + `}`: 1,
+	})
 
 	// The rules evaluate against the real series without errors (a label
 	// mismatch in a division, say, would show here and nowhere else), in
 	// an evaluation after the series above were there.
-	scraped := time.Now()
-	for {
-		health, err := p.ruleHealth(t, scraped)
-		ok := err == nil && len(health) == 3
-		for _, h := range health {
-			ok = ok && h == "ok"
-		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("alert rules in Prometheus: %v, %v; want 3 evaluated without error\nprometheus log:\n%s", health, err, p.log)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	p.waitForHealthyRules(t, 3, time.Now())
 	p.stop()
 	s.Stop(t)
 }
