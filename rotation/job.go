@@ -90,6 +90,9 @@ type Progress struct {
 	Written int64
 	// LastPK is the last row of the last batch.
 	LastPK Value
+	// Report holds the counts so far. It is the job's own: read it during
+	// the call only.
+	Report *Report
 }
 
 // row is one row as read.
@@ -194,7 +197,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 			}
 		}
 		if j.Progress != nil {
-			j.Progress(Progress{Done: r.Scanned, Total: total, Written: r.Rewritten + r.PlaintextEncrypted, LastPK: last})
+			j.Progress(Progress{Done: r.Scanned, Total: total, Written: r.Rewritten + r.PlaintextEncrypted, LastPK: last, Report: r})
 		}
 		if len(rows) < j.BatchSize {
 			break // a short batch is the end of the table

@@ -55,6 +55,7 @@ type config struct {
 	dryRun, check                 bool
 	legacy, encryptPlaintext      bool
 	progressInterval              time.Duration
+	pushgateway                   string
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -80,6 +81,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.BoolVar(&c.legacy, "legacy-plaintext", false, "count rows holding a bare base32 TOTP secret instead of a token")
 	fs.BoolVar(&c.encryptPlaintext, "encrypt-plaintext", false, "encrypt those rows in place (implies --legacy-plaintext)")
 	fs.DurationVar(&c.progressInterval, "progress-interval", 10*time.Second, "when stderr is not a terminal, print a progress line this often; 0 for none")
+	fs.StringVar(&c.pushgateway, "pushgateway", "", "Prometheus Pushgateway URL (http://host:9091): push the run's progress and outcome there, as job fernetctl grouped by table and column")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -101,6 +103,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, errors.New("--batch-size must be between 1 and 100000")
 	case c.timeout <= 0:
 		return c, errors.New("--timeout must be positive")
+	case c.pushgateway != "" && (c.dryRun || c.check):
+		return c, errors.New("--pushgateway reports rotations; --dry-run and --check do not rotate")
 	}
 	if c.state == "" {
 		c.state = ".fernetctl-" + c.table + "." + c.column + ".json"
@@ -179,6 +183,7 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 	}()
 
 	show := newProgress(stderr, tty, cfg.progressInterval, time.Now)
+	push := newPushReporter(cfg, stderr)
 	job := &rotation.Job{
 		DB:               db,
 		Crypter:          sidecar{rpc: fernetv1.NewFernetServiceClient(conn), timeout: cfg.timeout},
@@ -192,7 +197,7 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 		EncryptPlaintext: cfg.encryptPlaintext,
 		Restart:          cfg.restart,
 		Interrupt:        interrupt,
-		Progress:         show.update,
+		Progress:         func(pr rotation.Progress) { show.update(pr); push.progress(pr) },
 	}
 	if mode == rotation.Rotate {
 		job.Checkpoint = &rotation.Checkpoint{Path: cfg.state}
@@ -203,8 +208,10 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 		fmt.Fprintf(stderr, "fernetctl: checkpoint %s\n", cfg.state)
 	}
 
+	push.start()
 	report, err := job.Run(ctx)
 	show.done()
+	push.finish(report, err)
 	if report != nil {
 		report.Write(stdout)
 	}
