@@ -541,9 +541,11 @@ var kubePlayEdits = []struct {
 		`(?m)^          ports:\n            - name: grpc-health\n              containerPort: \d+\n            - name: fernet-metrics\n              containerPort: \d+\n`, ""},
 	{"no ports lists (the app's)",
 		`(?m)^          ports:\n            - name: http\n              containerPort: \d+\n`, ""},
-	// podman 4.3 segfaults on a secret volume (containers/podman#16636);
-	// the kubelet writes the Secret's keys as files in a directory, which
-	// the test does itself.
+	// podman 4.3's secret volumes do not work: without `optional` it
+	// segfaults (containers/podman#16636); with it, it ignores stringData,
+	// writes data's values still base64-encoded, and ignores defaultMode.
+	// So the test writes the Secret's keys as files in a directory itself,
+	// as the kubelet does.
 	{"the Secret's keys as files in a host directory",
 		`(?m)^            secretName: fernet-keys\n            defaultMode: \d+$`, "            path: {{keys}}\n            type: Directory"},
 	{"the Secret's keys as files in a host directory: the volume's type",
@@ -650,5 +652,121 @@ func TestContainerKubePlay(t *testing.T) {
 	metrics, err := images.run("podman", "exec", app, "wget", "-q", "-O", "-", "http://127.0.0.1:9464/metrics")
 	if err != nil || !strings.Contains(metrics, keyInfo(t, key)) {
 		t.Errorf("metrics from the app's container: %v, want %s:\n%s", err, keyInfo(t, key), metrics)
+	}
+}
+
+// composeEdits are the changes the test makes to a copy of compose.yaml,
+// as kubePlayEdits are for deployment.yaml.
+var composeEdits = []struct {
+	why, pattern, replace string
+}{
+	{"the image built here: no build section",
+		`(?m)^    build:\n      context: \S+\n`, ""},
+	{"the image built here",
+		`(?m)^(    image: )fernet-sidecar:local$`, "${1}{{sidecar}}"},
+	{"the metrics port published on a free host port",
+		`(?m)^(      - )"127\.0\.0\.1:9464:9464"`, `${1}"127.0.0.1::9464"`},
+	{"the app's port published on a free host port",
+		`(?m)^(      - )"127\.0\.0\.1:8000:8000"`, `${1}"127.0.0.1::8000"`},
+}
+
+// TestContainerCompose runs compose.yaml's sidecar service with
+// podman-compose, Debian's Compose provider for podman, and checks what it
+// applies (user, read-only root, no capabilities, the memory limit, the
+// secrets as read-only files, the published metrics port) and the key
+// change procedure docs/deployment.md gives for Compose: a key file
+// written in place is picked up without a restart.
+//
+// Only that service: podman-compose 1.0.3 passes network_mode
+// "service:fernet-sidecar" to podman as it is, which podman refuses, so the
+// app's service cannot start; and it runs a CMD health check through
+// /bin/sh, which the image does not have, so podman reports it unhealthy.
+// docs/deployment.md says so.
+func TestContainerCompose(t *testing.T) {
+	images := containerImages(t)
+	podmanCompose := testenv.LookPath(t, "podman-compose")
+	root := testenv.RepoRoot(t)
+	original, err := os.ReadFile(filepath.Join(root, "deploy", "compose", "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	compose := string(original)
+	for _, edit := range composeEdits {
+		re := regexp.MustCompile(edit.pattern)
+		if n := len(re.FindAllStringIndex(compose, -1)); n != 1 {
+			t.Fatalf("compose.yaml: %q matches %d times, want once (edit: %s)", edit.pattern, n, edit.why)
+		}
+		compose = re.ReplaceAllString(compose, strings.ReplaceAll(edit.replace, "{{sidecar}}", images.sidecar))
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "compose.yaml")
+	if err := os.WriteFile(file, []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The key files as compose.yaml's comment says to make them.
+	keyA, keyB := newKey(t), newKey(t)
+	primary := filepath.Join(dir, "django_encryption_key.txt")
+	for path, content := range map[string]string{primary: keyA + "\n", filepath.Join(dir, "old_django_encryption_key.txt"): ""} {
+		if err := os.WriteFile(path, []byte(content), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	project := strings.ReplaceAll(images.name(t, "compose"), "-", "")
+	runCompose := func(args ...string) (string, error) {
+		cmd := exec.Command(podmanCompose, append([]string{"--project-name", project, "--file", file}, args...)...)
+		cmd.Dir = dir
+		cmd.Env = images.env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() {
+		runCompose("down", "--timeout", "0")
+		images.run("podman", "network", "rm", "--force", project+"_default")
+	})
+	if out, err := runCompose("up", "--detach", "fernet-sidecar"); err != nil {
+		t.Fatalf("podman-compose up: %v\n%s", err, out)
+	}
+	sidecar := project + "_fernet-sidecar_1"
+	published := images.podman(t, "port", sidecar, "9464/tcp")
+	if !strings.HasPrefix(published, "127.0.0.1:") {
+		t.Fatalf("metrics published on %q, want 127.0.0.1", published)
+	}
+	metricsURL := "http://" + published + "/metrics"
+	waitForKey := func(key string) {
+		t.Helper()
+		err := waitFor(15*time.Second, func() error {
+			if code, body := httpGet(t, metricsURL); code != 200 || !strings.Contains(body, keyInfo(t, key)) {
+				return fmt.Errorf("GET %s: %d, no %s", metricsURL, code, keyInfo(t, key))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, images.logs(t, sidecar))
+		}
+	}
+	waitForKey(keyA)
+
+	// The health check's command, in exec form, as Docker Compose runs it.
+	if out, err := images.run("podman", "exec", sidecar, "/fernet-sidecar", "healthcheck"); err != nil {
+		t.Errorf("/fernet-sidecar healthcheck in the container: %v\n%s", err, out)
+	}
+	images.checkHardened(t, sidecar)
+	images.checkReadOnly(t, sidecar, "/run/secrets/django_encryption_key")
+	if memory := images.inspect(t, sidecar, "{{.HostConfig.Memory}}"); memory != strconv.Itoa(128<<20) {
+		t.Errorf("the sidecar's memory limit is %s bytes, want 128M as compose.yaml says", memory)
+	}
+
+	// docs/deployment.md#compose: write the file in place.
+	pid := images.inspect(t, sidecar, "{{.State.Pid}}")
+	if err := os.WriteFile(primary, []byte(keyB+"\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	waitForKey(keyB)
+	if now := images.inspect(t, sidecar, "{{.State.Pid}}"); now != pid {
+		t.Errorf("the sidecar's process changed from %s to %s: the key change restarted it", pid, now)
 	}
 }
