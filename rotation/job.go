@@ -334,6 +334,7 @@ func (j *Job) prepareBatches(ctx context.Context, q queries, b bounds, mode Mode
 		b.lower = rows[len(rows)-1].pk
 	}
 }
+
 // matches refuses a checkpoint written by another job: resuming it would
 // skip rows that were never done.
 func (j *Job) matches(st State) error {
