@@ -205,7 +205,7 @@ func newFixture(t *testing.T, dialect string, app *sql.DB, primary, old *fernet.
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.exec(`CREATE TABLE otp_totpdevice (id BIGINT PRIMARY KEY, name TEXT NOT NULL, "key" TEXT)`)
+	f.exec(`CREATE TABLE otp_totpdevice (id BIGINT PRIMARY KEY, name TEXT NOT NULL, ` + f.key() + ` TEXT)`)
 	seal := func(k *fernet.Key, p string, ts uint64) string {
 		e, err := fernet.NewKeyring(k).EncryptAtTime([]byte(p), ts)
 		if err != nil {
@@ -247,7 +247,7 @@ func newFixture(t *testing.T, dialect string, app *sql.DB, primary, old *fernet.
 	for i := 0; i < len(ids); i += per {
 		end := min(i+per, len(ids))
 		var q strings.Builder
-		q.WriteString(`INSERT INTO otp_totpdevice (id, name, "key") VALUES `)
+		q.WriteString(`INSERT INTO otp_totpdevice (id, name, ` + f.key() + `) VALUES `)
 		args := make([]any, 0, 2*(end-i))
 		for j := i; j < end; j++ {
 			if j > i {
@@ -264,6 +264,14 @@ func newFixture(t *testing.T, dialect string, app *sql.DB, primary, old *fernet.
 		t.Fatal(err)
 	}
 	return f
+}
+
+// key is the token column's name, quoted: "key" is a keyword in MySQL.
+func (f *fixture) key() string {
+	if f.dialect == "mysql" {
+		return "`key`"
+	}
+	return `"key"`
 }
 
 func (f *fixture) ph(n int) string {
@@ -288,7 +296,7 @@ func (f *fixture) appWriter(statePath string, stop <-chan struct{}, max int) (do
 	out := make(chan int, 1)
 	go func() {
 		rng := rand.New(rand.NewPCG(1, 2))
-		update := fmt.Sprintf(`UPDATE otp_totpdevice SET "key" = %s WHERE id = %s`, f.ph(1), f.ph(2))
+		update := fmt.Sprintf(`UPDATE otp_totpdevice SET %s = %s WHERE id = %s`, f.key(), f.ph(1), f.ph(2))
 		writes := 0
 		defer func() { out <- writes }()
 		for writes < max {
@@ -334,7 +342,7 @@ func (f *fixture) verify() {
 	t := f.t
 	t.Helper()
 	only := fernet.NewKeyring(f.primary)
-	rows, err := f.app.Query(`SELECT id, "key" FROM otp_totpdevice ORDER BY id`)
+	rows, err := f.app.Query(`SELECT id, ` + f.key() + ` FROM otp_totpdevice ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,6 +359,9 @@ func (f *fixture) verify() {
 		var v any
 		if err := rows.Scan(&id, &v); err != nil {
 			t.Fatal(err)
+		}
+		if b, ok := v.([]byte); ok { // MySQL's driver gives text as bytes
+			v = string(b)
 		}
 		seen++
 		w, ok := f.want[id]
@@ -389,6 +400,19 @@ func (f *fixture) verify() {
 	}
 }
 
+// rowsUpTo counts the rows with ids up to last.
+func (f *fixture) rowsUpTo(last int64) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for id := range f.want {
+		if id <= last {
+			n++
+		}
+	}
+	return n
+}
+
 // noValues fails if tool output holds a token or a plaintext.
 func (f *fixture) noValues(output string) {
 	f.t.Helper()
@@ -409,28 +433,41 @@ func (f *fixture) noValues(output string) {
 
 var rateLine = regexp.MustCompile(`(?m)^rate +(\d+) rows/s$`)
 
+// startDatabase gives a new database of the dialect: the DSN fernetctl
+// takes, and the app's own connection.
+func startDatabase(t *testing.T, dialect string) (dsn string, app *sql.DB) {
+	t.Helper()
+	switch dialect {
+	case "postgres":
+		pg := dbtest.StartPostgres(t)
+		dsn = pg.CreateDatabase(t, "app")
+		return dsn, dbtest.OpenPostgres(t, dsn)
+	case "mysql":
+		my := dbtest.StartMariaDB(t)
+		return "mysql://" + my.User + "@localhost/" + my.Database + "?unix_socket=" + my.Socket, dbtest.OpenMariaDB(t, my.DSN)
+	}
+	dsn = dbtest.SQLiteFile(t)
+	return dsn, dbtest.OpenSQLite(t, dsn)
+}
+
+// dialects are the databases the end-to-end tests run against.
+var dialects = []string{"sqlite", "postgres", "mysql"}
+
 // TestRotate100kWithAppWritesKillAndResume is the issue's acceptance test,
-// for SQLite and PostgreSQL: 100k rows, the app writing meanwhile, the
-// tool SIGKILLed mid-way and resumed, every row checked.
+// for SQLite, PostgreSQL and MariaDB: 100k rows, the app writing
+// meanwhile, the tool SIGKILLed mid-way and resumed, every row checked.
 func TestRotate100kWithAppWritesKillAndResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100k rows; skipped with -short")
 	}
-	for _, dialect := range []string{"sqlite", "postgres"} {
+	for _, dialect := range dialects {
 		t.Run(dialect, func(t *testing.T) {
-			var dsn string
-			var app *sql.DB
+			dsn, app := startDatabase(t, dialect)
 			sidecarAddr := "127.0.0.1:0"
 			batch := "1000"
 			if dialect == "sqlite" {
-				dsn = dbtest.SQLiteFile(t)
-				app = dbtest.OpenSQLite(t, dsn)
 				sidecarAddr = "unix://" + filepath.Join(t.TempDir(), "fernet.sock")
 				batch = "2500" // more than one RPC per batch
-			} else {
-				pg := dbtest.StartPostgres(t)
-				dsn = pg.CreateDatabase(t, "app")
-				app = dbtest.OpenPostgres(t, dsn)
 			}
 			primary, old := mustKey(t), mustKey(t)
 			addr := startSidecar(t, primary, old, sidecarAddr)
@@ -485,6 +522,15 @@ func TestRotate100kWithAppWritesKillAndResume(t *testing.T) {
 			}
 			if want := fmt.Sprintf("resumed after primary key   %d\n", killedAt); !strings.Contains(stdout, want) {
 				t.Errorf("resumed run does not say %q", want)
+			}
+			// It checked the rows before the checkpoint: none under the old key.
+			for _, want := range []string{
+				fmt.Sprintf("before the checkpoint       %d rows checked\n", f.rowsUpTo(killedAt)),
+				fmt.Sprintf("  under old     key %s  0\n", old.ID()),
+			} {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("resumed run does not say %q", want)
+				}
 			}
 			if !strings.Contains(stderr, "progress: ") {
 				t.Errorf("no progress lines on a non-terminal stderr:\n%s", stderr)
@@ -672,18 +718,9 @@ func TestRate100k(t *testing.T) {
 	if os.Getenv("FERNETCTL_MEASURE") != "1" {
 		t.Skip("set FERNETCTL_MEASURE=1 to measure")
 	}
-	for _, dialect := range []string{"sqlite", "postgres"} {
+	for _, dialect := range dialects {
 		t.Run(dialect, func(t *testing.T) {
-			var dsn string
-			var app *sql.DB
-			if dialect == "sqlite" {
-				dsn = dbtest.SQLiteFile(t)
-				app = dbtest.OpenSQLite(t, dsn)
-			} else {
-				pg := dbtest.StartPostgres(t)
-				dsn = pg.CreateDatabase(t, "app")
-				app = dbtest.OpenPostgres(t, dsn)
-			}
+			dsn, app := startDatabase(t, dialect)
 			primary, old := mustKey(t), mustKey(t)
 			addr := startSidecar(t, primary, old, "127.0.0.1:0")
 			f := newFixture(t, dialect, app, primary, old, fixtureRows)
