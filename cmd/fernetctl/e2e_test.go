@@ -81,7 +81,12 @@ type tool struct {
 
 func startTool(t *testing.T, dir string, args ...string) *tool {
 	t.Helper()
-	tl := &tool{cmd: exec.Command(binary(t, "fernetctl"), append([]string{"reencrypt"}, args...)...), done: make(chan struct{})}
+	return startToolBinary(t, binary(t, "fernetctl"), dir, args...)
+}
+
+func startToolBinary(t *testing.T, bin, dir string, args ...string) *tool {
+	t.Helper()
+	tl := &tool{cmd: exec.Command(bin, append([]string{"reencrypt"}, args...)...), done: make(chan struct{})}
 	tl.cmd.Dir = dir
 	tl.cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	tl.cmd.Stdout, tl.cmd.Stderr = &tl.stdout, &tl.stderr
@@ -437,17 +442,31 @@ var rateLine = regexp.MustCompile(`(?m)^rate +(\d+) rows/s$`)
 // takes, and the app's own connection.
 func startDatabase(t *testing.T, dialect string) (dsn string, app *sql.DB) {
 	t.Helper()
+	return databases(t, dialect)("app")
+}
+
+// databases starts a server of the dialect (none for SQLite) and returns
+// a function that makes a new database on it.
+func databases(t *testing.T, dialect string) func(name string) (dsn string, app *sql.DB) {
+	t.Helper()
 	switch dialect {
 	case "postgres":
 		pg := dbtest.StartPostgres(t)
-		dsn = pg.CreateDatabase(t, "app")
-		return dsn, dbtest.OpenPostgres(t, dsn)
+		return func(name string) (string, *sql.DB) {
+			dsn := pg.CreateDatabase(t, name)
+			return dsn, dbtest.OpenPostgres(t, dsn)
+		}
 	case "mysql":
 		my := dbtest.StartMariaDB(t)
-		return "mysql://" + my.User + "@localhost/" + my.Database + "?unix_socket=" + my.Socket, dbtest.OpenMariaDB(t, my.DSN)
+		return func(name string) (string, *sql.DB) {
+			app := dbtest.OpenMariaDB(t, my.CreateDatabase(t, name))
+			return "mysql://" + my.User + "@localhost/" + name + "?unix_socket=" + my.Socket, app
+		}
 	}
-	dsn = dbtest.SQLiteFile(t)
-	return dsn, dbtest.OpenSQLite(t, dsn)
+	return func(string) (string, *sql.DB) {
+		dsn := dbtest.SQLiteFile(t)
+		return dsn, dbtest.OpenSQLite(t, dsn)
+	}
 }
 
 // dialects are the databases the end-to-end tests run against.
@@ -711,26 +730,88 @@ func mustKey(t *testing.T) *fernet.Key {
 	return k
 }
 
-// TestRate100k measures the figure in docs/fernetctl.md: one uninterrupted
-// rotation of the 100k-row fixture, nothing else writing, default flags.
-// It runs only with FERNETCTL_MEASURE=1, as timing is not a pass/fail matter.
-func TestRate100k(t *testing.T) {
+// TestMeasure measures the tables in docs/fernetctl.md: uninterrupted
+// rotations of the fixture, nothing else writing, default flags. Timing is
+// not a pass/fail matter, so it runs only with FERNETCTL_MEASURE=1.
+//
+//	FERNETCTL_ROWS=1000000          the table's size (default 100000)
+//	FERNETCTL_BASELINE=/path/fernetctl  another build (an earlier commit) to run side by side
+//	FERNETCTL_SHARDS=2,4            also n concurrent shards, on PostgreSQL
+//	FERNETCTL_DIALECTS=postgres     only these databases (default all three)
+func TestMeasure(t *testing.T) {
 	if os.Getenv("FERNETCTL_MEASURE") != "1" {
 		t.Skip("set FERNETCTL_MEASURE=1 to measure")
 	}
-	for _, dialect := range dialects {
+	rows := int64(fixtureRows)
+	if v := os.Getenv("FERNETCTL_ROWS"); v != "" {
+		var err error
+		if rows, err = strconv.ParseInt(v, 10, 64); err != nil {
+			t.Fatal(err)
+		}
+	}
+	builds := map[string]string{"this": binary(t, "fernetctl")}
+	order := []string{"this"}
+	if base := os.Getenv("FERNETCTL_BASELINE"); base != "" {
+		builds["baseline"] = base
+		order = []string{"baseline", "this"}
+	}
+	want := dialects
+	if v := os.Getenv("FERNETCTL_DIALECTS"); v != "" {
+		want = strings.Split(v, ",")
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "| database | build | shards | rows | took | rows/s |\n|---|---|---|---|---|---|\n")
+	n := 0
+	for _, dialect := range want {
 		t.Run(dialect, func(t *testing.T) {
-			dsn, app := startDatabase(t, dialect)
+			fresh := databases(t, dialect)
 			primary, old := mustKey(t), mustKey(t)
 			addr := startSidecar(t, primary, old, "127.0.0.1:0")
-			f := newFixture(t, dialect, app, primary, old, fixtureRows)
-			code, stdout, stderr := runTool(t, t.TempDir(), 5*time.Minute, "--dsn", dsn, "--table", "otp_totpdevice", "--column", "key",
-				"--sidecar", addr, "--progress-interval", "0", "--encrypt-plaintext")
-			if code != exitRemaining {
-				t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+			measure := func(build string, shards int) {
+				n++
+				dsn, app := fresh(fmt.Sprintf("m%d", n))
+				f := newFixture(t, dialect, app, primary, old, rows)
+				dir := t.TempDir()
+				started := time.Now()
+				tools := make([]*tool, shards)
+				for i := range tools {
+					args := []string{"--dsn", dsn, "--table", "otp_totpdevice", "--column", "key", "--sidecar", addr,
+						"--progress-interval", "0", "--encrypt-plaintext"}
+					if shards > 1 {
+						args = append(args, "--shard", fmt.Sprintf("%d/%d", i, shards))
+					}
+					tools[i] = startToolBinary(t, builds[build], dir, args...)
+				}
+				for _, tl := range tools {
+					if code := tl.wait(t, 30*time.Minute); code != exitRemaining {
+						t.Fatalf("%s: exit %d\n%s\n%s", build, code, &tl.stdout, &tl.stderr)
+					}
+				}
+				took := time.Since(started)
+				fmt.Fprintf(&table, "| %s | %s | %d | %d | %.1f s | %.0f |\n", dialect, build, shards, rows, took.Seconds(), float64(rows)/took.Seconds())
+				f.verify()
 			}
-			t.Logf("%s:\n%s", dialect, stdout)
-			f.verify()
+			for _, build := range order {
+				if build == "baseline" && dialect == "mysql" {
+					continue // not supported before
+				}
+				measure(build, 1)
+			}
+			if dialect == "postgres" && os.Getenv("FERNETCTL_SHARDS") != "" {
+				for _, s := range strings.Split(os.Getenv("FERNETCTL_SHARDS"), ",") {
+					shards, err := strconv.Atoi(s)
+					if err != nil {
+						t.Fatal(err)
+					}
+					measure("this", shards)
+				}
+			}
 		})
 	}
+	t.Logf("load average %s\n%s", loadAverage(), table.String())
+}
+
+func loadAverage() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
