@@ -783,7 +783,8 @@ func TestMeasure(t *testing.T) {
 					tools[i] = startToolBinary(t, builds[build], dir, args...)
 				}
 				for _, tl := range tools {
-					if code := tl.wait(t, 30*time.Minute); code != exitRemaining {
+					// 3: the fixture's undecryptable rows, in some shards.
+					if code := tl.wait(t, 30*time.Minute); code != exitRemaining && (shards == 1 || code != exitOK) {
 						t.Fatalf("%s: exit %d\n%s\n%s", build, code, &tl.stdout, &tl.stderr)
 					}
 				}
