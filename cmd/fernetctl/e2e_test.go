@@ -816,3 +816,68 @@ func loadAverage() string {
 	b, _ := os.ReadFile("/proc/loadavg")
 	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
+
+// TestRestoreAfterCheckpoint: a run is stopped, then the database is
+// restored from a backup taken before the run, so the checkpoint claims
+// work the database no longer holds. The resumed run must say so and
+// exit 3, not 0; the next run, with the checkpoint gone, fixes it all.
+func TestRestoreAfterCheckpoint(t *testing.T) {
+	dsn := dbtest.SQLiteFile(t)
+	app := dbtest.OpenSQLite(t, dsn)
+	primary, old := mustKey(t), mustKey(t)
+	addr := startSidecar(t, primary, old, "127.0.0.1:0")
+	f := newFixture(t, "sqlite", app, primary, old, 10_000)
+	backup := snapshot(t, app)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state.json")
+	args := []string{"--dsn", dsn, "--table", "otp_totpdevice", "--column", "key", "--sidecar", addr, "--state", state,
+		"--batch-size", "100", "--encrypt-plaintext"}
+
+	tl := startTool(t, dir, args...)
+	for checkpointLastPK(state) < 3000 {
+		select {
+		case <-tl.done:
+			t.Fatalf("ended before the interrupt:\n%s", &tl.stderr)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := tl.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := tl.wait(t, 30*time.Second); code != exitInterrupted {
+		t.Fatalf("exit %d after SIGINT, want %d\n%s", code, exitInterrupted, &tl.stderr)
+	}
+	last := checkpointLastPK(state)
+
+	// The restore: every row as it was before the run.
+	tx, err := app.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, v := range backup {
+		if _, err := tx.Exec(`UPDATE otp_totpdevice SET "key" = ? WHERE id = ?`, v, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var stale int
+	for id := int64(1); id <= last; id++ {
+		if kindOf(id) == kindOld {
+			stale++
+		}
+	}
+
+	code, stdout, stderr := runTool(t, dir, 60*time.Second, args...)
+	if code != exitRemaining || !strings.Contains(stdout, fmt.Sprintf("resumed after primary key   %d\n", last)) ||
+		!strings.Contains(stdout, fmt.Sprintf("  under old     key %s  %d\n", old.ID(), stale)) ||
+		!strings.Contains(stderr, fmt.Sprintf("%d rows before the checkpoint are under an old key", stale)) {
+		t.Errorf("resumed after a restore: exit %d, want %d, %d stale rows named\n%s\n%s", code, exitRemaining, stale, stdout, stderr)
+	}
+	code, stdout, _ = runTool(t, dir, 60*time.Second, args...)
+	if code != exitRemaining || strings.Contains(stdout, "resumed") {
+		t.Errorf("the run after: exit %d, want a whole walk\n%s", code, stdout)
+	}
+	f.verify()
+}
