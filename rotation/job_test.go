@@ -221,15 +221,22 @@ func testLegacyPlaintext(t *testing.T, kind, dsn string) {
 	}
 }
 
+// oldTable creates table totp with rows 1 to n, row id holding
+// "secret-id" at baseTS+id under key old.
+func (a *app) oldTable(old *fernet.Key, n int64) {
+	a.t.Helper()
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	var pks, vals []any
+	for id := int64(1); id <= n; id++ {
+		pks, vals = append(pks, id), append(vals, mustToken(a.t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
+	}
+	a.insert("totp", pks, vals)
+}
+
 func testConflicts(t *testing.T, kind, dsn string) {
 	primary, old := mustKey(t), mustKey(t)
 	a := openApp(t, kind, dsn)
-	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
-	var pks, vals []any
-	for id := int64(1); id <= 30; id++ {
-		pks, vals = append(pks, id), append(vals, mustToken(t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
-	}
-	a.insert("totp", pks, vals)
+	a.oldTable(old, 30)
 	appPrimary := mustToken(t, primary, "app-3", baseTS+3000)
 	appOld := mustToken(t, old, "app-4", baseTS+4000)
 	fake := newFake(primary, old)
@@ -309,12 +316,7 @@ func addFailingTrigger(a *app, id int) {
 func testFailingWriteRollsBack(t *testing.T, kind, dsn string) {
 	primary, old := mustKey(t), mustKey(t)
 	a := openApp(t, kind, dsn)
-	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
-	var pks, vals []any
-	for id := int64(1); id <= 60; id++ {
-		pks, vals = append(pks, id), append(vals, mustToken(t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
-	}
-	a.insert("totp", pks, vals)
+	a.oldTable(old, 60)
 	before := a.snapshot("totp")
 	addFailingTrigger(a, 57)
 	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
@@ -357,12 +359,7 @@ func testFailingWriteRollsBack(t *testing.T, kind, dsn string) {
 func testInterruptResume(t *testing.T, kind, dsn string) {
 	primary, old := mustKey(t), mustKey(t)
 	a := openApp(t, kind, dsn)
-	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
-	var pks, vals []any
-	for id := int64(1); id <= 100; id++ {
-		pks, vals = append(pks, id), append(vals, mustToken(t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
-	}
-	a.insert("totp", pks, vals)
+	a.oldTable(old, 100)
 	a.exec("ALTER TABLE totp ADD COLUMN other TEXT")
 	before := a.snapshot("totp")
 	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
@@ -616,12 +613,7 @@ func testTOTPHex(t *testing.T, kind, dsn string) {
 func testStaleCheckpoint(t *testing.T, kind, dsn string) {
 	primary, old := mustKey(t), mustKey(t)
 	a := openApp(t, kind, dsn)
-	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
-	var pks, vals []any
-	for id := int64(1); id <= 40; id++ {
-		pks, vals = append(pks, id), append(vals, mustToken(t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
-	}
-	a.insert("totp", pks, vals)
+	a.oldTable(old, 40)
 	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
 	job := func() *Job {
 		return &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 10, Checkpoint: cp}

@@ -118,6 +118,25 @@ func (tl *tool) wait(t *testing.T, limit time.Duration) int {
 	return tl.cmd.ProcessState.ExitCode()
 }
 
+// interruptPast sends SIGINT once the checkpoint is past id, and waits
+// for the tool to exit 130.
+func (tl *tool) interruptPast(t *testing.T, state string, id int64) {
+	t.Helper()
+	for checkpointLastPK(state) < id {
+		select {
+		case <-tl.done:
+			t.Fatalf("ended before the interrupt:\n%s", &tl.stderr)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := tl.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := tl.wait(t, 30*time.Second); code != exitInterrupted {
+		t.Fatalf("exit %d after SIGINT, want %d\n%s", code, exitInterrupted, &tl.stderr)
+	}
+}
+
 func runTool(t *testing.T, dir string, limit time.Duration, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	tl := startTool(t, dir, args...)
@@ -641,19 +660,7 @@ func TestInterruptFinishesTheBatchAndResumes(t *testing.T) {
 
 	state := filepath.Join(dir, ".fernetctl-otp_totpdevice.key.json") // the default
 	tl := startTool(t, dir, append(common, "--batch-size", "200", "--encrypt-plaintext")...)
-	for checkpointLastPK(state) < 2000 {
-		select {
-		case <-tl.done:
-			t.Fatalf("ended before the interrupt:\n%s", &tl.stderr)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	if err := tl.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	if code := tl.wait(t, 30*time.Second); code != exitInterrupted {
-		t.Fatalf("exit %d after SIGINT, want %d\n%s", code, exitInterrupted, &tl.stderr)
-	}
+	tl.interruptPast(t, state, 2000)
 	if !strings.Contains(tl.stderr.String(), "run the same command again to resume") || !strings.Contains(tl.stdout.String(), "INCOMPLETE") {
 		t.Errorf("after SIGINT, no word on resuming:\n%s\n%s", &tl.stdout, &tl.stderr)
 	}
@@ -738,6 +745,7 @@ func mustKey(t *testing.T) *fernet.Key {
 //	FERNETCTL_BASELINE=/path/fernetctl  another build (an earlier commit) to run side by side
 //	FERNETCTL_SHARDS=2,4            also n concurrent shards, on PostgreSQL
 //	FERNETCTL_DIALECTS=postgres     only these databases (default all three)
+//	FERNETCTL_RUNS=3                rounds, each build once a round (default 1)
 func TestMeasure(t *testing.T) {
 	if os.Getenv("FERNETCTL_MEASURE") != "1" {
 		t.Skip("set FERNETCTL_MEASURE=1 to measure")
@@ -758,6 +766,13 @@ func TestMeasure(t *testing.T) {
 	want := dialects
 	if v := os.Getenv("FERNETCTL_DIALECTS"); v != "" {
 		want = strings.Split(v, ",")
+	}
+	runs := 1
+	if v := os.Getenv("FERNETCTL_RUNS"); v != "" {
+		var err error
+		if runs, err = strconv.Atoi(v); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var table strings.Builder
 	fmt.Fprintf(&table, "| database | build | shards | rows | took | rows/s |\n|---|---|---|---|---|---|\n")
@@ -792,19 +807,23 @@ func TestMeasure(t *testing.T) {
 				fmt.Fprintf(&table, "| %s | %s | %d | %d | %.1f s | %.0f |\n", dialect, build, shards, rows, took.Seconds(), float64(rows)/took.Seconds())
 				f.verify()
 			}
-			for _, build := range order {
-				if build == "baseline" && dialect == "mysql" {
-					continue // not supported before
-				}
-				measure(build, 1)
-			}
-			if dialect == "postgres" && os.Getenv("FERNETCTL_SHARDS") != "" {
-				for _, s := range strings.Split(os.Getenv("FERNETCTL_SHARDS"), ",") {
-					shards, err := strconv.Atoi(s)
-					if err != nil {
-						t.Fatal(err)
+			// Rounds, so that the load of a shared machine falls on every
+			// build alike.
+			for range runs {
+				for _, build := range order {
+					if build == "baseline" && dialect == "mysql" {
+						continue // not supported before
 					}
-					measure("this", shards)
+					measure(build, 1)
+				}
+				if dialect == "postgres" && os.Getenv("FERNETCTL_SHARDS") != "" {
+					for _, s := range strings.Split(os.Getenv("FERNETCTL_SHARDS"), ",") {
+						shards, err := strconv.Atoi(s)
+						if err != nil {
+							t.Fatal(err)
+						}
+						measure("this", shards)
+					}
 				}
 			}
 		})
@@ -833,20 +852,7 @@ func TestRestoreAfterCheckpoint(t *testing.T) {
 	args := []string{"--dsn", dsn, "--table", "otp_totpdevice", "--column", "key", "--sidecar", addr, "--state", state,
 		"--batch-size", "100", "--encrypt-plaintext"}
 
-	tl := startTool(t, dir, args...)
-	for checkpointLastPK(state) < 3000 {
-		select {
-		case <-tl.done:
-			t.Fatalf("ended before the interrupt:\n%s", &tl.stderr)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	if err := tl.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	if code := tl.wait(t, 30*time.Second); code != exitInterrupted {
-		t.Fatalf("exit %d after SIGINT, want %d\n%s", code, exitInterrupted, &tl.stderr)
-	}
+	startTool(t, dir, args...).interruptPast(t, state, 3000)
 	last := checkpointLastPK(state)
 
 	// The restore: every row as it was before the run.

@@ -34,54 +34,49 @@ func itemError(err error) *rotation.ItemError {
 	return &rotation.ItemError{Reason: rotation.ReasonInternal, Message: err.Error()}
 }
 
-func (s sidecar) ReEncrypt(ctx context.Context, tokens []string) ([]rotation.Sealed, error) {
-	results, err := s.c.ReEncryptBatch(ctx, tokens)
+// convert turns a batch call's results into the job's, or passes its
+// error on.
+func convert[In, Out any](results []In, err error, one func(In) Out) ([]Out, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]rotation.Sealed, len(results))
+	out := make([]Out, len(results))
 	for i, r := range results {
-		if r.Err != nil {
-			out[i] = rotation.Sealed{Err: itemError(r.Err)}
-			continue
-		}
-		out[i] = rotation.Sealed{Token: r.Token, Changed: r.Changed}
+		out[i] = one(r)
 	}
 	return out, nil
+}
+
+func (s sidecar) ReEncrypt(ctx context.Context, tokens []string) ([]rotation.Sealed, error) {
+	results, err := s.c.ReEncryptBatch(ctx, tokens)
+	return convert(results, err, func(r client.ReEncryptResult) rotation.Sealed {
+		if r.Err != nil {
+			return rotation.Sealed{Err: itemError(r.Err)}
+		}
+		return rotation.Sealed{Token: r.Token, Changed: r.Changed}
+	})
 }
 
 // Inspect uses DecryptBatch, with no TTL (a check is about keys, not
 // age), and drops the plaintexts.
 func (s sidecar) Inspect(ctx context.Context, tokens []string) ([]rotation.Inspected, error) {
 	results, err := s.c.DecryptBatch(ctx, tokens)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]rotation.Inspected, len(results))
-	for i, r := range results {
+	return convert(results, err, func(r client.DecryptResult) rotation.Inspected {
 		if r.Err != nil {
-			out[i] = rotation.Inspected{Err: itemError(r.Err)}
-			continue
+			return rotation.Inspected{Err: itemError(r.Err)}
 		}
-		out[i] = rotation.Inspected{KeyID: r.KeyID}
-	}
-	return out, nil
+		return rotation.Inspected{KeyID: r.KeyID}
+	})
 }
 
 func (s sidecar) Encrypt(ctx context.Context, plaintexts [][]byte) ([]rotation.Sealed, error) {
 	results, err := s.c.EncryptBatch(ctx, plaintexts)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]rotation.Sealed, len(results))
-	for i, r := range results {
+	return convert(results, err, func(r client.EncryptResult) rotation.Sealed {
 		if r.Err != nil {
-			out[i] = rotation.Sealed{Err: itemError(r.Err)}
-			continue
+			return rotation.Sealed{Err: itemError(r.Err)}
 		}
-		out[i] = rotation.Sealed{Token: r.Token, Changed: true}
-	}
-	return out, nil
+		return rotation.Sealed{Token: r.Token, Changed: true}
+	})
 }
 
 func (s sidecar) Keys(ctx context.Context) (rotation.Keys, error) {
