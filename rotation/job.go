@@ -269,9 +269,15 @@ type batch struct {
 // batch, run here in order.
 func (j *Job) walk(ctx context.Context, q queries, b bounds, mode Mode, r *Report, after func() error) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // stops the reader when we return early
 	batches := make(chan batch, 1)
-	go j.prepareBatches(ctx, q, b, mode, r, batches)
+	prepared := make(chan struct{})
+	go func() {
+		defer close(prepared)
+		j.prepareBatches(ctx, q, b, mode, r.Keys, batches)
+	}()
+	// Returning early stops the reader, and waits for it: nothing of the
+	// job touches the database once Run has returned.
+	defer func() { cancel(); <-prepared }()
 	for {
 		select {
 		case <-j.Interrupt:
@@ -307,14 +313,14 @@ func (j *Job) walk(ctx context.Context, q queries, b bounds, mode Mode, r *Repor
 
 // prepareBatches reads the batches within b and plans each (or, for Check
 // and DryRun, counts it), until the table ends, an error, or ctx ends.
-func (j *Job) prepareBatches(ctx context.Context, q queries, b bounds, mode Mode, r *Report, out chan<- batch) {
+func (j *Job) prepareBatches(ctx context.Context, q queries, b bounds, mode Mode, keys Keys, out chan<- batch) {
 	defer close(out)
 	for {
 		rows, err := j.read(ctx, q, b)
 		if err == nil && len(rows) == 0 {
 			return
 		}
-		bt := batch{rows: rows, tally: &Report{Mode: mode, Keys: r.Keys, ByKey: map[string]int64{}}}
+		bt := batch{rows: rows, tally: &Report{Mode: mode, Keys: keys, ByKey: map[string]int64{}}}
 		switch {
 		case err != nil:
 		case mode == Rotate:
