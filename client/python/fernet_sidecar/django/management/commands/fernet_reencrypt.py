@@ -26,11 +26,11 @@ class Command(BaseCommand):
         parser.add_argument("--legacy-plaintext", choices=LEGACY_SHAPES, help="the legacy shape of fields that do not set one")
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="the database alias (default %(default)s)")
 
-    def handle(self, *labels, **options):
+    def handle(self, **options):
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
         try:
-            fields = encrypted_fields(labels)
+            fields = encrypted_fields(options["fields"])
         except LookupError as exc:
             raise CommandError(str(exc)) from None
         if not fields:
