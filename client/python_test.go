@@ -24,6 +24,7 @@ var pythonModules = []struct{ module, deb string }{
 	{"cryptography.fernet", "python3-cryptography"},
 	{"django", "python3-django"},
 	{"flask", "python3-flask"},
+	{"pyotp", "python3-pyotp"},
 }
 
 // requirePython returns python when it and every module are there; else

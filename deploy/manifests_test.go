@@ -23,7 +23,7 @@ func TestManifests(t *testing.T) {
 	dir := filepath.Join(testenv.RepoRoot(t), "deploy", "internal", "schemacheck")
 	staticcheck := testenv.LookPath(t, "staticcheck")
 	testArgs := []string{"test", "-count=1"}
-	if raceEnabled {
+	if testenv.RaceEnabled() {
 		testArgs = append(testArgs, "-race")
 	}
 	if testing.Verbose() {
