@@ -5,6 +5,7 @@ import io
 import os
 import random
 import threading
+import time
 
 from cryptography.fernet import Fernet
 from django.core import checks as django_checks
@@ -32,6 +33,11 @@ def key_id(fernet_key):
 
 
 class Settings(TestCase):
+    def test_the_suite_runs_on_the_database_asked_for(self):
+        self.assertEqual(connection.vendor, os.environ.get("FERNET_DJANGO_DB", "sqlite"))
+        if connection.vendor == "mysql":
+            self.assertIn("MariaDB", connection.mysql_server_info)
+
     def test_malformed_settings_are_check_errors(self):
         cases = [
             ("not a dict", "must be a dict"),
@@ -228,7 +234,9 @@ class ReEncryptWhileTheAppWrites(TransactionTestCase):
         for pk in pks:
             set_raw(Note, "body", pk, old.encrypt(b"seed").decode())
         last = {pk: "seed" for pk in pks}
+        walking = threading.Event()
         stop = threading.Event()
+        writes_during_the_walk = []
         failures = []
 
         def app():
@@ -244,22 +252,45 @@ class ReEncryptWhileTheAppWrites(TransactionTestCase):
                     else:
                         Note(pk=pk, body=value).save()
                     last[pk] = value
+                    if walking.is_set():
+                        writes_during_the_walk.append(pk)
             except Exception as exc:  # reported by the main thread
                 failures.append(exc)
             finally:
                 connections.close_all()
 
+        class AppWritesBetweenBatches(io.StringIO):
+            """The command's output: after each batch's progress line it
+            waits for the app to write a row, so the two interleave."""
+
+            def write(self, text):
+                if "last pk" in text:
+                    seen = len(writes_during_the_walk)
+                    for _ in range(500):
+                        if len(writes_during_the_walk) > seen or stop.is_set():
+                            break
+                        time.sleep(0.01)
+                return super().write(text)
+
         writer = threading.Thread(target=app)
         writer.start()
         try:
-            status, out = reencrypt("djangotests.Note", "--batch-size", "10")
+            walking.set()
+            out = AppWritesBetweenBatches()
+            try:
+                call_command("fernet_reencrypt", "djangotests.Note", "--batch-size", "10", stdout=out)
+                status = 0
+            except CommandError as exc:
+                status = exc.returncode
+            walking.clear()
         finally:
             stop.set()
             writer.join()
         self.assertEqual(failures, [])
+        self.assertGreater(len(writes_during_the_walk), 0, "the app wrote nothing while the walk ran")
         # A row the app rewrote between read and write is the app's; a rerun
         # finds nothing left either way.
-        self.assertIn(status, (0, 3), out)
+        self.assertIn(status, (0, 3), out.getvalue())
         self.assertEqual(reencrypt("djangotests.Note")[0], 0)
         for pk in pks:
             self.assertEqual(primary.decrypt(raw(Note, "body", pk).encode()).decode(), last[pk], pk)

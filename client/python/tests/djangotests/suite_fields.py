@@ -258,6 +258,7 @@ class Batches(TestCase):
             "values": lambda: [v["body"] for v in Note.objects.order_by("pk").values("body")],
             "values_list": lambda: list(Note.objects.order_by("pk").values_list("body", flat=True)),
             "slice": lambda: [n.body for n in Note.objects.order_by("pk")[:1200]],
+            "raw": lambda: [n.body for n in Note.objects.raw("SELECT * FROM djangotests_note ORDER BY id")],
         }
         for name, read in reads.items():
             with self.subTest(read=name), counting() as rpcs:
