@@ -73,31 +73,6 @@ func sqliteDir(t *testing.T) []string {
 	return []string{"FERNET_DJANGO_DB_HOST=" + t.TempDir()}
 }
 
-// runPython runs Debian's Python in client/python with env added, and
-// fails the test when it fails or, under FERNET_SIDECAR_FULL=1, skips
-// anything.
-func runPython(t *testing.T, py string, env []string, args ...string) {
-	t.Helper()
-	cmd := exec.CommandContext(t.Context(), py, args...)
-	cmd.Dir = filepath.Join(testenv.RepoRoot(t), "client", "python")
-	cmd.Env = append(append(os.Environ(), env...),
-		testenv.FullEnv+"="+os.Getenv(testenv.FullEnv),
-		"PYTHONDONTWRITEBYTECODE=1",
-		"PYTHONNOUSERSITE=1",
-		"PYTHONPATH=",
-		// Debian's Django 3.2 on Python 3.11 warns about cgi and locale.
-		"PYTHONWARNINGS=ignore::DeprecationWarning",
-	)
-	out, err := cmd.CombinedOutput()
-	t.Logf("%s %s:\n%s", py, strings.Join(args, " "), out)
-	if err != nil {
-		t.Fatalf("failed: %v", err)
-	}
-	if testenv.Full() && strings.Contains(string(out), "skipped") {
-		t.Fatalf("tests were skipped, and %s=1 runs everything", testenv.FullEnv)
-	}
-}
-
 // TestDjangoInstall installs the package the way an app would, into a venv
 // over Debian's packages with Debian's pip and no network, and uses
 // fernet_sidecar.django from outside the source tree.
