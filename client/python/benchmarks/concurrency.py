@@ -1,13 +1,17 @@
-"""1,000 concurrent decrypts: the asyncio client from one event loop, against
-the sync client from 1,000 threads and from a ThreadPoolExecutor of 32.
+"""1,000 concurrent decrypt calls: the asyncio client from one event loop,
+against the sync client from 1,000 threads and from a ThreadPoolExecutor
+of 32. Prints a markdown table (docs/performance.md, "asyncio").
 
     go build -o /tmp/fernet-sidecar ./cmd/fernet-sidecar
-    /usr/bin/python3 client/python/benchmarks/concurrency.py /tmp/fernet-sidecar [rounds]
+    /tmp/fernet-sidecar --dev --dev-key-file /tmp/bench.key --addr unix:///tmp/bench.sock --metrics-addr "" &
+    cd client/python && /usr/bin/python3 benchmarks/concurrency.py --target unix:///tmp/bench.sock
 
-Each way runs the same 1,000 decrypt RPCs (one per token, no batching) on
-one channel, rounds times, alternating; the table shows the median round.
+Each way makes the same 1,000 Decrypt RPCs (one per token, no batching) on
+one channel. Each round times every way once, in turn; each figure is the
+median of the rounds, with the min-max.
 """
 
+import argparse
 import asyncio
 import os
 import statistics
@@ -16,14 +20,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fernet_sidecar import SidecarFernet  # noqa: E402
 from fernet_sidecar.aio import AsyncSidecarFernet  # noqa: E402
-
-from _sidecar import sidecar, table  # noqa: E402
-
-CALLS = 1000
 
 
 def one_loop(f, loop, tokens):
@@ -47,48 +47,44 @@ def threads(f, tokens):
     return out
 
 
-def pool(f, executor, tokens):
-    return list(executor.map(f.decrypt, tokens))
-
-
 def main():
-    binary = sys.argv[1]
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
-    with sidecar(binary) as (target, _):
-        sync = SidecarFernet(target)
-        loop = asyncio.new_event_loop()
-        aio = AsyncSidecarFernet(target)
-        executor = ThreadPoolExecutor(32)
-        plaintexts = [b"JBSWY3DPEHPK3PXP%04d" % i for i in range(CALLS)]
-        tokens = sync.encrypt_many(plaintexts)
-        ways = {
-            "asyncio client, one event loop, %d tasks" % CALLS: lambda: one_loop(aio, loop, tokens),
-            "sync client, %d threads" % CALLS: lambda: threads(sync, tokens),
-            "sync client, ThreadPoolExecutor(32)": lambda: pool(sync, executor, tokens),
-        }
-        times = {name: [] for name in ways}
-        for name, run in ways.items():  # warm up, and check the answers
-            if run() != plaintexts:
-                raise SystemExit("%s: wrong plaintexts" % name)
-        for _ in range(rounds):
-            for name, run in ways.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
-        loop.run_until_complete(aio.close())
-        loop.close()
-        executor.shutdown()
-        sync.close()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", required=True, help="the sidecar: host:port or unix:///path")
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=9)
+    args = parser.parse_args()
+
+    sync = SidecarFernet(args.target, timeout=30.0)
+    loop = asyncio.new_event_loop()
+    aio = AsyncSidecarFernet(args.target, timeout=30.0)
+    pool = ThreadPoolExecutor(32)
+    plaintexts = [b"JBSWY3DPEHPK3PXP%06d" % i for i in range(args.calls)]
+    tokens = sync.encrypt_many(plaintexts)
+    ways = {
+        "asyncio client, one event loop, a task per call": lambda: one_loop(aio, loop, tokens),
+        "sync client, a thread per call": lambda: threads(sync, tokens),
+        "sync client, ThreadPoolExecutor(32)": lambda: list(pool.map(sync.decrypt, tokens)),
+    }
+    for name, run in ways.items():  # warm up, and check the answers
+        if run() != plaintexts:
+            sys.exit("%s: wrong plaintexts" % name)
+    times = {name: [] for name in ways}
+    for _ in range(args.rounds):
+        for name, run in ways.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    loop.run_until_complete(aio.close())
+    loop.close()
+    pool.shutdown()
+    sync.close()
+
     base = statistics.median(times["sync client, ThreadPoolExecutor(32)"])
-    rows = []
+    print("| %d concurrent decrypt calls | time | calls/s | time vs ThreadPoolExecutor(32) |" % args.calls)
+    print("|---|---|---|---|")
     for name, ts in times.items():
         t = statistics.median(ts)
-        rows.append([name, "%.0f" % (t * 1e3), "%.0f" % (CALLS / t), "%.2fx" % (t / base)])
-    table(
-        "%d concurrent decrypt calls, median of %d rounds (Python %s)" % (CALLS, rounds, sys.version.split()[0]),
-        ["way", "ms for 1,000", "calls/s", "time vs pool of 32"],
-        rows,
-    )
+        print("| %s | %.0f ms (%.0f–%.0f) | %.0f | %.2f× |" % (name, t * 1e3, min(ts) * 1e3, max(ts) * 1e3, args.calls / t, t / base))
 
 
 if __name__ == "__main__":
