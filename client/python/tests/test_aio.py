@@ -26,6 +26,7 @@ def setUpModule():
 
 def tearDownModule():
     asyncio.set_event_loop(None)
+    loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()
 
 
@@ -183,7 +184,9 @@ class DjangoAsyncViewTest(unittest.TestCase):
         from django.urls import path
 
         if not settings.configured:
-            settings.configure(ROOT_URLCONF=__name__, ALLOWED_HOSTS=["testserver"], SECRET_KEY="not used")
+            # Without Django's logging config: its handlers outlive sys at
+            # exit, where gRPC's poller thread still logs.
+            settings.configure(ROOT_URLCONF=__name__, ALLOWED_HOSTS=["testserver"], SECRET_KEY="not used", LOGGING_CONFIG=None)
             django.setup()
         urlpatterns[:] = [path("open", django_open_secret)]
         primary = Fernet(env.get("PRIMARY_KEY"))
