@@ -274,6 +274,14 @@ class _ReadBatch:
                 else:
                     sealed.plaintext = coltype._from_bytes(result)
 
+    def forget(self, session):
+        """After a failure, expires what the objects loaded still hold
+        sealed: the next access loads it again."""
+        for obj in self.objects:
+            sealed = [k for k, v in attributes.instance_state(obj).dict.items() if isinstance(v, _Sealed)]
+            if sealed:
+                session.expire(obj, sealed)
+
     def fill(self, frozen):
         """Puts the plaintexts in the objects loaded; the frozen result's
         rows with their plaintexts."""
@@ -308,18 +316,22 @@ def _decrypt_in_batches(orm_execute_state):
     batch = _ReadBatch()
     reset = _read_batch.set(batch)
     try:
-        result = state.invoke_statement()
-        if result._unique_filter_state is not None:
-            # Joined eager loads of collections: the rows must be made
-            # unique, and freezing them would refuse to.
-            result = result.unique()
-        frozen = result.freeze()
-    finally:
-        _read_batch.reset(reset)
-    if not batch.sealed:
-        return frozen()
-    batch.open()
-    return batch.fill(frozen)()
+        try:
+            result = state.invoke_statement()
+            if result._unique_filter_state is not None:
+                # Joined eager loads of collections: the rows must be made
+                # unique, and freezing them would refuse to.
+                result = result.unique()
+            frozen = result.freeze()
+        finally:
+            _read_batch.reset(reset)
+        if not batch.sealed:
+            return frozen()
+        batch.open()
+        return batch.fill(frozen)()
+    except BaseException:
+        batch.forget(state.session)
+        raise
 
 
 def _streams(state):

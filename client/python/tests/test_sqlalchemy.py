@@ -273,6 +273,10 @@ class Database:
             with self.assertRaises(InvalidToken) as caught:
                 session.execute(sa.select(self.Strict)).scalars().all()
             self.assertEqual(caught.exception.reason, "EXPIRED")
+            # The failed query left no half-loaded value in the session.
+            self.assertEqual(session.get(self.Strict, 2).secret, "fresh")
+            with self.assertRaises(InvalidToken):
+                session.get(self.Strict, 1)
 
     def test_no_client_configured(self):
         self.addCleanup(fs.configure, fs._default_fernet)  # the Flask tests configure one
