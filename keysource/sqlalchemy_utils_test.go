@@ -1,15 +1,6 @@
 package keysource
 
-import (
-	"encoding/json"
-	"os"
-	"os/exec"
-	"strings"
-	"testing"
-
-	"github.com/fernet-sidecar/fernet-sidecar/fernet"
-	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
-)
+import "testing"
 
 // pythonSQLAlchemyUtils is what sqlalchemy-utils' StringEncryptedType does
 // with FernetEngine (EncryptionDecryptionBaseEngine._update_key, then
@@ -41,86 +32,11 @@ json.dump(out, sys.stdout)
 `
 
 func TestSQLAlchemyUtilsKeyMatchesPython(t *testing.T) {
-	python := testenv.LookPath(t, "/usr/bin/python3")
-	secrets := []string{
+	checkAgainstPython(t, pythonSQLAlchemyUtils, SQLAlchemyUtilsKey, []string{
 		"secretkey1234",
 		"a key, with a comma",
 		"clé secrète ☃",
 		" surrounding spaces ",
 		"",
-	}
-	type request struct {
-		Secret  string `json:"secret"`
-		GoToken string `json:"go_token"`
-	}
-	var requests []request
-	for _, secret := range secrets {
-		key, err := SQLAlchemyUtilsKey(secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sealed, err := fernet.NewKeyring(key).Encrypt([]byte("from go"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		requests = append(requests, request{Secret: secret, GoToken: sealed.Token})
-	}
-	input, _ := json.Marshal(requests)
-	cmd := exec.Command(python, "-c", pythonSQLAlchemyUtils)
-	cmd.Stdin = strings.NewReader(string(input))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		testenv.Missing(t, "python3-cryptography for "+python+": "+err.Error())
-	}
-	var answers []struct {
-		Key         string `json:"key"`
-		Token       string `json:"token"`
-		GoPlaintext string `json:"go_plaintext"`
-	}
-	if err := json.Unmarshal(out, &answers); err != nil || len(answers) != len(secrets) {
-		t.Fatalf("python answered %q (%v)", out, err)
-	}
-	for i := range secrets {
-		key, _ := SQLAlchemyUtilsKey(secrets[i])
-		if key.Encode() != answers[i].Key {
-			t.Errorf("secret %d: Go derives a different key from Python", i)
-		}
-		if answers[i].GoPlaintext != "from go" {
-			t.Errorf("secret %d: Python decrypts the Go token to %q", i, answers[i].GoPlaintext)
-		}
-		opened, err := fernet.NewKeyring(key).Decrypt(answers[i].Token)
-		if err != nil || string(opened.Plaintext) != "from python" {
-			t.Errorf("secret %d: the Python token opens to %q, %v", i, opened.Plaintext, err)
-		}
-	}
-}
-
-func TestLoadWithSQLAlchemyUtilsDerivation(t *testing.T) {
-	newSecret, oldSecret := "new key, with a comma", "old key"
-	derived := func(secret string) string {
-		key, err := SQLAlchemyUtilsKey(secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return key.ID()
-	}
-	if d, err := ParseDerivation("sqlalchemy-utils"); err != nil || d != DerivationSQLAlchemyUtils {
-		t.Fatalf("ParseDerivation(sqlalchemy-utils) = %q, %v", d, err)
-	}
-	src := source(map[string]string{
-		"DJANGO_ENCRYPTION_KEY_FILE":     writeFile(t, newSecret+"\n"),
-		"OLD_DJANGO_ENCRYPTION_KEY_FILE": writeFile(t, oldSecret+"\r\n"),
 	})
-	src.PrimaryDerivation = DerivationSQLAlchemyUtils
-	src.DecryptOnlyDerivation = DerivationSQLAlchemyUtils
-	loaded, err := src.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := append([]string{loaded.Keyring.Primary().ID()}, ids(loaded.Keyring.DecryptOnly())...)
-	want := []string{derived(newSecret), derived(oldSecret)}
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Fatalf("key ids = %v, want %v (new, old)", got, want)
-	}
 }
