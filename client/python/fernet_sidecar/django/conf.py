@@ -77,6 +77,14 @@ def ttl():
     return options()[1]
 
 
+def failure(exc):
+    """What a SidecarError says in a message: its gRPC status name (or
+    reason), never the details."""
+    if exc.code is not None:
+        return exc.code.name
+    return exc.reason or "error"
+
+
 def _reset(setting, **kwargs):
     # override_settings(FERNET_SIDECAR=...) in a test takes effect at once.
     if setting == SETTING:
