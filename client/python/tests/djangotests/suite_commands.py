@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet
 from django.core import checks as django_checks
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.db.migrations.state import ProjectState
 from django.test import TestCase, TransactionTestCase, override_settings
 
@@ -231,8 +231,9 @@ class ReEncryptWhileTheAppWrites(TransactionTestCase):
         primary, old = keys()
         Note.objects.bulk_create([Note(body="seed %d" % i) for i in range(self.rows)])
         pks = list(Note.objects.order_by("pk").values_list("pk", flat=True))
-        for pk in pks:
-            set_raw(Note, "body", pk, old.encrypt(b"seed").decode())
+        with transaction.atomic():
+            for pk in pks:
+                set_raw(Note, "body", pk, old.encrypt(b"seed").decode())
         last = {pk: "seed" for pk in pks}
         walking = threading.Event()
         stop = threading.Event()
@@ -254,6 +255,7 @@ class ReEncryptWhileTheAppWrites(TransactionTestCase):
                     last[pk] = value
                     if walking.is_set():
                         writes_during_the_walk.append(pk)
+                    time.sleep(0.001)  # an app, not a busy loop on the write lock
             except Exception as exc:  # reported by the main thread
                 failures.append(exc)
             finally:
