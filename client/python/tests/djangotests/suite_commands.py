@@ -141,6 +141,19 @@ class ReEncryptCommand(TestCase):
             self.assertEqual(self.primary.decrypt(raw(Note, "body", note.pk).encode()), note.body.encode())
         self.assertEqual(reencrypt("djangotests.Note", "--check")[0], 0)
 
+    def test_progress_on_a_terminal_is_one_line(self):
+        self.seed_old_rows(25)
+
+        class Terminal(io.StringIO):
+            def isatty(self):
+                return True
+
+        out = Terminal()
+        call_command("fernet_reencrypt", "djangotests.Note", "--batch-size", "10", stdout=out)
+        progress = out.getvalue().split("\n")[1]
+        self.assertEqual(progress.count("\r"), 3)  # one per batch, on one line
+        self.assertIn("25 rows, 25 re-encrypted, 25 written", progress)
+
     def test_dry_run_writes_nothing(self):
         notes = self.seed_old_rows(3)
         before = [raw(Note, "body", n.pk) for n in notes]
