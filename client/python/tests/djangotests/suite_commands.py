@@ -67,6 +67,9 @@ class Settings(TestCase):
         with override_settings(FERNET_SIDECAR={"TARGETT": "x"}):
             errors = django_checks.run_checks()
         self.assertIn("fernet_sidecar.E001", [e.id for e in errors])
+        with override_settings(FERNET_SIDECAR={"BACKEND": "in-process", "KEYS": [KEY]}):
+            self.assertNotIn("fernet_sidecar.W001", [e.id for e in django_checks.run_checks()])
+            self.assertIn("fernet_sidecar.W001", [e.id for e in django_checks.run_checks(include_deployment_checks=True)])
 
     def test_deploy_warns_about_in_process_and_an_unreachable_sidecar(self):
         with override_settings(FERNET_SIDECAR={"BACKEND": "in-process", "KEYS": [KEY]}):
