@@ -5,9 +5,15 @@
 # parses it, runs the build command below as written, and checks the user,
 # the entrypoint, the ports and the health check against the binary's flags.
 
+# The two base images, as build arguments so that a build can swap them for
+# a mirror's or for local stand-ins (deploy/container_test.go builds this
+# file with buildah, offline, on bases made from Debian's packages).
+ARG BUILDER_IMAGE=golang:1.26
+ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian13:nonroot
+
 # The build runs on the builder's own platform and cross-compiles, which a
 # static Go binary allows (docker buildx build --platform linux/arm64 ...).
-FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -20,7 +26,7 @@ RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath -ldfl
 
 # distroless static: CA certificates, tzdata and /etc/passwd; no shell, no
 # package manager. Nothing below may need a shell.
-FROM gcr.io/distroless/static-debian13:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/fernet-sidecar /fernet-sidecar
 # 65532 is distroless' "nonroot"; numeric, so that Kubernetes' runAsNonRoot
 # can check it without reading /etc/passwd.

@@ -27,6 +27,7 @@ type config struct {
 	tlsClientCAFile   string
 	insecure          bool
 	auditCalls        bool
+	allowMethods      []string // nil: all
 	metricsAddr       string
 	keyVar            string
 	oldKeysVar        string
@@ -55,6 +56,11 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.BoolVar(&cfg.insecure, "insecure", false, "allow a non-loopback --addr without TLS: anyone who can reach it can decrypt")
 	fs.StringVar(&cfg.healthAddr, "health-addr", "", `address serving only grpc.health.v1, for Kubernetes gRPC probes from outside the pod (e.g. ":50052"); "" turns it off`)
 	fs.BoolVar(&cfg.auditCalls, "audit-calls", false, "log one audit line per call: peer, method, key ids, outcome (never values)")
+	fs.Func("allow-methods", "comma-separated FernetService methods to serve, the others refused with PERMISSION_DENIED (default all: "+
+		strings.Join(server.FernetMethods(), ",")+"); see docs/totp.md for a profile in which no plaintext leaves the sidecar", func(list string) (err error) {
+		cfg.allowMethods, err = server.ParseMethods(list)
+		return err
+	})
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9464", `HTTP address for /metrics, /healthz and /readyz; "" turns it off`)
 	fs.StringVar(&cfg.keyVar, "key-env", "DJANGO_ENCRYPTION_KEY", "variable holding the primary key (or, with _FILE appended, a path to it)")
 	fs.StringVar(&cfg.oldKeysVar, "old-keys-env", "OLD_DJANGO_ENCRYPTION_KEY", "variable holding decrypt-only keys, comma-separated (or, with _FILE appended, a path to them)")

@@ -59,9 +59,14 @@ func StartMariaDB(t testing.TB) *MariaDB {
 	data := filepath.Join(dir, "data")
 	socket := filepath.Join(dir, "mysqld.sock")
 	// --no-defaults: the machine's /etc/mysql configuration (a port, a
-	// socket under /run) is not ours. mariadbd refuses to run as root
-	// unless told to, and CI runs as root.
-	common := []string{"--no-defaults", "--datadir=" + data}
+	// socket under /run) is not ours. --tmpdir: the shared /tmp sees
+	// other servers' temporary tables, whose names can collide with ours.
+	// mariadbd refuses to run as root unless told to, and CI runs as root.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp}
 	if os.Geteuid() == 0 {
 		common = append(common, "--user=root")
 	}
