@@ -20,7 +20,7 @@ from fernet_sidecar.django.migrations import EncryptPlaintext, ReEncrypt
 
 from .. import env
 from .helpers import keys, raw, set_raw
-from .models import Account, Device, Note
+from .models import Device, Note
 
 IN_PROCESS = os.environ.get("FERNET_DJANGO_BACKEND") == "in-process"
 KEY = Fernet.generate_key().decode()
