@@ -20,7 +20,7 @@ def register():
 
 def check_settings(app_configs=None, **kwargs):
     try:
-        conf.make().close()
+        conf.validate()
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), hint="See docs/django.md, Settings.", id="fernet_sidecar.E001")]
     return []
