@@ -240,6 +240,27 @@ class MigrationOperations(TransactionTestCase):
         self.assertEqual(EncryptPlaintext("a", "B", "c").deconstruct()[0], "EncryptPlaintext")
 
 
+class WalkOverTheDriver(TransactionTestCase):
+    """fernet_sidecar._walk over the bare DB-API connection under Django, in
+    the driver's own paramstyle (psycopg2: pyformat, MySQLdb: format,
+    sqlite3: qmark), committing itself: how Flask's command drives it."""
+
+    def test_walk(self):
+        from fernet_sidecar._walk import Database, walk
+
+        primary, old = keys()
+        notes = Note.objects.bulk_create([Note(body="n%d" % i) for i in range(12)])
+        notes = list(Note.objects.order_by("pk"))
+        with transaction.atomic():
+            for note in notes:
+                set_raw(Note, "body", note.pk, old.encrypt(note.body.encode()).decode())
+        connection.ensure_connection()
+        db = Database(connection.connection, paramstyle=connection.Database.paramstyle, quote=connection.ops.quote_name)
+        report = walk(db, conf.fernet(), Note._meta.db_table, "body", "id", batch_size=5)
+        self.assertEqual((report.rotated, report.written, report.pending()), (12, 12, 0))
+        self.assertEqual([primary.decrypt(raw(Note, "body", n.pk).encode()).decode() for n in notes], [n.body for n in notes])
+
+
 class ReEncryptWhileTheAppWrites(TransactionTestCase):
     """fernet_reencrypt in small batches while another thread saves rows
     through the ORM: every row ends as the app last wrote it, under the
