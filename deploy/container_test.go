@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -43,6 +44,7 @@ type builtImages struct {
 	sidecar string // the Dockerfile's image
 	app     string // a stand-in for the app beside it (app.Containerfile)
 	builder string // BUILDER_IMAGE's stand-in, also the app's base
+	base    string // RUNTIME_IMAGE's stand-in
 	size    int64  // the sidecar image's size in bytes
 }
 
@@ -69,6 +71,10 @@ func containerImages(t *testing.T) *builtImages {
 				return
 			}
 		}
+		if !staticBinary("busybox") {
+			containerBuild.missing = "a static busybox, the builder image's shell (Debian package busybox-static, not busybox)"
+			return
+		}
 		containerBuild.images, containerBuild.err = buildImages(root)
 	})
 	if containerBuild.missing != "" {
@@ -78,6 +84,26 @@ func containerImages(t *testing.T) *builtImages {
 		t.Fatal(containerBuild.err)
 	}
 	return containerBuild.images
+}
+
+// staticBinary reports whether the program on PATH needs no dynamic
+// loader, so that it runs in an image without a libc.
+func staticBinary(name string) bool {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return false
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }
 
 func debianPackage(tool string) string {
@@ -101,9 +127,9 @@ func buildImages(root string) (*builtImages, error) {
 		sidecar: "localhost/fernet-sidecar-test:" + runID,
 		app:     "localhost/fernet-sidecar-test-app:" + runID,
 		builder: "localhost/fernet-sidecar-test-builder:" + runID,
+		base:    "localhost/fernet-sidecar-test-runtime:" + runID,
 	}
 	containerBuild.images = images // so that TestMain removes whatever was built
-	runtimeBase := "localhost/fernet-sidecar-test-runtime:" + runID
 
 	goEnv, err := exec.Command("go", "env", "GOROOT", "GOMODCACHE", "GOCACHE").Output()
 	if err != nil {
@@ -139,7 +165,7 @@ func buildImages(root string) (*builtImages, error) {
 			"--build-context", "busybox=" + filepath.Dir(busybox),
 			"--build-context", "goroot=" + goroot,
 			fixtures},
-		{"bud", "--layers=false", "-f", "runtime.Containerfile", "-t", runtimeBase,
+		{"bud", "--layers=false", "-f", "runtime.Containerfile", "-t", images.base,
 			"--build-context", "cacerts=/etc/ssl/certs",
 			"--build-context", "zoneinfo=/usr/share/zoneinfo",
 			"--build-context", "empty=" + empty,
@@ -150,7 +176,7 @@ func buildImages(root string) (*builtImages, error) {
 		{"bud", "--layers=false", "--format", "docker", "-t", images.sidecar,
 			"--platform", runtime.GOOS + "/" + runtime.GOARCH,
 			"--build-arg", "BUILDER_IMAGE=" + images.builder,
-			"--build-arg", "RUNTIME_IMAGE=" + runtimeBase,
+			"--build-arg", "RUNTIME_IMAGE=" + images.base,
 			"--build-arg", "VERSION=" + imageVersion,
 			"-v", modcache + ":/go/pkg/mod:ro",
 			"-v", gocache + ":/root/.cache/go-build",
@@ -164,9 +190,6 @@ func buildImages(root string) (*builtImages, error) {
 		if out, err := images.run("buildah", args...); err != nil {
 			return images, fmt.Errorf("buildah %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-	}
-	if out, err := images.run("buildah", "rmi", runtimeBase); err != nil {
-		return images, fmt.Errorf("buildah rmi %s: %v\n%s", runtimeBase, err, out)
 	}
 	out, err := images.run("podman", "image", "inspect", "--format", "{{.Size}}", images.sidecar)
 	if err != nil {
@@ -184,8 +207,8 @@ func removeContainerImages() {
 	if images == nil {
 		return
 	}
-	// The app's image first: it is built on the other two.
-	for _, image := range []string{images.app, images.sidecar, images.builder} {
+	// The app's image first: it is built on the others.
+	for _, image := range []string{images.app, images.sidecar, images.builder, images.base} {
 		images.run("podman", "rmi", "--force", image)
 	}
 }
