@@ -12,6 +12,10 @@
 //     (recipes_test.go).
 //   - prometheus/: promtool checks and unit-tests the alert rules, and a real
 //     Prometheus scrapes a real sidecar (prometheus_test.go).
+//   - grafana/: the dashboard, generated in the nested module grafana, whose
+//     tests grafana_test.go runs; then every query of the dashboard runs
+//     against a real Prometheus scraping a real sidecar and a real
+//     Pushgateway that fernetctl pushed to (grafana_test.go).
 //   - compose/: as root, a key file bind-mounted as Compose mounts secrets
 //     shows the reload procedure docs/deployment.md gives (compose_test.go).
 //   - kubernetes/, compose/ and ../.dockerignore: decoded strictly with the

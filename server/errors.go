@@ -11,6 +11,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
 
 // decryptFailureReasons are the reasons a token can be refused for, in the
@@ -45,6 +46,10 @@ func reasonOf(err error) string {
 		return fernetv1.ReasonExpired
 	case errors.Is(err, fernet.ErrFutureTimestamp):
 		return fernetv1.ReasonFutureTimestamp
+	case errors.Is(err, totp.ErrInvalidParameter):
+		return fernetv1.ReasonInvalidTOTPParameter
+	case errors.Is(err, totp.ErrInvalidSecret):
+		return fernetv1.ReasonInvalidTOTPSecret
 	default:
 		return fernetv1.ReasonInternal
 	}
@@ -59,9 +64,14 @@ func statusError(operation string, err error) error {
 	if reason == fernetv1.ReasonInternal {
 		code = codes.Internal
 	}
-	st := status.New(code, operation+": "+err.Error())
-	detailed, detailErr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: fernetv1.ErrorDomain})
-	if detailErr != nil {
+	return reasonedError(code, reason, operation+": "+err.Error())
+}
+
+// reasonedError is a gRPC status with an ErrorInfo of reason.
+func reasonedError(code codes.Code, reason, msg string) error {
+	st := status.New(code, msg)
+	detailed, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: fernetv1.ErrorDomain})
+	if err != nil {
 		return st.Err()
 	}
 	return detailed.Err()

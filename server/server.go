@@ -42,6 +42,10 @@ type Config struct {
 	AuditCalls bool
 	Version    string
 	Logger     *slog.Logger
+
+	// AllowedMethods are the FernetService methods served (see
+	// ParseMethods); nil serves all of them.
+	AllowedMethods []string
 }
 
 // Server is the process's gRPC server with health and reflection, and the
@@ -70,7 +74,16 @@ func New(cfg Config) *Server {
 	metrics.ObserveKeyReload(cfg.Keys.Keyring(), nil)
 
 	s := &Server{metrics: metrics, health: health.NewServer(), registry: registry, logger: cfg.Logger}
+	allowed := cfg.AllowedMethods
+	if allowed == nil {
+		allowed = FernetMethods()
+	}
 	interceptors := []grpc.UnaryServerInterceptor{grpcMetrics.unaryInterceptor}
+	if len(allowed) < len(FernetMethods()) {
+		// Before the audit log's interceptor: a refused call gets its own
+		// audit line.
+		interceptors = append(interceptors, denyMethods(allowed, metrics, cfg.Logger))
+	}
 	if cfg.AuditCalls {
 		interceptors = append(interceptors, auditCalls(cfg.Logger))
 	}
@@ -90,7 +103,9 @@ func New(cfg Config) *Server {
 		options = append(options, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	s.grpc = grpc.NewServer(options...)
-	fernetv1.RegisterFernetServiceServer(s.grpc, NewService(cfg.Keys, cfg.Limits, metrics, cfg.Version))
+	service := NewService(cfg.Keys, cfg.Limits, metrics, cfg.Version)
+	service.allowedMethods, service.maxMessageBytes = allowed, cfg.MaxMessageBytes
+	fernetv1.RegisterFernetServiceServer(s.grpc, service)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.healthOnly = grpc.NewServer()
 	healthpb.RegisterHealthServer(s.healthOnly, s.health)
