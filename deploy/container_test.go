@@ -7,6 +7,7 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -75,7 +76,11 @@ func containerImages(t *testing.T) *builtImages {
 			containerBuild.missing = "a static busybox, the builder image's shell (Debian package busybox-static, not busybox)"
 			return
 		}
+		var cannotRun cannotRunError
 		containerBuild.images, containerBuild.err = buildImages(root)
+		if errors.As(containerBuild.err, &cannotRun) {
+			containerBuild.missing, containerBuild.err = cannotRun.Error(), nil
+		}
 	})
 	if containerBuild.missing != "" {
 		testenv.Missing(t, containerBuild.missing)
@@ -84,6 +89,13 @@ func containerImages(t *testing.T) *builtImages {
 		t.Fatal(containerBuild.err)
 	}
 	return containerBuild.images
+}
+
+// cannotRunError says that the machine cannot run a container at all.
+type cannotRunError struct{ detail string }
+
+func (e cannotRunError) Error() string {
+	return "a machine that can run containers (buildah could not run the first RUN of all, in the builder stand-in: " + e.detail + ")"
 }
 
 // staticBinary reports whether the program on PATH needs no dynamic
@@ -186,8 +198,12 @@ func buildImages(root string) (*builtImages, error) {
 			"--build-arg", "SIDECAR_IMAGE=" + images.sidecar,
 			fixtures},
 	}
-	for _, args := range steps {
+	for i, args := range steps {
 		if out, err := images.run("buildah", args...); err != nil {
+			// The builder's RUN is the first container of the run.
+			if i == 0 {
+				return images, cannotRunError{fmt.Sprintf("%v\n%s", err, out)}
+			}
 			return images, fmt.Errorf("buildah %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
