@@ -478,7 +478,11 @@ func databases(t *testing.T, dialect string) func(name string) (dsn string, app 
 	case "mysql":
 		my := dbtest.StartMariaDB(t)
 		return func(name string) (string, *sql.DB) {
-			app := dbtest.OpenMariaDB(t, my.CreateDatabase(t, name))
+			dsn := my.DSN // StartMariaDB made my.Database already
+			if name != my.Database {
+				dsn = my.CreateDatabase(t, name)
+			}
+			app := dbtest.OpenMariaDB(t, dsn)
 			return "mysql://" + my.User + "@localhost/" + name + "?unix_socket=" + my.Socket, app
 		}
 	}
