@@ -3,11 +3,12 @@
 # Deploy: deploy/kubernetes/ and deploy/compose/, explained in docs/deployment.md.
 # deploy/dockerfile_test.go checks this file without a Docker engine: it
 # parses it, runs the build command below as written, and checks the user,
-# the entrypoint, the ports and the health check against the binary's flags.
+# the entrypoint, the ports and the health check against the binary's flags;
+# deploy/container_test.go builds it with buildah and runs the image with
+# podman (docs/deployment.md#without-docker-buildah-and-podman).
 
-# The two base images, as build arguments so that a build can swap them for
-# a mirror's or for local stand-ins (deploy/container_test.go builds this
-# file with buildah, offline, on bases made from Debian's packages).
+# The two base images, as build arguments so that a build can swap them: a
+# mirror's, a pinned digest, or the tests' local stand-ins (offline).
 ARG BUILDER_IMAGE=golang:1.26
 ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian13:nonroot
 

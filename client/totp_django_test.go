@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -18,26 +17,10 @@ func TestTOTPDjangoExample(t *testing.T) {
 	if out, err := exec.Command(py, "-c", "import django_otp").CombinedOutput(); err != nil {
 		testenv.Missing(t, "Python module django_otp (Debian package python3-django-otp): "+string(out))
 	}
-	root := testenv.RepoRoot(t)
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	primary := newKey(t)
 	addr := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode()},
 		"--addr", "unix://"+filepath.Join(t.TempDir(), "fernet.sock"), "--metrics-addr", "").Addr
-
-	cmd := exec.CommandContext(t.Context(), py, "-m", "django", "test", "examples.totp_django",
-		"--settings", "examples.totp_django.test_settings", "--verbosity", "2")
-	cmd.Dir = filepath.Join(root, "client", "python")
-	cmd.Env = append(os.Environ(),
-		"SIDECAR_TEST_UNIX_TARGET="+addr,
-		"SIDECAR_TEST_PRIMARY_KEY="+primary.Encode(),
-		"PYTHONDONTWRITEBYTECODE=1",
-		"PYTHONNOUSERSITE=1",
-		"PYTHONPATH=",
-		"PYTHONWARNINGS=ignore::DeprecationWarning",
-	)
-	out, err := cmd.CombinedOutput()
-	t.Logf("%s -m django test examples.totp_django:\n%s", py, out)
-	if err != nil {
-		t.Fatalf("the TOTP Django example's tests failed: %v", err)
-	}
+	runPython(t, py, []string{"SIDECAR_TEST_UNIX_TARGET=" + addr, "SIDECAR_TEST_PRIMARY_KEY=" + primary.Encode()},
+		"-m", "django", "test", "examples.totp_django", "--settings", "examples.totp_django.test_settings", "--verbosity", "2")
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -43,6 +45,7 @@ type builtImages struct {
 	sidecar string // the Dockerfile's image
 	app     string // a stand-in for the app beside it (app.Containerfile)
 	builder string // BUILDER_IMAGE's stand-in, also the app's base
+	base    string // RUNTIME_IMAGE's stand-in
 	size    int64  // the sidecar image's size in bytes
 }
 
@@ -69,7 +72,15 @@ func containerImages(t *testing.T) *builtImages {
 				return
 			}
 		}
+		if !staticBinary("busybox") {
+			containerBuild.missing = "a static busybox, the builder image's shell (Debian package busybox-static, not busybox)"
+			return
+		}
+		var cannotRun cannotRunError
 		containerBuild.images, containerBuild.err = buildImages(root)
+		if errors.As(containerBuild.err, &cannotRun) {
+			containerBuild.missing, containerBuild.err = cannotRun.Error(), nil
+		}
 	})
 	if containerBuild.missing != "" {
 		testenv.Missing(t, containerBuild.missing)
@@ -78,6 +89,33 @@ func containerImages(t *testing.T) *builtImages {
 		t.Fatal(containerBuild.err)
 	}
 	return containerBuild.images
+}
+
+// cannotRunError says that the machine cannot run a container at all.
+type cannotRunError struct{ detail string }
+
+func (e cannotRunError) Error() string {
+	return "a machine that can run containers (buildah could not run the first RUN of all, in the builder stand-in: " + e.detail + ")"
+}
+
+// staticBinary reports whether the program on PATH needs no dynamic
+// loader, so that it runs in an image without a libc.
+func staticBinary(name string) bool {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return false
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }
 
 func debianPackage(tool string) string {
@@ -101,9 +139,9 @@ func buildImages(root string) (*builtImages, error) {
 		sidecar: "localhost/fernet-sidecar-test:" + runID,
 		app:     "localhost/fernet-sidecar-test-app:" + runID,
 		builder: "localhost/fernet-sidecar-test-builder:" + runID,
+		base:    "localhost/fernet-sidecar-test-runtime:" + runID,
 	}
 	containerBuild.images = images // so that TestMain removes whatever was built
-	runtimeBase := "localhost/fernet-sidecar-test-runtime:" + runID
 
 	goEnv, err := exec.Command("go", "env", "GOROOT", "GOMODCACHE", "GOCACHE").Output()
 	if err != nil {
@@ -139,7 +177,7 @@ func buildImages(root string) (*builtImages, error) {
 			"--build-context", "busybox=" + filepath.Dir(busybox),
 			"--build-context", "goroot=" + goroot,
 			fixtures},
-		{"bud", "--layers=false", "-f", "runtime.Containerfile", "-t", runtimeBase,
+		{"bud", "--layers=false", "-f", "runtime.Containerfile", "-t", images.base,
 			"--build-context", "cacerts=/etc/ssl/certs",
 			"--build-context", "zoneinfo=/usr/share/zoneinfo",
 			"--build-context", "empty=" + empty,
@@ -150,7 +188,7 @@ func buildImages(root string) (*builtImages, error) {
 		{"bud", "--layers=false", "--format", "docker", "-t", images.sidecar,
 			"--platform", runtime.GOOS + "/" + runtime.GOARCH,
 			"--build-arg", "BUILDER_IMAGE=" + images.builder,
-			"--build-arg", "RUNTIME_IMAGE=" + runtimeBase,
+			"--build-arg", "RUNTIME_IMAGE=" + images.base,
 			"--build-arg", "VERSION=" + imageVersion,
 			"-v", modcache + ":/go/pkg/mod:ro",
 			"-v", gocache + ":/root/.cache/go-build",
@@ -160,13 +198,14 @@ func buildImages(root string) (*builtImages, error) {
 			"--build-arg", "SIDECAR_IMAGE=" + images.sidecar,
 			fixtures},
 	}
-	for _, args := range steps {
+	for i, args := range steps {
 		if out, err := images.run("buildah", args...); err != nil {
+			// The builder's RUN is the first container of the run.
+			if i == 0 {
+				return images, cannotRunError{fmt.Sprintf("%v\n%s", err, out)}
+			}
 			return images, fmt.Errorf("buildah %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-	}
-	if out, err := images.run("buildah", "rmi", runtimeBase); err != nil {
-		return images, fmt.Errorf("buildah rmi %s: %v\n%s", runtimeBase, err, out)
 	}
 	out, err := images.run("podman", "image", "inspect", "--format", "{{.Size}}", images.sidecar)
 	if err != nil {
@@ -184,8 +223,8 @@ func removeContainerImages() {
 	if images == nil {
 		return
 	}
-	// The app's image first: it is built on the other two.
-	for _, image := range []string{images.app, images.sidecar, images.builder} {
+	// The app's image first: it is built on the others.
+	for _, image := range []string{images.app, images.sidecar, images.builder, images.base} {
 		images.run("podman", "rmi", "--force", image)
 	}
 }
@@ -322,6 +361,17 @@ func healthServing(addr string, timeout time.Duration) error {
 // keyInfo is the metric line that says a key is loaded as primary.
 func keyInfo(t *testing.T, key string) string {
 	return fmt.Sprintf(`fernet_key_info{key_id=%q,role="primary"} 1`, keyID(t, key))
+}
+
+// waitForMetric polls a /metrics URL until it has the line, for up to 15 s.
+func waitForMetric(t *testing.T, url, line string) error {
+	t.Helper()
+	return waitFor(15*time.Second, func() error {
+		if code, body := httpGet(t, url); code != 200 || !strings.Contains(body, line) {
+			return fmt.Errorf("GET %s: %d, no %s", url, code, line)
+		}
+		return nil
+	})
 }
 
 // writeKeys writes the key files as the Secret's volume holds them,
@@ -483,13 +533,7 @@ func TestContainerPod(t *testing.T) {
 	// writes a Secret's update: seen without a restart.
 	pid := images.inspect(t, sidecar, "{{.State.Pid}}")
 	writeKeys(t, keys, map[string]string{"primary": keyB + "\n", "old": keyA + "\n"})
-	err := waitFor(15*time.Second, func() error {
-		if _, body := httpGet(t, metricsURL); !strings.Contains(body, keyInfo(t, keyB)) {
-			return fmt.Errorf("no %s in /metrics", keyInfo(t, keyB))
-		}
-		return nil
-	})
-	if err != nil {
+	if err := waitForMetric(t, metricsURL, keyInfo(t, keyB)); err != nil {
 		t.Errorf("after the key change: %v\n%s", err, images.logs(t, sidecar))
 	}
 	if now := images.inspect(t, sidecar, "{{.State.Pid}}"); now != pid {
@@ -514,14 +558,35 @@ func TestContainerPod(t *testing.T) {
 	t.Logf("podman stop took %v (grace period %ds)", took.Round(time.Millisecond), grace)
 }
 
-// kubePlayEdits are the changes the test makes to a copy of
-// deployment.yaml for podman 4.3's kube play, each for a reason that
-// docs/deployment.md gives; the shipped manifest is not changed. Each must
-// apply exactly once, so that a change to the manifest that they no longer
-// fit fails here rather than testing something else.
-var kubePlayEdits = []struct {
+// manifestEdit is a change the tests make to a copy of a shipped manifest,
+// never to the manifest itself. The pattern must match exactly once, so
+// that a change to the manifest that the edit no longer fits fails the
+// test rather than testing something else. In replace, {{key}} stands for
+// a value the test gives.
+type manifestEdit struct {
 	why, pattern, replace string
-}{
+}
+
+// applyEdits returns the manifest (read from file) with the edits made.
+func applyEdits(t *testing.T, file, manifest string, edits []manifestEdit, values map[string]string) string {
+	t.Helper()
+	for _, edit := range edits {
+		re := regexp.MustCompile(edit.pattern)
+		if n := len(re.FindAllStringIndex(manifest, -1)); n != 1 {
+			t.Fatalf("%s: %q matches %d times, want once (edit: %s)", file, edit.pattern, n, edit.why)
+		}
+		replace := edit.replace
+		for key, value := range values {
+			replace = strings.ReplaceAll(replace, "{{"+key+"}}", value)
+		}
+		manifest = re.ReplaceAllString(manifest, replace)
+	}
+	return manifest
+}
+
+// kubePlayEdits make deployment.yaml playable by podman 4.3's kube play,
+// each for a reason that docs/deployment.md gives.
+var kubePlayEdits = []manifestEdit{
 	{"the local build instead of the registry's image",
 		`(?m)^(\s+image: )\S*fernet-sidecar\S*$`, "${1}{{sidecar}}"},
 	{"the app's stand-in",
@@ -552,24 +617,6 @@ var kubePlayEdits = []struct {
 		`(?m)^(        - name: fernet-keys\n          )secret:$`, "${1}hostPath:"},
 }
 
-// kubePlayManifest returns the copy of deployment.yaml that podman 4.3 can
-// play, as kubePlayEdits make it.
-func kubePlayManifest(t *testing.T, manifest string, values map[string]string) string {
-	t.Helper()
-	for _, edit := range kubePlayEdits {
-		re := regexp.MustCompile(edit.pattern)
-		if n := len(re.FindAllStringIndex(manifest, -1)); n != 1 {
-			t.Fatalf("deployment.yaml: %q matches %d times, want once (edit: %s)", edit.pattern, n, edit.why)
-		}
-		replace := edit.replace
-		for key, value := range values {
-			replace = strings.ReplaceAll(replace, "{{"+key+"}}", value)
-		}
-		manifest = re.ReplaceAllString(manifest, replace)
-	}
-	return manifest
-}
-
 // TestContainerKubePlay runs deploy/kubernetes/deployment.yaml with podman
 // kube play, changed only as kubePlayEdits say, and checks what podman 4.3
 // applies of it: the security contexts, the mounts, the memory limit, and
@@ -594,7 +641,7 @@ func TestContainerKubePlay(t *testing.T) {
 
 	name := images.name(t, "myapp")
 	played := filepath.Join(t.TempDir(), "deployment.yaml")
-	if err := os.WriteFile(played, []byte(kubePlayManifest(t, string(manifest), map[string]string{
+	if err := os.WriteFile(played, []byte(applyEdits(t, "deployment.yaml", string(manifest), kubePlayEdits, map[string]string{
 		"sidecar": images.sidecar, "app": images.app, "name": name, "keys": keys,
 	})), 0o644); err != nil {
 		t.Fatal(err)
@@ -655,11 +702,9 @@ func TestContainerKubePlay(t *testing.T) {
 	}
 }
 
-// composeEdits are the changes the test makes to a copy of compose.yaml,
-// as kubePlayEdits are for deployment.yaml.
-var composeEdits = []struct {
-	why, pattern, replace string
-}{
+// composeEdits make compose.yaml run the image built here, with its ports
+// published on free host ports.
+var composeEdits = []manifestEdit{
 	{"the image built here: no build section",
 		`(?m)^    build:\n      context: \S+\n`, ""},
 	{"the image built here",
@@ -690,14 +735,7 @@ func TestContainerCompose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	compose := string(original)
-	for _, edit := range composeEdits {
-		re := regexp.MustCompile(edit.pattern)
-		if n := len(re.FindAllStringIndex(compose, -1)); n != 1 {
-			t.Fatalf("compose.yaml: %q matches %d times, want once (edit: %s)", edit.pattern, n, edit.why)
-		}
-		compose = re.ReplaceAllString(compose, strings.ReplaceAll(edit.replace, "{{sidecar}}", images.sidecar))
-	}
+	compose := applyEdits(t, "compose.yaml", string(original), composeEdits, map[string]string{"sidecar": images.sidecar})
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -738,13 +776,7 @@ func TestContainerCompose(t *testing.T) {
 	metricsURL := "http://" + published + "/metrics"
 	waitForKey := func(key string) {
 		t.Helper()
-		err := waitFor(15*time.Second, func() error {
-			if code, body := httpGet(t, metricsURL); code != 200 || !strings.Contains(body, keyInfo(t, key)) {
-				return fmt.Errorf("GET %s: %d, no %s", metricsURL, code, keyInfo(t, key))
-			}
-			return nil
-		})
-		if err != nil {
+		if err := waitForMetric(t, metricsURL, keyInfo(t, key)); err != nil {
 			t.Fatalf("%v\n%s", err, images.logs(t, sidecar))
 		}
 	}

@@ -4,6 +4,10 @@
 //   - ../Dockerfile: parsed; its build command is run as written and the
 //     result must be static; user, entrypoint, ports and health check must
 //     agree with the binary's flags (dockerfile_test.go).
+//   - ../Dockerfile, built and run: buildah builds it as written, offline,
+//     on local stand-ins for its base images (testdata/container/), and
+//     podman runs the image in a pod, deployment.yaml with kube play and
+//     compose.yaml with podman-compose (container_test.go).
 //   - ../README.md: the grpcurl recipes run as written against a sidecar
 //     (recipes_test.go).
 //   - prometheus/: promtool checks and unit-tests the alert rules, and a real

@@ -47,8 +47,8 @@ var metricsComingLater = []string{
 // TestDashboardQueries runs every query of the dashboard, and of its
 // variables, against a real Prometheus that scrapes a real sidecar, which
 // has served traffic, refused tokens and reloaded its keys, and a real
-// Pushgateway, to which fernetctl pushed a run that completed and one that
-// failed. Each must parse and return at least one series. The rotation
+// Pushgateway, to which fernetctl pushed the runs of two shards that
+// completed and a run that failed. Each must parse and return at least one series. The rotation
 // alert rules are loaded too: they must evaluate without error, and the
 // failed run must fire FernetRotationFailed.
 func TestDashboardQueries(t *testing.T) {
@@ -84,40 +84,48 @@ func TestDashboardQueries(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	// A run that re-encrypts a table under the old key, and one that fails
-	// (the table does not exist).
+	// A table under the old key, re-encrypted by two shards, each pushing
+	// to its own group; and a run that fails (the table does not exist).
 	const rows = 45
 	dsn := "sqlite:" + oldKeyTable(t, dir, old, rows)
 	fernetctl := buildFernetctl(t, root)
 	started := time.Now()
 	for _, run := range []struct {
 		table string
+		extra []string
 		code  int
-	}{{"secrets", 0}, {"missing", 1}} {
-		cmd := exec.Command(fernetctl, "reencrypt", "--dsn", dsn, "--table", run.table, "--column", "token",
-			"--batch-size", "10", "--sidecar", s.Addr, "--pushgateway", gateway.url)
+	}{
+		{"secrets", []string{"--shard", "0/2"}, 0},
+		{"secrets", []string{"--shard", "1/2"}, 0},
+		{"missing", nil, 1},
+	} {
+		args := append([]string{"reencrypt", "--dsn", dsn, "--table", run.table, "--column", "token",
+			"--batch-size", "10", "--sidecar", s.Addr, "--pushgateway", gateway.url}, run.extra...)
+		cmd := exec.Command(fernetctl, args...)
 		cmd.Dir = dir
 		out, _ := cmd.CombinedOutput()
 		if code := cmd.ProcessState.ExitCode(); code != run.code {
-			t.Fatalf("fernetctl on %s: exit %d, want %d\n%s", run.table, code, run.code, out)
+			t.Fatalf("fernetctl %q: exit %d, want %d\n%s", args, code, run.code, out)
 		}
 		if strings.Contains(string(out), "fernetctl: pushgateway") {
-			t.Errorf("fernetctl on %s could not push:\n%s", run.table, out)
+			t.Errorf("fernetctl %q could not push:\n%s", args, out)
 		}
 	}
 
-	// What fernetctl pushed, as Prometheus scraped it from the Pushgateway.
+	// What fernetctl pushed, as Prometheus scraped it from the Pushgateway:
+	// the two shards' groups add up to the table.
 	secrets := `job="fernetctl",table="secrets",column="token"`
 	p.waitForValues(t, map[string]float64{
-		`fernet_rotation_rows_scanned_total{` + secrets + `}`:                                                         rows,
-		`fernet_rotation_rows_reencrypted_total{` + secrets + `}`:                                                     rows,
-		`fernet_rotation_rows_current_total{` + secrets + `}`:                                                         0,
-		`fernet_rotation_rows_undecryptable_total{` + secrets + `}`:                                                   0,
-		`fernet_rotation_rows_to_scan{` + secrets + `}`:                                                               rows,
-		`fernet_rotation_state{` + secrets + `,state="complete"}`:                                                     1,
-		`fernet_rotation_state{` + secrets + `,state="running"}`:                                                      0,
+		`sum(fernet_rotation_rows_scanned_total{` + secrets + `})`:                                                    rows,
+		`sum(fernet_rotation_rows_reencrypted_total{` + secrets + `})`:                                                rows,
+		`sum(fernet_rotation_rows_current_total{` + secrets + `})`:                                                    0,
+		`sum(fernet_rotation_rows_undecryptable_total{` + secrets + `})`:                                              0,
+		`sum(fernet_rotation_rows_to_scan{` + secrets + `})`:                                                          rows,
+		`count(fernet_rotation_rows_scanned_total{` + secrets + `,shard=~"0/2|1/2"} > 0)`:                             2,
+		`count(fernet_rotation_state{` + secrets + `,state="complete"} == 1)`:                                         2,
+		`sum(fernet_rotation_state{` + secrets + `,state="running"})`:                                                 0,
 		`fernet_rotation_state{job="fernetctl",table="missing",column="token",state="failed"}`:                        1,
-		`count(fernet_rotation_last_success_timestamp_seconds{` + secrets + `} > ` + fmt.Sprint(started.Unix()) + `)`: 1,
+		`count(fernet_rotation_last_success_timestamp_seconds{` + secrets + `} > ` + fmt.Sprint(started.Unix()) + `)`: 2,
 		`count(fernet_rotation_last_success_timestamp_seconds{table="missing"}) or vector(0)`:                         0,
 		`ALERTS{alertname="FernetRotationFailed",alertstate="firing",table="missing"}`:                                1,
 		`count(ALERTS{alertname="FernetRotationFailed",table="secrets"}) or vector(0)`:                                0,
@@ -175,12 +183,13 @@ func TestDashboardQueries(t *testing.T) {
 }
 
 // startPushgateway runs Debian's prometheus-pushgateway on a loopback port,
-// keeping what is pushed in memory only.
+// keeping what is pushed in memory only: Debian's build otherwise persists
+// it to /var/lib/prometheus/pushgateway.data, shared by every run.
 func startPushgateway(t *testing.T) *daemon {
 	t.Helper()
 	bin := testenv.LookPath(t, "prometheus-pushgateway")
 	return startDaemon(t, "prometheus-pushgateway", t.TempDir(), func(addr string, _ int) []string {
-		return []string{bin, "--web.listen-address=" + addr, "--log.level=info"}
+		return []string{bin, "--web.listen-address=" + addr, "--persistence.file=", "--log.level=info"}
 	})
 }
 

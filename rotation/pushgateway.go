@@ -29,7 +29,7 @@ const PushInterval = time.Second
 // Pushgateway reports a run to a Prometheus Pushgateway, the way Prometheus
 // documents for batch jobs: the run's progress after each batch (at most
 // every PushInterval) and its outcome at the end, in one group per job,
-// table and column. It pushes with POST, which replaces only the metrics it
+// table and column (and shard). It pushes with POST, which replaces only the metrics it
 // sends, so fernet_rotation_last_success_timestamp_seconds stays from the
 // last run that succeeded until another one does. docs/deployment.md lists
 // the metrics.
@@ -47,12 +47,17 @@ type Pushgateway struct {
 }
 
 // NewPushgateway reports to the Pushgateway at url (http://host:9091) under
-// job, grouped by table and column.
-func NewPushgateway(url, job, table, column string) *Pushgateway {
+// job, grouped by table and column, and by shard ("i/n") when the run is
+// one of several shards, so that the shards do not overwrite each other.
+func NewPushgateway(url, job, table, column string, shard Shard) *Pushgateway {
 	p := &Pushgateway{now: time.Now, state: StateRunning}
 	p.pusher = push.New(url, job).
 		Grouping("table", table).
-		Grouping("column", column).
+		Grouping("column", column)
+	if shard.Count > 1 {
+		p.pusher = p.pusher.Grouping("shard", shard.String())
+	}
+	p.pusher = p.pusher.
 		Client(&http.Client{Timeout: 5 * time.Second}).
 		Collector(pushCollector{p})
 	return p

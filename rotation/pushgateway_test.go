@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -37,11 +38,16 @@ func (r *pushRecorder) count() int {
 
 func newTestPushgateway(t *testing.T, status int) (*Pushgateway, *pushRecorder, *time.Time) {
 	t.Helper()
+	return newShardPushgateway(t, status, Shard{})
+}
+
+func newShardPushgateway(t *testing.T, status int, shard Shard) (*Pushgateway, *pushRecorder, *time.Time) {
+	t.Helper()
 	rec := &pushRecorder{status: status}
 	srv := httptest.NewServer(rec)
 	t.Cleanup(srv.Close)
 	clock := time.Unix(1_800_000_000, 0)
-	p := NewPushgateway(srv.URL, "fernetctl", "otp_device", "key")
+	p := NewPushgateway(srv.URL, "fernetctl", "otp_device", "key", shard)
 	p.now = func() time.Time { return clock }
 	return p, rec, &clock
 }
@@ -76,17 +82,55 @@ func TestPushgatewayPushesAtStartEachBatchAndEnd(t *testing.T) {
 		}
 	}
 	for _, req := range rec.requests {
-		// The grouping labels after the job come in any order.
-		group, ok := strings.CutPrefix(req, "POST /metrics/job/fernetctl/")
-		pairs := strings.Split(group, "/")
-		labels := map[string]string{}
-		for i := 0; ok && i+1 < len(pairs); i += 2 {
-			labels[pairs[i]] = pairs[i+1]
-		}
-		if !ok || len(pairs) != 4 || labels["table"] != "otp_device" || labels["column"] != "key" {
+		if labels := pushGroup(t, req); len(labels) != 2 || labels["table"] != "otp_device" || labels["column"] != "key" {
 			t.Errorf("request %q; want a POST to the group of job, table and column", req)
 		}
 	}
+}
+
+func TestPushgatewayGroupsByShard(t *testing.T) {
+	for _, tc := range []struct {
+		shard Shard
+		want  string // the shard label, "" for none
+	}{
+		{Shard{}, ""},
+		{Shard{Index: 0, Count: 1}, ""},
+		{Shard{Index: 2, Count: 8}, "2/8"},
+	} {
+		p, rec, _ := newShardPushgateway(t, http.StatusOK, tc.shard)
+		if err := p.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		labels := pushGroup(t, rec.requests[0])
+		if labels["shard"] != tc.want || labels["table"] != "otp_device" {
+			t.Errorf("shard %v: pushed to %q, want shard label %q", tc.shard, rec.requests[0], tc.want)
+		}
+	}
+}
+
+// pushGroup reads the grouping labels after the job from a recorded push,
+// as the Pushgateway does: they come in any order, and a value with a
+// slash in it is base64url-encoded, its label name suffixed "@base64".
+func pushGroup(t *testing.T, req string) map[string]string {
+	t.Helper()
+	group, ok := strings.CutPrefix(req, "POST /metrics/job/fernetctl/")
+	pairs := strings.Split(group, "/")
+	if !ok || len(pairs)%2 != 0 {
+		t.Fatalf("request %q: not a POST to a group of job fernetctl", req)
+	}
+	labels := map[string]string{}
+	for i := 0; i < len(pairs); i += 2 {
+		name, value := pairs[i], pairs[i+1]
+		if n, encoded := strings.CutSuffix(name, "@base64"); encoded {
+			raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(value, "="))
+			if err != nil {
+				t.Fatalf("request %q: %v", req, err)
+			}
+			name, value = n, string(raw)
+		}
+		labels[name] = value
+	}
+	return labels
 }
 
 func TestPushgatewayReportsTheOutcome(t *testing.T) {

@@ -100,7 +100,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.BoolVar(&c.encryptPlaintext, "encrypt-plaintext", false, "encrypt those rows in place (implies --legacy-plaintext base32 unless given)")
 	shard := fs.String("shard", "", "i/n: walk only part i of n (0 <= i < n) of the table, beside the n-1 other parts' runs")
 	fs.DurationVar(&c.progressInterval, "progress-interval", 10*time.Second, "when stderr is not a terminal, print a progress line this often; 0 for none")
-	fs.StringVar(&c.pushgateway, "pushgateway", "", "Prometheus Pushgateway URL (http://host:9091): push the run's progress and outcome there, as job fernetctl grouped by table and column")
+	fs.StringVar(&c.pushgateway, "pushgateway", "", "Prometheus Pushgateway URL (http://host:9091): push the run's progress and outcome there, as job fernetctl grouped by table, column and shard")
 	if err := fs.Parse(bareLegacyPlaintext(args)); err != nil {
 		return c, err
 	}

@@ -25,7 +25,7 @@ func newPushReporter(cfg config, stderr io.Writer) *pushReporter {
 	if cfg.pushgateway == "" {
 		return nil
 	}
-	return &pushReporter{gateway: rotation.NewPushgateway(cfg.pushgateway, pushgatewayJob, cfg.table, cfg.column), stderr: stderr}
+	return &pushReporter{gateway: rotation.NewPushgateway(cfg.pushgateway, pushgatewayJob, cfg.table, cfg.column, cfg.shard), stderr: stderr}
 }
 
 func (r *pushReporter) start() {

@@ -218,25 +218,25 @@ func build() (dashboard.Dashboard, error) {
 		WithPanel(p.graph("TOTP verifications by outcome", "One-time codes checked per second, by outcome.", "ops",
 			query{`sum by (outcome) (rate(fernet_totp_verifications_total{S}[R]))`, "{{outcome}}", false}))
 
-	rotationRun := "{{job}} {{table}}.{{column}}"
+	rotationRun := "{{job}} {{table}}.{{column}} {{shard}}"
 	b.WithRow(p.row("Rotation runs (Pushgateway)")).
 		WithPanel(p.table("Run state", "The state of the last run of each job, table and column: running, complete, remaining (rows left off the primary key), failed or interrupted.",
-			query{`max by (job, table, column, state) (fernet_rotation_state == 1)`, "", true})).
+			query{`max by (job, table, column, shard, state) (fernet_rotation_state == 1)`, "", true})).
 		WithPanel(p.table("Last successful run", "When each table and column last had a run that left every row under the primary key.",
-			query{`max by (job, table, column) (fernet_rotation_last_success_timestamp_seconds) * 1000`, "", true}).
+			query{`max by (job, table, column, shard) (fernet_rotation_last_success_timestamp_seconds) * 1000`, "", true}).
 			Unit("dateTimeAsIso")).
 		WithPanel(p.graph("Progress", "Rows the run has scanned, as a share of the rows it had to scan when it started.", "percentunit",
 			query{`clamp_max(fernet_rotation_rows_scanned_total / (fernet_rotation_rows_to_scan > 0), 1)`, rotationRun, false})).
 		WithPanel(p.graph("Rows scanned per second", "How fast each run walks its table.", "short",
-			query{`sum by (job, table, column) (rate(fernet_rotation_rows_scanned_total[R]))`, rotationRun, false})).
+			query{`sum by (job, table, column, shard) (rate(fernet_rotation_rows_scanned_total[R]))`, rotationRun, false})).
 		WithPanel(p.graph("Rows of the current run, by outcome", "What the last run did so far: re-encrypted, already current, undecryptable (left as they are), legacy plaintext encrypted, and conflicts with app writes (re-read and retried).", "short",
-			query{`sum by (job, table, column) (fernet_rotation_rows_reencrypted_total)`, "re-encrypted " + rotationRun, false},
-			query{`sum by (job, table, column) (fernet_rotation_rows_current_total)`, "current " + rotationRun, false},
-			query{`sum by (job, table, column) (fernet_rotation_rows_undecryptable_total)`, "undecryptable " + rotationRun, false},
-			query{`sum by (job, table, column) (fernet_rotation_rows_plaintext_encrypted_total)`, "plaintext encrypted " + rotationRun, false},
-			query{`sum by (job, table, column) (fernet_rotation_conflicts_total)`, "conflicts " + rotationRun, false})).
+			query{`sum by (job, table, column, shard) (fernet_rotation_rows_reencrypted_total)`, "re-encrypted " + rotationRun, false},
+			query{`sum by (job, table, column, shard) (fernet_rotation_rows_current_total)`, "current " + rotationRun, false},
+			query{`sum by (job, table, column, shard) (fernet_rotation_rows_undecryptable_total)`, "undecryptable " + rotationRun, false},
+			query{`sum by (job, table, column, shard) (fernet_rotation_rows_plaintext_encrypted_total)`, "plaintext encrypted " + rotationRun, false},
+			query{`sum by (job, table, column, shard) (fernet_rotation_conflicts_total)`, "conflicts " + rotationRun, false})).
 		WithPanel(p.graph("Time since last progress", "Seconds since each run started or last committed a batch. The alert FernetRotationStalled fires when a running run has not progressed for 15 minutes.", "s",
-			query{`time() - max by (job, table, column) (fernet_rotation_last_progress_timestamp_seconds)`, rotationRun, false}))
+			query{`time() - max by (job, table, column, shard) (fernet_rotation_last_progress_timestamp_seconds)`, rotationRun, false}))
 
 	return b.Build()
 }

@@ -88,9 +88,10 @@ class Database:
 class Report:
     """What a walk found and did, in counts and key ids."""
 
-    def __init__(self, table: str, column: str):
+    def __init__(self, table: str, column: str, check: bool = False):
         self.table = table
         self.column = column
+        self.check = check  #: a count only: nothing was to be written
         self.rows = 0  #: rows read
         self.null = 0  #: NULL values, left alone
         self.primary = 0  #: tokens already under the primary key
@@ -123,16 +124,18 @@ class Report:
         out = [("rows", self.rows), ("NULL", self.null), ("under the primary key", self.primary)]
         for key_id, n in sorted(self.decrypt_only.items()):
             out.append(("under decrypt-only key %s" % key_id, n))
-        out.append(("to re-encrypt" if self.not_written else "re-encrypted", self.rotated))
+        if not self.check:
+            out.append(("to re-encrypt" if self.not_written else "re-encrypted", self.rotated))
         out.append(("legacy plaintext", self.legacy))
-        if self.legacy:
+        if self.legacy and not self.check:
             out.append(("plaintext encrypted", self.encrypted))
         for reason, n in sorted(self.undecryptable.items()):
             out.append(("undecryptable (%s)" % reason, n))
         if self.undecryptable_pks:
             out.append(("  undecryptable pks", ", ".join(str(pk) for pk in self.undecryptable_pks)))
-        out.append(("changed by the app meanwhile (not written)", self.conflicts))
-        out.append(("rows written", self.written))
+        if not self.check:
+            out.append(("changed by the app meanwhile (not written)", self.conflicts))
+            out.append(("rows written", self.written))
         return out
 
 
@@ -173,7 +176,7 @@ def walk(
     first = "SELECT %s, %s FROM %s ORDER BY %s LIMIT %d" % (q(pk), q(column), q(table), q(pk), batch_size)
     after = "SELECT %s, %s FROM %s WHERE %s > {} ORDER BY %s LIMIT %d" % (q(pk), q(column), q(table), q(pk), q(pk), batch_size)
     update = "UPDATE %s SET %s = {} WHERE %s = {} AND %s = {}" % (q(table), q(column), q(pk), q(column))
-    report = Report(table, column)
+    report = Report(table, column, check)
     while True:
         with db.cursor() as cursor:
             if report.last_pk is None:

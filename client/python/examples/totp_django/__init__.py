@@ -6,13 +6,14 @@ settings.py:
 
     INSTALLED_APPS = [
         ...
+        "fernet_sidecar.django",
         "django_otp",
         "django_otp.plugins.otp_totp",   # only to import existing TOTPDevice keys
         "examples.totp_django",
     ]
     MIDDLEWARE = [..., "django.contrib.auth.middleware.AuthenticationMiddleware",
                   "django_otp.middleware.OTPMiddleware", ...]
-    FERNET_SIDECAR_TARGET = "unix:///run/fernet/fernet.sock"
+    FERNET_SIDECAR = {"TARGET": "unix:///run/fernet/fernet.sock"}   # the sidecar backend: TOTP needs it
     OTP_TOTP_ISSUER = "Example"
 
 urls.py: django_otp.views.LoginView (username, password and the code), as

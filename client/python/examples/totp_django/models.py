@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django_otp.models import Device, ThrottlingMixin
 
-from examples.django_field import sidecar
+from fernet_sidecar.django.conf import fernet as sidecar
 
 
 class SidecarTOTPDevice(ThrottlingMixin, Device):

@@ -10,6 +10,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "fernet_sidecar.django",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "examples.totp_django",
@@ -24,7 +25,6 @@ ROOT_URLCONF = "examples.totp_django.urls"
 TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
 USE_TZ = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, for tests only
-FERNET_SIDECAR_TARGET = os.environ.get("SIDECAR_TEST_UNIX_TARGET", "localhost:50051")
-FERNET_SIDECAR_TIMEOUT = 10.0
+FERNET_SIDECAR = {"TARGET": os.environ.get("SIDECAR_TEST_UNIX_TARGET", "localhost:50051"), "TIMEOUT": 10.0}
 OTP_TOTP_ISSUER = "Example"
 OTP_TOTP_THROTTLE_FACTOR = 0  # the tests send wrong codes on purpose

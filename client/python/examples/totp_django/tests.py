@@ -100,3 +100,8 @@ class ImportTest(TestCase):
         self.assertEqual(primary().decrypt(device.token.encode()).decode(), key)
         otp = pyotp.TOTP(base64.b32encode(binascii.unhexlify(key)).decode())
         self.assertTrue(device.verify_token(otp.now()))
+
+
+class MigrationsTest(TestCase):
+    def test_migrations_match_the_model(self):
+        call_command("makemigrations", "totp_django", "--check", "--dry-run", stdout=io.StringIO())

@@ -20,7 +20,7 @@ def register():
 
 def check_settings(app_configs=None, **kwargs):
     try:
-        conf.make().close()
+        conf.validate()
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), hint="See docs/django.md, Settings.", id="fernet_sidecar.E001")]
     return []
@@ -45,10 +45,9 @@ def check_deploy(app_configs=None, **kwargs):
     except ImproperlyConfigured:
         return []
     except SidecarError as exc:
-        code = exc.code.name if exc.code is not None else "error"
         return [
             checks.Warning(
-                "fernet-sidecar at %s cannot be reached (%s)." % (options["target"], code),
+                "fernet-sidecar at %s cannot be reached (%s)." % (options["target"], conf.failure(exc)),
                 hint="Start the sidecar beside the app, or fix FERNET_SIDECAR[\"TARGET\"].",
                 id="fernet_sidecar.W002",
             )

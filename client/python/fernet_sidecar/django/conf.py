@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from .._backend import BACKENDS, IN_PROCESS, SIDECAR, PerProcess, make_fernet
-from .._client import DEFAULT_TARGET, DEFAULT_TIMEOUT
+from .._client import DEFAULT_TARGET, DEFAULT_TIMEOUT, _check_target, _check_timeout
 
 SETTING = "FERNET_SIDECAR"
 _KEYS = ("TARGET", "TIMEOUT", "TTL", "BACKEND", "KEYS")
@@ -48,6 +48,21 @@ def options():
     return kwargs, ttl
 
 
+def validate():
+    """Raises ImproperlyConfigured when the setting is wrong. Opens no gRPC
+    channel: a process that forks later (a preloading server) must not
+    have started gRPC."""
+    kwargs, _ = options()
+    try:
+        if kwargs["backend"] == SIDECAR:
+            _check_target(kwargs["target"])
+            _check_timeout(kwargs["timeout"])
+        else:
+            make_fernet(**kwargs).close()
+    except (TypeError, ValueError) as exc:
+        raise ImproperlyConfigured("%s: %s" % (SETTING, exc)) from None
+
+
 def make():
     """A new backend from the setting (the caller closes it)."""
     return make_with_timeout(None)
@@ -75,6 +90,14 @@ def fernet():
 def ttl():
     """TTL from the setting: None, or seconds."""
     return options()[1]
+
+
+def failure(exc):
+    """What a SidecarError says in a message: its gRPC status name (or
+    reason), never the details."""
+    if exc.code is not None:
+        return exc.code.name
+    return exc.reason or "error"
 
 
 def _reset(setting, **kwargs):

@@ -14,6 +14,8 @@ class Account(models.Model):
     moment = fields.EncryptedDateTimeField(null=True, blank=True)
     blob = fields.EncryptedBinaryField(null=True, blank=True)
     data = fields.EncryptedJSONField(null=True, blank=True)
+    # Plain, with a backend converter on SQLite: read beside the batch.
+    created = models.DateTimeField(null=True, blank=True)
 
 
 class Device(models.Model):

@@ -6,12 +6,13 @@ import os
 import random
 import threading
 import time
+from unittest import mock
 
 from cryptography.fernet import Fernet
 from django.core import checks as django_checks
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.db.migrations.state import ProjectState
 from django.test import TestCase, TransactionTestCase, override_settings
 
@@ -20,7 +21,7 @@ from fernet_sidecar.django.migrations import EncryptPlaintext, ReEncrypt
 
 from .. import env
 from .helpers import keys, raw, set_raw
-from .models import Account, Device, Note
+from .models import Device, Note
 
 IN_PROCESS = os.environ.get("FERNET_DJANGO_BACKEND") == "in-process"
 KEY = Fernet.generate_key().decode()
@@ -61,12 +62,18 @@ class Settings(TestCase):
     def test_good_settings_pass(self):
         for value in [{}, {"TARGET": "unix:///run/fernet/fernet.sock", "TIMEOUT": 2.5, "TTL": 3600}, {"BACKEND": "in-process", "KEYS": [KEY]}]:
             with self.subTest(value=value), override_settings(FERNET_SIDECAR=value):
-                self.assertEqual(checks.check_settings(), [])
+                # No gRPC channel: a preloading server forks after its checks.
+                with mock.patch("grpc.insecure_channel") as channel:
+                    self.assertEqual(checks.check_settings(), [])
+                channel.assert_not_called()
 
     def test_check_runs_them(self):
         with override_settings(FERNET_SIDECAR={"TARGETT": "x"}):
             errors = django_checks.run_checks()
         self.assertIn("fernet_sidecar.E001", [e.id for e in errors])
+        with override_settings(FERNET_SIDECAR={"BACKEND": "in-process", "KEYS": [KEY]}):
+            self.assertNotIn("fernet_sidecar.W001", [e.id for e in django_checks.run_checks()])
+            self.assertIn("fernet_sidecar.W001", [e.id for e in django_checks.run_checks(include_deployment_checks=True)])
 
     def test_deploy_warns_about_in_process_and_an_unreachable_sidecar(self):
         with override_settings(FERNET_SIDECAR={"BACKEND": "in-process", "KEYS": [KEY]}):
@@ -140,6 +147,19 @@ class ReEncryptCommand(TestCase):
         for note in notes:
             self.assertEqual(self.primary.decrypt(raw(Note, "body", note.pk).encode()), note.body.encode())
         self.assertEqual(reencrypt("djangotests.Note", "--check")[0], 0)
+
+    def test_progress_on_a_terminal_is_one_line(self):
+        self.seed_old_rows(25)
+
+        class Terminal(io.StringIO):
+            def isatty(self):
+                return True
+
+        out = Terminal()
+        call_command("fernet_reencrypt", "djangotests.Note", "--batch-size", "10", stdout=out)
+        progress = out.getvalue().split("\n")[1]
+        self.assertEqual(progress.count("\r"), 3)  # one per batch, on one line
+        self.assertIn("25 rows, 25 re-encrypted, 25 written", progress)
 
     def test_dry_run_writes_nothing(self):
         notes = self.seed_old_rows(3)
@@ -220,6 +240,27 @@ class MigrationOperations(TransactionTestCase):
         self.assertEqual(EncryptPlaintext("a", "B", "c").deconstruct()[0], "EncryptPlaintext")
 
 
+class WalkOverTheDriver(TransactionTestCase):
+    """fernet_sidecar._walk over the bare DB-API connection under Django, in
+    the driver's own paramstyle (psycopg2: pyformat, MySQLdb: format,
+    sqlite3: qmark), committing itself: how Flask's command drives it."""
+
+    def test_walk(self):
+        from fernet_sidecar._walk import Database, walk
+
+        primary, old = keys()
+        notes = Note.objects.bulk_create([Note(body="n%d" % i) for i in range(12)])
+        notes = list(Note.objects.order_by("pk"))
+        with transaction.atomic():
+            for note in notes:
+                set_raw(Note, "body", note.pk, old.encrypt(note.body.encode()).decode())
+        connection.ensure_connection()
+        db = Database(connection.connection, paramstyle=connection.Database.paramstyle, quote=connection.ops.quote_name)
+        report = walk(db, conf.fernet(), Note._meta.db_table, "body", "id", batch_size=5)
+        self.assertEqual((report.rotated, report.written, report.pending()), (12, 12, 0))
+        self.assertEqual([primary.decrypt(raw(Note, "body", n.pk).encode()).decode() for n in notes], [n.body for n in notes])
+
+
 class ReEncryptWhileTheAppWrites(TransactionTestCase):
     """fernet_reencrypt in small batches while another thread saves rows
     through the ORM: every row ends as the app last wrote it, under the
@@ -231,8 +272,9 @@ class ReEncryptWhileTheAppWrites(TransactionTestCase):
         primary, old = keys()
         Note.objects.bulk_create([Note(body="seed %d" % i) for i in range(self.rows)])
         pks = list(Note.objects.order_by("pk").values_list("pk", flat=True))
-        for pk in pks:
-            set_raw(Note, "body", pk, old.encrypt(b"seed").decode())
+        with transaction.atomic():
+            for pk in pks:
+                set_raw(Note, "body", pk, old.encrypt(b"seed").decode())
         last = {pk: "seed" for pk in pks}
         walking = threading.Event()
         stop = threading.Event()
@@ -254,6 +296,7 @@ class ReEncryptWhileTheAppWrites(TransactionTestCase):
                     last[pk] = value
                     if walking.is_set():
                         writes_during_the_walk.append(pk)
+                    time.sleep(0.001)  # an app, not a busy loop on the write lock
             except Exception as exc:  # reported by the main thread
                 failures.append(exc)
             finally:

@@ -8,9 +8,10 @@ from django import forms
 from django.contrib.auth.models import User
 from django.core.exceptions import FieldError, ValidationError
 from django.db import connection
-from django.test import TestCase
+from django.conf import settings
+from django.test import TestCase, override_settings
 
-from fernet_sidecar import InvalidToken
+from fernet_sidecar import InvalidToken, SidecarUnavailable
 from fernet_sidecar.django.fields import EncryptedCharField, EncryptedTextField
 
 from .helpers import counting, keys, raw, set_raw
@@ -220,6 +221,45 @@ class BadData(TestCase):
         self.assertEqual(caught.exception.reason, "MALFORMED")
 
 
+class WithoutTheBatch(TestCase):
+    """from_db_value on its own: what a field does without the app's hooks
+    (fernet_sidecar.django not in INSTALLED_APPS)."""
+
+    def test_from_db_value(self):
+        primary, old = keys()
+        field = Account._meta.get_field("number")
+        self.assertEqual(field.from_db_value(old.encrypt(b"7").decode(), None, connection), 7)
+        self.assertIsNone(field.from_db_value(None, None, connection))
+        with self.assertRaisesRegex(InvalidToken, "djangotests.Account.number of a row"):
+            field.from_db_value("garbage", None, connection)
+        legacy = Device._meta.get_field("totp_secret")
+        legacy._legacy_count = 0
+        with self.assertLogs("fernet_sidecar.django", logging.WARNING):
+            self.assertEqual(legacy.from_db_value("JBSWY3DPEHPK3PXP", None, connection), "JBSWY3DPEHPK3PXP")
+
+
+class Failures(TestCase):
+    def test_ttl_refuses_old_tokens(self):
+        import time
+
+        primary, _ = keys()
+        account = Account.objects.create(name="a")
+        set_raw(Account, "secret", account.pk, primary.encrypt_at_time(b"old", int(time.time()) - 3600).decode())
+        self.assertEqual(Account.objects.get(pk=account.pk).secret, "old")
+        with override_settings(FERNET_SIDECAR=dict(settings.FERNET_SIDECAR, TTL=60)):
+            with self.assertRaises(InvalidToken) as caught:
+                Account.objects.get(pk=account.pk)
+        self.assertEqual(caught.exception.reason, "EXPIRED")
+
+    def test_a_sidecar_that_is_down_is_not_bad_data(self):
+        Account.objects.create(name="a", secret="s")
+        with override_settings(FERNET_SIDECAR={"TARGET": "unix:///nonexistent/dir/fernet.sock", "TIMEOUT": 2.0}):
+            with self.assertRaises(SidecarUnavailable):
+                list(Account.objects.all())
+            with self.assertRaises(SidecarUnavailable):
+                Account.objects.create(name="b", secret="s")
+
+
 class LegacyPlaintext(TestCase):
     def test_legacy_values_read_as_themselves_and_save_encrypts_them(self):
         devices = [Device.objects.create() for _ in range(3)]
@@ -267,11 +307,13 @@ class Batches(TestCase):
                 self.assertEqual(rpcs.rpcs["decrypt"], 0)
 
     def test_many_encrypted_fields_share_a_batch(self):
-        Account.objects.bulk_create([Account(name=str(i), **VALUES) for i in range(250)])
+        created = datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)
+        Account.objects.bulk_create([Account(name=str(i), created=created, **VALUES) for i in range(250)])
         with counting() as rpcs:
             accounts = list(Account.objects.all())
         self.assertEqual(len(accounts), 250)
         self.assertEqual(accounts[-1].moment, VALUES["moment"])
+        self.assertEqual(accounts[-1].created, created)  # the other converters still run
         # 9 values a row: 111 rows a batch, 2250 values.
         self.assertEqual(rpcs.rpcs["decrypt_many"], 3)
 

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from examples.django_field import sidecar
+from fernet_sidecar.django.conf import fernet as sidecar
 from examples.totp_django.models import SidecarTOTPDevice
 
 

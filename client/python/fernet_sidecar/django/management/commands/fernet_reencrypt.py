@@ -1,8 +1,10 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
+from ...._errors import SidecarError
 from ...._legacy import LEGACY_SHAPES
 from ...._walk import DEFAULT_BATCH_SIZE
+from ... import conf
 from ..._reencrypt import encrypted_fields, walk_field
 
 
@@ -36,6 +38,11 @@ class Command(BaseCommand):
         if not fields:
             self.stdout.write("no encrypted fields")
             return
+        try:
+            status = conf.fernet().status()
+        except SidecarError as exc:
+            raise CommandError("the sidecar is not reachable (%s)" % conf.failure(exc)) from None
+        self.stdout.write("primary key %s, decrypt-only %s" % (status.primary_key_id, ", ".join(status.decrypt_only_key_ids) or "none"))
         tty = self.stdout.isatty()
         pending = 0
         for model, field in fields:

@@ -7,8 +7,6 @@ from ... import conf
 class Command(BaseCommand):
     help = "Says whether the fernet-sidecar is reachable, and the ids of its keys (never the keys)."
 
-    requires_system_checks = []
-
     def handle(self, *args, **options):
         kwargs, ttl = conf.options()
         where = kwargs.get("target", "in this process")
@@ -16,8 +14,7 @@ class Command(BaseCommand):
         try:
             status = conf.fernet().status()
         except SidecarError as exc:
-            code = exc.code.name if exc.code is not None else "error"
-            raise CommandError("fernet-sidecar at %s is not reachable (%s)" % (where, code), returncode=2) from None
+            raise CommandError("fernet-sidecar at %s is not reachable (%s)" % (where, conf.failure(exc)), returncode=2) from None
         self.stdout.write("reachable        yes")
         self.stdout.write("version          %s" % status.version)
         self.stdout.write("primary key      %s" % status.primary_key_id)
