@@ -240,6 +240,14 @@ class Database:
         self.assertIn("legacy plaintext: 1", got.output)
         self.assertEqual(self.raw(app, "SELECT secret FROM device ORDER BY id"), [(s,) for _, s in rows])
 
+        # A dry run through an engine of its own: counts, and writes nothing.
+        uri = app.config["SQLALCHEMY_DATABASE_URI"]
+        got = self.cli(app, *base, "--dry-run", "--database-uri", uri, "--legacy-plaintext", "totp-base32", "--encrypt-plaintext")
+        self.assertEqual(got.exit_code, 0, got.output)
+        self.assertIn("to re-encrypt: 2", got.output)
+        self.assertIn("rows written: 0", got.output)
+        self.assertEqual(self.raw(app, "SELECT secret FROM device ORDER BY id"), [(s,) for _, s in rows])
+
         got = self.cli(app, *base, "--legacy-plaintext", "totp-base32", "--encrypt-plaintext")
         self.assertEqual(got.exit_code, 0, got.output)
         self.assertIn("rows written: 3", got.output)
