@@ -349,16 +349,8 @@ class SidecarFernet:
     ) -> TOTPEnrolment:
         """A fresh TOTP secret, returned only as a token (to store) and in
         the provisioning URI (to show once as a QR code)."""
-        req = pb.CreateTOTPRequest(
-            account_name=account_name,
-            issuer=issuer,
-            digits=digits,
-            period_seconds=period,
-            algorithm=_totp_algorithm(algorithm),
-            secret_bytes=secret_bytes,
-        )
-        resp = self._call(self._stub.CreateTOTP, req)
-        return TOTPEnrolment(resp.token.encode("ascii"), resp.key_id, resp.provisioning_uri)
+        req = _create_totp_request(account_name, issuer, digits, period, algorithm, secret_bytes)
+        return _totp_enrolment(self._call(self._stub.CreateTOTP, req))
 
     def verify_totp(
         self,
@@ -382,38 +374,15 @@ class SidecarFernet:
         :param encoding: "base32" (pyotp, Google Authenticator) or "hex"
             (django-otp's TOTPDevice.key).
         """
-        if encoding not in _TOTP_ENCODINGS:
-            raise ValueError("encoding must be 'base32' or 'hex'")
-        req = pb.VerifyTOTPRequest(
-            token=_token_str(token),
-            code=code,
-            window=window,
-            digits=digits,
-            period_seconds=period,
-            algorithm=_totp_algorithm(algorithm),
-            encoding=_TOTP_ENCODINGS[encoding],
-        )
-        if last_counter is not None:
-            req.last_counter = last_counter
-        resp = self._call(self._stub.VerifyTOTP, req)
-        return TOTPVerification(
-            _TOTP_OUTCOMES.get(resp.outcome, str(resp.outcome)), resp.counter, resp.drift, resp.key_id, resp.needs_reencrypt
-        )
+        req = _verify_totp_request(token, code, last_counter, window, digits, period, algorithm, encoding)
+        return _totp_verification(self._call(self._stub.VerifyTOTP, req))
 
     # -- the rest ----------------------------------------------------------
 
     def status(self) -> Status:
         """The sidecar's key ids (never keys), version, the methods it serves
         and its limits."""
-        resp = self._call(self._stub.GetStatus, pb.GetStatusRequest())
-        limits = resp.limits
-        return Status(
-            resp.primary_key_id,
-            list(resp.decrypt_only_key_ids),
-            resp.version,
-            tuple(resp.allowed_methods),
-            Limits(limits.max_plaintext_bytes, limits.max_token_bytes, limits.max_batch_items, limits.max_message_bytes),
-        )
+        return _status(self._call(self._stub.GetStatus, pb.GetStatusRequest()))
 
     def close(self) -> None:
         """Closes the channel (if this instance made it)."""
@@ -480,6 +449,55 @@ def _decrypted(resp):
 
 def _inspected(resp):
     return Inspected(resp.key_id, resp.timestamp, resp.needs_reencrypt)
+
+
+def _status(resp):
+    limits = resp.limits
+    return Status(
+        resp.primary_key_id,
+        list(resp.decrypt_only_key_ids),
+        resp.version,
+        tuple(resp.allowed_methods),
+        Limits(limits.max_plaintext_bytes, limits.max_token_bytes, limits.max_batch_items, limits.max_message_bytes),
+    )
+
+
+def _create_totp_request(account_name, issuer, digits, period, algorithm, secret_bytes):
+    return pb.CreateTOTPRequest(
+        account_name=account_name,
+        issuer=issuer,
+        digits=digits,
+        period_seconds=period,
+        algorithm=_totp_algorithm(algorithm),
+        secret_bytes=secret_bytes,
+    )
+
+
+def _totp_enrolment(resp):
+    return TOTPEnrolment(resp.token.encode("ascii"), resp.key_id, resp.provisioning_uri)
+
+
+def _verify_totp_request(token, code, last_counter, window, digits, period, algorithm, encoding):
+    if encoding not in _TOTP_ENCODINGS:
+        raise ValueError("encoding must be 'base32' or 'hex'")
+    req = pb.VerifyTOTPRequest(
+        token=_token_str(token),
+        code=code,
+        window=window,
+        digits=digits,
+        period_seconds=period,
+        algorithm=_totp_algorithm(algorithm),
+        encoding=_TOTP_ENCODINGS[encoding],
+    )
+    if last_counter is not None:
+        req.last_counter = last_counter
+    return req
+
+
+def _totp_verification(resp):
+    return TOTPVerification(
+        _TOTP_OUTCOMES.get(resp.outcome, str(resp.outcome)), resp.counter, resp.drift, resp.key_id, resp.needs_reencrypt
+    )
 
 
 def _totp_algorithm(name):

@@ -26,16 +26,25 @@ from ._client import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
     Decrypted,
+    Inspected,
     Status,
+    TOTPEnrolment,
+    TOTPVerification,
     _channel_options,
     _check_data,
     _check_target,
     _check_timeout,
     _chunks,
     _collect,
+    _create_totp_request,
     _decrypted,
+    _inspected,
+    _status,
     _token_str,
+    _totp_enrolment,
+    _totp_verification,
     _ttl_seconds,
+    _verify_totp_request,
 )
 from ._pb import fernet_pb2 as pb
 from ._pb import fernet_pb2_grpc as pb_grpc
@@ -157,12 +166,67 @@ class AsyncSidecarFernet:
             return_exceptions,
         )
 
+    # -- checks that return no plaintext ------------------------------------
+
+    async def inspect(self, token: Union[bytes, str], ttl: Optional[int] = None) -> Inspected:
+        """decrypt_info without the plaintext."""
+        req = pb.InspectRequest(token=_token_str(token))
+        seconds = _ttl_seconds(ttl)
+        if seconds is not None:
+            req.ttl_seconds = seconds
+        return _inspected(await self._call("Inspect", req))
+
+    async def inspect_many(self, tokens, ttl: Optional[int] = None, *, return_exceptions: bool = False) -> list:
+        """inspect of each token with one ttl, in order."""
+        tokens = [_token_str(t) for t in tokens]
+        seconds = _ttl_seconds(ttl)
+
+        def call(chunk):
+            req = pb.InspectBatchRequest(tokens=chunk)
+            if seconds is not None:
+                req.ttl_seconds = seconds
+            return self._call("InspectBatch", req)
+
+        return await self._many(tokens, call, _inspected, return_exceptions)
+
+    # -- TOTP, with the secret kept in the sidecar ---------------------------
+
+    async def create_totp(
+        self,
+        account_name: str,
+        issuer: str = "",
+        *,
+        digits: int = 6,
+        period: int = 30,
+        algorithm: str = "SHA1",
+        secret_bytes: int = 20,
+    ) -> TOTPEnrolment:
+        """A fresh TOTP secret, as a token and a provisioning URI."""
+        req = _create_totp_request(account_name, issuer, digits, period, algorithm, secret_bytes)
+        return _totp_enrolment(await self._call("CreateTOTP", req))
+
+    async def verify_totp(
+        self,
+        token: Union[bytes, str],
+        code: str,
+        last_counter: Optional[int] = None,
+        *,
+        window: int = 1,
+        digits: int = 6,
+        period: int = 30,
+        algorithm: str = "SHA1",
+        encoding: str = "base32",
+    ) -> TOTPVerification:
+        """Checks code against the TOTP secret in token."""
+        req = _verify_totp_request(token, code, last_counter, window, digits, period, algorithm, encoding)
+        return _totp_verification(await self._call("VerifyTOTP", req))
+
     # -- the rest ----------------------------------------------------------
 
     async def status(self) -> Status:
-        """The sidecar's key ids (never keys) and version."""
-        resp = await self._call("GetStatus", pb.GetStatusRequest())
-        return Status(resp.primary_key_id, list(resp.decrypt_only_key_ids), resp.version)
+        """The sidecar's key ids (never keys), version, the methods it serves
+        and its limits."""
+        return _status(await self._call("GetStatus", pb.GetStatusRequest()))
 
     async def close(self) -> None:
         """Closes the channel (if this client made it); calls in flight are

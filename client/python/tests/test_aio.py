@@ -4,6 +4,7 @@ the asyncio client, and what only the asyncio client has."""
 import asyncio
 import inspect
 import json
+import logging
 import unittest
 
 import grpc.aio
@@ -12,7 +13,7 @@ from cryptography.fernet import Fernet
 from fernet_sidecar import InvalidToken
 from fernet_sidecar.aio import AsyncSidecarFernet
 
-from . import env, test_client
+from . import env, test_client, test_totp
 
 # The loop that the synchronous tests drive the asyncio client in.
 loop = None
@@ -89,6 +90,10 @@ class AioUnixSocketTest(AsyncTransport, unittest.TestCase):
 
 
 class AioTLSTest(test_client.TLSTest):
+    Client = Synchronous
+
+
+class AioInspectAndTOTPTest(test_totp.InspectAndTOTPTest):
     Client = Synchronous
 
 
@@ -189,6 +194,9 @@ class DjangoAsyncViewTest(unittest.TestCase):
             settings.configure(ROOT_URLCONF=__name__, ALLOWED_HOSTS=["testserver"], SECRET_KEY="not used", LOGGING_CONFIG=None)
             django.setup()
         urlpatterns[:] = [path("open", django_open_secret)]
+        quiet = logging.getLogger("django.request")  # it warns of the 400 below
+        self.addCleanup(quiet.setLevel, quiet.level)
+        quiet.setLevel(logging.ERROR)
         primary = Fernet(env.get("PRIMARY_KEY"))
         tokens = [primary.encrypt(b"secret %d" % i).decode() for i in range(20)]
 
