@@ -243,11 +243,7 @@ class SidecarFernet:
     def decrypt_info(self, token: Union[bytes, str], ttl: Optional[int] = None) -> Decrypted:
         """decrypt, and also which key verified the token, its timestamp, and
         whether it needs re-encrypting under the primary key."""
-        req = pb.DecryptRequest(token=_token_str(token))
-        seconds = _ttl_seconds(ttl)
-        if seconds is not None:
-            req.ttl_seconds = seconds
-        return _decrypted(self._call(self._stub.Decrypt, req))
+        return _decrypted(self._call(self._stub.Decrypt, _with_ttl(pb.DecryptRequest(token=_token_str(token)), ttl)))
 
     def rotate(self, msg: Union[bytes, str]) -> bytes:
         """msg re-encrypted under the primary key with its original
@@ -287,13 +283,10 @@ class SidecarFernet:
         InvalidToken, or with return_exceptions=True is returned in its place
         (an InvalidToken instance) while the others go on."""
         tokens = [_token_str(t) for t in tokens]
-        seconds = _ttl_seconds(ttl)
+        _ttl_seconds(ttl)  # a bad ttl fails before any RPC, even with no tokens
 
         def call(chunk):
-            req = pb.DecryptBatchRequest(tokens=chunk)
-            if seconds is not None:
-                req.ttl_seconds = seconds
-            return self._call(self._stub.DecryptBatch, req)
+            return self._call(self._stub.DecryptBatch, _with_ttl(pb.DecryptBatchRequest(tokens=chunk), ttl))
 
         return self._many(tokens, len, call, lambda ok: ok.plaintext, return_exceptions)
 
@@ -315,23 +308,16 @@ class SidecarFernet:
         """decrypt_info without the plaintext: which key verifies the token,
         its timestamp and whether it needs re-encrypting. A bad token raises
         InvalidToken, as decrypt."""
-        req = pb.InspectRequest(token=_token_str(token))
-        seconds = _ttl_seconds(ttl)
-        if seconds is not None:
-            req.ttl_seconds = seconds
-        return _inspected(self._call(self._stub.Inspect, req))
+        return _inspected(self._call(self._stub.Inspect, _with_ttl(pb.InspectRequest(token=_token_str(token)), ttl)))
 
     def inspect_many(self, tokens, ttl: Optional[int] = None, *, return_exceptions: bool = False) -> list:
         """inspect of each token with one ttl, in order; errors as
         decrypt_many. What a rotation check needs, with no plaintext sent."""
         tokens = [_token_str(t) for t in tokens]
-        seconds = _ttl_seconds(ttl)
+        _ttl_seconds(ttl)  # a bad ttl fails before any RPC, even with no tokens
 
         def call(chunk):
-            req = pb.InspectBatchRequest(tokens=chunk)
-            if seconds is not None:
-                req.ttl_seconds = seconds
-            return self._call(self._stub.InspectBatch, req)
+            return self._call(self._stub.InspectBatch, _with_ttl(pb.InspectBatchRequest(tokens=chunk), ttl))
 
         return self._many(tokens, len, call, _inspected, return_exceptions)
 
@@ -528,6 +514,14 @@ def _token_str(token):
         # non-ASCII ones included; the sidecar skips the ASCII ones.
         return token.decode("ascii", "ignore")
     raise TypeError("token must be bytes or str")
+
+
+def _with_ttl(req, ttl):
+    """req with the ttl_seconds of ttl, if any."""
+    seconds = _ttl_seconds(ttl)
+    if seconds is not None:
+        req.ttl_seconds = seconds
+    return req
 
 
 def _ttl_seconds(ttl):

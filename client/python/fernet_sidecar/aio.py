@@ -45,6 +45,7 @@ from ._client import (
     _totp_verification,
     _ttl_seconds,
     _verify_totp_request,
+    _with_ttl,
 )
 from ._pb import fernet_pb2 as pb
 from ._pb import fernet_pb2_grpc as pb_grpc
@@ -113,11 +114,7 @@ class AsyncSidecarFernet:
 
     async def decrypt_info(self, token: Union[bytes, str], ttl: Optional[int] = None) -> Decrypted:
         """decrypt, with the key id, the timestamp and needs_reencrypt."""
-        req = pb.DecryptRequest(token=_token_str(token))
-        seconds = _ttl_seconds(ttl)
-        if seconds is not None:
-            req.ttl_seconds = seconds
-        return _decrypted(await self._call("Decrypt", req))
+        return _decrypted(await self._call("Decrypt", _with_ttl(pb.DecryptRequest(token=_token_str(token)), ttl)))
 
     async def rotate(self, msg: Union[bytes, str]) -> bytes:
         """msg under the primary key with its timestamp, as MultiFernet.rotate;
@@ -146,13 +143,10 @@ class AsyncSidecarFernet:
     async def decrypt_many(self, tokens, ttl: Optional[int] = None, *, return_exceptions: bool = False) -> list:
         """decrypt of each token with one ttl, in order."""
         tokens = [_token_str(t) for t in tokens]
-        seconds = _ttl_seconds(ttl)
+        _ttl_seconds(ttl)  # a bad ttl fails before any RPC, even with no tokens
 
         def call(chunk):
-            req = pb.DecryptBatchRequest(tokens=chunk)
-            if seconds is not None:
-                req.ttl_seconds = seconds
-            return self._call("DecryptBatch", req)
+            return self._call("DecryptBatch", _with_ttl(pb.DecryptBatchRequest(tokens=chunk), ttl))
 
         return await self._many(tokens, call, lambda ok: ok.plaintext, return_exceptions)
 
@@ -170,22 +164,15 @@ class AsyncSidecarFernet:
 
     async def inspect(self, token: Union[bytes, str], ttl: Optional[int] = None) -> Inspected:
         """decrypt_info without the plaintext."""
-        req = pb.InspectRequest(token=_token_str(token))
-        seconds = _ttl_seconds(ttl)
-        if seconds is not None:
-            req.ttl_seconds = seconds
-        return _inspected(await self._call("Inspect", req))
+        return _inspected(await self._call("Inspect", _with_ttl(pb.InspectRequest(token=_token_str(token)), ttl)))
 
     async def inspect_many(self, tokens, ttl: Optional[int] = None, *, return_exceptions: bool = False) -> list:
         """inspect of each token with one ttl, in order."""
         tokens = [_token_str(t) for t in tokens]
-        seconds = _ttl_seconds(ttl)
+        _ttl_seconds(ttl)  # a bad ttl fails before any RPC, even with no tokens
 
         def call(chunk):
-            req = pb.InspectBatchRequest(tokens=chunk)
-            if seconds is not None:
-                req.ttl_seconds = seconds
-            return self._call("InspectBatch", req)
+            return self._call("InspectBatch", _with_ttl(pb.InspectBatchRequest(tokens=chunk), ttl))
 
         return await self._many(tokens, call, _inspected, return_exceptions)
 
