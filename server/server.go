@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -42,6 +43,12 @@ type Config struct {
 	AuditCalls bool
 	Version    string
 	Logger     *slog.Logger
+	// MaxConnections caps the API's connections; 0 means
+	// DefaultMaxConnections.
+	MaxConnections int
+	// Admission bounds the work in flight; the zero value sizes it from
+	// the Go memory limit (AdmissionFor).
+	Admission Admission
 }
 
 // Server is the process's gRPC server with health and reflection, and the
@@ -56,6 +63,7 @@ type Server struct {
 	registry   *prometheus.Registry
 	ready      atomic.Bool
 	logger     *slog.Logger
+	maxConns   int
 }
 
 // New builds a Server; Serve starts it.
@@ -69,7 +77,14 @@ func New(cfg Config) *Server {
 	metrics := NewMetrics(registry)
 	metrics.ObserveKeyReload(cfg.Keys.Keyring(), nil)
 
-	s := &Server{metrics: metrics, health: health.NewServer(), registry: registry, logger: cfg.Logger}
+	s := &Server{metrics: metrics, health: health.NewServer(), registry: registry, logger: cfg.Logger, maxConns: cfg.MaxConnections}
+	if s.maxConns <= 0 {
+		s.maxConns = DefaultMaxConnections
+	}
+	if cfg.Admission == (Admission{}) {
+		cfg.Admission = AdmissionFor(debug.SetMemoryLimit(-1), cfg.MaxMessageBytes, cfg.Limits)
+	}
+	admission := newAdmission(cfg.Admission, cfg.MaxMessageBytes, registry)
 	interceptors := []grpc.UnaryServerInterceptor{grpcMetrics.unaryInterceptor}
 	if cfg.AuditCalls {
 		interceptors = append(interceptors, auditCalls(cfg.Logger))
@@ -85,14 +100,16 @@ func New(cfg Config) *Server {
 		// each flush, so an idle connection holds only the read buffer.
 		grpc.ReadBufferSize(transportBufferBytes),
 		grpc.WriteBufferSize(transportBufferBytes),
+		grpc.InTapHandle(admission.admitStream),
 	}
+	options = append(options, transportOptions(apiStreamsPerConnection, apiIdleTimeout)...)
 	if cfg.TLS != nil {
 		options = append(options, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	s.grpc = grpc.NewServer(options...)
-	fernetv1.RegisterFernetServiceServer(s.grpc, NewService(cfg.Keys, cfg.Limits, metrics, cfg.Version))
+	s.grpc.RegisterService(admission.gateBatches(&fernetv1.FernetService_ServiceDesc), NewService(cfg.Keys, cfg.Limits, metrics, cfg.Version))
 	healthpb.RegisterHealthServer(s.grpc, s.health)
-	s.healthOnly = grpc.NewServer()
+	s.healthOnly = grpc.NewServer(healthServerOptions()...)
 	healthpb.RegisterHealthServer(s.healthOnly, s.health)
 	reflection.Register(s.grpc)
 	grpcMetrics.resolve(s.grpc)
@@ -117,7 +134,7 @@ func (s *Server) Serve(lis net.Listener) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(fernetv1.FernetService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	s.ready.Store(true)
-	if err := s.grpc.Serve(lis); err != nil {
+	if err := s.grpc.Serve(netutil.LimitListener(lis, s.maxConns)); err != nil {
 		return fmt.Errorf("serve gRPC: %w", err)
 	}
 	return nil
@@ -125,7 +142,7 @@ func (s *Server) Serve(lis net.Listener) error {
 
 // ServeHealth serves only the health service on lis, until Shutdown.
 func (s *Server) ServeHealth(lis net.Listener) error {
-	if err := s.healthOnly.Serve(lis); err != nil {
+	if err := s.healthOnly.Serve(netutil.LimitListener(lis, healthMaxConnections)); err != nil {
 		return fmt.Errorf("serve health: %w", err)
 	}
 	return nil

@@ -37,6 +37,7 @@ type config struct {
 	watchKeys         bool
 	limits            server.Limits
 	maxMessageBytes   int
+	maxConnections    int
 	shutdownTimeout   time.Duration
 	logLevel          slog.Level
 	version           bool
@@ -72,6 +73,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.IntVar(&cfg.limits.MaxPlaintextBytes, "max-plaintext-bytes", server.DefaultLimits.MaxPlaintextBytes, "largest plaintext to encrypt; tokens may be as large as this encrypts to")
 	fs.IntVar(&cfg.limits.MaxBatchItems, "max-batch-items", server.DefaultLimits.MaxBatchItems, "most items in one batch call")
 	fs.IntVar(&cfg.maxMessageBytes, "max-message-bytes", 4<<20, "largest gRPC message received, batches included")
+	fs.IntVar(&cfg.maxConnections, "max-connections", server.DefaultMaxConnections, "most API connections at once; more wait until one closes")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long calls in flight may take to finish")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
@@ -85,8 +87,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	if err := applyEnv(fs, lookupEnv); err != nil {
 		return config{}, err
 	}
-	if cfg.limits.MaxPlaintextBytes <= 0 || cfg.limits.MaxBatchItems <= 0 || cfg.maxMessageBytes <= 0 {
-		return config{}, errors.New("--max-plaintext-bytes, --max-batch-items and --max-message-bytes must be positive")
+	if cfg.limits.MaxPlaintextBytes <= 0 || cfg.limits.MaxBatchItems <= 0 || cfg.maxMessageBytes <= 0 || cfg.maxConnections <= 0 {
+		return config{}, errors.New("--max-plaintext-bytes, --max-batch-items, --max-message-bytes and --max-connections must be positive")
 	}
 	if (cfg.tlsCertFile == "") != (cfg.tlsKeyFile == "") || (cfg.tlsClientCAFile != "" && cfg.tlsCertFile == "") {
 		return config{}, errors.New("--tls-cert-file and --tls-key-file go together, and --tls-client-ca-file needs them")

@@ -16,7 +16,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
-	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/keysource"
@@ -143,6 +142,7 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 		Keys:            reloader,
 		Limits:          cfg.limits,
 		MaxMessageBytes: cfg.maxMessageBytes,
+		MaxConnections:  cfg.maxConnections,
 		Version:         buildVersion(),
 		Logger:          logger,
 	})
@@ -204,9 +204,9 @@ func startMetrics(addr string, handler http.Handler, errs chan<- error) (*http.S
 	if err != nil {
 		return nil, "", fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := server.NewHTTPServer(handler)
 	go func() {
-		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(server.LimitHTTPListener(lis)); !errors.Is(err, http.ErrServerClosed) {
 			errs <- fmt.Errorf("serve metrics: %w", err)
 		}
 	}()
