@@ -28,6 +28,13 @@ type Source struct {
 	// (OLD_DJANGO_ENCRYPTION_KEY), separated by commas or newlines, or
 	// DecryptOnlyVar+"_FILE" a file holding them.
 	DecryptOnlyVar string
+	// ListVar names the variable holding the whole list, one key per line,
+	// the primary first and then the decrypt-only keys (FERNET_KEYS), or
+	// ListVar+"_FILE" a file holding it: the order of MultiFernet's list
+	// and django-fernet-fields' FERNET_KEYS. One file means one rename
+	// changes every key at once. It excludes PrimaryVar and
+	// DecryptOnlyVar.
+	ListVar string
 	// PrimaryDerivation and DecryptOnlyDerivation turn the configured
 	// values into keys; the zero value means DerivationNone. They differ
 	// while data moves off derived keys: a plain primary, derived old keys.
@@ -48,35 +55,92 @@ type Loaded struct {
 	DevKey bool
 	// DevKeyCreated is true when the development key was made just now.
 	DevKeyCreated bool
+	// FromEnvironment names the variables that held keys themselves,
+	// rather than paths to files: any process of the same user can read
+	// them in /proc/PID/environ for as long as the process runs.
+	FromEnvironment []string
+	// Derived holds the ids of the keys derived from secrets (see
+	// Derivation).
+	Derived map[string]bool
 }
 
 // Load reads and parses every configured key. Errors name the variable or
 // file that is wrong, never the value.
 func (s Source) Load() (Loaded, error) {
-	primary, err := s.loadPrimary()
+	var loaded Loaded
+	primary, decryptOnly, err := s.loadKeys(&loaded)
 	if err != nil {
 		return Loaded{}, err
 	}
-	decryptOnly, err := s.loadDecryptOnly()
-	if err != nil {
-		return Loaded{}, err
+	if primary == nil {
+		if s.DevKeyFile == "" {
+			return Loaded{}, fmt.Errorf("%w: set %s or %s%s (make a key with: fernet-sidecar genkey), or run with --dev for a development key",
+				ErrNoPrimaryKey, s.PrimaryVar, s.PrimaryVar, FileSuffix)
+		}
+		if primary, loaded.DevKeyCreated, err = DevKey(s.DevKeyFile); err != nil {
+			return Loaded{}, err
+		}
+		loaded.DevKey = true
 	}
-	if primary != nil {
-		return Loaded{Keyring: fernet.NewKeyring(primary, decryptOnly...)}, nil
-	}
-	if s.DevKeyFile == "" {
-		return Loaded{}, fmt.Errorf("%w: set %s or %s%s (make a key with: fernet-sidecar genkey), or run with --dev for a development key",
-			ErrNoPrimaryKey, s.PrimaryVar, s.PrimaryVar, FileSuffix)
-	}
-	dev, created, err := DevKey(s.DevKeyFile)
-	if err != nil {
-		return Loaded{}, err
-	}
-	return Loaded{Keyring: fernet.NewKeyring(dev, decryptOnly...), DevKey: true, DevKeyCreated: created}, nil
+	loaded.Keyring = fernet.NewKeyring(primary, decryptOnly...)
+	return loaded, nil
 }
 
-func (s Source) loadPrimary() (*fernet.Key, error) {
-	value, from, err := s.read(s.PrimaryVar, s.PrimaryDerivation)
+// loadKeys reads the primary (nil when none is configured) and the
+// decrypt-only keys, from the list or from their two variables, and notes
+// in loaded where they came from.
+func (s Source) loadKeys(loaded *Loaded) (*fernet.Key, []*fernet.Key, error) {
+	if s.ListVar != "" {
+		list, from, err := s.read(s.ListVar, DerivationNone, loaded)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !isBlank(list) {
+			return s.loadList(list, from, loaded)
+		}
+	}
+	primary, err := s.loadPrimary(loaded)
+	if err != nil {
+		return nil, nil, err
+	}
+	decryptOnly, err := s.loadDecryptOnly(loaded)
+	if err != nil {
+		return nil, nil, err
+	}
+	return primary, decryptOnly, nil
+}
+
+// loadList parses the key list: one key (or secret) per line, the primary
+// first. It cannot be combined with the two variables.
+func (s Source) loadList(list, from string, loaded *Loaded) (*fernet.Key, []*fernet.Key, error) {
+	for _, name := range []string{s.PrimaryVar, s.DecryptOnlyVar} {
+		if value, _, err := s.read(name, DerivationNone, &Loaded{}); err != nil || !isBlank(value) {
+			return nil, nil, fmt.Errorf("%s holds the whole key list; unset %s and %s%s", from, name, name, FileSuffix)
+		}
+	}
+	var primary *fernet.Key
+	var decryptOnly []*fernet.Key
+	for i, line := range splitKeys(list, "\n") {
+		derivation := s.DecryptOnlyDerivation
+		if i == 0 {
+			derivation = s.PrimaryDerivation
+		}
+		key, err := derivation.key(strings.TrimSuffix(line, "\r"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s, line %d: %w", from, i+1, err)
+		}
+		loaded.noteDerived(derivation, key)
+		if i == 0 {
+			primary = key
+		} else {
+			decryptOnly = append(decryptOnly, key)
+		}
+	}
+	return primary, decryptOnly, nil
+}
+
+func (s Source) loadPrimary(loaded *Loaded) (*fernet.Key, error) {
+	value, from, err := s.read(s.PrimaryVar, s.PrimaryDerivation, loaded)
 	if err != nil || isBlank(value) {
 		return nil, err
 	}
@@ -87,11 +151,12 @@ func (s Source) loadPrimary() (*fernet.Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", from, err)
 	}
+	loaded.noteDerived(s.PrimaryDerivation, key)
 	return key, nil
 }
 
-func (s Source) loadDecryptOnly() ([]*fernet.Key, error) {
-	value, from, err := s.read(s.DecryptOnlyVar, s.DecryptOnlyDerivation)
+func (s Source) loadDecryptOnly(loaded *Loaded) ([]*fernet.Key, error) {
+	value, from, err := s.read(s.DecryptOnlyVar, s.DecryptOnlyDerivation, loaded)
 	if err != nil {
 		return nil, err
 	}
@@ -101,16 +166,30 @@ func (s Source) loadDecryptOnly() ([]*fernet.Key, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s, key %d: %w", from, i+1, err)
 		}
+		loaded.noteDerived(s.DecryptOnlyDerivation, key)
 		keys = append(keys, key)
 	}
 	return keys, nil
+}
+
+func (l *Loaded) noteDerived(derivation Derivation, key *fernet.Key) {
+	if derivation != DerivationDjangoFernetFields {
+		return
+	}
+	if l.Derived == nil {
+		l.Derived = map[string]bool{}
+	}
+	l.Derived[key.ID()] = true
 }
 
 // files are the key files configured now: the *_FILE paths, and the dev
 // key file when one may be used.
 func (s Source) files() []string {
 	var files []string
-	for _, name := range []string{s.PrimaryVar, s.DecryptOnlyVar} {
+	for _, name := range []string{s.PrimaryVar, s.DecryptOnlyVar, s.ListVar} {
+		if name == "" {
+			continue
+		}
 		if path, ok := s.LookupEnv(name + FileSuffix); ok && path != "" {
 			files = append(files, path)
 		}
@@ -122,10 +201,11 @@ func (s Source) files() []string {
 }
 
 // read returns the value of name or the content of the file name_FILE
-// points to, and says which one it came from. Both set is an error: which
-// one wins would be a guess. Values go to fernet.ParseKey as they are, so
-// that exactly what Python accepts is accepted.
-func (s Source) read(name string, derivation Derivation) (value, from string, err error) {
+// points to, and says which one it came from; a value given in name itself
+// is noted in loaded. Both set is an error: which one wins would be a
+// guess. Values go to fernet.ParseKey as they are, so that exactly what
+// Python accepts is accepted.
+func (s Source) read(name string, derivation Derivation, loaded *Loaded) (value, from string, err error) {
 	fileVar := name + FileSuffix
 	direct, hasDirect := s.LookupEnv(name)
 	path, hasFile := s.LookupEnv(fileVar)
@@ -141,8 +221,11 @@ func (s Source) read(name string, derivation Derivation) (value, from string, er
 			return "", "", fmt.Errorf("%s: %w", from, err)
 		}
 		return derivation.fileValue(string(content)), from, nil
-	default:
+	case hasDirect:
+		loaded.FromEnvironment = append(loaded.FromEnvironment, name)
 		return direct, name, nil
+	default:
+		return "", name, nil
 	}
 }
 

@@ -49,6 +49,9 @@ type Config struct {
 	// Admission bounds the work in flight; the zero value sizes it from
 	// the Go memory limit (AdmissionFor).
 	Admission Admission
+	// PublicKeyID, when set, is what metrics show for a key instead of
+	// its id (see keysource.Reloader.PublicKeyID).
+	PublicKeyID func(*fernet.Key) string
 }
 
 // Server is the process's gRPC server with health and reflection, and the
@@ -75,6 +78,9 @@ func New(cfg Config) *Server {
 	)
 	grpcMetrics := newGRPCMetrics(registry)
 	metrics := NewMetrics(registry)
+	if cfg.PublicKeyID != nil {
+		metrics.publicKeyID = cfg.PublicKeyID
+	}
 	metrics.ObserveKeyReload(cfg.Keys.Keyring(), nil)
 
 	s := &Server{metrics: metrics, health: health.NewServer(), registry: registry, logger: cfg.Logger, maxConns: cfg.MaxConnections}

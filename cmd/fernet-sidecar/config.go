@@ -30,6 +30,7 @@ type config struct {
 	metricsAddr       string
 	keyVar            string
 	oldKeysVar        string
+	keysVar           string
 	dev               bool
 	devKeyFile        string
 	keyDerivation     keysource.Derivation
@@ -47,7 +48,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	var cfg config
 	fs := flag.NewFlagSet("fernet-sidecar", flag.ContinueOnError)
 	fs.SetOutput(usage)
-	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:50051", `gRPC address: "host:port", or "unix:///path" for a Unix socket (mode 0600)`)
+	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:50051", `gRPC address: "host:port", or "unix:///path" for a Unix socket (mode 0600; best in a directory of its own)`)
 	fs.StringVar(&cfg.socketGroup, "unix-socket-group", "", "with a unix:// --addr, also let this group (name or id) connect: mode 0660 instead of 0600")
 	fs.StringVar(&cfg.tlsCertFile, "tls-cert-file", "", "serve the API over TLS with this PEM certificate (and --tls-key-file)")
 	fs.StringVar(&cfg.tlsKeyFile, "tls-key-file", "", "the PEM private key of --tls-cert-file")
@@ -58,6 +59,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9464", `HTTP address for /metrics, /healthz and /readyz; "" turns it off`)
 	fs.StringVar(&cfg.keyVar, "key-env", "DJANGO_ENCRYPTION_KEY", "variable holding the primary key (or, with _FILE appended, a path to it)")
 	fs.StringVar(&cfg.oldKeysVar, "old-keys-env", "OLD_DJANGO_ENCRYPTION_KEY", "variable holding decrypt-only keys, comma-separated (or, with _FILE appended, a path to them)")
+	fs.StringVar(&cfg.keysVar, "keys-env", "FERNET_KEYS", "variable holding the whole key list, one per line, the primary first (or, with _FILE appended, a path to it): one rename changes every key; excludes --key-env and --old-keys-env")
 	cfg.keyDerivation, cfg.oldKeysDerivation = keysource.DerivationNone, keysource.DerivationNone
 	fs.Func("key-derivation", `how the primary's value becomes a key: "none" (it is a Fernet key) or "django-fernet-fields" (it is a Django secret, derived with that library's HKDF)`, func(name string) (err error) {
 		cfg.keyDerivation, err = keysource.ParseDerivation(name)
@@ -68,7 +70,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 		return err
 	})
 	fs.BoolVar(&cfg.dev, "dev", false, "with no primary key configured, use a development key kept in --dev-key-file. Not for production")
-	fs.StringVar(&cfg.devKeyFile, "dev-key-file", ".fernet-sidecar-dev.key", "where --dev keeps its key (created with mode 0600)")
+	fs.StringVar(&cfg.devKeyFile, "dev-key-file", ".fernet-sidecar-dev.key", "where --dev keeps its key (created with mode 0600); an existing one must be a regular file of this user's that no one else can read")
 	fs.BoolVar(&cfg.watchKeys, "watch-keys", true, "reload the keys when a key file changes (SIGHUP always reloads)")
 	fs.IntVar(&cfg.limits.MaxPlaintextBytes, "max-plaintext-bytes", server.DefaultLimits.MaxPlaintextBytes, "largest plaintext to encrypt; tokens may be as large as this encrypts to")
 	fs.IntVar(&cfg.limits.MaxBatchItems, "max-batch-items", server.DefaultLimits.MaxBatchItems, "most items in one batch call")

@@ -100,9 +100,13 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	signal.Notify(hangups, syscall.SIGHUP)
 	defer signal.Stop(hangups)
 	tuneGC(lookupEnv)
+	if err := forbidCoreDumps(); err != nil {
+		return err
+	}
 	source := keysource.Source{
 		PrimaryVar:            cfg.keyVar,
 		DecryptOnlyVar:        cfg.oldKeysVar,
+		ListVar:               cfg.keysVar,
 		PrimaryDerivation:     cfg.keyDerivation,
 		DecryptOnlyDerivation: cfg.oldKeysDerivation,
 		LookupEnv:             lookupEnv,
@@ -117,6 +121,10 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	if loaded.DevKey {
 		logger.Warn("DEVELOPMENT KEY IN USE: NOT FOR PRODUCTION. Data encrypted now is readable by anyone with this file.",
 			"dev_key_file", cfg.devKeyFile, "created", loaded.DevKeyCreated)
+	}
+	if len(loaded.FromEnvironment) > 0 {
+		logger.Warn("a key was given in an environment variable: any process of this user can read it in /proc/PID/environ while the sidecar runs. Give it as a file instead (the _FILE form)",
+			"variables", loaded.FromEnvironment)
 	}
 
 	var tlsConfig *tls.Config
@@ -143,6 +151,7 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 		Limits:          cfg.limits,
 		MaxMessageBytes: cfg.maxMessageBytes,
 		MaxConnections:  cfg.maxConnections,
+		PublicKeyID:     reloader.PublicKeyID,
 		Version:         buildVersion(),
 		Logger:          logger,
 	})
