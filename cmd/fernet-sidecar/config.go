@@ -25,6 +25,7 @@ type config struct {
 	tlsCertFile       string
 	tlsKeyFile        string
 	tlsClientCAFile   string
+	tlsClientAllow    []string
 	insecure          bool
 	auditCalls        bool
 	metricsAddr       string
@@ -53,6 +54,10 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.StringVar(&cfg.tlsCertFile, "tls-cert-file", "", "serve the API over TLS with this PEM certificate (and --tls-key-file)")
 	fs.StringVar(&cfg.tlsKeyFile, "tls-key-file", "", "the PEM private key of --tls-cert-file")
 	fs.StringVar(&cfg.tlsClientCAFile, "tls-client-ca-file", "", "require client certificates signed by this PEM CA (mTLS)")
+	fs.Func("tls-client-allow", "with --tls-client-ca-file, admit only client certificates with one of these identities (comma-separated): a URI SAN such as a SPIFFE id, a DNS SAN, or the common name", func(list string) error {
+		cfg.tlsClientAllow = strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' })
+		return nil
+	})
 	fs.BoolVar(&cfg.insecure, "insecure", false, "allow a non-loopback --addr without TLS: anyone who can reach it can decrypt")
 	fs.StringVar(&cfg.healthAddr, "health-addr", "", `address serving only grpc.health.v1, for Kubernetes gRPC probes from outside the pod (e.g. ":50052"); "" turns it off`)
 	fs.BoolVar(&cfg.auditCalls, "audit-calls", false, "log one audit line per call: peer, method, key ids, outcome (never values)")
@@ -94,6 +99,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	}
 	if (cfg.tlsCertFile == "") != (cfg.tlsKeyFile == "") || (cfg.tlsClientCAFile != "" && cfg.tlsCertFile == "") {
 		return config{}, errors.New("--tls-cert-file and --tls-key-file go together, and --tls-client-ca-file needs them")
+	}
+	if len(cfg.tlsClientAllow) > 0 && cfg.tlsClientCAFile == "" {
+		return config{}, errors.New("--tls-client-allow needs --tls-client-ca-file: without client certificates there is no identity to check")
 	}
 	// Whoever reaches the API can decrypt every secret, so it leaves the
 	// machine only encrypted, or when the operator says so in as many words.
