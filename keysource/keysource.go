@@ -29,7 +29,7 @@ type Source struct {
 	// DecryptOnlyVar+"_FILE" a file holding them.
 	DecryptOnlyVar string
 	// ListVar names the variable holding the whole list, one key per line,
-	// the primary first and then the decrypt-only keys (FERNET_KEYS), or
+	// the primary first and then the decrypt-only keys (FERNET_SIDECAR_KEYS), or
 	// ListVar+"_FILE" a file holding it: the order of MultiFernet's list
 	// and django-fernet-fields' FERNET_KEYS. One file means one rename
 	// changes every key at once. It excludes PrimaryVar and

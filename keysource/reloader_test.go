@@ -254,3 +254,25 @@ func TestPublicKeyIDHidesDerivedKeys(t *testing.T) {
 		t.Errorf("a derived key's public id = %s, want %s", got, DerivedKeyLabel)
 	}
 }
+
+// TestWatchFollowsOneRenameOfTheKeyList: promoting B and keeping A is one
+// rename of the list file, so no reload ever sees B alone.
+func TestWatchFollowsOneRenameOfTheKeyList(t *testing.T) {
+	a, b := newKey(t), newKey(t)
+	dir := t.TempDir()
+	list := filepath.Join(dir, "keys")
+	must(t, os.WriteFile(list, []byte(a.Encode()+"\n"+b.Encode()+"\n"), 0o600))
+	src := source(map[string]string{"FERNET_KEYS_FILE": list})
+	src.ListVar = "FERNET_KEYS"
+	r, _, err := NewReloader(src, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch(t, r)
+	must(t, os.WriteFile(filepath.Join(dir, "keys.new"), []byte(b.Encode()+"\n"+a.Encode()+"\n"), 0o600))
+	must(t, os.Rename(filepath.Join(dir, "keys.new"), list))
+	waitForPrimary(t, r, b)
+	if got := ids(r.Keyring().DecryptOnly()); len(got) != 1 || got[0] != a.ID() {
+		t.Fatalf("decrypt-only keys after the rename = %v, want A (%s)", got, a.ID())
+	}
+}

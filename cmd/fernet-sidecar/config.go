@@ -64,7 +64,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9464", `HTTP address for /metrics, /healthz and /readyz; "" turns it off`)
 	fs.StringVar(&cfg.keyVar, "key-env", "DJANGO_ENCRYPTION_KEY", "variable holding the primary key (or, with _FILE appended, a path to it)")
 	fs.StringVar(&cfg.oldKeysVar, "old-keys-env", "OLD_DJANGO_ENCRYPTION_KEY", "variable holding decrypt-only keys, comma-separated (or, with _FILE appended, a path to them)")
-	fs.StringVar(&cfg.keysVar, "keys-env", "FERNET_KEYS", "variable holding the whole key list, one per line, the primary first (or, with _FILE appended, a path to it): one rename changes every key; excludes --key-env and --old-keys-env")
+	fs.StringVar(&cfg.keysVar, "keys-env", "FERNET_SIDECAR_KEYS", "variable holding the whole key list, one per line, the primary first (or, with _FILE appended, a path to it): one rename changes every key; excludes --key-env and --old-keys-env")
 	cfg.keyDerivation, cfg.oldKeysDerivation = keysource.DerivationNone, keysource.DerivationNone
 	fs.Func("key-derivation", `how the primary's value becomes a key: "none" (it is a Fernet key) or "django-fernet-fields" (it is a Django secret, derived with that library's HKDF)`, func(name string) (err error) {
 		cfg.keyDerivation, err = keysource.ParseDerivation(name)
