@@ -96,12 +96,6 @@ func statusCall(t *testing.T, addr string, creds credentials.TransportCredential
 func TestTLSAndMutualTLS(t *testing.T) {
 	p := testpki.New(t)
 	caFile, serverCert, serverKey, _, _ := p.Write(t, t.TempDir())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(p.CAPEM)
-	clientCert, err := tls.X509KeyPair(p.ClientCertPEM, p.ClientKeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
 	serverOnly, err := LoadTLS(serverCert, serverKey, "")
 	if err != nil {
 		t.Fatal(err)
@@ -110,8 +104,7 @@ func TestTLSAndMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trusting := credentials.NewTLS(&tls.Config{RootCAs: pool})
-	withClientCert := credentials.NewTLS(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientCert}})
+	trusting, withClientCert := clientCredentials(t, p, false), clientCredentials(t, p, true)
 
 	tlsAddr := serveWith(t, Config{TLS: serverOnly})
 	if err := statusCall(t, tlsAddr, trusting); err != nil {
@@ -203,13 +196,7 @@ func TestHealthOnlyServerServesNothingElse(t *testing.T) {
 func TestMutualTLSAllowsOnlyListedClients(t *testing.T) {
 	p := testpki.New(t) // its client certificate's common name is "app"
 	caFile, serverCert, serverKey, _, _ := p.Write(t, t.TempDir())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(p.CAPEM)
-	clientCert, err := tls.X509KeyPair(p.ClientCertPEM, p.ClientKeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	withClientCert := credentials.NewTLS(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientCert}})
+	withClientCert := clientCredentials(t, p, true)
 	for _, tt := range []struct {
 		allowed []string
 		admit   bool
@@ -239,11 +226,7 @@ func TestTLSReloadsChangedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := serveWith(t, Config{TLS: cfg})
-	trusting := func(p *testpki.PKI) credentials.TransportCredentials {
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(p.CAPEM)
-		return credentials.NewTLS(&tls.Config{RootCAs: pool})
-	}
+	trusting := func(p *testpki.PKI) credentials.TransportCredentials { return clientCredentials(t, p, false) }
 	if err := statusCall(t, addr, trusting(first)); err != nil {
 		t.Fatal(err)
 	}
@@ -260,4 +243,21 @@ func TestTLSReloadsChangedFiles(t *testing.T) {
 	if err := statusCall(t, addr, trusting(first)); err == nil {
 		t.Fatal("the old certificate is still served after the files changed")
 	}
+}
+
+// clientCredentials trust p's CA and, withCert, present p's client
+// certificate.
+func clientCredentials(t *testing.T, p *testpki.PKI, withCert bool) credentials.TransportCredentials {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(p.CAPEM)
+	cfg := &tls.Config{RootCAs: pool}
+	if withCert {
+		cert, err := tls.X509KeyPair(p.ClientCertPEM, p.ClientKeyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg)
 }

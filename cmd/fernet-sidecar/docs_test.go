@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -16,15 +15,7 @@ import (
 func TestDocsNameRealFlags(t *testing.T) {
 	var usage strings.Builder
 	parseConfig([]string{"-h"}, env(nil), &usage)
-	flags := testenv.DocCommandFlags(t, "fernet-sidecar")
-	if len(flags) == 0 {
-		t.Fatal("found no fernet-sidecar command line in the docs")
-	}
-	for name, where := range flags {
-		if !regexp.MustCompile(`(?m)^  -` + regexp.QuoteMeta(name) + `\b`).MatchString(usage.String()) {
-			t.Errorf("%v: fernet-sidecar has no flag --%s", where, name)
-		}
-	}
+	testenv.CheckDocFlags(t, "fernet-sidecar", usage.String())
 }
 
 // TestRotationDocsNameTheKeyVariables: the variables docs/rotation.md

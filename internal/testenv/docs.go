@@ -3,10 +3,27 @@ package testenv
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 )
+
+// CheckDocFlags fails t for every flag the docs give command (see
+// DocCommandFlags) that usage, the command's flag.PrintDefaults output,
+// does not list.
+func CheckDocFlags(t testing.TB, command, usage string) {
+	t.Helper()
+	flags := DocCommandFlags(t, command)
+	if len(flags) == 0 {
+		t.Fatalf("found no %s command line in the docs", command)
+	}
+	for name, where := range flags {
+		if !regexp.MustCompile(`(?m)^  -` + regexp.QuoteMeta(name) + `\b`).MatchString(usage) {
+			t.Errorf("%v: %s has no flag --%s", where, command, name)
+		}
+	}
+}
 
 // DocCommandFlags finds the command lines of command (e.g.
 // "fernet-sidecar", or "fernetctl reencrypt") in README.md and docs/*.md,
