@@ -140,13 +140,6 @@ func (k *Key) Equal(other *Key) bool { return hmac.Equal(k.raw[:], other.raw[:])
 // encrypts with the last 16.
 func (k *Key) signingHalf() []byte { return k.raw[:keySize/2] }
 
-// sign appends HMAC-SHA256(signing key, data) to dst.
-func (k *Key) sign(dst, data []byte) []byte {
-	st := k.state()
-	defer k.release(st)
-	return st.sign(dst, data)
-}
-
 func isHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]

@@ -40,6 +40,11 @@ type Source struct {
 	// while data moves off derived keys: a plain primary, derived old keys.
 	PrimaryDerivation     Derivation
 	DecryptOnlyDerivation Derivation
+	// SaltVar names the variable holding django-fernet-encrypted-fields'
+	// salts (its SALT_KEY setting), one per line, the one it encrypts with
+	// first; or SaltVar+"_FILE" a file holding them. Read only when a
+	// derivation is DerivationDjangoFernetEncryptedFields.
+	SaltVar string
 	// DevKeyFile, when set, is where the development key is kept, used
 	// when no primary key is configured (--dev). See DevKey.
 	DevKeyFile string
@@ -68,43 +73,66 @@ type Loaded struct {
 // file that is wrong, never the value.
 func (s Source) Load() (Loaded, error) {
 	var loaded Loaded
-	primary, decryptOnly, err := s.loadKeys(&loaded)
+	salts, err := s.loadSalts(&loaded)
 	if err != nil {
 		return Loaded{}, err
 	}
-	if primary == nil {
+	primary, decryptOnly, err := s.loadKeys(salts, &loaded)
+	if err != nil {
+		return Loaded{}, err
+	}
+	if len(primary) == 0 {
 		if s.DevKeyFile == "" {
 			return Loaded{}, fmt.Errorf("%w: set %s or %s%s (make a key with: fernet-sidecar genkey), or run with --dev for a development key",
 				ErrNoPrimaryKey, s.PrimaryVar, s.PrimaryVar, FileSuffix)
 		}
-		if primary, loaded.DevKeyCreated, err = DevKey(s.DevKeyFile); err != nil {
+		dev, created, err := DevKey(s.DevKeyFile)
+		if err != nil {
 			return Loaded{}, err
 		}
-		loaded.DevKey = true
+		primary, loaded.DevKey, loaded.DevKeyCreated = []*fernet.Key{dev}, true, created
 	}
-	loaded.Keyring = fernet.NewKeyring(primary, decryptOnly...)
+	// A secret with several salts: the first salt's key encrypts, the
+	// others decrypt, before the older secrets' keys.
+	loaded.Keyring = fernet.NewKeyring(primary[0], append(primary[1:], decryptOnly...)...)
 	return loaded, nil
 }
 
-// loadKeys reads the primary (nil when none is configured) and the
+// loadSalts reads SaltVar when a derivation needs salts.
+func (s Source) loadSalts(loaded *Loaded) ([]string, error) {
+	d := DerivationDjangoFernetEncryptedFields
+	if s.PrimaryDerivation != d && s.DecryptOnlyDerivation != d {
+		return nil, nil
+	}
+	value, from, err := s.read(s.SaltVar, d, loaded)
+	if err != nil {
+		return nil, err
+	}
+	salts := splitKeys(value, d.separators())
+	if len(salts) == 0 {
+		return nil, fmt.Errorf("%s: not set, and the %s derivation needs its salts (SALT_KEY, one per line)", from, d)
+	}
+	return salts, nil
+}
+
+// loadKeys reads the primary's keys (the primary first, then any other
+// keys its value derives; none when no primary is configured) and the
 // decrypt-only keys, from the list or from their two variables, and notes
 // in loaded where they came from.
-func (s Source) loadKeys(loaded *Loaded) (*fernet.Key, []*fernet.Key, error) {
+func (s Source) loadKeys(salts []string, loaded *Loaded) (primary, decryptOnly []*fernet.Key, err error) {
 	if s.ListVar != "" {
 		list, from, err := s.read(s.ListVar, DerivationNone, loaded)
 		if err != nil {
 			return nil, nil, err
 		}
 		if !isBlank(list) {
-			return s.loadList(list, from, loaded)
+			return s.loadList(list, from, salts, loaded)
 		}
 	}
-	primary, err := s.loadPrimary(loaded)
-	if err != nil {
+	if primary, err = s.loadPrimary(salts, loaded); err != nil {
 		return nil, nil, err
 	}
-	decryptOnly, err := s.loadDecryptOnly(loaded)
-	if err != nil {
+	if decryptOnly, err = s.loadDecryptOnly(salts, loaded); err != nil {
 		return nil, nil, err
 	}
 	return primary, decryptOnly, nil
@@ -112,34 +140,34 @@ func (s Source) loadKeys(loaded *Loaded) (*fernet.Key, []*fernet.Key, error) {
 
 // loadList parses the key list: one key (or secret) per line, the primary
 // first. It cannot be combined with the two variables.
-func (s Source) loadList(list, from string, loaded *Loaded) (*fernet.Key, []*fernet.Key, error) {
+func (s Source) loadList(list, from string, salts []string, loaded *Loaded) (primary, decryptOnly []*fernet.Key, err error) {
 	for _, name := range []string{s.PrimaryVar, s.DecryptOnlyVar} {
 		if value, _, err := s.read(name, DerivationNone, &Loaded{}); err != nil || !isBlank(value) {
 			return nil, nil, fmt.Errorf("%s holds the whole key list; unset %s and %s%s", from, name, name, FileSuffix)
 		}
 	}
-	var primary *fernet.Key
-	var decryptOnly []*fernet.Key
 	for i, line := range splitKeys(list, "\n") {
 		derivation := s.DecryptOnlyDerivation
 		if i == 0 {
 			derivation = s.PrimaryDerivation
 		}
-		key, err := derivation.key(strings.TrimSuffix(line, "\r"))
+		keys, err := derivation.keys(strings.TrimSuffix(line, "\r"), salts)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s, line %d: %w", from, i+1, err)
 		}
-		loaded.noteDerived(derivation, key)
+		loaded.noteDerived(derivation, keys)
 		if i == 0 {
-			primary = key
+			primary = keys
 		} else {
-			decryptOnly = append(decryptOnly, key)
+			decryptOnly = append(decryptOnly, keys...)
 		}
 	}
 	return primary, decryptOnly, nil
 }
 
-func (s Source) loadPrimary(loaded *Loaded) (*fernet.Key, error) {
+// loadPrimary returns the primary key first, then any other keys its value
+// derives.
+func (s Source) loadPrimary(salts []string, loaded *Loaded) ([]*fernet.Key, error) {
 	value, from, err := s.read(s.PrimaryVar, s.PrimaryDerivation, loaded)
 	if err != nil || isBlank(value) {
 		return nil, err
@@ -147,46 +175,48 @@ func (s Source) loadPrimary(loaded *Loaded) (*fernet.Key, error) {
 	if len(splitKeys(value, s.PrimaryDerivation.separators())) > 1 {
 		return nil, fmt.Errorf("%s: holds more than one key; put older keys in %s", from, s.DecryptOnlyVar)
 	}
-	key, err := s.PrimaryDerivation.key(value)
+	keys, err := s.PrimaryDerivation.keys(value, salts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", from, err)
 	}
-	loaded.noteDerived(s.PrimaryDerivation, key)
-	return key, nil
+	loaded.noteDerived(s.PrimaryDerivation, keys)
+	return keys, nil
 }
 
-func (s Source) loadDecryptOnly(loaded *Loaded) ([]*fernet.Key, error) {
+func (s Source) loadDecryptOnly(salts []string, loaded *Loaded) ([]*fernet.Key, error) {
 	value, from, err := s.read(s.DecryptOnlyVar, s.DecryptOnlyDerivation, loaded)
 	if err != nil {
 		return nil, err
 	}
 	var keys []*fernet.Key
 	for i, field := range splitKeys(value, s.DecryptOnlyDerivation.separators()) {
-		key, err := s.DecryptOnlyDerivation.key(field)
+		derived, err := s.DecryptOnlyDerivation.keys(field, salts)
 		if err != nil {
 			return nil, fmt.Errorf("%s, key %d: %w", from, i+1, err)
 		}
-		loaded.noteDerived(s.DecryptOnlyDerivation, key)
-		keys = append(keys, key)
+		loaded.noteDerived(s.DecryptOnlyDerivation, derived)
+		keys = append(keys, derived...)
 	}
 	return keys, nil
 }
 
-func (l *Loaded) noteDerived(derivation Derivation, key *fernet.Key) {
-	if derivation != DerivationDjangoFernetFields {
+func (l *Loaded) noteDerived(derivation Derivation, keys []*fernet.Key) {
+	if !derivation.derived() {
 		return
 	}
 	if l.Derived == nil {
 		l.Derived = map[string]bool{}
 	}
-	l.Derived[key.ID()] = true
+	for _, key := range keys {
+		l.Derived[key.ID()] = true
+	}
 }
 
 // files are the key files configured now: the *_FILE paths, and the dev
 // key file when one may be used.
 func (s Source) files() []string {
 	var files []string
-	for _, name := range []string{s.PrimaryVar, s.DecryptOnlyVar, s.ListVar} {
+	for _, name := range []string{s.PrimaryVar, s.DecryptOnlyVar, s.ListVar, s.SaltVar} {
 		if name == "" {
 			continue
 		}

@@ -11,8 +11,10 @@ type Crypter interface {
 	// (MultiFernet.rotate). Changed is false for a token that is already
 	// canonical under the primary key.
 	ReEncrypt(ctx context.Context, tokens []string) ([]Sealed, error)
-	// Decrypt opens tokens with no TTL, to say which key verifies each.
-	Decrypt(ctx context.Context, tokens []string) ([]Opened, error)
+	// Inspect says which key verifies each token, with no TTL. It needs
+	// no plaintext, so an implementation may use a call that returns
+	// none (the sidecar's InspectBatch) or DecryptBatch and drop it.
+	Inspect(ctx context.Context, tokens []string) ([]Inspected, error)
 	// Encrypt makes new tokens under the primary key.
 	Encrypt(ctx context.Context, plaintexts [][]byte) ([]Sealed, error)
 	// Keys reports the ids of the loaded keys.
@@ -27,12 +29,11 @@ type Sealed struct {
 	Err     *ItemError
 }
 
-// Opened says which key verified a token, or why none did. The plaintext
-// is deliberately not part of it: the job never needs it.
-type Opened struct {
-	KeyID          string
-	NeedsReencrypt bool
-	Err            *ItemError
+// Inspected says which key verified a token, or why none did. The
+// plaintext is deliberately not part of it: the job never needs it.
+type Inspected struct {
+	KeyID string
+	Err   *ItemError
 }
 
 // ItemError is why one item failed, with the sidecar's stable reason.

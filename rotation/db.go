@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,10 +18,17 @@ import (
 	_ "modernc.org/sqlite" // registers "sqlite": pure Go, so the binary builds with CGO_ENABLED=0
 )
 
+// The database kinds, Database.Kind.
+const (
+	Postgres = "postgres"
+	SQLite   = "sqlite"
+	MySQL    = "mysql" // MySQL and MariaDB
+)
+
 // Database is an open database and the SQL dialect it speaks.
 type Database struct {
 	SQL *sql.DB
-	// Kind is "postgres" or "sqlite".
+	// Kind is Postgres, SQLite or MySQL.
 	Kind string
 	// identity names the database without its password, so that a
 	// checkpoint is never resumed against another database.
@@ -33,18 +41,21 @@ func (d *Database) Close() error { return d.SQL.Close() }
 // Open opens the database a DSN names. The driver follows from its form:
 //
 //	postgres://... or postgresql://...     PostgreSQL (pgx)
+//	mysql://..., mysql2://..., mariadb://...  MySQL or MariaDB (see openMySQL)
 //	sqlite:PATH or sqlite:///PATH          SQLite file (the second is dj-database-url's form)
 //	file:PATH[?params]                     SQLite URI, passed on as it is
 //	PATH ending .sqlite3, .sqlite or .db   SQLite file
 //
 // A SQLite file must already exist: it is opened with mode=rw, so a typo
 // fails instead of creating an empty database. readOnly makes the
-// connections refuse writes (query_only, default_transaction_read_only),
-// for --check and --dry-run.
+// connections refuse writes (query_only, default_transaction_read_only,
+// SET SESSION TRANSACTION READ ONLY), for --check and --dry-run.
 func Open(dsn string, readOnly bool) (*Database, error) {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return openPostgres(dsn, readOnly)
+	case strings.HasPrefix(dsn, "mysql://"), strings.HasPrefix(dsn, "mysql2://"), strings.HasPrefix(dsn, "mariadb://"):
+		return openMySQL(dsn, readOnly)
 	case strings.HasPrefix(dsn, "sqlite:///"):
 		return openSQLiteFile(strings.TrimPrefix(dsn, "sqlite:///"), readOnly)
 	case strings.HasPrefix(dsn, "sqlite:"):
@@ -54,7 +65,7 @@ func Open(dsn string, readOnly bool) (*Database, error) {
 	case strings.HasSuffix(dsn, ".sqlite3"), strings.HasSuffix(dsn, ".sqlite"), strings.HasSuffix(dsn, ".db"):
 		return openSQLiteFile(dsn, readOnly)
 	}
-	return nil, errors.New("cannot tell the database from the DSN: use postgres://..., sqlite:PATH, file:PATH, or a path ending .sqlite3, .sqlite or .db")
+	return nil, errors.New("cannot tell the database from the DSN: use postgres://..., mysql://..., sqlite:PATH, file:PATH, or a path ending .sqlite3, .sqlite or .db")
 }
 
 func openPostgres(dsn string, readOnly bool) (*Database, error) {
@@ -68,7 +79,7 @@ func openPostgres(dsn string, readOnly bool) (*Database, error) {
 	}
 	db := stdlib.OpenDB(*cfg)
 	identity := fmt.Sprintf("postgres %s:%d/%s as %s", cfg.Host, cfg.Port, cfg.Database, cfg.User)
-	return &Database{SQL: db, Kind: "postgres", identity: identity}, nil
+	return &Database{SQL: db, Kind: Postgres, identity: identity}, nil
 }
 
 func openSQLiteFile(path string, readOnly bool) (*Database, error) {
@@ -114,7 +125,7 @@ func openSQLite(uri, identity string, readOnly bool) (*Database, error) {
 	if strings.HasPrefix(identity, "file:") {
 		identity, _, _ = strings.Cut(identity, "?")
 	}
-	return &Database{SQL: db, Kind: "sqlite", identity: "sqlite " + identity}, nil
+	return &Database{SQL: db, Kind: SQLite, identity: "sqlite " + identity}, nil
 }
 
 // Fingerprint is a short hash of the database's identity, stored in the
@@ -126,7 +137,7 @@ func (d *Database) Fingerprint() string {
 
 // placeholder is the n-th (1-based) query parameter.
 func (d *Database) placeholder(n int) string {
-	if d.Kind == "postgres" {
+	if d.Kind == Postgres {
 		return "$" + strconv.Itoa(n)
 	}
 	return "?"
@@ -137,72 +148,115 @@ func (d *Database) placeholder(n int) string {
 // than escaped, because these names come from a command line.
 var identifierPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
 
-// quoteIdentifier validates name and double-quotes each part, which both
-// PostgreSQL and SQLite read as an identifier. Quoting keeps the case as
-// given, so in PostgreSQL "Foo" and "foo" differ.
-func quoteIdentifier(what, name string) (string, error) {
+// quoteIdentifier validates name and quotes each part: in double quotes,
+// which PostgreSQL and SQLite read as an identifier, or in backquotes for
+// MySQL, whose double quotes make a string unless ANSI_QUOTES is on.
+// Quoting keeps the case as given, so in PostgreSQL "Foo" and "foo" differ.
+func (d *Database) quoteIdentifier(what, name string) (string, error) {
 	if !identifierPattern.MatchString(name) {
 		return "", fmt.Errorf("%s %q is not a plain SQL identifier (letters, digits and _, optionally schema.name)", what, name)
 	}
+	quote := `"`
+	if d.Kind == MySQL {
+		quote = "`"
+	}
 	parts := strings.Split(name, ".")
 	for i, p := range parts {
-		parts[i] = `"` + p + `"`
+		parts[i] = quote + p + quote
 	}
 	return strings.Join(parts, "."), nil
 }
 
-// queries are the statements of one job, built once.
+// queries builds the statements of one job from its quoted names.
 type queries struct {
-	first, next  string // a batch from the start, and after a primary key
-	count, after string // rows to do, from the start and after a primary key
-	reread       string // one row again, after a conflict
-	update       string // the optimistic write
+	db                *Database
+	table, pk, column string // quoted
+	// filter is --where and the shard's condition, each followed by AND,
+	// or "".
+	filter string
+	// pkType is the primary-key column's type, as the database declares
+	// it (PostgreSQL's format_type), for casts in the batched UPDATE.
+	pkType string
 }
 
 func buildQueries(db *Database, table, pk, column, where string) (queries, error) {
-	t, err := quoteIdentifier("table", table)
+	t, err := db.quoteIdentifier("table", table)
 	if err != nil {
 		return queries{}, err
 	}
-	p, err := quoteIdentifier("primary-key column", pk)
+	if strings.Contains(pk, ",") {
+		return queries{}, fmt.Errorf("--pk %q names several columns: composite primary keys are not supported; give one unique column", pk)
+	}
+	p, err := db.quoteIdentifier("primary-key column", pk)
 	if err != nil {
 		return queries{}, err
 	}
 	if strings.Contains(pk, ".") {
 		return queries{}, fmt.Errorf("primary-key column %q must not be qualified", pk)
 	}
-	c, err := quoteIdentifier("token column", column)
+	c, err := db.quoteIdentifier("token column", column)
 	if err != nil {
 		return queries{}, err
 	}
 	if strings.Contains(column, ".") {
 		return queries{}, fmt.Errorf("token column %q must not be qualified", column)
 	}
-	if p == c {
+	if strings.EqualFold(p, c) {
 		return queries{}, errors.New("the primary-key column and the token column must differ")
 	}
+	q := queries{db: db, table: t, pk: p, column: c}
 	// --where is the operator's own SQL, ANDed in. The newlines keep a
 	// trailing "-- comment" in it from swallowing the rest of the query.
-	filter := ""
 	if strings.TrimSpace(where) != "" {
-		filter = "(\n" + where + "\n) AND "
-	}
-	ph := db.placeholder
-	q := queries{
-		// NULL primary keys (possible in SQLite) can be neither ordered nor
-		// resumed from, so they are left out.
-		first: fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s%s IS NOT NULL ORDER BY %s LIMIT %s", p, c, t, filter, p, p, ph(1)),
-		next:  fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s%s > %s ORDER BY %s LIMIT %s", p, c, t, filter, p, ph(1), p, ph(2)),
-		count: fmt.Sprintf("SELECT count(*) FROM %s WHERE %s%s IS NOT NULL", t, filter, p),
-		after: fmt.Sprintf("SELECT count(*) FROM %s WHERE %s%s > %s", t, filter, p, ph(1)),
-		// The filter applies to the re-read too: a row the app moved out of
-		// the operator's selection is no longer ours to touch.
-		reread: fmt.Sprintf("SELECT %s FROM %s WHERE %s%s = %s", c, t, filter, p, ph(1)),
-		// "AND column = old" is the optimistic check: if the app wrote the
-		// row after we read it, nothing is updated and we re-read it.
-		update: fmt.Sprintf("UPDATE %s SET %s = %s WHERE %s = %s AND %s = %s", t, c, ph(1), p, ph(2), c, ph(3)),
+		q.filter = "(\n" + where + "\n) AND "
 	}
 	return q, nil
+}
+
+// bounds are the primary-key limits of a read or a count: rows after
+// lower and up to upper, each when set.
+type bounds struct {
+	lower, upper Value
+}
+
+// where is the WHERE clause of a walk within b, and its arguments, with
+// placeholders numbered from 1.
+func (q queries) where(b bounds) (string, []any) {
+	// NULL primary keys (possible in SQLite) can be neither ordered nor
+	// resumed from, so they are left out.
+	clause := q.filter + q.pk + " IS NOT NULL"
+	var args []any
+	if !b.lower.IsZero() {
+		args = append(args, b.lower.v)
+		clause += " AND " + q.pk + " > " + q.db.placeholder(len(args))
+	}
+	if !b.upper.IsZero() {
+		args = append(args, b.upper.v)
+		clause += " AND " + q.pk + " <= " + q.db.placeholder(len(args))
+	}
+	return clause, args
+}
+
+// read is the next batch within b, in primary-key order (keyset
+// pagination, never OFFSET).
+func (q queries) read(b bounds, limit int) (string, []any) {
+	clause, args := q.where(b)
+	args = append(args, limit)
+	return fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s ORDER BY %s LIMIT %s",
+		q.pk, q.column, q.table, clause, q.pk, q.db.placeholder(len(args))), args
+}
+
+// count is the number of rows within b.
+func (q queries) count(b bounds) (string, []any) {
+	clause, args := q.where(b)
+	return fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", q.table, clause), args
+}
+
+// reread is one row again, after a conflict. The filter applies to it
+// too: a row the app moved out of the operator's selection is no longer
+// ours to touch.
+func (q queries) reread() string {
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s%s = %s", q.column, q.table, q.filter, q.pk, q.db.placeholder(1))
 }
 
 // Value is a primary-key value as the driver returns it: int64 for integer
@@ -217,6 +271,11 @@ func pkValue(v any) (Value, error) {
 	switch v := v.(type) {
 	case int64, string:
 		return Value{v}, nil
+	case uint64: // MySQL's BIGINT UNSIGNED
+		if v > math.MaxInt64 {
+			return Value{}, fmt.Errorf("primary key %d is over 2^63-1", v)
+		}
+		return Value{int64(v)}, nil
 	case []byte:
 		return Value{append([]byte(nil), v...)}, nil
 	case nil:
@@ -263,6 +322,20 @@ func cellValue(v any) (cell, error) {
 		return cell{text: string(v), bytes: true}, nil
 	}
 	return cell{}, fmt.Errorf("token column holds a %T, want text", v)
+}
+
+// textOf is v with MySQL's text columns as strings: its driver gives every
+// string as bytes, and only the column's type tells text from binary.
+func (d *Database) textOf(v any, ct *sql.ColumnType) any {
+	b, isBytes := v.([]byte)
+	if d.Kind != MySQL || !isBytes {
+		return v
+	}
+	switch ct.DatabaseTypeName() {
+	case "BINARY", "VARBINARY", "BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB":
+		return v
+	}
+	return string(b)
 }
 
 // arg is the value to pass for this cell's column in a query.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,15 +67,15 @@ func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Sealed, e
 	return out, nil
 }
 
-func (f *fakeCrypter) Decrypt(_ context.Context, tokens []string) ([]Opened, error) {
-	out := make([]Opened, len(tokens))
+func (f *fakeCrypter) Inspect(_ context.Context, tokens []string) ([]Inspected, error) {
+	out := make([]Inspected, len(tokens))
 	for i, tok := range tokens {
 		d, err := f.keyring.Decrypt(tok)
 		if err != nil {
-			out[i] = Opened{Err: &ItemError{Reason: reasonOf(err), Message: err.Error()}}
+			out[i] = Inspected{Err: &ItemError{Reason: reasonOf(err), Message: err.Error()}}
 			continue
 		}
-		out[i] = Opened{KeyID: d.KeyID, NeedsReencrypt: !d.Primary}
+		out[i] = Inspected{KeyID: d.KeyID}
 	}
 	return out, nil
 }
@@ -99,19 +100,32 @@ func (f *fakeCrypter) Keys(context.Context) (Keys, error) {
 	return k, nil
 }
 
+// kinds are the databases every scenario runs against.
+var kinds = []string{SQLite, Postgres, MySQL}
+
 // freshDatabases returns a function that makes a new, empty database of
-// the kind and returns its DSN. A PostgreSQL server is started for t and
-// stopped when t ends; without its binaries t ends as testenv.Missing says.
+// the kind and returns its DSN, as Open takes it. A PostgreSQL or MariaDB
+// server is started for t and stopped when t ends; without its binaries t
+// ends as testenv.Missing says.
 func freshDatabases(t *testing.T, kind string) func(t *testing.T) string {
-	if kind == "sqlite" {
-		return func(t *testing.T) string { return dbtest.SQLiteFile(t) }
-	}
-	pg := dbtest.StartPostgres(t)
 	n := 0
-	return func(t *testing.T) string {
-		n++
-		return pg.CreateDatabase(t, "job"+strconv.Itoa(n))
+	switch kind {
+	case Postgres:
+		pg := dbtest.StartPostgres(t)
+		return func(t *testing.T) string {
+			n++
+			return pg.CreateDatabase(t, "job"+strconv.Itoa(n))
+		}
+	case MySQL:
+		my := dbtest.StartMariaDB(t)
+		return func(t *testing.T) string {
+			n++
+			name := "job" + strconv.Itoa(n)
+			my.CreateDatabase(t, name)
+			return "mysql://" + my.User + "@localhost/" + name + "?unix_socket=" + my.Socket
+		}
 	}
+	return func(t *testing.T) string { return dbtest.SQLiteFile(t) }
 }
 
 // app is the application's own connection to the database.
@@ -123,15 +137,23 @@ type app struct {
 
 func openApp(t *testing.T, kind, dsn string) *app {
 	t.Helper()
-	if kind == "postgres" {
+	switch kind {
+	case Postgres:
 		return &app{t, kind, dbtest.OpenPostgres(t, dsn)}
+	case MySQL:
+		// The job's DSN, in the driver's own form.
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &app{t, kind, dbtest.OpenMariaDB(t, fmt.Sprintf("%s@unix(%s)%s", u.User.Username(), u.Query().Get("unix_socket"), u.Path))}
 	}
 	return &app{t, kind, dbtest.OpenSQLite(t, dsn)}
 }
 
 // rebind turns ? placeholders into PostgreSQL's $n.
 func (a *app) rebind(query string) string {
-	if a.kind != "postgres" {
+	if a.kind != Postgres {
 		return query
 	}
 	var b strings.Builder

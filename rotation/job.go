@@ -50,22 +50,28 @@ type Job struct {
 	DB      *Database
 	Crypter Crypter
 	Table   string // optionally schema-qualified
-	PK      string // the primary-key column: unique, integer or text
+	PK      string // the primary-key column: unique, one column, of any orderable type
 	Column  string // the token column
 	// Where is operator-supplied SQL ANDed into every query, e.g.
 	// "confirmed". It is not escaped: it is trusted as the command line is.
 	Where     string
 	BatchSize int
 	Mode      Mode
-	// LegacyPlaintext counts rows that hold a bare base32 TOTP secret
-	// instead of a token (see looksLikeSecret). Without it such rows are
-	// undecryptable (MALFORMED).
-	LegacyPlaintext bool
+	// Shard, when its Count is over 1, limits the job to one part of the
+	// table, so that several jobs can share it.
+	Shard Shard
+	// LegacyPlaintext counts rows that hold a bare TOTP secret of this
+	// shape instead of a token. Without it such rows are undecryptable
+	// (MALFORMED).
+	LegacyPlaintext PlaintextShape
 	// EncryptPlaintext encrypts those rows in place. It implies
-	// LegacyPlaintext.
+	// LegacyPlaintext, base32 unless set.
 	EncryptPlaintext bool
 	// Checkpoint, when set, is resumed from and replaced after each
-	// committed batch. Only Rotate uses it.
+	// committed batch. Only Rotate uses it. A run that resumed checks,
+	// once at the end, which key every row before the checkpoint is
+	// under (Report.BeforeCheckpoint): a stale checkpoint, from before a
+	// database restore say, must not make a run look complete.
 	Checkpoint *Checkpoint
 	// Restart ignores an existing checkpoint and starts from the first row.
 	Restart bool
@@ -86,10 +92,16 @@ type Progress struct {
 	// Done rows of Total were scanned by this run. Total is counted once,
 	// at the start, so rows the app inserts meanwhile can push Done past it.
 	Done, Total int64
+	// Verifying is true while a resumed run checks the rows before its
+	// checkpoint; Done and Total then count those.
+	Verifying bool
 	// Written rows were changed by this run.
 	Written int64
 	// LastPK is the last row of the last batch.
 	LastPK Value
+	// Report holds the counts so far. It is the job's own: read it during
+	// the call only.
+	Report *Report
 }
 
 // row is one row as read.
@@ -120,16 +132,16 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	if j.MaxIDs <= 0 {
 		j.MaxIDs = DefaultMaxIDs
 	}
-	if j.EncryptPlaintext {
-		j.LegacyPlaintext = true
-	}
-	q, err := buildQueries(j.DB, j.Table, j.PK, j.Column, j.Where)
-	if err != nil {
-		return nil, err
+	if j.EncryptPlaintext && j.LegacyPlaintext == NoPlaintext {
+		j.LegacyPlaintext = Base32
 	}
 	keys, err := j.Crypter.Keys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar status: %w", err)
+	}
+	q, err := j.queries(ctx)
+	if err != nil {
+		return nil, err
 	}
 	r := newReport(j, keys)
 	defer func() { r.Elapsed = time.Since(started) }()
@@ -152,52 +164,29 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		}
 	}
 
-	total, err := j.count(ctx, q, last)
+	rest := bounds{lower: last}
+	total, err := j.count(ctx, q, rest)
 	if err != nil {
 		return r, err
 	}
-	for {
-		select {
-		case <-j.Interrupt:
-			return r, ErrInterrupted
-		default:
-		}
-		if err := ctx.Err(); err != nil {
-			return r, err
-		}
-		rows, err := j.read(ctx, q, last)
-		if err != nil {
-			return r, err
-		}
-		if len(rows) == 0 {
-			break
-		}
-		if j.Mode == Rotate {
-			err = j.rotate(ctx, q, rows, r)
-		} else {
-			err = j.inspect(ctx, rows, r)
-		}
-		if err != nil {
-			return r, err
-		}
-		last = rows[len(rows)-1].pk
-		r.Scanned += int64(len(rows))
-		r.LastPK = last
+	err = j.walk(ctx, q, rest, j.Mode, r, func() error {
 		if j.Mode == Rotate && j.Checkpoint != nil {
-			st := State{
-				Version: stateVersion, Database: j.DB.Fingerprint(),
-				Table: j.Table, PK: j.PK, Column: j.Column, Where: j.Where, EncryptPlaintext: j.EncryptPlaintext,
-				LastPK: storeValue(last), Scanned: before + r.Scanned, Updated: time.Now().UTC(),
-			}
+			st := j.state(r.LastPK, before+r.Scanned)
 			if err := j.Checkpoint.Save(st); err != nil {
-				return r, fmt.Errorf("saving the checkpoint (the batch committed; a rerun redoes it harmlessly): %w", err)
+				return fmt.Errorf("saving the checkpoint (the batch committed; a rerun redoes it harmlessly): %w", err)
 			}
 		}
 		if j.Progress != nil {
-			j.Progress(Progress{Done: r.Scanned, Total: total, Written: r.Rewritten + r.PlaintextEncrypted, LastPK: last})
+			j.Progress(Progress{Done: r.Scanned, Total: total, Written: r.Rewritten + r.PlaintextEncrypted, LastPK: r.LastPK, Report: r})
 		}
-		if len(rows) < j.BatchSize {
-			break // a short batch is the end of the table
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	if !r.ResumedAfter.IsZero() {
+		if err := j.verifyBefore(ctx, q, r); err != nil {
+			return r, err
 		}
 	}
 	r.Complete = true
@@ -207,6 +196,152 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		}
 	}
 	return r, nil
+}
+
+// queries checks the table and the job's columns against the database's
+// catalog and builds the job's statements.
+func (j *Job) queries(ctx context.Context) (queries, error) {
+	q, err := buildQueries(j.DB, j.Table, j.PK, j.Column, j.Where)
+	if err != nil {
+		return queries{}, err
+	}
+	cols, err := describe(ctx, j.DB, j.Table)
+	if err != nil {
+		return queries{}, err
+	}
+	if q.pkType, err = checkColumns(j.DB, j.Table, cols, j.PK, j.Column); err != nil {
+		return queries{}, err
+	}
+	shard, err := j.Shard.condition(j.DB.Kind, q.pk, q.pkType)
+	if err != nil {
+		return queries{}, err
+	}
+	if shard != "" {
+		q.filter += shard + " AND "
+	}
+	return q, nil
+}
+
+// state is the checkpoint after a committed batch ending at last.
+func (j *Job) state(last Value, scanned int64) State {
+	st := State{
+		Version: stateVersion, Database: j.DB.Fingerprint(),
+		Table: j.Table, PK: j.PK, Column: j.Column, Where: j.Where, EncryptPlaintext: j.EncryptPlaintext,
+		LastPK: storeValue(last), Scanned: scanned, Updated: time.Now().UTC(),
+	}
+	if j.Shard.Count > 1 {
+		st.Shard = j.Shard.String()
+	}
+	if j.EncryptPlaintext {
+		st.LegacyPlaintext = string(j.LegacyPlaintext)
+	}
+	return st
+}
+
+// verifyBefore checks, for a run that resumed, which key each row up to
+// the checkpoint is under, into r.BeforeCheckpoint. Every one of them
+// should be under the primary key (or empty): any other means the
+// checkpoint claimed work that is not in the database.
+func (j *Job) verifyBefore(ctx context.Context, q queries, r *Report) error {
+	r.BeforeCheckpoint = &Report{Mode: Check, Keys: r.Keys, ByKey: map[string]int64{}}
+	prefix := bounds{upper: r.ResumedAfter}
+	total, err := j.count(ctx, q, prefix)
+	if err != nil {
+		return err
+	}
+	v := r.BeforeCheckpoint
+	return j.walk(ctx, q, prefix, Check, v, func() error {
+		if j.Progress != nil {
+			j.Progress(Progress{Done: v.Scanned, Total: total, Verifying: true, LastPK: v.LastPK})
+		}
+		return nil
+	})
+}
+
+// batch is one batch as read and planned, with what planning counted.
+type batch struct {
+	rows   []row
+	tally  *Report
+	writes []write // Rotate only
+	err    error
+}
+
+// walk goes through the rows within b in batches. Reading a batch and the
+// sidecar's work on it run one batch ahead of the writes, so the sidecar
+// and the database work at the same time; the writes, and after each
+// batch, run here in order.
+func (j *Job) walk(ctx context.Context, q queries, b bounds, mode Mode, r *Report, after func() error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	batches := make(chan batch, 1)
+	prepared := make(chan struct{})
+	go func() {
+		defer close(prepared)
+		j.prepareBatches(ctx, q, b, mode, r.Keys, batches)
+	}()
+	// Returning early stops the reader, and waits for it: nothing of the
+	// job touches the database once Run has returned.
+	defer func() { cancel(); <-prepared }()
+	for {
+		select {
+		case <-j.Interrupt:
+			return ErrInterrupted
+		default:
+		}
+		var bt batch
+		var more bool
+		select {
+		case bt, more = <-batches:
+		case <-j.Interrupt:
+			return ErrInterrupted
+		}
+		if !more {
+			return ctx.Err()
+		}
+		if bt.err != nil {
+			return bt.err
+		}
+		if mode == Rotate {
+			if err := j.commit(ctx, q, bt.writes, r); err != nil {
+				return err
+			}
+		}
+		r.merge(bt.tally, j.MaxIDs)
+		r.Scanned += int64(len(bt.rows))
+		r.LastPK = bt.rows[len(bt.rows)-1].pk
+		if err := after(); err != nil {
+			return err
+		}
+	}
+}
+
+// prepareBatches reads the batches within b and plans each (or, for Check
+// and DryRun, counts it), until the table ends, an error, or ctx ends.
+func (j *Job) prepareBatches(ctx context.Context, q queries, b bounds, mode Mode, keys Keys, out chan<- batch) {
+	defer close(out)
+	for {
+		rows, err := j.read(ctx, q, b)
+		if err == nil && len(rows) == 0 {
+			return
+		}
+		bt := batch{rows: rows, tally: &Report{Mode: mode, Keys: keys, ByKey: map[string]int64{}}}
+		switch {
+		case err != nil:
+		case mode == Rotate:
+			bt.writes, err = j.plan(ctx, rows, bt.tally)
+		default:
+			err = j.inspect(ctx, rows, bt.tally, mode)
+		}
+		bt.err = err
+		select {
+		case out <- bt:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil || len(rows) < j.BatchSize {
+			return // an error, or a short batch: the end of the table
+		}
+		b.lower = rows[len(rows)-1].pk
+	}
 }
 
 // matches refuses a checkpoint written by another job: resuming it would
@@ -228,51 +363,42 @@ func (j *Job) matches(st State) error {
 		return mismatch("--where")
 	case st.EncryptPlaintext != j.EncryptPlaintext:
 		return mismatch("--encrypt-plaintext")
+	case st.EncryptPlaintext && st.LegacyPlaintext != string(j.LegacyPlaintext):
+		return mismatch("--legacy-plaintext")
+	case st.Shard != j.state(Value{}, 0).Shard:
+		return mismatch("--shard")
 	}
 	return nil
 }
 
-func (j *Job) count(ctx context.Context, q queries, after Value) (int64, error) {
+func (j *Job) count(ctx context.Context, q queries, b bounds) (int64, error) {
 	var n int64
-	var err error
-	if after.IsZero() {
-		err = j.DB.SQL.QueryRowContext(ctx, q.count).Scan(&n)
-	} else {
-		err = j.DB.SQL.QueryRowContext(ctx, q.after, after.v).Scan(&n)
-	}
-	if err != nil {
+	query, args := q.count(b)
+	if err := j.DB.SQL.QueryRowContext(ctx, query, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting rows: %w", err)
 	}
 	return n, nil
 }
 
-// read returns the next batch after the primary key last (or from the
-// start). It reads outside any transaction: consistency comes from the
-// optimistic write, not from locks held while the sidecar works.
-func (j *Job) read(ctx context.Context, q queries, last Value) ([]row, error) {
-	var rs *sql.Rows
-	var err error
-	if last.IsZero() {
-		rs, err = j.DB.SQL.QueryContext(ctx, q.first, j.BatchSize)
-	} else {
-		rs, err = j.DB.SQL.QueryContext(ctx, q.next, last.v, j.BatchSize)
-	}
+// read returns the next batch within b. It reads outside any transaction:
+// consistency comes from the conditional write, not from locks held while
+// the sidecar works.
+func (j *Job) read(ctx context.Context, q queries, b bounds) ([]row, error) {
+	query, args := q.read(b, j.BatchSize)
+	rs, err := j.DB.SQL.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("reading a batch: %w", err)
 	}
 	defer rs.Close()
+	types, err := rs.ColumnTypes()
+	if err != nil {
+		return nil, fmt.Errorf("reading a batch: %w", err)
+	}
 	rows := make([]row, 0, j.BatchSize)
 	for rs.Next() {
-		var pk, val any
-		if err := rs.Scan(&pk, &val); err != nil {
-			return nil, fmt.Errorf("reading a batch: %w", err)
-		}
-		r := row{}
-		if r.pk, err = pkValue(pk); err != nil {
+		r, err := scanRow(rs, j.DB, types)
+		if err != nil {
 			return nil, err
-		}
-		if r.val, err = cellValue(val); err != nil {
-			return nil, fmt.Errorf("row %s: %w", r.pk, err)
 		}
 		rows = append(rows, r)
 	}
@@ -282,22 +408,29 @@ func (j *Job) read(ctx context.Context, q queries, last Value) ([]row, error) {
 	return rows, nil
 }
 
-// rotate re-encrypts one batch. The writes commit in one transaction;
-// rows the app changed meanwhile are re-read and go round again, in a
-// transaction of their own, up to MaxAttempts times.
-func (j *Job) rotate(ctx context.Context, q queries, rows []row, r *Report) error {
-	pending := rows
-	for attempt := 1; len(pending) > 0; attempt++ {
-		if attempt > j.MaxAttempts {
-			for _, row := range pending {
-				r.Unresolved.add(row.pk, "changed by the app on every attempt", j.MaxIDs)
-			}
-			return nil
-		}
-		writes, err := j.plan(ctx, pending, r)
-		if err != nil {
-			return err
-		}
+// scanRow reads one (primary key, token) row.
+func scanRow(rs *sql.Rows, db *Database, types []*sql.ColumnType) (row, error) {
+	var pk, val any
+	if err := rs.Scan(&pk, &val); err != nil {
+		return row{}, fmt.Errorf("reading a batch: %w", err)
+	}
+	pk, val = db.textOf(pk, types[0]), db.textOf(val, types[1])
+	r := row{}
+	var err error
+	if r.pk, err = pkValue(pk); err != nil {
+		return row{}, err
+	}
+	if r.val, err = cellValue(val); err != nil {
+		return row{}, fmt.Errorf("row %s: %w", r.pk, err)
+	}
+	return r, nil
+}
+
+// commit writes one batch, and then the rows the app changed meanwhile:
+// each is re-read and goes round again, in a transaction of its own, up to
+// MaxAttempts times in all.
+func (j *Job) commit(ctx context.Context, q queries, writes []write, r *Report) error {
+	for attempt := 1; len(writes) > 0; attempt++ {
 		conflicted, err := j.write(ctx, q, writes)
 		if err != nil {
 			return err
@@ -329,7 +462,15 @@ func (j *Job) rotate(ctx context.Context, q queries, rows []row, r *Report) erro
 			}
 			again = append(again, fresh)
 		}
-		pending = again
+		if attempt == j.MaxAttempts {
+			for _, row := range again {
+				r.Unresolved.add(row.pk, "changed by the app on every attempt", j.MaxIDs)
+			}
+			return nil
+		}
+		if writes, err = j.plan(ctx, again, r); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -365,7 +506,7 @@ func (j *Job) plan(ctx context.Context, rows []row, r *Report) ([]write, error) 
 			r.Current++
 		case s.Err.Reason == ReasonInternal:
 			return nil, fmt.Errorf("sidecar failed on row %s: %v", row.pk, s.Err)
-		case j.LegacyPlaintext && s.Err.Reason == ReasonMalformed && looksLikeSecret(row.val.text):
+		case s.Err.Reason == ReasonMalformed && j.LegacyPlaintext.matches(row.val.text):
 			if j.EncryptPlaintext {
 				plaintexts = append(plaintexts, []byte(row.val.text))
 				plainRows = append(plainRows, row)
@@ -406,26 +547,8 @@ func (j *Job) write(ctx context.Context, q queries, writes []write) (conflicted 
 		return nil, fmt.Errorf("beginning a transaction: %w", err)
 	}
 	defer tx.Rollback() // a no-op once committed
-	stmt, err := tx.PrepareContext(ctx, q.update)
-	if err != nil {
-		return nil, fmt.Errorf("preparing the update: %w", err)
-	}
-	defer stmt.Close()
-	for i, w := range writes {
-		res, err := stmt.ExecContext(ctx, w.row.val.arg(w.token), w.row.pk.v, w.row.val.arg(w.row.val.text))
-		if err != nil {
-			return nil, fmt.Errorf("updating row %s (the batch was rolled back): %w", w.row.pk, err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return nil, fmt.Errorf("updating row %s (the batch was rolled back): %w", w.row.pk, err)
-		}
-		switch {
-		case n == 0:
-			conflicted = append(conflicted, i)
-		case n > 1:
-			return nil, fmt.Errorf("updating row %s changed %d rows: %s is not unique (the batch was rolled back)", w.row.pk, n, j.PK)
-		}
+	if conflicted, err = q.writeAll(ctx, tx, writes, j.PK); err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("committing a batch: %w", err)
@@ -436,15 +559,23 @@ func (j *Job) write(ctx context.Context, q queries, writes []write) (conflicted 
 // reread reads one row again after a conflict; ok is false when it is gone
 // (deleted, or no longer matching --where).
 func (j *Job) reread(ctx context.Context, q queries, pk Value) (row, bool, error) {
-	var val any
-	err := j.DB.SQL.QueryRowContext(ctx, q.reread, pk.v).Scan(&val)
-	if errors.Is(err, sql.ErrNoRows) {
-		return row{}, false, nil
-	}
+	rs, err := j.DB.SQL.QueryContext(ctx, q.reread(), pk.v)
 	if err != nil {
 		return row{}, false, fmt.Errorf("re-reading row %s: %w", pk, err)
 	}
-	c, err := cellValue(val)
+	defer rs.Close()
+	types, err := rs.ColumnTypes()
+	if err != nil {
+		return row{}, false, fmt.Errorf("re-reading row %s: %w", pk, err)
+	}
+	if !rs.Next() {
+		return row{}, false, rs.Err()
+	}
+	var val any
+	if err := rs.Scan(&val); err != nil {
+		return row{}, false, fmt.Errorf("re-reading row %s: %w", pk, err)
+	}
+	c, err := cellValue(j.DB.textOf(val, types[0]))
 	if err != nil {
 		return row{}, false, fmt.Errorf("row %s: %w", pk, err)
 	}
@@ -466,17 +597,17 @@ func splitEmpty(rows []row, r *Report) (tokens []string, withToken []row) {
 }
 
 // inspect counts one batch for Check and DryRun, writing nothing.
-func (j *Job) inspect(ctx context.Context, rows []row, r *Report) error {
+func (j *Job) inspect(ctx context.Context, rows []row, r *Report, mode Mode) error {
 	tokens, withToken := splitEmpty(rows, r)
 	if len(tokens) == 0 {
 		return nil
 	}
-	opened, err := j.Crypter.Decrypt(ctx, tokens)
+	opened, err := j.Crypter.Inspect(ctx, tokens)
 	if err != nil {
-		return fmt.Errorf("sidecar Decrypt: %w", err)
+		return fmt.Errorf("sidecar Inspect: %w", err)
 	}
 	if len(opened) != len(tokens) {
-		return fmt.Errorf("sidecar Decrypt returned %d results for %d tokens", len(opened), len(tokens))
+		return fmt.Errorf("sidecar Inspect returned %d results for %d tokens", len(opened), len(tokens))
 	}
 	for i, o := range opened {
 		row := withToken[i]
@@ -485,13 +616,13 @@ func (j *Job) inspect(ctx context.Context, rows []row, r *Report) error {
 			r.ByKey[o.KeyID]++
 		case o.Err.Reason == ReasonInternal:
 			return fmt.Errorf("sidecar failed on row %s: %v", row.pk, o.Err)
-		case j.LegacyPlaintext && o.Err.Reason == ReasonMalformed && looksLikeSecret(row.val.text):
+		case o.Err.Reason == ReasonMalformed && j.LegacyPlaintext.matches(row.val.text):
 			r.Plaintext.add(row.pk, "plaintext", j.MaxIDs)
 		default:
 			r.Undecryptable.add(row.pk, o.Err.Reason, j.MaxIDs)
 		}
 	}
-	if j.Mode != DryRun {
+	if mode != DryRun {
 		return nil
 	}
 	// What a run would write: ReEncrypt also rewrites tokens under the

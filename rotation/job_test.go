@@ -15,7 +15,8 @@ import (
 
 const baseTS = 1_600_000_000
 
-// TestJob runs every scenario against SQLite and a real PostgreSQL.
+// TestJob runs every scenario against SQLite, and real PostgreSQL and
+// MariaDB servers.
 func TestJob(t *testing.T) {
 	scenarios := []struct {
 		name string
@@ -32,8 +33,11 @@ func TestJob(t *testing.T) {
 		{"check and dry run count and write nothing", testCheckAndDryRun},
 		{"INTERNAL from the sidecar stops the run before any write", testInternalStops},
 		{"a primary-key column that is not unique stops the run", testNonUniqueKey},
+		{"django-otp's hex keys as legacy plaintext", testTOTPHex},
+		{"a stale checkpoint does not make a run complete", testStaleCheckpoint},
+		{"a composite primary key is refused", testCompositeKey},
 	}
-	for _, kind := range []string{"sqlite", "postgres"} {
+	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			fresh := freshDatabases(t, kind)
 			for _, s := range scenarios {
@@ -166,8 +170,12 @@ func testLegacyPlaintext(t *testing.T, kind, dsn string) {
 		mustToken(t, old, "s1", baseTS), secrets[2], secrets[3], "hello world", mustToken(t, stranger, "s5", baseTS), secrets[6],
 	})
 	job := func(mode Mode, legacy, encrypt bool) *Job {
-		return &Job{DB: openJobDB(t, dsn, mode != Rotate), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret",
-			Mode: mode, LegacyPlaintext: legacy, EncryptPlaintext: encrypt}
+		j := &Job{DB: openJobDB(t, dsn, mode != Rotate), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret",
+			Mode: mode, EncryptPlaintext: encrypt}
+		if legacy {
+			j.LegacyPlaintext = Base32
+		}
+		return j
 	}
 	before := a.snapshot("totp")
 
@@ -213,15 +221,22 @@ func testLegacyPlaintext(t *testing.T, kind, dsn string) {
 	}
 }
 
+// oldTable creates table totp with rows 1 to n, row id holding
+// "secret-id" at baseTS+id under key old.
+func (a *app) oldTable(old *fernet.Key, n int64) {
+	a.t.Helper()
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	var pks, vals []any
+	for id := int64(1); id <= n; id++ {
+		pks, vals = append(pks, id), append(vals, mustToken(a.t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
+	}
+	a.insert("totp", pks, vals)
+}
+
 func testConflicts(t *testing.T, kind, dsn string) {
 	primary, old := mustKey(t), mustKey(t)
 	a := openApp(t, kind, dsn)
-	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
-	var pks, vals []any
-	for id := int64(1); id <= 30; id++ {
-		pks, vals = append(pks, id), append(vals, mustToken(t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
-	}
-	a.insert("totp", pks, vals)
+	a.oldTable(old, 30)
 	appPrimary := mustToken(t, primary, "app-3", baseTS+3000)
 	appOld := mustToken(t, old, "app-4", baseTS+4000)
 	fake := newFake(primary, old)
@@ -284,7 +299,12 @@ func testUnresolved(t *testing.T, kind, dsn string) {
 
 // addFailingTrigger makes any UPDATE of row id fail inside the database.
 func addFailingTrigger(a *app, id int) {
-	if a.kind == "postgres" {
+	if a.kind == MySQL {
+		a.exec(fmt.Sprintf(`CREATE TRIGGER boom BEFORE UPDATE ON totp FOR EACH ROW
+			BEGIN IF NEW.id = %d THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom'; END IF; END`, id))
+		return
+	}
+	if a.kind == Postgres {
 		a.exec(fmt.Sprintf(`CREATE FUNCTION boom() RETURNS trigger AS $$
 			BEGIN IF NEW.id = %d THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql`, id))
 		a.exec("CREATE TRIGGER boom BEFORE UPDATE ON totp FOR EACH ROW EXECUTE FUNCTION boom()")
@@ -296,12 +316,7 @@ func addFailingTrigger(a *app, id int) {
 func testFailingWriteRollsBack(t *testing.T, kind, dsn string) {
 	primary, old := mustKey(t), mustKey(t)
 	a := openApp(t, kind, dsn)
-	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
-	var pks, vals []any
-	for id := int64(1); id <= 60; id++ {
-		pks, vals = append(pks, id), append(vals, mustToken(t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
-	}
-	a.insert("totp", pks, vals)
+	a.oldTable(old, 60)
 	before := a.snapshot("totp")
 	addFailingTrigger(a, 57)
 	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
@@ -326,7 +341,7 @@ func testFailingWriteRollsBack(t *testing.T, kind, dsn string) {
 		t.Fatalf("checkpoint after the failure = %+v %v %v, want last 40", st, ok, err)
 	}
 
-	if kind == "postgres" {
+	if kind == Postgres {
 		a.exec("DROP TRIGGER boom ON totp")
 	} else {
 		a.exec("DROP TRIGGER boom")
@@ -344,12 +359,8 @@ func testFailingWriteRollsBack(t *testing.T, kind, dsn string) {
 func testInterruptResume(t *testing.T, kind, dsn string) {
 	primary, old := mustKey(t), mustKey(t)
 	a := openApp(t, kind, dsn)
-	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
-	var pks, vals []any
-	for id := int64(1); id <= 100; id++ {
-		pks, vals = append(pks, id), append(vals, mustToken(t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
-	}
-	a.insert("totp", pks, vals)
+	a.oldTable(old, 100)
+	a.exec("ALTER TABLE totp ADD COLUMN other TEXT")
 	before := a.snapshot("totp")
 	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
 	interrupt := make(chan struct{})
@@ -394,11 +405,21 @@ func testInterruptResume(t *testing.T, kind, dsn string) {
 	}
 
 	resumed := &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 10, Checkpoint: cp}
-	var total int64
-	resumed.Progress = func(p Progress) { total = p.Total }
+	var total, verifyTotal int64
+	resumed.Progress = func(p Progress) {
+		if p.Verifying {
+			verifyTotal = p.Total
+		} else {
+			total = p.Total
+		}
+	}
 	r = run(t, resumed)
 	if r.ResumedAfter.String() != "30" || r.Scanned != 70 || r.Rewritten != 70 || total != 70 || !r.Complete {
 		t.Errorf("resume: after %s scanned %d rewritten %d total %d", r.ResumedAfter, r.Scanned, r.Rewritten, total)
+	}
+	// The resumed run checked the 30 rows before its checkpoint.
+	if v := r.BeforeCheckpoint; v == nil || v.Scanned != 30 || v.ByKey[primary.ID()] != 30 || verifyTotal != 30 || r.StaleCheckpoint() != 0 || r.Remaining() != 0 {
+		t.Errorf("resume: before the checkpoint %+v (progress total %d), want 30 rows under the primary key", v, verifyTotal)
 	}
 	if _, err := os.Stat(cp.Path); !os.IsNotExist(err) {
 		t.Errorf("checkpoint left after a complete run: %v", err)
@@ -456,7 +477,7 @@ func testTextKeysAndWhere(t *testing.T, kind, dsn string) {
 func testBytesColumn(t *testing.T, kind, dsn string) {
 	primary, old := mustKey(t), mustKey(t)
 	a := openApp(t, kind, dsn)
-	blob := map[string]string{"sqlite": "BLOB", "postgres": "BYTEA"}[kind]
+	blob := map[string]string{SQLite: "BLOB", Postgres: "BYTEA", MySQL: "BLOB"}[kind]
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret " + blob + ")")
 	a.insert("totp", []any{int64(1), int64(2)}, []any{[]byte(mustToken(t, old, "s1", baseTS)), []byte(mustToken(t, primary, "s2", baseTS))})
 	r := run(t, &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret"})
@@ -464,7 +485,7 @@ func testBytesColumn(t *testing.T, kind, dsn string) {
 		t.Errorf("rewritten %d current %d, want 1 1", r.Rewritten, r.Current)
 	}
 	wantUnder(t, primary, a.value("totp", "id", int64(1)), "s1", baseTS, "row 1")
-	if kind == "sqlite" {
+	if kind == SQLite {
 		var typ string
 		if err := a.db.QueryRow("SELECT typeof(secret) FROM totp WHERE id = 1").Scan(&typ); err != nil || typ != "blob" {
 			t.Errorf("row 1 is now %s (%v), want still a blob", typ, err)
@@ -562,5 +583,76 @@ func testNonUniqueKey(t *testing.T, kind, dsn string) {
 	var n int
 	if err := a.db.QueryRow(a.rebind("SELECT count(*) FROM totp WHERE secret = ?"), tok).Scan(&n); err != nil || n != 2 {
 		t.Errorf("%d rows still hold the old token (%v), want 2: the batch must roll back", n, err)
+	}
+}
+
+func testTOTPHex(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	hexKey := "3132333435363738393031323334353637383930" // django-otp's default: 20 bytes, 40 hex digits
+	a.insert("totp", []any{int64(1), int64(2), int64(3), int64(4)}, []any{
+		hexKey, strings.ToUpper(hexKey[:32]), "JBSWY3DPEHPK3PXP", mustToken(t, old, "s4", baseTS),
+	})
+	r := run(t, &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret",
+		LegacyPlaintext: TOTPHex, EncryptPlaintext: true})
+	if r.PlaintextEncrypted != 2 || r.Rewritten != 1 || issueIDs(r.Undecryptable) != "3:MALFORMED" {
+		t.Errorf("encrypted %d rewritten %d undecryptable %s; want 2 1 3:MALFORMED (base32 is not hex)", r.PlaintextEncrypted, r.Rewritten, issueIDs(r.Undecryptable))
+	}
+	for id, want := range map[int64]string{1: hexKey, 2: strings.ToUpper(hexKey[:32])} {
+		d, err := fernet.NewKeyring(primary).Decrypt(fmt.Sprint(a.value("totp", "id", id)))
+		if err != nil || string(d.Plaintext) != want {
+			t.Errorf("row %d: %v, want the hex key encrypted as it was", id, err)
+		}
+	}
+}
+
+// testStaleCheckpoint: the database is restored from a backup taken
+// before the rotation, and a checkpoint from after it is still there. The
+// resumed run must not say all is done.
+func testStaleCheckpoint(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.oldTable(old, 40)
+	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
+	job := func() *Job {
+		return &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 10, Checkpoint: cp}
+	}
+	j := job()
+	if err := cp.Save(j.state(IntValue(25), 25)); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, j)
+	var out strings.Builder
+	r.Write(&out)
+	if r.ResumedAfter.String() != "25" || r.Scanned != 15 || r.StaleCheckpoint() != 25 || r.Remaining() != 25 ||
+		!strings.Contains(out.String(), "before the checkpoint       25 rows checked\n  under primary key "+primary.ID()+"  0\n  under old     key "+old.ID()+"  25\n") {
+		t.Errorf("resumed after %s, scanned %d, stale %d, remaining %d; want 25 15 25 25:\n%s", r.ResumedAfter, r.Scanned, r.StaleCheckpoint(), r.Remaining(), out.String())
+	}
+	// The checkpoint is gone, so the next run walks everything.
+	r = run(t, job())
+	if !r.ResumedAfter.IsZero() || r.Rewritten != 25 || r.Remaining() != 0 {
+		t.Errorf("rerun: resumed after %s, rewritten %d, remaining %d; want a full walk that fixes 25", r.ResumedAfter, r.Rewritten, r.Remaining())
+	}
+}
+
+func testCompositeKey(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE member (org_id BIGINT, user_id BIGINT, secret TEXT, PRIMARY KEY (org_id, user_id))")
+	for _, pk := range []string{"org_id", "user_id"} {
+		_, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "member", PK: pk, Column: "secret"}).Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "composite primary key (org_id, user_id)") {
+			t.Errorf("--pk %s: %v, want the composite key refused", pk, err)
+		}
+	}
+	for pk, col := range map[string]string{"nope": "secret", "org_id": "nope"} {
+		_, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "member", PK: pk, Column: col}).Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), `no column "nope"`) {
+			t.Errorf("--pk %s --column %s: %v, want the missing column named", pk, col, err)
+		}
+	}
+	if _, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "nope", PK: "id", Column: "secret"}).Run(context.Background()); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("a missing table: %v", err)
 	}
 }

@@ -2,19 +2,74 @@ package rotation
 
 import (
 	"encoding/base32"
+	"encoding/hex"
+	"fmt"
 	"strings"
 )
 
 // Legacy plaintext is a TOTP secret stored bare, the way many apps kept it
-// before they encrypted the column: base32 (RFC 4648 alphabet, as pyotp and
-// Google Authenticator use), upper or lower case, optionally '='-padded.
-// 16 characters (80 bits) is the shortest secret in common use; 128 is far
-// above the longest. A value counts only if the sidecar also calls it
-// MALFORMED, so a real token (under an unknown key, say) never does.
+// before they encrypted the column. A value counts only if the sidecar also
+// calls it MALFORMED, so a real token (under an unknown key, say) never
+// does.
+
+// PlaintextShape is the shape of the legacy plaintext secrets a column
+// may hold.
+type PlaintextShape string
+
+// The shapes.
+const (
+	// NoPlaintext: no value counts as a legacy plaintext.
+	NoPlaintext PlaintextShape = ""
+	// Base32: RFC 4648 base32, as pyotp and Google Authenticator use,
+	// upper or lower case, optionally '='-padded.
+	Base32 PlaintextShape = "base32"
+	// TOTPHex: hex, as django-otp's TOTPDevice.key holds it (40 hex
+	// characters by default, at most 80).
+	TOTPHex PlaintextShape = "totp-hex"
+)
+
+// ParsePlaintextShape reads a --legacy-plaintext value.
+func ParsePlaintextShape(s string) (PlaintextShape, error) {
+	switch shape := PlaintextShape(s); shape {
+	case Base32, TOTPHex:
+		return shape, nil
+	}
+	return NoPlaintext, fmt.Errorf("legacy plaintext shape %q: want %s or %s", s, Base32, TOTPHex)
+}
+
+// matches reports whether v has the shape.
+func (s PlaintextShape) matches(v string) bool {
+	switch s {
+	case Base32:
+		return looksLikeSecret(v)
+	case TOTPHex:
+		return looksLikeHexSecret(v)
+	}
+	return false
+}
+
+// 16 base32 characters (80 bits) is the shortest secret in common use; 128
+// is far above the longest.
 const (
 	minSecretLen = 16
 	maxSecretLen = 128
 )
+
+// django-otp's hex keys: 8 bytes at least (shorter is no secret), 40 at
+// most (its field holds 80 characters), whole bytes.
+const (
+	minHexSecretLen = 16
+	maxHexSecretLen = 80
+)
+
+// looksLikeHexSecret reports whether s has the shape of a bare hex secret.
+func looksLikeHexSecret(s string) bool {
+	if len(s) < minHexSecretLen || len(s) > maxHexSecretLen || len(s)%2 != 0 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
 
 var base32NoPad = base32.StdEncoding.WithPadding(base32.NoPadding)
 

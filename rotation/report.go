@@ -50,6 +50,10 @@ type Report struct {
 	// Vanished rows were deleted (or left the --where selection) between
 	// our read and our write.
 	Vanished int64
+
+	// BeforeCheckpoint, for a run that resumed, counts by key the rows up
+	// to the checkpoint, which this run did not walk otherwise (a Check).
+	BeforeCheckpoint *Report
 }
 
 // Issues is a count of rows with the first of their primary keys.
@@ -71,15 +75,44 @@ func (is *Issues) add(pk Value, reason string, max int) {
 	}
 }
 
+func (is *Issues) merge(o Issues, max int) {
+	is.Count += o.Count
+	for _, row := range o.Rows {
+		if len(is.Rows) < max {
+			is.Rows = append(is.Rows, row)
+		}
+	}
+}
+
+// merge adds the counts of o, one batch's, to r.
+func (r *Report) merge(o *Report, max int) {
+	r.Empty += o.Empty
+	r.Current += o.Current
+	r.Rewritten += o.Rewritten
+	r.PlaintextEncrypted += o.PlaintextEncrypted
+	r.Conflicts += o.Conflicts
+	r.Vanished += o.Vanished
+	for id, n := range o.ByKey {
+		r.ByKey[id] += n
+	}
+	r.Plaintext.merge(o.Plaintext, max)
+	r.Undecryptable.merge(o.Undecryptable, max)
+	r.Unresolved.merge(o.Unresolved, max)
+}
+
 func newReport(j *Job, keys Keys) *Report {
 	return &Report{Mode: j.Mode, Keys: keys, EncryptPlaintext: j.EncryptPlaintext, ByKey: map[string]int64{}}
 }
 
 // Remaining counts rows that are not, and after this run would not be,
 // under the primary key: undecryptable rows, legacy plaintext left as it
-// is, rows the app kept changing and, for Check, rows under an old key.
+// is, rows the app kept changing, for Check rows under an old key, and
+// for a resumed run any such row before the checkpoint.
 func (r *Report) Remaining() int64 {
 	n := r.Undecryptable.Count + r.Unresolved.Count
+	if r.BeforeCheckpoint != nil {
+		n += r.BeforeCheckpoint.Remaining()
+	}
 	switch {
 	case r.Mode == Rotate:
 		n += r.Plaintext.Count - r.PlaintextEncrypted
@@ -92,6 +125,21 @@ func (r *Report) Remaining() int64 {
 			if id != r.Keys.Primary {
 				n += c
 			}
+		}
+	}
+	return n
+}
+
+// StaleCheckpoint counts the rows before the checkpoint of a resumed run
+// that are under an old key: rows the checkpoint said were done.
+func (r *Report) StaleCheckpoint() int64 {
+	if r.BeforeCheckpoint == nil {
+		return 0
+	}
+	var n int64
+	for id, c := range r.BeforeCheckpoint.ByKey {
+		if id != r.Keys.Primary {
+			n += c
 		}
 	}
 	return n
@@ -124,21 +172,7 @@ func (r *Report) Write(w io.Writer) {
 	p("rows scanned                %d", r.Scanned)
 	p("NULL or empty               %d", r.Empty)
 	if r.Mode != Rotate {
-		// Every loaded key, the primary first and old keys in the order
-		// they are tried, even at 0: "old key 0" is what says the old key
-		// can be retired. Then ids the sidecar no longer has (a reload).
-		ids := append([]string{r.Keys.Primary}, r.Keys.DecryptOnly...)
-		var unknown []string
-		for id := range r.ByKey {
-			if !slices.Contains(ids, id) {
-				unknown = append(unknown, id)
-			}
-		}
-		slices.Sort(unknown)
-		ids = append(ids, unknown...)
-		for _, id := range ids {
-			p("under %-7s key %s  %d", r.Keys.role(id), id, r.ByKey[id])
-		}
+		r.writeByKey(w, "")
 	}
 	switch r.Mode {
 	case Rotate:
@@ -164,8 +198,38 @@ func (r *Report) Write(w io.Writer) {
 			r.Unresolved.write(w, "left, kept changing         ")
 		}
 	}
+	if v := r.BeforeCheckpoint; v != nil {
+		// What this run checked but did not walk: the rows the
+		// checkpoint said earlier runs had done.
+		p("before the checkpoint       %d rows checked", v.Scanned)
+		v.writeByKey(w, "  ")
+		if v.Undecryptable.Count > 0 {
+			v.Undecryptable.write(w, "  undecryptable             ")
+		}
+		if v.Plaintext.Count > 0 {
+			v.Plaintext.write(w, "  legacy plaintext          ")
+		}
+	}
 	p("elapsed                     %s", r.Elapsed.Round(time.Millisecond))
 	p("rate                        %.0f rows/s", r.Rate())
+}
+
+// writeByKey prints every loaded key, the primary first and old keys in
+// the order they are tried, even at 0: "old key 0" is what says the old
+// key can be retired. Then ids the sidecar no longer has (a reload).
+func (r *Report) writeByKey(w io.Writer, indent string) {
+	ids := append([]string{r.Keys.Primary}, r.Keys.DecryptOnly...)
+	var unknown []string
+	for id := range r.ByKey {
+		if !slices.Contains(ids, id) {
+			unknown = append(unknown, id)
+		}
+	}
+	slices.Sort(unknown)
+	ids = append(ids, unknown...)
+	for _, id := range ids {
+		fmt.Fprintf(w, "%sunder %-7s key %s  %d\n", indent, r.Keys.role(id), id, r.ByKey[id])
+	}
 }
 
 func (is Issues) write(w io.Writer, label string) {

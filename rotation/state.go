@@ -32,6 +32,11 @@ type State struct {
 	// EncryptPlaintext changes what is written, so a resume must not
 	// change it: rows before the checkpoint would miss the difference.
 	EncryptPlaintext bool `json:"encrypt_plaintext"`
+	// LegacyPlaintext is the shape encrypted, with EncryptPlaintext.
+	LegacyPlaintext string `json:"legacy_plaintext,omitempty"`
+	// Shard is "i/n" for a sharded run: each shard has its own
+	// checkpoint, and one must not resume another's.
+	Shard string `json:"shard,omitempty"`
 	// LastPK is the primary key of the last row of the last committed batch.
 	LastPK  StoredValue `json:"last_pk"`
 	Scanned int64       `json:"rows_scanned"`

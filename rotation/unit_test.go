@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func TestQuoteIdentifier(t *testing.T) {
 		{"a.", ""},
 		{"ключ", ""},
 	} {
-		got, err := quoteIdentifier("table", tc.in)
+		got, err := (&Database{Kind: SQLite}).quoteIdentifier("table", tc.in)
 		if got != tc.want || (err != nil) != (tc.want == "") {
 			t.Errorf("quoteIdentifier(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
@@ -33,24 +34,30 @@ func TestQuoteIdentifier(t *testing.T) {
 }
 
 func TestBuildQueries(t *testing.T) {
-	pg := &Database{Kind: "postgres"}
+	pg := &Database{Kind: Postgres}
 	q, err := buildQueries(pg, "public.otp", "id", "key", "confirmed -- a comment")
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantNext := `SELECT "id", "key" FROM "public"."otp" WHERE (` + "\nconfirmed -- a comment\n" + `) AND "id" > $1 ORDER BY "id" LIMIT $2`
-	if q.next != wantNext {
-		t.Errorf("next =\n%s\nwant\n%s", q.next, wantNext)
+	next, args := q.read(bounds{lower: IntValue(7)}, 100)
+	wantNext := `SELECT "id", "key" FROM "public"."otp" WHERE (` + "\nconfirmed -- a comment\n" + `) AND "id" IS NOT NULL AND "id" > $1 ORDER BY "id" LIMIT $2`
+	if next != wantNext || !reflect.DeepEqual(args, []any{int64(7), 100}) {
+		t.Errorf("next =\n%s %v\nwant\n%s", next, args, wantNext)
 	}
-	if want := `UPDATE "public"."otp" SET "key" = $1 WHERE "id" = $2 AND "key" = $3`; q.update != want {
-		t.Errorf("update = %s, want %s", q.update, want)
+	count, args := q.count(bounds{upper: IntValue(9)})
+	if want := `SELECT count(*) FROM "public"."otp" WHERE (` + "\nconfirmed -- a comment\n" + `) AND "id" IS NOT NULL AND "id" <= $1`; count != want || len(args) != 1 {
+		t.Errorf("count = %s %v, want %s", count, args, want)
 	}
-	sqlite := &Database{Kind: "sqlite"}
-	q, _ = buildQueries(sqlite, "otp", "id", "key", "")
-	if want := `SELECT "id", "key" FROM "otp" WHERE "id" > ? ORDER BY "id" LIMIT ?`; q.next != want {
-		t.Errorf("next = %s, want %s", q.next, want)
+	my := &Database{Kind: MySQL}
+	q, _ = buildQueries(my, "app.otp", "id", "key", "")
+	if next, _ := q.read(bounds{lower: IntValue(1), upper: IntValue(9)}, 10); next != "SELECT `id`, `key` FROM `app`.`otp` WHERE `id` IS NOT NULL AND `id` > ? AND `id` <= ? ORDER BY `id` LIMIT ?" {
+		t.Errorf("MySQL next = %s", next)
 	}
-	for _, bad := range [][3]string{{"otp", "id", "id"}, {"otp", "a.id", "key"}, {"otp", "id", "a.key"}, {"otp;drop", "id", "key"}} {
+	sqlite := &Database{Kind: SQLite}
+	if _, err := buildQueries(sqlite, "otp", "a,b", "key", ""); err == nil || !strings.Contains(err.Error(), "composite") {
+		t.Errorf("--pk a,b: %v, want a composite-key error", err)
+	}
+	for _, bad := range [][3]string{{"otp", "id", "id"}, {"otp", "ID", "id"}, {"otp", "a.id", "key"}, {"otp", "id", "a.key"}, {"otp;drop", "id", "key"}} {
 		if _, err := buildQueries(sqlite, bad[0], bad[1], bad[2], ""); err == nil {
 			t.Errorf("buildQueries(%q) accepted", bad)
 		}
@@ -75,7 +82,14 @@ func TestOpenChoosesTheDriver(t *testing.T) {
 		{"db.sqlite3", "sqlite", ""},
 		{"missing.db", "", "no such file"},
 		{"sqlite:", "", "names no file"},
-		{"mysql://app@db/app", "", "cannot tell"},
+		{"mysql://app:hunter2@db.internal:3306/app", "mysql", ""},
+		{"mysql2://app@%2Frun%2Fmysqld%2Fmysqld.sock/app", "mysql", ""}, // dj-database-url's socket form
+		{"mariadb://app@localhost/app?unix_socket=/run/mysqld/mysqld.sock", "mysql", ""},
+		{"mysql://app@db/app?tls=true", "mysql", ""},
+		{"mysql://app:hunter2@db/", "", "names no database"},
+		{"mysql://app:hunter2@db/app?charset=latin1", "", "not supported"},
+		{"mysql://app:hunter2@db/app?tls=maybe", "", "tls must be"},
+		{"oracle://app@db/app", "", "cannot tell"},
 		{"postgres://app:hunter2@db:notaport/app", "", "invalid PostgreSQL DSN"},
 	} {
 		db, err := Open(tc.dsn, false)

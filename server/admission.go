@@ -7,7 +7,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -162,14 +161,14 @@ func (a *admission) gateBatches(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 	return &gated
 }
 
+// batchItems counts the items of a batch request: its tokens or its
+// plaintexts.
 func batchItems(req any) int {
 	switch r := req.(type) {
-	case *fernetv1.EncryptBatchRequest:
+	case interface{ GetTokens() []string }:
+		return len(r.GetTokens())
+	case interface{ GetPlaintexts() [][]byte }:
 		return len(r.GetPlaintexts())
-	case *fernetv1.DecryptBatchRequest:
-		return len(r.GetTokens())
-	case *fernetv1.ReEncryptBatchRequest:
-		return len(r.GetTokens())
 	default:
 		return 0
 	}
@@ -178,10 +177,5 @@ func batchItems(req any) int {
 // overloaded is the status of a refused call: a fixed message, and what
 // was full in the ErrorInfo reason.
 func overloaded(reason string) error {
-	st := status.New(codes.ResourceExhausted, "too many calls in flight; retry later")
-	detailed, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: fernetv1.ErrorDomain})
-	if err != nil {
-		return st.Err()
-	}
-	return detailed.Err()
+	return reasonedError(codes.ResourceExhausted, reason, "too many calls in flight; retry later")
 }

@@ -17,15 +17,19 @@ import (
 func auditCalls(logger *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
-		caller := "unknown"
-		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-			caller = p.Addr.Network() + ":" + p.Addr.String()
-		}
 		st := status.Convert(err)
-		logger.Info("call", "audit", true, "peer", caller, "method", info.FullMethod,
+		logger.Info("call", "audit", true, "peer", peerOf(ctx), "method", info.FullMethod,
 			"code", st.Code().String(), "reason", errorReason(st), "key_ids", keyIDsOf(resp))
 		return resp, err
 	}
+}
+
+// peerOf names the caller: its network and address.
+func peerOf(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.Network() + ":" + p.Addr.String()
+	}
+	return "unknown"
 }
 
 func errorReason(st *status.Status) string {
@@ -62,6 +66,10 @@ func keyIDsOf(resp any) []string {
 			add(item.GetOk().GetKeyId())
 		}
 	case *fernetv1.ReEncryptBatchResponse:
+		for _, item := range r.GetResults() {
+			add(item.GetOk().GetKeyId())
+		}
+	case *fernetv1.InspectBatchResponse:
 		for _, item := range r.GetResults() {
 			add(item.GetOk().GetKeyId())
 		}

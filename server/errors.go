@@ -11,6 +11,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
 
 // decryptFailureReasons are the reasons a token can be refused for, in the
@@ -39,11 +40,13 @@ func tooLarge(reason, what string, limit int, unit string) error {
 // log these messages: the reason says what was wrong, the message only
 // repeats it in words.
 var reasonMessages = map[string]string{
-	fernetv1.ReasonMalformed:        "not a Fernet token",
-	fernetv1.ReasonInvalidSignature: "no loaded key verifies the token",
-	fernetv1.ReasonExpired:          "the token is older than the TTL",
-	fernetv1.ReasonFutureTimestamp:  "the token's timestamp is in the future",
-	fernetv1.ReasonInternal:         "internal error",
+	fernetv1.ReasonMalformed:            "not a Fernet token",
+	fernetv1.ReasonInvalidSignature:     "no loaded key verifies the token",
+	fernetv1.ReasonExpired:              "the token is older than the TTL",
+	fernetv1.ReasonFutureTimestamp:      "the token's timestamp is in the future",
+	fernetv1.ReasonInvalidTOTPParameter: "a TOTP parameter is out of range (digits, period, algorithm or secret encoding)",
+	fernetv1.ReasonInvalidTOTPSecret:    "the token does not hold a TOTP secret",
+	fernetv1.ReasonInternal:             "internal error",
 }
 
 // messageOf is the fixed text of err: a limit's own message, which names
@@ -73,6 +76,10 @@ func reasonOf(err error) string {
 		return fernetv1.ReasonExpired
 	case errors.Is(err, fernet.ErrFutureTimestamp):
 		return fernetv1.ReasonFutureTimestamp
+	case errors.Is(err, totp.ErrInvalidParameter):
+		return fernetv1.ReasonInvalidTOTPParameter
+	case errors.Is(err, totp.ErrInvalidSecret):
+		return fernetv1.ReasonInvalidTOTPSecret
 	default:
 		return fernetv1.ReasonInternal
 	}
@@ -87,9 +94,14 @@ func statusError(operation string, err error) error {
 	if reason == fernetv1.ReasonInternal {
 		code = codes.Internal
 	}
-	st := status.New(code, operation+": "+messageOf(reason, err))
-	detailed, detailErr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: fernetv1.ErrorDomain})
-	if detailErr != nil {
+	return reasonedError(code, reason, operation+": "+messageOf(reason, err))
+}
+
+// reasonedError is a gRPC status with an ErrorInfo of reason.
+func reasonedError(code codes.Code, reason, msg string) error {
+	st := status.New(code, msg)
+	detailed, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: fernetv1.ErrorDomain})
+	if err != nil {
 		return st.Err()
 	}
 	return detailed.Err()

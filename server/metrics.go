@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
 
 // Label values of the fernet_* metrics. Every one is from a fixed set: a
@@ -15,6 +17,9 @@ const (
 	operationEncrypt   = "encrypt"
 	operationDecrypt   = "decrypt"
 	operationReEncrypt = "reencrypt"
+	operationInspect   = "inspect"
+	operationCreate    = "create_totp"
+	operationVerify    = "verify_totp"
 
 	keyRolePrimary     = "primary"
 	keyRoleDecryptOnly = "decrypt_only"
@@ -23,7 +28,11 @@ const (
 // Metrics is the one reporter of the service's own metrics. Every series
 // exists from the start, at zero, so dashboards and alerts need no absent().
 type Metrics struct {
-	encrypt, decrypt, reencrypt operationMetrics
+	encrypt, decrypt, reencrypt, inspect operationMetrics
+	createTOTP, verifyTOTP               operationMetrics
+
+	totpVerifications [len(totpOutcomes)]prometheus.Counter // by totp.Outcome
+	methodDenied      *prometheus.CounterVec
 
 	decryptFailures      [len(decryptFailureReasons)]prometheus.Counter // in the order of decryptFailureReasons
 	decryptedPrimary     prometheus.Counter
@@ -50,7 +59,7 @@ type operationMetrics struct {
 func NewMetrics(registry prometheus.Registerer) *Metrics {
 	operations := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fernet_operations_total",
-		Help: "Items processed, by operation (encrypt, decrypt, reencrypt) and outcome (ok, error). A batch counts each item.",
+		Help: "Items processed, by operation (encrypt, decrypt, reencrypt, inspect, create_totp, verify_totp) and outcome (ok, error). A batch counts each item; a wrong TOTP code is ok here (see fernet_totp_verifications_total).",
 	}, []string{"operation", "outcome"})
 	durations := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "fernet_operation_duration_seconds",
@@ -59,11 +68,11 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 	}, []string{"operation"})
 	failures := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fernet_decrypt_failures_total",
-		Help: "Tokens refused by Decrypt or ReEncrypt, by reason.",
+		Help: "Tokens refused by Decrypt, ReEncrypt, Inspect or VerifyTOTP, by reason.",
 	}, []string{"reason"})
 	decryptions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fernet_decryptions_total",
-		Help: "Tokens decrypted (by Decrypt or ReEncrypt), by the role of the key that verified them. decrypt_only at zero means no stored data still needs an old key.",
+		Help: "Tokens decrypted (by Decrypt, ReEncrypt, Inspect or VerifyTOTP), by the role of the key that verified them. decrypt_only at zero means no stored data still needs an old key.",
 	}, []string{"key_role"})
 	keyInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "fernet_key_info",
@@ -81,7 +90,16 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 		Name: "fernet_key_last_reload_successful",
 		Help: "1 if the last key reload succeeded, 0 if it failed and old keys are still in use.",
 	})
-	registry.MustRegister(operations, durations, failures, decryptions, keyInfo, reloads, lastReloadTime, lastReloadSucceeded)
+	totpVerifications := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fernet_totp_verifications_total",
+		Help: "TOTP codes checked by VerifyTOTP, by outcome (valid, invalid_code, replayed). A token that does not decrypt is not counted here.",
+	}, []string{"outcome"})
+	methodDenied := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fernet_method_denied_total",
+		Help: "Calls refused because --allow-methods leaves their method out, by method.",
+	}, []string{"method"})
+	registry.MustRegister(operations, durations, failures, decryptions, keyInfo, reloads, lastReloadTime, lastReloadSucceeded,
+		totpVerifications, methodDenied)
 
 	resolve := func(operation string) operationMetrics {
 		return operationMetrics{
@@ -95,6 +113,10 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 		encrypt:              resolve(operationEncrypt),
 		decrypt:              resolve(operationDecrypt),
 		reencrypt:            resolve(operationReEncrypt),
+		inspect:              resolve(operationInspect),
+		createTOTP:           resolve(operationCreate),
+		verifyTOTP:           resolve(operationVerify),
+		methodDenied:         methodDenied,
 		decryptedPrimary:     decryptions.WithLabelValues(keyRolePrimary),
 		decryptedDecryptOnly: decryptions.WithLabelValues(keyRoleDecryptOnly),
 		keyInfo:              keyInfo,
@@ -107,8 +129,17 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 	for i, reason := range decryptFailureReasons {
 		m.decryptFailures[i] = failures.WithLabelValues(metricLabel(reason))
 	}
+	for _, outcome := range totpOutcomes {
+		m.totpVerifications[outcome] = totpVerifications.WithLabelValues(outcome.String())
+	}
+	for _, method := range fernetv1.FernetService_ServiceDesc.Methods {
+		methodDenied.WithLabelValues(method.MethodName)
+	}
 	return m
 }
+
+// totpOutcomes are the outcomes of a TOTP check.
+var totpOutcomes = [...]totp.Outcome{totp.InvalidCode, totp.Valid, totp.Replayed}
 
 // ObserveKeyReload records a key load: keyring is the key set in use after
 // it, and err says why it failed, if it did.

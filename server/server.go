@@ -52,6 +52,10 @@ type Config struct {
 	// PublicKeyID, when set, is what metrics show for a key instead of
 	// its id (see keysource.Reloader.PublicKeyID).
 	PublicKeyID func(*fernet.Key) string
+
+	// AllowedMethods are the FernetService methods served (see
+	// ParseMethods); nil serves all of them.
+	AllowedMethods []string
 }
 
 // Server is the process's gRPC server with health and reflection, and the
@@ -91,7 +95,16 @@ func New(cfg Config) *Server {
 		cfg.Admission = AdmissionFor(debug.SetMemoryLimit(-1), cfg.MaxMessageBytes, cfg.Limits)
 	}
 	admission := newAdmission(cfg.Admission, cfg.MaxMessageBytes, registry)
+	allowed := cfg.AllowedMethods
+	if allowed == nil {
+		allowed = FernetMethods()
+	}
 	interceptors := []grpc.UnaryServerInterceptor{grpcMetrics.unaryInterceptor}
+	if len(allowed) < len(FernetMethods()) {
+		// Before the audit log's interceptor: a refused call gets its own
+		// audit line.
+		interceptors = append(interceptors, denyMethods(allowed, metrics, cfg.Logger))
+	}
 	if cfg.AuditCalls {
 		interceptors = append(interceptors, auditCalls(cfg.Logger))
 	}
@@ -113,7 +126,9 @@ func New(cfg Config) *Server {
 		options = append(options, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	s.grpc = grpc.NewServer(options...)
-	s.grpc.RegisterService(admission.gateBatches(&fernetv1.FernetService_ServiceDesc), NewService(cfg.Keys, cfg.Limits, metrics, cfg.Version))
+	service := NewService(cfg.Keys, cfg.Limits, metrics, cfg.Version)
+	service.allowedMethods, service.maxMessageBytes = allowed, cfg.MaxMessageBytes
+	s.grpc.RegisterService(admission.gateBatches(&fernetv1.FernetService_ServiceDesc), service)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.healthOnly = grpc.NewServer(healthServerOptions()...)
 	healthpb.RegisterHealthServer(s.healthOnly, s.health)

@@ -23,6 +23,10 @@ type Service struct {
 	limits  Limits
 	metrics *Metrics
 	version string
+	// allowedMethods and maxMessageBytes are reported by GetStatus; the
+	// Server enforces them.
+	allowedMethods  []string
+	maxMessageBytes int
 }
 
 // KeyringSource gives the key set in use. A call takes it once and uses
@@ -34,7 +38,7 @@ type KeyringSource interface {
 
 // NewService serves the keys of keys within limits.
 func NewService(keys KeyringSource, limits Limits, metrics *Metrics, version string) *Service {
-	return &Service{keys: keys, limits: limits, metrics: metrics, version: version}
+	return &Service{keys: keys, limits: limits, metrics: metrics, version: version, allowedMethods: FernetMethods()}
 }
 
 // Limits bound what one call may ask for, so that no caller can make the

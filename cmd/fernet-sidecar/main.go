@@ -109,6 +109,7 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 		ListVar:               cfg.keysVar,
 		PrimaryDerivation:     cfg.keyDerivation,
 		DecryptOnlyDerivation: cfg.oldKeysDerivation,
+		SaltVar:               cfg.saltVar,
 		LookupEnv:             lookupEnv,
 	}
 	if cfg.dev {
@@ -147,6 +148,7 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	srv := server.New(server.Config{
 		TLS:             tlsConfig,
 		AuditCalls:      cfg.auditCalls,
+		AllowedMethods:  cfg.allowMethods,
 		Keys:            reloader,
 		Limits:          cfg.limits,
 		MaxMessageBytes: cfg.maxMessageBytes,

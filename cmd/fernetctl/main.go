@@ -14,10 +14,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
-	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 	"github.com/fernet-sidecar/fernet-sidecar/rotation"
 )
 
@@ -53,8 +53,24 @@ type config struct {
 	state                         string
 	restart                       bool
 	dryRun, check                 bool
-	legacy, encryptPlaintext      bool
+	legacy                        rotation.PlaintextShape
+	encryptPlaintext              bool
+	shard                         rotation.Shard
 	progressInterval              time.Duration
+	pushgateway                   string
+}
+
+// bareLegacyPlaintext gives a bare --legacy-plaintext, a switch before it
+// took a shape, its old meaning: base32.
+func bareLegacyPlaintext(args []string) []string {
+	out := make([]string, 0, len(args)+1)
+	for i, a := range args {
+		out = append(out, a)
+		if (a == "--legacy-plaintext" || a == "-legacy-plaintext") && (i+1 == len(args) || strings.HasPrefix(args[i+1], "-")) {
+			out = append(out, string(rotation.Base32))
+		}
+	}
+	return out
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -77,10 +93,15 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.BoolVar(&c.restart, "restart", false, "ignore an existing checkpoint and start from the first row")
 	fs.BoolVar(&c.dryRun, "dry-run", false, "report what a run would do, and under which key each row is; write nothing")
 	fs.BoolVar(&c.check, "check", false, "report under which key each row is; write nothing; exit 3 unless all are under the primary key")
-	fs.BoolVar(&c.legacy, "legacy-plaintext", false, "count rows holding a bare base32 TOTP secret instead of a token")
-	fs.BoolVar(&c.encryptPlaintext, "encrypt-plaintext", false, "encrypt those rows in place (implies --legacy-plaintext)")
+	fs.Func("legacy-plaintext", "count rows holding a bare TOTP secret instead of a token, of this shape: base32 (alone, the default) or totp-hex (django-otp's)", func(s string) (err error) {
+		c.legacy, err = rotation.ParsePlaintextShape(s)
+		return err
+	})
+	fs.BoolVar(&c.encryptPlaintext, "encrypt-plaintext", false, "encrypt those rows in place (implies --legacy-plaintext base32 unless given)")
+	shard := fs.String("shard", "", "i/n: walk only part i of n (0 <= i < n) of the table, beside the n-1 other parts' runs")
 	fs.DurationVar(&c.progressInterval, "progress-interval", 10*time.Second, "when stderr is not a terminal, print a progress line this often; 0 for none")
-	if err := fs.Parse(args); err != nil {
+	fs.StringVar(&c.pushgateway, "pushgateway", "", "Prometheus Pushgateway URL (http://host:9091): push the run's progress and outcome there, as job fernetctl grouped by table, column and shard")
+	if err := fs.Parse(bareLegacyPlaintext(args)); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
@@ -101,9 +122,20 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, errors.New("--batch-size must be between 1 and 100000")
 	case c.timeout <= 0:
 		return c, errors.New("--timeout must be positive")
+	case c.pushgateway != "" && (c.dryRun || c.check):
+		return c, errors.New("--pushgateway reports rotations; --dry-run and --check do not rotate")
+	}
+	if *shard != "" {
+		var err error
+		if c.shard, err = rotation.ParseShard(*shard); err != nil {
+			return c, err
+		}
 	}
 	if c.state == "" {
 		c.state = ".fernetctl-" + c.table + "." + c.column + ".json"
+		if c.shard.Count > 1 {
+			c.state = fmt.Sprintf(".fernetctl-%s.%s.shard-%d-of-%d.json", c.table, c.column, c.shard.Index, c.shard.Count)
+		}
 	}
 	return c, nil
 }
@@ -146,7 +178,7 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 		return exitUsage
 	}
 	defer db.Close()
-	conn, err := dialSidecar(cfg.sidecar)
+	conn, err := dialSidecar(cfg.sidecar, cfg.timeout)
 	if err != nil {
 		fmt.Fprintln(stderr, "fernetctl:", err)
 		return exitUsage
@@ -179,37 +211,48 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 	}()
 
 	show := newProgress(stderr, tty, cfg.progressInterval, time.Now)
+	push := newPushReporter(cfg, stderr)
 	job := &rotation.Job{
 		DB:               db,
-		Crypter:          sidecar{rpc: fernetv1.NewFernetServiceClient(conn), timeout: cfg.timeout},
+		Crypter:          sidecar{conn},
 		Table:            cfg.table,
 		PK:               cfg.pk,
 		Column:           cfg.column,
 		Where:            cfg.where,
 		BatchSize:        cfg.batchSize,
 		Mode:             mode,
+		Shard:            cfg.shard,
 		LegacyPlaintext:  cfg.legacy,
 		EncryptPlaintext: cfg.encryptPlaintext,
 		Restart:          cfg.restart,
 		Interrupt:        interrupt,
-		Progress:         show.update,
+		Progress:         func(pr rotation.Progress) { show.update(pr); push.progress(pr) },
 	}
 	if mode == rotation.Rotate {
 		job.Checkpoint = &rotation.Checkpoint{Path: cfg.state}
 	}
-	fmt.Fprintf(stderr, "fernetctl: %s %s.%s in %s, by %s, %d rows a batch, sidecar %s\n",
-		mode, cfg.table, cfg.column, db, cfg.pk, cfg.batchSize, cfg.sidecar)
+	part := ""
+	if cfg.shard.Count > 1 {
+		part = ", shard " + cfg.shard.String()
+	}
+	fmt.Fprintf(stderr, "fernetctl: %s %s.%s in %s, by %s%s, %d rows a batch, sidecar %s\n",
+		mode, cfg.table, cfg.column, db, cfg.pk, part, cfg.batchSize, cfg.sidecar)
 	if mode == rotation.Rotate {
 		fmt.Fprintf(stderr, "fernetctl: checkpoint %s\n", cfg.state)
 	}
 
+	push.start()
 	report, err := job.Run(ctx)
 	show.done()
+	push.finish(report, err)
 	if report != nil {
 		report.Write(stdout)
 	}
 	resume := func() {
-		if mode == rotation.Rotate && report != nil && report.LastPK.IsZero() && report.ResumedAfter.IsZero() {
+		if report == nil {
+			return // stopped before the walk began
+		}
+		if mode == rotation.Rotate && report.LastPK.IsZero() && report.ResumedAfter.IsZero() {
 			fmt.Fprintln(stderr, "fernetctl: nothing was committed; run the same command again to start over")
 		} else if mode == rotation.Rotate {
 			fmt.Fprintf(stderr, "fernetctl: every batch up to the checkpoint in %s committed; run the same command again to resume from it\n", cfg.state)
@@ -224,6 +267,10 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 		fmt.Fprintln(stderr, "fernetctl:", err)
 		resume()
 		return exitFailed
+	}
+	if stale := report.StaleCheckpoint(); stale > 0 {
+		fmt.Fprintf(stderr, "fernetctl: %d rows before the checkpoint are under an old key: the checkpoint claimed work the database does not hold "+
+			"(a restore from a backup?). The checkpoint is gone, so running the same command again walks the whole table.\n", stale)
 	}
 	if report.Remaining() > 0 {
 		fmt.Fprintf(stderr, "fernetctl: %d rows are not under the primary key %s (see the ids above)\n", report.Remaining(), report.Keys.Primary)

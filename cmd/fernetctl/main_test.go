@@ -42,13 +42,43 @@ func TestParseFlags(t *testing.T) {
 	}
 	delete(env, "DATABASE_URL")
 
+	// --legacy-plaintext takes a shape; bare, as before shapes, it is base32.
+	for args, want := range map[string]rotation.PlaintextShape{
+		"--legacy-plaintext totp-hex":        rotation.TOTPHex,
+		"--legacy-plaintext=base32":          rotation.Base32,
+		"--legacy-plaintext":                 rotation.Base32,
+		"--legacy-plaintext --check":         rotation.Base32,
+		"--encrypt-plaintext":                rotation.NoPlaintext, // the job defaults it to base32
+		"--shard 2/8 --legacy-plaintext hex": "error",
+	} {
+		c, err := parseFlags(append(append([]string{}, base...), strings.Fields(args)...), getenv, io.Discard)
+		if want == "error" {
+			if err == nil {
+				t.Errorf("parseFlags(%s) accepted", args)
+			}
+			continue
+		}
+		if err != nil || c.legacy != want {
+			t.Errorf("parseFlags(%s): shape %q, %v; want %q", args, c.legacy, err, want)
+		}
+	}
+	c, err = parseFlags(append(append([]string{}, base...), "--shard", "2/8"), getenv, io.Discard)
+	if err != nil || c.shard != (rotation.Shard{Index: 2, Count: 8}) || c.state != ".fernetctl-otp_totp_totpdevice.key.shard-2-of-8.json" {
+		t.Errorf("--shard 2/8: %+v, %v; want shard 2 of 8 with its own checkpoint", c, err)
+	}
+
 	for _, bad := range [][]string{
 		base[2:], // no DSN
 		{"--dsn", "x.db", "--table", "t"},
 		append(append([]string{}, base...), "--check", "--dry-run"),
 		append(append([]string{}, base...), "--batch-size", "0"),
 		append(append([]string{}, base...), "--timeout", "0s"),
+		append(append([]string{}, base...), "--check", "--pushgateway", "http://127.0.0.1:9091"),
 		append(append([]string{}, base...), "extra"),
+		append(append([]string{}, base...), "--shard", "8/8"),
+		append(append([]string{}, base...), "--shard", "1"),
+		append(append([]string{}, base...), "--shard", "-1/4"),
+		append(append([]string{}, base...), "--shard", "1/4x"),
 		{"--nope"},
 	} {
 		if _, err := parseFlags(bad, getenv, io.Discard); err == nil {
@@ -69,7 +99,8 @@ func TestRunUsageAndExitCodes(t *testing.T) {
 		{[]string{"rotate"}, exitUsage, `unknown command "rotate"`},
 		{[]string{"reencrypt", "-h"}, exitOK, "-encrypt-plaintext"},
 		{[]string{"reencrypt", "--table", "t", "--column", "c"}, exitUsage, "--dsn"},
-		{[]string{"reencrypt", "--dsn", "mysql://x", "--table", "t", "--column", "c"}, exitUsage, "cannot tell the database"},
+		{[]string{"reencrypt", "--dsn", "oracle://x", "--table", "t", "--column", "c"}, exitUsage, "cannot tell the database"},
+		{[]string{"reencrypt", "--dsn", "mysql://x", "--table", "t", "--column", "c"}, exitUsage, "names no database"},
 		{[]string{"reencrypt", "--dsn", "/nonexistent/app.db", "--table", "t", "--column", "c"}, exitUsage, "no such file"},
 	} {
 		var stderr strings.Builder
@@ -90,35 +121,6 @@ func TestSidecarUnreachableIsAFailure(t *testing.T) {
 		func(string) string { return "" }, io.Discard, &stderr, nil, false)
 	if code != exitFailed || !strings.Contains(stderr.String(), "sidecar status") {
 		t.Errorf("exit %d, %s; want %d and the sidecar named", code, stderr.String(), exitFailed)
-	}
-}
-
-func TestChunks(t *testing.T) {
-	sizes := func(cs [][]string) []int {
-		var n []int
-		for _, c := range cs {
-			n = append(n, len(c))
-		}
-		return n
-	}
-	small := make([]string, 2500)
-	for i := range small {
-		small[i] = "x"
-	}
-	if got := sizes(chunks(small, func(s string) int { return len(s) })); len(got) != 3 || got[0] != 1000 || got[2] != 500 {
-		t.Errorf("2500 small items in %v, want 1000+1000+500", got)
-	}
-	kb400 := strings.Repeat("a", 400<<10)
-	if got := sizes(chunks([]string{kb400, kb400, kb400, "d"}, func(s string) int { return len(s) })); len(got) != 2 || got[0] != 2 || got[1] != 2 {
-		t.Errorf("3 x 400 KiB + 1 in %v, want 2+2 (1 MiB a chunk)", got)
-	}
-	// An item over the bound still goes, in a chunk of its own; the
-	// sidecar, not the tool, decides whether it is too large.
-	if got := sizes(chunks([]string{"d", strings.Repeat("c", 2<<20), "d"}, func(s string) int { return len(s) })); len(got) != 3 {
-		t.Errorf("an oversized item in %v, want a chunk of its own", got)
-	}
-	if got := chunks([]string{}, func(s string) int { return len(s) }); len(got) != 0 {
-		t.Errorf("no items in %d chunks", len(got))
 	}
 }
 

@@ -52,7 +52,11 @@ func (p *progress) update(pr rotation.Progress) {
 		p.drawn = true
 		return
 	}
-	fmt.Fprintf(p.w, "progress: %s, last primary key %s\n", p.stats(pr, now), pr.LastPK)
+	what := "progress"
+	if pr.Verifying {
+		what = "checking rows before the checkpoint"
+	}
+	fmt.Fprintf(p.w, "%s: %s, last primary key %s\n", what, p.stats(pr, now), pr.LastPK)
 }
 
 // done ends the bar's line, so that what follows starts on its own.

@@ -8,15 +8,16 @@
 package testenv
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
+
+	"golang.org/x/mod/modfile"
 )
 
 // FullEnv is the environment variable that, set to "1", turns a missing
@@ -116,7 +117,7 @@ func findRepoRoot(dir string) (string, error) {
 		return "", err
 	}
 	for d := dir; ; {
-		if data, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && modulePath(data) == ModulePath {
+		if data, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && modfile.ModulePath(data) == ModulePath {
 			return d, nil
 		}
 		parent := filepath.Dir(d)
@@ -127,17 +128,18 @@ func findRepoRoot(dir string) (string, error) {
 	}
 }
 
-// modulePath returns the path in go.mod's module directive, or "".
-func modulePath(gomod []byte) string {
-	sc := bufio.NewScanner(bytes.NewReader(gomod))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if rest, ok := strings.CutPrefix(line, "module"); ok && rest != "" && (rest[0] == ' ' || rest[0] == '\t') {
-			if i := strings.Index(rest, "//"); i >= 0 {
-				rest = rest[:i]
-			}
-			return strings.Trim(strings.TrimSpace(rest), `"`)
+// RaceEnabled reports whether this test binary was built with -race, so
+// that a test that runs nested go commands can run them the same way.
+func RaceEnabled() bool {
+	info, ok := debug.ReadBuildInfo()
+	return ok && raceSetting(info.Settings)
+}
+
+func raceSetting(settings []debug.BuildSetting) bool {
+	for _, s := range settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
 		}
 	}
-	return ""
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -97,15 +98,18 @@ func TestFindRepoRoot(t *testing.T) {
 	}
 }
 
-func TestModulePath(t *testing.T) {
-	for in, want := range map[string]string{
-		"module example.com/a\n\ngo 1.26\n":                  "example.com/a",
-		"// comment\nmodule \"example.com/b\" // trailing\n": "example.com/b",
-		"go 1.26\n":               "",
-		"modules example.com/c\n": "",
+func TestRaceSetting(t *testing.T) {
+	for _, tc := range []struct {
+		settings []debug.BuildSetting
+		want     bool
+	}{
+		{[]debug.BuildSetting{{Key: "-compiler", Value: "gc"}, {Key: "-race", Value: "true"}}, true},
+		{[]debug.BuildSetting{{Key: "-race", Value: "false"}}, false},
+		{[]debug.BuildSetting{{Key: "CGO_ENABLED", Value: "1"}}, false},
+		{nil, false},
 	} {
-		if got := modulePath([]byte(in)); got != want {
-			t.Errorf("modulePath(%q) = %q, want %q", in, got, want)
+		if got := raceSetting(tc.settings); got != tc.want {
+			t.Errorf("raceSetting(%v) = %v, want %v", tc.settings, got, tc.want)
 		}
 	}
 }

@@ -1,7 +1,23 @@
-// Package dbtest, for tests only, gives them real databases: a SQLite file, and a
-// PostgreSQL server of their own started from Debian's postgresql package
-// (scripts/test installs it), listening only on a Unix socket in a
-// temporary directory, with trust auth, stopped when the test ends.
+// Package dbtest, for tests only, gives them real databases: a SQLite file,
+// and PostgreSQL and MariaDB servers of their own, started from Debian's
+// postgresql and mariadb-server packages (scripts/test installs them),
+// listening only on a Unix socket in a temporary directory, stopped when the
+// test ends.
+//
+//	pg := dbtest.StartPostgres(t)       // pg.DSN, for pgx: trust auth as "postgres"
+//	dsn := pg.CreateDatabase(t, "shop")
+//
+//	my := dbtest.StartMariaDB(t)        // my.DSN, for go-sql-driver/mysql
+//	dsn = my.CreateDatabase(t, "shop")
+//
+// A MariaDB server has a database named "app" and a user "root" with an empty
+// password (mysql_native_password, so any OS user can log in over the
+// socket). Python's MySQLdb connects with
+// MySQLdb.connect(unix_socket=my.Socket, user=my.User, passwd=my.Password,
+// db=my.Database), and Django with ENGINE "django.db.backends.mysql", NAME
+// my.Database, USER my.User, PASSWORD my.Password, HOST my.Socket (a HOST
+// starting with "/" is a socket path); the user may create databases, as
+// Django's test runner does.
 package dbtest
 
 import (

@@ -3,7 +3,7 @@ sidecar beside the app, with byte-for-byte the same tokens.
 
     from fernet_sidecar import SidecarFernet, InvalidToken
 
-    f = SidecarFernet("localhost:50051")        # or "unix:///run/fernet/fernet.sock"
+    f = SidecarFernet("127.0.0.1:50051")        # or "unix:///run/fernet/fernet.sock"
     token = f.encrypt(b"JBSWY3DPEHPK3PXP")
     try:
         secret = f.decrypt(token, ttl=3600)
@@ -19,9 +19,16 @@ from ._client import (
     DEFAULT_MAX_BATCH_ITEMS,
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
+    INVALID_CODE,
+    REPLAYED,
+    VALID,
     Decrypted,
+    Inspected,
+    Limits,
     SidecarFernet,
     Status,
+    TOTPEnrolment,
+    TOTPVerification,
 )
 from ._errors import (
     BATCH_TOO_LARGE,
@@ -30,7 +37,10 @@ from ._errors import (
     FUTURE_TIMESTAMP,
     INTERNAL,
     INVALID_SIGNATURE,
+    INVALID_TOTP_PARAMETER,
+    INVALID_TOTP_SECRET,
     MALFORMED,
+    METHOD_NOT_ALLOWED,
     PLAINTEXT_TOO_LARGE,
     TOKEN_REASONS,
     TOKEN_TOO_LARGE,
@@ -38,11 +48,31 @@ from ._errors import (
     SidecarError,
     SidecarUnavailable,
 )
+from ._legacy import LEGACY_SHAPES
+
+
+def __getattr__(name):
+    # InProcessFernet needs cryptography, which the sidecar client does not.
+    if name == "InProcessFernet":
+        from ._inprocess import InProcessFernet
+
+        return InProcessFernet
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
 
 __all__ = [
     "SidecarFernet",
+    "InProcessFernet",
+    "LEGACY_SHAPES",
     "Decrypted",
     "Status",
+    "Limits",
+    "Inspected",
+    "TOTPEnrolment",
+    "TOTPVerification",
+    "VALID",
+    "INVALID_CODE",
+    "REPLAYED",
     "InvalidToken",
     "SidecarError",
     "SidecarUnavailable",
@@ -53,6 +83,9 @@ __all__ = [
     "TOKEN_TOO_LARGE",
     "PLAINTEXT_TOO_LARGE",
     "BATCH_TOO_LARGE",
+    "INVALID_TOTP_PARAMETER",
+    "INVALID_TOTP_SECRET",
+    "METHOD_NOT_ALLOWED",
     "INTERNAL",
     "TOKEN_REASONS",
     "ERROR_DOMAIN",

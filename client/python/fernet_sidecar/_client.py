@@ -3,7 +3,7 @@
 import json
 import math
 import threading
-from typing import List, NamedTuple, Optional, Union
+from typing import List, NamedTuple, Optional, Tuple, Union
 
 import grpc
 
@@ -11,7 +11,8 @@ from . import _errors
 from ._pb import fernet_pb2 as pb
 from ._pb import fernet_pb2_grpc as pb_grpc
 
-DEFAULT_TARGET = "localhost:50051"
+# Where the sidecar binds by default, as fernetctl's --sidecar default.
+DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_MAX_BATCH_ITEMS = 1000
@@ -34,10 +35,85 @@ class Decrypted(NamedTuple):
     needs_reencrypt: bool
 
 
+class Inspected(NamedTuple):
+    """What decrypt_info tells about a token, less the plaintext: from
+    SidecarFernet.inspect and inspect_many."""
+
+    #: id of the key that verified the token
+    key_id: str
+    #: the token's creation time, Unix seconds
+    timestamp: int
+    #: True when an old key made the token: rotate() moves it to the primary
+    needs_reencrypt: bool
+
+
+class Limits(NamedTuple):
+    """The sidecar's bounds on one call (Status.limits)."""
+
+    max_plaintext_bytes: int
+    max_token_bytes: int
+    max_batch_items: int
+    max_message_bytes: int
+
+
 class Status(NamedTuple):
     primary_key_id: str
     decrypt_only_key_ids: List[str]
     version: str
+    #: the FernetService methods the sidecar serves (--allow-methods)
+    allowed_methods: Tuple[str, ...] = ()
+    limits: Optional[Limits] = None
+
+
+# The outcomes of verify_totp (TOTPVerification.outcome).
+VALID = "VALID"
+INVALID_CODE = "INVALID_CODE"
+REPLAYED = "REPLAYED"
+
+_TOTP_OUTCOMES = {
+    pb.TOTP_OUTCOME_VALID: VALID,
+    pb.TOTP_OUTCOME_INVALID_CODE: INVALID_CODE,
+    pb.TOTP_OUTCOME_REPLAYED: REPLAYED,
+}
+_TOTP_ALGORITHMS = {
+    "SHA1": pb.TOTP_ALGORITHM_SHA1,
+    "SHA256": pb.TOTP_ALGORITHM_SHA256,
+    "SHA512": pb.TOTP_ALGORITHM_SHA512,
+}
+_TOTP_ENCODINGS = {"base32": pb.TOTP_SECRET_ENCODING_BASE32, "hex": pb.TOTP_SECRET_ENCODING_HEX}
+
+
+class TOTPEnrolment(NamedTuple):
+    """A new TOTP secret, from SidecarFernet.create_totp."""
+
+    #: the secret (its base32 text) under the primary key: store it as the
+    #: app stores TOTP secrets
+    token: bytes
+    #: id of the primary key, which made the token
+    key_id: str
+    #: the otpauth://totp/ URI to show once as a QR code; it holds the
+    #: secret in the clear, so never store or log it
+    provisioning_uri: str
+
+
+class TOTPVerification(NamedTuple):
+    """What SidecarFernet.verify_totp made of a code."""
+
+    #: VALID, INVALID_CODE or REPLAYED
+    outcome: str
+    #: the time step the code matched (0 with INVALID_CODE): after VALID,
+    #: store it and pass it as last_counter next time
+    counter: int
+    #: the matched step minus the current one
+    drift: int
+    #: id of the key that verified the token
+    key_id: str
+    #: True when an old key made the token: rotate() moves it to the primary
+    needs_reencrypt: bool
+
+    @property
+    def valid(self) -> bool:
+        return self.outcome == VALID
 
 
 # grpcio starts a service-config timeout from a clock that runs 1 to 2 s
@@ -243,12 +319,111 @@ class SidecarFernet:
             return_exceptions,
         )
 
+    # -- checks that return no plaintext ------------------------------------
+
+    def inspect(self, token: Union[bytes, str], ttl: Optional[int] = None) -> Inspected:
+        """decrypt_info without the plaintext: which key verifies the token,
+        its timestamp and whether it needs re-encrypting. A bad token raises
+        InvalidToken, as decrypt."""
+        req = pb.InspectRequest(token=_token_str(token))
+        seconds = _ttl_seconds(ttl)
+        if seconds is not None:
+            req.ttl_seconds = seconds
+        return _inspected(self._call(self._stub.Inspect, req))
+
+    def inspect_many(self, tokens, ttl: Optional[int] = None, *, return_exceptions: bool = False) -> list:
+        """inspect of each token with one ttl, in order; errors as
+        decrypt_many. What a rotation check needs, with no plaintext sent."""
+        tokens = [_token_str(t) for t in tokens]
+        seconds = _ttl_seconds(ttl)
+
+        def call(chunk):
+            req = pb.InspectBatchRequest(tokens=chunk)
+            if seconds is not None:
+                req.ttl_seconds = seconds
+            return self._call(self._stub.InspectBatch, req)
+
+        return self._many(tokens, len, call, _inspected, return_exceptions)
+
+    # -- TOTP, with the secret kept in the sidecar ---------------------------
+
+    def create_totp(
+        self,
+        account_name: str,
+        issuer: str = "",
+        *,
+        digits: int = 6,
+        period: int = 30,
+        algorithm: str = "SHA1",
+        secret_bytes: int = 20,
+    ) -> TOTPEnrolment:
+        """A fresh TOTP secret, returned only as a token (to store) and in
+        the provisioning URI (to show once as a QR code)."""
+        req = pb.CreateTOTPRequest(
+            account_name=account_name,
+            issuer=issuer,
+            digits=digits,
+            period_seconds=period,
+            algorithm=_totp_algorithm(algorithm),
+            secret_bytes=secret_bytes,
+        )
+        resp = self._call(self._stub.CreateTOTP, req)
+        return TOTPEnrolment(resp.token.encode("ascii"), resp.key_id, resp.provisioning_uri)
+
+    def verify_totp(
+        self,
+        token: Union[bytes, str],
+        code: str,
+        last_counter: Optional[int] = None,
+        *,
+        window: int = 1,
+        digits: int = 6,
+        period: int = 30,
+        algorithm: str = "SHA1",
+        encoding: str = "base32",
+    ) -> TOTPVerification:
+        """Checks code against the TOTP secret in token, which never leaves
+        the sidecar. A wrong code is an outcome (INVALID_CODE), not an
+        exception; a token that does not decrypt raises InvalidToken.
+
+        :param last_counter: TOTPVerification.counter of this secret's last
+            VALID code; a code of that step or an earlier one is REPLAYED.
+        :param window: time steps accepted either side of now (0 to 10).
+        :param encoding: "base32" (pyotp, Google Authenticator) or "hex"
+            (django-otp's TOTPDevice.key).
+        """
+        if encoding not in _TOTP_ENCODINGS:
+            raise ValueError("encoding must be 'base32' or 'hex'")
+        req = pb.VerifyTOTPRequest(
+            token=_token_str(token),
+            code=code,
+            window=window,
+            digits=digits,
+            period_seconds=period,
+            algorithm=_totp_algorithm(algorithm),
+            encoding=_TOTP_ENCODINGS[encoding],
+        )
+        if last_counter is not None:
+            req.last_counter = last_counter
+        resp = self._call(self._stub.VerifyTOTP, req)
+        return TOTPVerification(
+            _TOTP_OUTCOMES.get(resp.outcome, str(resp.outcome)), resp.counter, resp.drift, resp.key_id, resp.needs_reencrypt
+        )
+
     # -- the rest ----------------------------------------------------------
 
     def status(self) -> Status:
-        """The sidecar's key ids (never keys) and version."""
+        """The sidecar's key ids (never keys), version, the methods it serves
+        and its limits."""
         resp = self._call(self._stub.GetStatus, pb.GetStatusRequest())
-        return Status(resp.primary_key_id, list(resp.decrypt_only_key_ids), resp.version)
+        limits = resp.limits
+        return Status(
+            resp.primary_key_id,
+            list(resp.decrypt_only_key_ids),
+            resp.version,
+            tuple(resp.allowed_methods),
+            Limits(limits.max_plaintext_bytes, limits.max_token_bytes, limits.max_batch_items, limits.max_message_bytes),
+        )
 
     def close(self) -> None:
         """Closes the channel (if this instance made it)."""
@@ -291,6 +466,17 @@ class SidecarFernet:
 
 def _decrypted(resp):
     return Decrypted(resp.plaintext, resp.key_id, resp.timestamp, resp.needs_reencrypt)
+
+
+def _inspected(resp):
+    return Inspected(resp.key_id, resp.timestamp, resp.needs_reencrypt)
+
+
+def _totp_algorithm(name):
+    try:
+        return _TOTP_ALGORITHMS[name.upper()]
+    except (KeyError, AttributeError):
+        raise ValueError("algorithm must be SHA1, SHA256 or SHA512") from None
 
 
 def _check_data(data):

@@ -19,6 +19,9 @@ TOKEN_TOO_LARGE = "TOKEN_TOO_LARGE"
 PLAINTEXT_TOO_LARGE = "PLAINTEXT_TOO_LARGE"
 BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
 INTERNAL = "INTERNAL"
+INVALID_TOTP_PARAMETER = "INVALID_TOTP_PARAMETER"
+INVALID_TOTP_SECRET = "INVALID_TOTP_SECRET"
+METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
 
 #: The reasons a token is refused for: these raise InvalidToken.
 TOKEN_REASONS = frozenset({MALFORMED, INVALID_SIGNATURE, EXPIRED, FUTURE_TIMESTAMP, TOKEN_TOO_LARGE})
@@ -53,7 +56,8 @@ class SidecarError(Exception):
 
     ``code`` is the grpc.StatusCode of the failed call (None for a batch
     item's error), ``reason`` the sidecar's reason when it gave one
-    (PLAINTEXT_TOO_LARGE, BATCH_TOO_LARGE, INTERNAL), else None.
+    (PLAINTEXT_TOO_LARGE, BATCH_TOO_LARGE, INVALID_TOTP_PARAMETER,
+    INVALID_TOTP_SECRET, METHOD_NOT_ALLOWED, INTERNAL), else None.
     """
 
     def __init__(self, message="", code=None, reason=None):

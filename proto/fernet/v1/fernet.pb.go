@@ -21,6 +21,171 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// TOTPAlgorithm is the HMAC hash of a TOTP secret (RFC 6238).
+type TOTPAlgorithm int32
+
+const (
+	// TOTP_ALGORITHM_UNSPECIFIED means SHA1, what authenticator apps assume.
+	TOTPAlgorithm_TOTP_ALGORITHM_UNSPECIFIED TOTPAlgorithm = 0
+	TOTPAlgorithm_TOTP_ALGORITHM_SHA1        TOTPAlgorithm = 1
+	TOTPAlgorithm_TOTP_ALGORITHM_SHA256      TOTPAlgorithm = 2
+	TOTPAlgorithm_TOTP_ALGORITHM_SHA512      TOTPAlgorithm = 3
+)
+
+// Enum value maps for TOTPAlgorithm.
+var (
+	TOTPAlgorithm_name = map[int32]string{
+		0: "TOTP_ALGORITHM_UNSPECIFIED",
+		1: "TOTP_ALGORITHM_SHA1",
+		2: "TOTP_ALGORITHM_SHA256",
+		3: "TOTP_ALGORITHM_SHA512",
+	}
+	TOTPAlgorithm_value = map[string]int32{
+		"TOTP_ALGORITHM_UNSPECIFIED": 0,
+		"TOTP_ALGORITHM_SHA1":        1,
+		"TOTP_ALGORITHM_SHA256":      2,
+		"TOTP_ALGORITHM_SHA512":      3,
+	}
+)
+
+func (x TOTPAlgorithm) Enum() *TOTPAlgorithm {
+	p := new(TOTPAlgorithm)
+	*p = x
+	return p
+}
+
+func (x TOTPAlgorithm) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TOTPAlgorithm) Descriptor() protoreflect.EnumDescriptor {
+	return file_fernet_v1_fernet_proto_enumTypes[0].Descriptor()
+}
+
+func (TOTPAlgorithm) Type() protoreflect.EnumType {
+	return &file_fernet_v1_fernet_proto_enumTypes[0]
+}
+
+func (x TOTPAlgorithm) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TOTPAlgorithm.Descriptor instead.
+func (TOTPAlgorithm) EnumDescriptor() ([]byte, []int) {
+	return file_fernet_v1_fernet_proto_rawDescGZIP(), []int{0}
+}
+
+// TOTPSecretEncoding is how the secret is written inside a token.
+type TOTPSecretEncoding int32
+
+const (
+	// TOTP_SECRET_ENCODING_UNSPECIFIED means BASE32.
+	TOTPSecretEncoding_TOTP_SECRET_ENCODING_UNSPECIFIED TOTPSecretEncoding = 0
+	// TOTP_SECRET_ENCODING_BASE32: RFC 4648 base32, as pyotp and Google
+	// Authenticator write it; padded or not, any case, spaces ignored.
+	TOTPSecretEncoding_TOTP_SECRET_ENCODING_BASE32 TOTPSecretEncoding = 1
+	// TOTP_SECRET_ENCODING_HEX: hexadecimal, as django-otp's TOTPDevice.key.
+	TOTPSecretEncoding_TOTP_SECRET_ENCODING_HEX TOTPSecretEncoding = 2
+)
+
+// Enum value maps for TOTPSecretEncoding.
+var (
+	TOTPSecretEncoding_name = map[int32]string{
+		0: "TOTP_SECRET_ENCODING_UNSPECIFIED",
+		1: "TOTP_SECRET_ENCODING_BASE32",
+		2: "TOTP_SECRET_ENCODING_HEX",
+	}
+	TOTPSecretEncoding_value = map[string]int32{
+		"TOTP_SECRET_ENCODING_UNSPECIFIED": 0,
+		"TOTP_SECRET_ENCODING_BASE32":      1,
+		"TOTP_SECRET_ENCODING_HEX":         2,
+	}
+)
+
+func (x TOTPSecretEncoding) Enum() *TOTPSecretEncoding {
+	p := new(TOTPSecretEncoding)
+	*p = x
+	return p
+}
+
+func (x TOTPSecretEncoding) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TOTPSecretEncoding) Descriptor() protoreflect.EnumDescriptor {
+	return file_fernet_v1_fernet_proto_enumTypes[1].Descriptor()
+}
+
+func (TOTPSecretEncoding) Type() protoreflect.EnumType {
+	return &file_fernet_v1_fernet_proto_enumTypes[1]
+}
+
+func (x TOTPSecretEncoding) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TOTPSecretEncoding.Descriptor instead.
+func (TOTPSecretEncoding) EnumDescriptor() ([]byte, []int) {
+	return file_fernet_v1_fernet_proto_rawDescGZIP(), []int{1}
+}
+
+// TOTPOutcome is what VerifyTOTP made of a code.
+type TOTPOutcome int32
+
+const (
+	TOTPOutcome_TOTP_OUTCOME_UNSPECIFIED TOTPOutcome = 0
+	// TOTP_OUTCOME_VALID: the code matches a time step after last_counter.
+	TOTPOutcome_TOTP_OUTCOME_VALID TOTPOutcome = 1
+	// TOTP_OUTCOME_INVALID_CODE: the code matches no time step in the window.
+	TOTPOutcome_TOTP_OUTCOME_INVALID_CODE TOTPOutcome = 2
+	// TOTP_OUTCOME_REPLAYED: the code matches only time steps at or before
+	// last_counter: it was used already (RFC 6238, section 5.2).
+	TOTPOutcome_TOTP_OUTCOME_REPLAYED TOTPOutcome = 3
+)
+
+// Enum value maps for TOTPOutcome.
+var (
+	TOTPOutcome_name = map[int32]string{
+		0: "TOTP_OUTCOME_UNSPECIFIED",
+		1: "TOTP_OUTCOME_VALID",
+		2: "TOTP_OUTCOME_INVALID_CODE",
+		3: "TOTP_OUTCOME_REPLAYED",
+	}
+	TOTPOutcome_value = map[string]int32{
+		"TOTP_OUTCOME_UNSPECIFIED":  0,
+		"TOTP_OUTCOME_VALID":        1,
+		"TOTP_OUTCOME_INVALID_CODE": 2,
+		"TOTP_OUTCOME_REPLAYED":     3,
+	}
+)
+
+func (x TOTPOutcome) Enum() *TOTPOutcome {
+	p := new(TOTPOutcome)
+	*p = x
+	return p
+}
+
+func (x TOTPOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TOTPOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_fernet_v1_fernet_proto_enumTypes[2].Descriptor()
+}
+
+func (TOTPOutcome) Type() protoreflect.EnumType {
+	return &file_fernet_v1_fernet_proto_enumTypes[2]
+}
+
+func (x TOTPOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TOTPOutcome.Descriptor instead.
+func (TOTPOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_fernet_v1_fernet_proto_rawDescGZIP(), []int{2}
+}
+
 type EncryptRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Plaintext     []byte                 `protobuf:"bytes,1,opt,name=plaintext,proto3" json:"plaintext,omitempty"`
@@ -967,8 +1132,13 @@ type GetStatusResponse struct {
 	// decrypt_only_key_ids in the order they are tried, after the primary.
 	DecryptOnlyKeyIds []string `protobuf:"bytes,2,rep,name=decrypt_only_key_ids,json=decryptOnlyKeyIds,proto3" json:"decrypt_only_key_ids,omitempty"`
 	Version           string   `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// allowed_methods are the FernetService methods this server serves, by
+	// name (e.g. "Encrypt"); the others fail with METHOD_NOT_ALLOWED.
+	AllowedMethods []string `protobuf:"bytes,4,rep,name=allowed_methods,json=allowedMethods,proto3" json:"allowed_methods,omitempty"`
+	// limits bound what one call may ask for.
+	Limits        *ServerLimits `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatusResponse) Reset() {
@@ -1020,6 +1190,737 @@ func (x *GetStatusResponse) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *GetStatusResponse) GetAllowedMethods() []string {
+	if x != nil {
+		return x.AllowedMethods
+	}
+	return nil
+}
+
+func (x *GetStatusResponse) GetLimits() *ServerLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+// ServerLimits are the server's bounds on a call, so that clients can size
+// their batches.
+type ServerLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_plaintext_bytes bounds one plaintext to encrypt.
+	MaxPlaintextBytes uint64 `protobuf:"varint,1,opt,name=max_plaintext_bytes,json=maxPlaintextBytes,proto3" json:"max_plaintext_bytes,omitempty"`
+	// max_token_bytes bounds one token to decrypt: twice the canonical token
+	// of the largest plaintext.
+	MaxTokenBytes uint64 `protobuf:"varint,2,opt,name=max_token_bytes,json=maxTokenBytes,proto3" json:"max_token_bytes,omitempty"`
+	// max_batch_items bounds the items of one batch call.
+	MaxBatchItems uint64 `protobuf:"varint,3,opt,name=max_batch_items,json=maxBatchItems,proto3" json:"max_batch_items,omitempty"`
+	// max_message_bytes bounds one received gRPC message, batches included.
+	MaxMessageBytes uint64 `protobuf:"varint,4,opt,name=max_message_bytes,json=maxMessageBytes,proto3" json:"max_message_bytes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ServerLimits) Reset() {
+	*x = ServerLimits{}
+	mi := &file_fernet_v1_fernet_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerLimits) ProtoMessage() {}
+
+func (x *ServerLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_fernet_v1_fernet_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerLimits.ProtoReflect.Descriptor instead.
+func (*ServerLimits) Descriptor() ([]byte, []int) {
+	return file_fernet_v1_fernet_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ServerLimits) GetMaxPlaintextBytes() uint64 {
+	if x != nil {
+		return x.MaxPlaintextBytes
+	}
+	return 0
+}
+
+func (x *ServerLimits) GetMaxTokenBytes() uint64 {
+	if x != nil {
+		return x.MaxTokenBytes
+	}
+	return 0
+}
+
+func (x *ServerLimits) GetMaxBatchItems() uint64 {
+	if x != nil {
+		return x.MaxBatchItems
+	}
+	return 0
+}
+
+func (x *ServerLimits) GetMaxMessageBytes() uint64 {
+	if x != nil {
+		return x.MaxMessageBytes
+	}
+	return 0
+}
+
+type InspectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// ttl_seconds, as in DecryptRequest.
+	TtlSeconds    *int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3,oneof" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectRequest) Reset() {
+	*x = InspectRequest{}
+	mi := &file_fernet_v1_fernet_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectRequest) ProtoMessage() {}
+
+func (x *InspectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fernet_v1_fernet_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
+func (*InspectRequest) Descriptor() ([]byte, []int) {
+	return file_fernet_v1_fernet_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *InspectRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *InspectRequest) GetTtlSeconds() int64 {
+	if x != nil && x.TtlSeconds != nil {
+		return *x.TtlSeconds
+	}
+	return 0
+}
+
+type InspectResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key_id of the key that verified the token.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// timestamp is the token's own creation time, in Unix seconds.
+	Timestamp uint64 `protobuf:"varint,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// needs_reencrypt is true when the token was not made by the primary key.
+	NeedsReencrypt bool `protobuf:"varint,3,opt,name=needs_reencrypt,json=needsReencrypt,proto3" json:"needs_reencrypt,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *InspectResponse) Reset() {
+	*x = InspectResponse{}
+	mi := &file_fernet_v1_fernet_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectResponse) ProtoMessage() {}
+
+func (x *InspectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fernet_v1_fernet_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
+func (*InspectResponse) Descriptor() ([]byte, []int) {
+	return file_fernet_v1_fernet_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *InspectResponse) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *InspectResponse) GetTimestamp() uint64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetNeedsReencrypt() bool {
+	if x != nil {
+		return x.NeedsReencrypt
+	}
+	return false
+}
+
+type InspectBatchRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tokens []string               `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	// ttl_seconds applies to every token, as in DecryptRequest.
+	TtlSeconds    *int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3,oneof" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectBatchRequest) Reset() {
+	*x = InspectBatchRequest{}
+	mi := &file_fernet_v1_fernet_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectBatchRequest) ProtoMessage() {}
+
+func (x *InspectBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fernet_v1_fernet_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectBatchRequest.ProtoReflect.Descriptor instead.
+func (*InspectBatchRequest) Descriptor() ([]byte, []int) {
+	return file_fernet_v1_fernet_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *InspectBatchRequest) GetTokens() []string {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+func (x *InspectBatchRequest) GetTtlSeconds() int64 {
+	if x != nil && x.TtlSeconds != nil {
+		return *x.TtlSeconds
+	}
+	return 0
+}
+
+type InspectBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*InspectBatchResult  `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectBatchResponse) Reset() {
+	*x = InspectBatchResponse{}
+	mi := &file_fernet_v1_fernet_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectBatchResponse) ProtoMessage() {}
+
+func (x *InspectBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fernet_v1_fernet_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectBatchResponse.ProtoReflect.Descriptor instead.
+func (*InspectBatchResponse) Descriptor() ([]byte, []int) {
+	return file_fernet_v1_fernet_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *InspectBatchResponse) GetResults() []*InspectBatchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type InspectBatchResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*InspectBatchResult_Ok
+	//	*InspectBatchResult_Error
+	Result        isInspectBatchResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectBatchResult) Reset() {
+	*x = InspectBatchResult{}
+	mi := &file_fernet_v1_fernet_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectBatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectBatchResult) ProtoMessage() {}
+
+func (x *InspectBatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_fernet_v1_fernet_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectBatchResult.ProtoReflect.Descriptor instead.
+func (*InspectBatchResult) Descriptor() ([]byte, []int) {
+	return file_fernet_v1_fernet_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *InspectBatchResult) GetResult() isInspectBatchResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *InspectBatchResult) GetOk() *InspectResponse {
+	if x != nil {
+		if x, ok := x.Result.(*InspectBatchResult_Ok); ok {
+			return x.Ok
+		}
+	}
+	return nil
+}
+
+func (x *InspectBatchResult) GetError() *ItemError {
+	if x != nil {
+		if x, ok := x.Result.(*InspectBatchResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isInspectBatchResult_Result interface {
+	isInspectBatchResult_Result()
+}
+
+type InspectBatchResult_Ok struct {
+	Ok *InspectResponse `protobuf:"bytes,1,opt,name=ok,proto3,oneof"`
+}
+
+type InspectBatchResult_Error struct {
+	Error *ItemError `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+func (*InspectBatchResult_Ok) isInspectBatchResult_Result() {}
+
+func (*InspectBatchResult_Error) isInspectBatchResult_Result() {}
+
+type CreateTOTPRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// account_name labels the entry in the authenticator app, e.g. the
+	// user's email. Required; no colon.
+	AccountName string `protobuf:"bytes,1,opt,name=account_name,json=accountName,proto3" json:"account_name,omitempty"`
+	// issuer names the service in the app, e.g. "Example Inc". No colon.
+	Issuer string `protobuf:"bytes,2,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// digits of a code: 6 (the default) to 8.
+	Digits uint32 `protobuf:"varint,3,opt,name=digits,proto3" json:"digits,omitempty"`
+	// period_seconds of a time step: 30 (the default), at most 3600.
+	PeriodSeconds uint32        `protobuf:"varint,4,opt,name=period_seconds,json=periodSeconds,proto3" json:"period_seconds,omitempty"`
+	Algorithm     TOTPAlgorithm `protobuf:"varint,5,opt,name=algorithm,proto3,enum=fernet.v1.TOTPAlgorithm" json:"algorithm,omitempty"`
+	// secret_bytes is the secret's size: 16 to 64 bytes, 20 (160 bits) by
+	// default.
+	SecretBytes   uint32 `protobuf:"varint,6,opt,name=secret_bytes,json=secretBytes,proto3" json:"secret_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTOTPRequest) Reset() {
+	*x = CreateTOTPRequest{}
+	mi := &file_fernet_v1_fernet_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTOTPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTOTPRequest) ProtoMessage() {}
+
+func (x *CreateTOTPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fernet_v1_fernet_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTOTPRequest.ProtoReflect.Descriptor instead.
+func (*CreateTOTPRequest) Descriptor() ([]byte, []int) {
+	return file_fernet_v1_fernet_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CreateTOTPRequest) GetAccountName() string {
+	if x != nil {
+		return x.AccountName
+	}
+	return ""
+}
+
+func (x *CreateTOTPRequest) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *CreateTOTPRequest) GetDigits() uint32 {
+	if x != nil {
+		return x.Digits
+	}
+	return 0
+}
+
+func (x *CreateTOTPRequest) GetPeriodSeconds() uint32 {
+	if x != nil {
+		return x.PeriodSeconds
+	}
+	return 0
+}
+
+func (x *CreateTOTPRequest) GetAlgorithm() TOTPAlgorithm {
+	if x != nil {
+		return x.Algorithm
+	}
+	return TOTPAlgorithm_TOTP_ALGORITHM_UNSPECIFIED
+}
+
+func (x *CreateTOTPRequest) GetSecretBytes() uint32 {
+	if x != nil {
+		return x.SecretBytes
+	}
+	return 0
+}
+
+type CreateTOTPResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token holds the secret as base32 text, under the primary key: store it
+	// where the app stores TOTP secrets today.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// key_id of the primary key, which made the token.
+	KeyId string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// provisioning_uri is the otpauth://totp/ URI to show once as a QR code.
+	// It holds the secret in the clear: never store or log it.
+	ProvisioningUri string `protobuf:"bytes,3,opt,name=provisioning_uri,json=provisioningUri,proto3" json:"provisioning_uri,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CreateTOTPResponse) Reset() {
+	*x = CreateTOTPResponse{}
+	mi := &file_fernet_v1_fernet_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTOTPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTOTPResponse) ProtoMessage() {}
+
+func (x *CreateTOTPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fernet_v1_fernet_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTOTPResponse.ProtoReflect.Descriptor instead.
+func (*CreateTOTPResponse) Descriptor() ([]byte, []int) {
+	return file_fernet_v1_fernet_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CreateTOTPResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CreateTOTPResponse) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *CreateTOTPResponse) GetProvisioningUri() string {
+	if x != nil {
+		return x.ProvisioningUri
+	}
+	return ""
+}
+
+type VerifyTOTPRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token holds the secret, as CreateTOTP makes it or as the app stored it.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// code is what the user typed: exactly digits ASCII digits.
+	Code string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// last_counter is the counter of the last VALID code of this secret,
+	// from a previous VerifyTOTPResponse; a code of that step or an earlier
+	// one is REPLAYED. Unset accepts any step in the window.
+	LastCounter *uint64 `protobuf:"varint,3,opt,name=last_counter,json=lastCounter,proto3,oneof" json:"last_counter,omitempty"`
+	// window is how many time steps either side of now are accepted: 1 when
+	// unset, at most 10.
+	Window *uint32 `protobuf:"varint,4,opt,name=window,proto3,oneof" json:"window,omitempty"`
+	// digits, period_seconds and algorithm as the secret was enrolled with;
+	// unset means 6, 30 and SHA1.
+	Digits        uint32             `protobuf:"varint,5,opt,name=digits,proto3" json:"digits,omitempty"`
+	PeriodSeconds uint32             `protobuf:"varint,6,opt,name=period_seconds,json=periodSeconds,proto3" json:"period_seconds,omitempty"`
+	Algorithm     TOTPAlgorithm      `protobuf:"varint,7,opt,name=algorithm,proto3,enum=fernet.v1.TOTPAlgorithm" json:"algorithm,omitempty"`
+	Encoding      TOTPSecretEncoding `protobuf:"varint,8,opt,name=encoding,proto3,enum=fernet.v1.TOTPSecretEncoding" json:"encoding,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyTOTPRequest) Reset() {
+	*x = VerifyTOTPRequest{}
+	mi := &file_fernet_v1_fernet_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyTOTPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyTOTPRequest) ProtoMessage() {}
+
+func (x *VerifyTOTPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fernet_v1_fernet_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyTOTPRequest.ProtoReflect.Descriptor instead.
+func (*VerifyTOTPRequest) Descriptor() ([]byte, []int) {
+	return file_fernet_v1_fernet_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *VerifyTOTPRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *VerifyTOTPRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *VerifyTOTPRequest) GetLastCounter() uint64 {
+	if x != nil && x.LastCounter != nil {
+		return *x.LastCounter
+	}
+	return 0
+}
+
+func (x *VerifyTOTPRequest) GetWindow() uint32 {
+	if x != nil && x.Window != nil {
+		return *x.Window
+	}
+	return 0
+}
+
+func (x *VerifyTOTPRequest) GetDigits() uint32 {
+	if x != nil {
+		return x.Digits
+	}
+	return 0
+}
+
+func (x *VerifyTOTPRequest) GetPeriodSeconds() uint32 {
+	if x != nil {
+		return x.PeriodSeconds
+	}
+	return 0
+}
+
+func (x *VerifyTOTPRequest) GetAlgorithm() TOTPAlgorithm {
+	if x != nil {
+		return x.Algorithm
+	}
+	return TOTPAlgorithm_TOTP_ALGORITHM_UNSPECIFIED
+}
+
+func (x *VerifyTOTPRequest) GetEncoding() TOTPSecretEncoding {
+	if x != nil {
+		return x.Encoding
+	}
+	return TOTPSecretEncoding_TOTP_SECRET_ENCODING_UNSPECIFIED
+}
+
+type VerifyTOTPResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Outcome TOTPOutcome            `protobuf:"varint,1,opt,name=outcome,proto3,enum=fernet.v1.TOTPOutcome" json:"outcome,omitempty"`
+	// counter is the time step (Unix time / period) that the code matched:
+	// store it after VALID and pass it as last_counter next time. 0 with
+	// INVALID_CODE.
+	Counter uint64 `protobuf:"varint,2,opt,name=counter,proto3" json:"counter,omitempty"`
+	// drift is the matched step minus the current step.
+	Drift int32 `protobuf:"varint,3,opt,name=drift,proto3" json:"drift,omitempty"`
+	// key_id of the key that verified the token.
+	KeyId string `protobuf:"bytes,4,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// needs_reencrypt is true when the token was not made by the primary key.
+	NeedsReencrypt bool `protobuf:"varint,5,opt,name=needs_reencrypt,json=needsReencrypt,proto3" json:"needs_reencrypt,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *VerifyTOTPResponse) Reset() {
+	*x = VerifyTOTPResponse{}
+	mi := &file_fernet_v1_fernet_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyTOTPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyTOTPResponse) ProtoMessage() {}
+
+func (x *VerifyTOTPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fernet_v1_fernet_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyTOTPResponse.ProtoReflect.Descriptor instead.
+func (*VerifyTOTPResponse) Descriptor() ([]byte, []int) {
+	return file_fernet_v1_fernet_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *VerifyTOTPResponse) GetOutcome() TOTPOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return TOTPOutcome_TOTP_OUTCOME_UNSPECIFIED
+}
+
+func (x *VerifyTOTPResponse) GetCounter() uint64 {
+	if x != nil {
+		return x.Counter
+	}
+	return 0
+}
+
+func (x *VerifyTOTPResponse) GetDrift() int32 {
+	if x != nil {
+		return x.Drift
+	}
+	return 0
+}
+
+func (x *VerifyTOTPResponse) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *VerifyTOTPResponse) GetNeedsReencrypt() bool {
+	if x != nil {
+		return x.NeedsReencrypt
+	}
+	return false
 }
 
 var File_fernet_v1_fernet_proto protoreflect.FileDescriptor
@@ -1080,11 +1981,80 @@ const file_fernet_v1_fernet_proto_rawDesc = "" +
 	"\tItemError\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x12\n" +
-	"\x10GetStatusRequest\"\x84\x01\n" +
+	"\x10GetStatusRequest\"\xde\x01\n" +
 	"\x11GetStatusResponse\x12$\n" +
 	"\x0eprimary_key_id\x18\x01 \x01(\tR\fprimaryKeyId\x12/\n" +
 	"\x14decrypt_only_key_ids\x18\x02 \x03(\tR\x11decryptOnlyKeyIds\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\tR\aversion2\x9c\x04\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12'\n" +
+	"\x0fallowed_methods\x18\x04 \x03(\tR\x0eallowedMethods\x12/\n" +
+	"\x06limits\x18\x05 \x01(\v2\x17.fernet.v1.ServerLimitsR\x06limits\"\xba\x01\n" +
+	"\fServerLimits\x12.\n" +
+	"\x13max_plaintext_bytes\x18\x01 \x01(\x04R\x11maxPlaintextBytes\x12&\n" +
+	"\x0fmax_token_bytes\x18\x02 \x01(\x04R\rmaxTokenBytes\x12&\n" +
+	"\x0fmax_batch_items\x18\x03 \x01(\x04R\rmaxBatchItems\x12*\n" +
+	"\x11max_message_bytes\x18\x04 \x01(\x04R\x0fmaxMessageBytes\"\\\n" +
+	"\x0eInspectRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12$\n" +
+	"\vttl_seconds\x18\x02 \x01(\x03H\x00R\n" +
+	"ttlSeconds\x88\x01\x01B\x0e\n" +
+	"\f_ttl_seconds\"o\n" +
+	"\x0fInspectResponse\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1c\n" +
+	"\ttimestamp\x18\x02 \x01(\x04R\ttimestamp\x12'\n" +
+	"\x0fneeds_reencrypt\x18\x03 \x01(\bR\x0eneedsReencrypt\"c\n" +
+	"\x13InspectBatchRequest\x12\x16\n" +
+	"\x06tokens\x18\x01 \x03(\tR\x06tokens\x12$\n" +
+	"\vttl_seconds\x18\x02 \x01(\x03H\x00R\n" +
+	"ttlSeconds\x88\x01\x01B\x0e\n" +
+	"\f_ttl_seconds\"O\n" +
+	"\x14InspectBatchResponse\x127\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.fernet.v1.InspectBatchResultR\aresults\"z\n" +
+	"\x12InspectBatchResult\x12,\n" +
+	"\x02ok\x18\x01 \x01(\v2\x1a.fernet.v1.InspectResponseH\x00R\x02ok\x12,\n" +
+	"\x05error\x18\x02 \x01(\v2\x14.fernet.v1.ItemErrorH\x00R\x05errorB\b\n" +
+	"\x06result\"\xe8\x01\n" +
+	"\x11CreateTOTPRequest\x12!\n" +
+	"\faccount_name\x18\x01 \x01(\tR\vaccountName\x12\x16\n" +
+	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x12\x16\n" +
+	"\x06digits\x18\x03 \x01(\rR\x06digits\x12%\n" +
+	"\x0eperiod_seconds\x18\x04 \x01(\rR\rperiodSeconds\x126\n" +
+	"\talgorithm\x18\x05 \x01(\x0e2\x18.fernet.v1.TOTPAlgorithmR\talgorithm\x12!\n" +
+	"\fsecret_bytes\x18\x06 \x01(\rR\vsecretBytes\"l\n" +
+	"\x12CreateTOTPResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12)\n" +
+	"\x10provisioning_uri\x18\x03 \x01(\tR\x0fprovisioningUri\"\xd0\x02\n" +
+	"\x11VerifyTOTPRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\x12&\n" +
+	"\flast_counter\x18\x03 \x01(\x04H\x00R\vlastCounter\x88\x01\x01\x12\x1b\n" +
+	"\x06window\x18\x04 \x01(\rH\x01R\x06window\x88\x01\x01\x12\x16\n" +
+	"\x06digits\x18\x05 \x01(\rR\x06digits\x12%\n" +
+	"\x0eperiod_seconds\x18\x06 \x01(\rR\rperiodSeconds\x126\n" +
+	"\talgorithm\x18\a \x01(\x0e2\x18.fernet.v1.TOTPAlgorithmR\talgorithm\x129\n" +
+	"\bencoding\x18\b \x01(\x0e2\x1d.fernet.v1.TOTPSecretEncodingR\bencodingB\x0f\n" +
+	"\r_last_counterB\t\n" +
+	"\a_window\"\xb6\x01\n" +
+	"\x12VerifyTOTPResponse\x120\n" +
+	"\aoutcome\x18\x01 \x01(\x0e2\x16.fernet.v1.TOTPOutcomeR\aoutcome\x12\x18\n" +
+	"\acounter\x18\x02 \x01(\x04R\acounter\x12\x14\n" +
+	"\x05drift\x18\x03 \x01(\x05R\x05drift\x12\x15\n" +
+	"\x06key_id\x18\x04 \x01(\tR\x05keyId\x12'\n" +
+	"\x0fneeds_reencrypt\x18\x05 \x01(\bR\x0eneedsReencrypt*~\n" +
+	"\rTOTPAlgorithm\x12\x1e\n" +
+	"\x1aTOTP_ALGORITHM_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13TOTP_ALGORITHM_SHA1\x10\x01\x12\x19\n" +
+	"\x15TOTP_ALGORITHM_SHA256\x10\x02\x12\x19\n" +
+	"\x15TOTP_ALGORITHM_SHA512\x10\x03*y\n" +
+	"\x12TOTPSecretEncoding\x12$\n" +
+	" TOTP_SECRET_ENCODING_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bTOTP_SECRET_ENCODING_BASE32\x10\x01\x12\x1c\n" +
+	"\x18TOTP_SECRET_ENCODING_HEX\x10\x02*}\n" +
+	"\vTOTPOutcome\x12\x1c\n" +
+	"\x18TOTP_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12TOTP_OUTCOME_VALID\x10\x01\x12\x1d\n" +
+	"\x19TOTP_OUTCOME_INVALID_CODE\x10\x02\x12\x19\n" +
+	"\x15TOTP_OUTCOME_REPLAYED\x10\x032\xc5\x06\n" +
 	"\rFernetService\x12@\n" +
 	"\aEncrypt\x12\x19.fernet.v1.EncryptRequest\x1a\x1a.fernet.v1.EncryptResponse\x12@\n" +
 	"\aDecrypt\x12\x19.fernet.v1.DecryptRequest\x1a\x1a.fernet.v1.DecryptResponse\x12F\n" +
@@ -1092,7 +2062,13 @@ const file_fernet_v1_fernet_proto_rawDesc = "" +
 	"\fEncryptBatch\x12\x1e.fernet.v1.EncryptBatchRequest\x1a\x1f.fernet.v1.EncryptBatchResponse\x12O\n" +
 	"\fDecryptBatch\x12\x1e.fernet.v1.DecryptBatchRequest\x1a\x1f.fernet.v1.DecryptBatchResponse\x12U\n" +
 	"\x0eReEncryptBatch\x12 .fernet.v1.ReEncryptBatchRequest\x1a!.fernet.v1.ReEncryptBatchResponse\x12F\n" +
-	"\tGetStatus\x12\x1b.fernet.v1.GetStatusRequest\x1a\x1c.fernet.v1.GetStatusResponseBCZAgithub.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1;fernetv1b\x06proto3"
+	"\tGetStatus\x12\x1b.fernet.v1.GetStatusRequest\x1a\x1c.fernet.v1.GetStatusResponse\x12@\n" +
+	"\aInspect\x12\x19.fernet.v1.InspectRequest\x1a\x1a.fernet.v1.InspectResponse\x12O\n" +
+	"\fInspectBatch\x12\x1e.fernet.v1.InspectBatchRequest\x1a\x1f.fernet.v1.InspectBatchResponse\x12I\n" +
+	"\n" +
+	"CreateTOTP\x12\x1c.fernet.v1.CreateTOTPRequest\x1a\x1d.fernet.v1.CreateTOTPResponse\x12I\n" +
+	"\n" +
+	"VerifyTOTP\x12\x1c.fernet.v1.VerifyTOTPRequest\x1a\x1d.fernet.v1.VerifyTOTPResponseBCZAgithub.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1;fernetv1b\x06proto3"
 
 var (
 	file_fernet_v1_fernet_proto_rawDescOnce sync.Once
@@ -1106,56 +2082,86 @@ func file_fernet_v1_fernet_proto_rawDescGZIP() []byte {
 	return file_fernet_v1_fernet_proto_rawDescData
 }
 
-var file_fernet_v1_fernet_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_fernet_v1_fernet_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_fernet_v1_fernet_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_fernet_v1_fernet_proto_goTypes = []any{
-	(*EncryptRequest)(nil),         // 0: fernet.v1.EncryptRequest
-	(*EncryptResponse)(nil),        // 1: fernet.v1.EncryptResponse
-	(*DecryptRequest)(nil),         // 2: fernet.v1.DecryptRequest
-	(*DecryptResponse)(nil),        // 3: fernet.v1.DecryptResponse
-	(*ReEncryptRequest)(nil),       // 4: fernet.v1.ReEncryptRequest
-	(*ReEncryptResponse)(nil),      // 5: fernet.v1.ReEncryptResponse
-	(*EncryptBatchRequest)(nil),    // 6: fernet.v1.EncryptBatchRequest
-	(*EncryptBatchResponse)(nil),   // 7: fernet.v1.EncryptBatchResponse
-	(*EncryptBatchResult)(nil),     // 8: fernet.v1.EncryptBatchResult
-	(*DecryptBatchRequest)(nil),    // 9: fernet.v1.DecryptBatchRequest
-	(*DecryptBatchResponse)(nil),   // 10: fernet.v1.DecryptBatchResponse
-	(*DecryptBatchResult)(nil),     // 11: fernet.v1.DecryptBatchResult
-	(*ReEncryptBatchRequest)(nil),  // 12: fernet.v1.ReEncryptBatchRequest
-	(*ReEncryptBatchResponse)(nil), // 13: fernet.v1.ReEncryptBatchResponse
-	(*ReEncryptBatchResult)(nil),   // 14: fernet.v1.ReEncryptBatchResult
-	(*ItemError)(nil),              // 15: fernet.v1.ItemError
-	(*GetStatusRequest)(nil),       // 16: fernet.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),      // 17: fernet.v1.GetStatusResponse
+	(TOTPAlgorithm)(0),             // 0: fernet.v1.TOTPAlgorithm
+	(TOTPSecretEncoding)(0),        // 1: fernet.v1.TOTPSecretEncoding
+	(TOTPOutcome)(0),               // 2: fernet.v1.TOTPOutcome
+	(*EncryptRequest)(nil),         // 3: fernet.v1.EncryptRequest
+	(*EncryptResponse)(nil),        // 4: fernet.v1.EncryptResponse
+	(*DecryptRequest)(nil),         // 5: fernet.v1.DecryptRequest
+	(*DecryptResponse)(nil),        // 6: fernet.v1.DecryptResponse
+	(*ReEncryptRequest)(nil),       // 7: fernet.v1.ReEncryptRequest
+	(*ReEncryptResponse)(nil),      // 8: fernet.v1.ReEncryptResponse
+	(*EncryptBatchRequest)(nil),    // 9: fernet.v1.EncryptBatchRequest
+	(*EncryptBatchResponse)(nil),   // 10: fernet.v1.EncryptBatchResponse
+	(*EncryptBatchResult)(nil),     // 11: fernet.v1.EncryptBatchResult
+	(*DecryptBatchRequest)(nil),    // 12: fernet.v1.DecryptBatchRequest
+	(*DecryptBatchResponse)(nil),   // 13: fernet.v1.DecryptBatchResponse
+	(*DecryptBatchResult)(nil),     // 14: fernet.v1.DecryptBatchResult
+	(*ReEncryptBatchRequest)(nil),  // 15: fernet.v1.ReEncryptBatchRequest
+	(*ReEncryptBatchResponse)(nil), // 16: fernet.v1.ReEncryptBatchResponse
+	(*ReEncryptBatchResult)(nil),   // 17: fernet.v1.ReEncryptBatchResult
+	(*ItemError)(nil),              // 18: fernet.v1.ItemError
+	(*GetStatusRequest)(nil),       // 19: fernet.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),      // 20: fernet.v1.GetStatusResponse
+	(*ServerLimits)(nil),           // 21: fernet.v1.ServerLimits
+	(*InspectRequest)(nil),         // 22: fernet.v1.InspectRequest
+	(*InspectResponse)(nil),        // 23: fernet.v1.InspectResponse
+	(*InspectBatchRequest)(nil),    // 24: fernet.v1.InspectBatchRequest
+	(*InspectBatchResponse)(nil),   // 25: fernet.v1.InspectBatchResponse
+	(*InspectBatchResult)(nil),     // 26: fernet.v1.InspectBatchResult
+	(*CreateTOTPRequest)(nil),      // 27: fernet.v1.CreateTOTPRequest
+	(*CreateTOTPResponse)(nil),     // 28: fernet.v1.CreateTOTPResponse
+	(*VerifyTOTPRequest)(nil),      // 29: fernet.v1.VerifyTOTPRequest
+	(*VerifyTOTPResponse)(nil),     // 30: fernet.v1.VerifyTOTPResponse
 }
 var file_fernet_v1_fernet_proto_depIdxs = []int32{
-	8,  // 0: fernet.v1.EncryptBatchResponse.results:type_name -> fernet.v1.EncryptBatchResult
-	1,  // 1: fernet.v1.EncryptBatchResult.ok:type_name -> fernet.v1.EncryptResponse
-	15, // 2: fernet.v1.EncryptBatchResult.error:type_name -> fernet.v1.ItemError
-	11, // 3: fernet.v1.DecryptBatchResponse.results:type_name -> fernet.v1.DecryptBatchResult
-	3,  // 4: fernet.v1.DecryptBatchResult.ok:type_name -> fernet.v1.DecryptResponse
-	15, // 5: fernet.v1.DecryptBatchResult.error:type_name -> fernet.v1.ItemError
-	14, // 6: fernet.v1.ReEncryptBatchResponse.results:type_name -> fernet.v1.ReEncryptBatchResult
-	5,  // 7: fernet.v1.ReEncryptBatchResult.ok:type_name -> fernet.v1.ReEncryptResponse
-	15, // 8: fernet.v1.ReEncryptBatchResult.error:type_name -> fernet.v1.ItemError
-	0,  // 9: fernet.v1.FernetService.Encrypt:input_type -> fernet.v1.EncryptRequest
-	2,  // 10: fernet.v1.FernetService.Decrypt:input_type -> fernet.v1.DecryptRequest
-	4,  // 11: fernet.v1.FernetService.ReEncrypt:input_type -> fernet.v1.ReEncryptRequest
-	6,  // 12: fernet.v1.FernetService.EncryptBatch:input_type -> fernet.v1.EncryptBatchRequest
-	9,  // 13: fernet.v1.FernetService.DecryptBatch:input_type -> fernet.v1.DecryptBatchRequest
-	12, // 14: fernet.v1.FernetService.ReEncryptBatch:input_type -> fernet.v1.ReEncryptBatchRequest
-	16, // 15: fernet.v1.FernetService.GetStatus:input_type -> fernet.v1.GetStatusRequest
-	1,  // 16: fernet.v1.FernetService.Encrypt:output_type -> fernet.v1.EncryptResponse
-	3,  // 17: fernet.v1.FernetService.Decrypt:output_type -> fernet.v1.DecryptResponse
-	5,  // 18: fernet.v1.FernetService.ReEncrypt:output_type -> fernet.v1.ReEncryptResponse
-	7,  // 19: fernet.v1.FernetService.EncryptBatch:output_type -> fernet.v1.EncryptBatchResponse
-	10, // 20: fernet.v1.FernetService.DecryptBatch:output_type -> fernet.v1.DecryptBatchResponse
-	13, // 21: fernet.v1.FernetService.ReEncryptBatch:output_type -> fernet.v1.ReEncryptBatchResponse
-	17, // 22: fernet.v1.FernetService.GetStatus:output_type -> fernet.v1.GetStatusResponse
-	16, // [16:23] is the sub-list for method output_type
-	9,  // [9:16] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	11, // 0: fernet.v1.EncryptBatchResponse.results:type_name -> fernet.v1.EncryptBatchResult
+	4,  // 1: fernet.v1.EncryptBatchResult.ok:type_name -> fernet.v1.EncryptResponse
+	18, // 2: fernet.v1.EncryptBatchResult.error:type_name -> fernet.v1.ItemError
+	14, // 3: fernet.v1.DecryptBatchResponse.results:type_name -> fernet.v1.DecryptBatchResult
+	6,  // 4: fernet.v1.DecryptBatchResult.ok:type_name -> fernet.v1.DecryptResponse
+	18, // 5: fernet.v1.DecryptBatchResult.error:type_name -> fernet.v1.ItemError
+	17, // 6: fernet.v1.ReEncryptBatchResponse.results:type_name -> fernet.v1.ReEncryptBatchResult
+	8,  // 7: fernet.v1.ReEncryptBatchResult.ok:type_name -> fernet.v1.ReEncryptResponse
+	18, // 8: fernet.v1.ReEncryptBatchResult.error:type_name -> fernet.v1.ItemError
+	21, // 9: fernet.v1.GetStatusResponse.limits:type_name -> fernet.v1.ServerLimits
+	26, // 10: fernet.v1.InspectBatchResponse.results:type_name -> fernet.v1.InspectBatchResult
+	23, // 11: fernet.v1.InspectBatchResult.ok:type_name -> fernet.v1.InspectResponse
+	18, // 12: fernet.v1.InspectBatchResult.error:type_name -> fernet.v1.ItemError
+	0,  // 13: fernet.v1.CreateTOTPRequest.algorithm:type_name -> fernet.v1.TOTPAlgorithm
+	0,  // 14: fernet.v1.VerifyTOTPRequest.algorithm:type_name -> fernet.v1.TOTPAlgorithm
+	1,  // 15: fernet.v1.VerifyTOTPRequest.encoding:type_name -> fernet.v1.TOTPSecretEncoding
+	2,  // 16: fernet.v1.VerifyTOTPResponse.outcome:type_name -> fernet.v1.TOTPOutcome
+	3,  // 17: fernet.v1.FernetService.Encrypt:input_type -> fernet.v1.EncryptRequest
+	5,  // 18: fernet.v1.FernetService.Decrypt:input_type -> fernet.v1.DecryptRequest
+	7,  // 19: fernet.v1.FernetService.ReEncrypt:input_type -> fernet.v1.ReEncryptRequest
+	9,  // 20: fernet.v1.FernetService.EncryptBatch:input_type -> fernet.v1.EncryptBatchRequest
+	12, // 21: fernet.v1.FernetService.DecryptBatch:input_type -> fernet.v1.DecryptBatchRequest
+	15, // 22: fernet.v1.FernetService.ReEncryptBatch:input_type -> fernet.v1.ReEncryptBatchRequest
+	19, // 23: fernet.v1.FernetService.GetStatus:input_type -> fernet.v1.GetStatusRequest
+	22, // 24: fernet.v1.FernetService.Inspect:input_type -> fernet.v1.InspectRequest
+	24, // 25: fernet.v1.FernetService.InspectBatch:input_type -> fernet.v1.InspectBatchRequest
+	27, // 26: fernet.v1.FernetService.CreateTOTP:input_type -> fernet.v1.CreateTOTPRequest
+	29, // 27: fernet.v1.FernetService.VerifyTOTP:input_type -> fernet.v1.VerifyTOTPRequest
+	4,  // 28: fernet.v1.FernetService.Encrypt:output_type -> fernet.v1.EncryptResponse
+	6,  // 29: fernet.v1.FernetService.Decrypt:output_type -> fernet.v1.DecryptResponse
+	8,  // 30: fernet.v1.FernetService.ReEncrypt:output_type -> fernet.v1.ReEncryptResponse
+	10, // 31: fernet.v1.FernetService.EncryptBatch:output_type -> fernet.v1.EncryptBatchResponse
+	13, // 32: fernet.v1.FernetService.DecryptBatch:output_type -> fernet.v1.DecryptBatchResponse
+	16, // 33: fernet.v1.FernetService.ReEncryptBatch:output_type -> fernet.v1.ReEncryptBatchResponse
+	20, // 34: fernet.v1.FernetService.GetStatus:output_type -> fernet.v1.GetStatusResponse
+	23, // 35: fernet.v1.FernetService.Inspect:output_type -> fernet.v1.InspectResponse
+	25, // 36: fernet.v1.FernetService.InspectBatch:output_type -> fernet.v1.InspectBatchResponse
+	28, // 37: fernet.v1.FernetService.CreateTOTP:output_type -> fernet.v1.CreateTOTPResponse
+	30, // 38: fernet.v1.FernetService.VerifyTOTP:output_type -> fernet.v1.VerifyTOTPResponse
+	28, // [28:39] is the sub-list for method output_type
+	17, // [17:28] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_fernet_v1_fernet_proto_init() }
@@ -1177,18 +2183,26 @@ func file_fernet_v1_fernet_proto_init() {
 		(*ReEncryptBatchResult_Ok)(nil),
 		(*ReEncryptBatchResult_Error)(nil),
 	}
+	file_fernet_v1_fernet_proto_msgTypes[19].OneofWrappers = []any{}
+	file_fernet_v1_fernet_proto_msgTypes[21].OneofWrappers = []any{}
+	file_fernet_v1_fernet_proto_msgTypes[23].OneofWrappers = []any{
+		(*InspectBatchResult_Ok)(nil),
+		(*InspectBatchResult_Error)(nil),
+	}
+	file_fernet_v1_fernet_proto_msgTypes[26].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fernet_v1_fernet_proto_rawDesc), len(file_fernet_v1_fernet_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   18,
+			NumEnums:      3,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_fernet_v1_fernet_proto_goTypes,
 		DependencyIndexes: file_fernet_v1_fernet_proto_depIdxs,
+		EnumInfos:         file_fernet_v1_fernet_proto_enumTypes,
 		MessageInfos:      file_fernet_v1_fernet_proto_msgTypes,
 	}.Build()
 	File_fernet_v1_fernet_proto = out.File

@@ -26,6 +26,10 @@ const (
 	FernetService_DecryptBatch_FullMethodName   = "/fernet.v1.FernetService/DecryptBatch"
 	FernetService_ReEncryptBatch_FullMethodName = "/fernet.v1.FernetService/ReEncryptBatch"
 	FernetService_GetStatus_FullMethodName      = "/fernet.v1.FernetService/GetStatus"
+	FernetService_Inspect_FullMethodName        = "/fernet.v1.FernetService/Inspect"
+	FernetService_InspectBatch_FullMethodName   = "/fernet.v1.FernetService/InspectBatch"
+	FernetService_CreateTOTP_FullMethodName     = "/fernet.v1.FernetService/CreateTOTP"
+	FernetService_VerifyTOTP_FullMethodName     = "/fernet.v1.FernetService/VerifyTOTP"
 )
 
 // FernetServiceClient is the client API for FernetService service.
@@ -39,8 +43,12 @@ const (
 // A token that does not decrypt fails with INVALID_ARGUMENT and a
 // google.rpc.ErrorInfo (domain "fernet-sidecar") whose reason is one of
 // MALFORMED, INVALID_SIGNATURE, EXPIRED, FUTURE_TIMESTAMP or TOKEN_TOO_LARGE.
-// Oversized input fails with PLAINTEXT_TOO_LARGE or BATCH_TOO_LARGE.
-// No error ever contains a token, a plaintext or a key.
+// Oversized input fails with PLAINTEXT_TOO_LARGE or BATCH_TOO_LARGE. A TOTP
+// call with parameters out of range fails with INVALID_TOTP_PARAMETER, and
+// one whose token does not hold a secret in the given encoding with
+// INVALID_TOTP_SECRET. A method the server was told not to serve
+// (--allow-methods) fails with PERMISSION_DENIED and METHOD_NOT_ALLOWED.
+// No error ever contains a token, a plaintext, a TOTP secret or a key.
 type FernetServiceClient interface {
 	// Encrypt makes a token under the primary key, as Fernet(primary).encrypt.
 	Encrypt(ctx context.Context, in *EncryptRequest, opts ...grpc.CallOption) (*EncryptResponse, error)
@@ -58,8 +66,24 @@ type FernetServiceClient interface {
 	// ReEncryptBatch re-encrypts many tokens. Results are in request order and
 	// one bad item never fails the others.
 	ReEncryptBatch(ctx context.Context, in *ReEncryptBatchRequest, opts ...grpc.CallOption) (*ReEncryptBatchResponse, error)
-	// GetStatus reports the loaded key ids and the server version.
+	// GetStatus reports the loaded key ids, the server version, the methods
+	// it serves and its limits.
 	GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error)
+	// Inspect tells what Decrypt would about a token (the key that verifies
+	// it, its timestamp, whether it needs re-encrypting, or why it fails)
+	// without returning the plaintext.
+	Inspect(ctx context.Context, in *InspectRequest, opts ...grpc.CallOption) (*InspectResponse, error)
+	// InspectBatch inspects many tokens with one TTL. Results are in request
+	// order and one bad item never fails the others.
+	InspectBatch(ctx context.Context, in *InspectBatchRequest, opts ...grpc.CallOption) (*InspectBatchResponse, error)
+	// CreateTOTP makes a fresh random TOTP secret and returns it only as a
+	// token under the primary key (holding the base32 text, as pyotp's
+	// random_base32 makes) and inside the otpauth:// URI for the QR code.
+	CreateTOTP(ctx context.Context, in *CreateTOTPRequest, opts ...grpc.CallOption) (*CreateTOTPResponse, error)
+	// VerifyTOTP checks a TOTP code against the secret inside a token,
+	// which never leaves the sidecar. A wrong or replayed code is an outcome,
+	// not an error; a token that does not decrypt fails as in Decrypt.
+	VerifyTOTP(ctx context.Context, in *VerifyTOTPRequest, opts ...grpc.CallOption) (*VerifyTOTPResponse, error)
 }
 
 type fernetServiceClient struct {
@@ -140,6 +164,46 @@ func (c *fernetServiceClient) GetStatus(ctx context.Context, in *GetStatusReques
 	return out, nil
 }
 
+func (c *fernetServiceClient) Inspect(ctx context.Context, in *InspectRequest, opts ...grpc.CallOption) (*InspectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InspectResponse)
+	err := c.cc.Invoke(ctx, FernetService_Inspect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fernetServiceClient) InspectBatch(ctx context.Context, in *InspectBatchRequest, opts ...grpc.CallOption) (*InspectBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InspectBatchResponse)
+	err := c.cc.Invoke(ctx, FernetService_InspectBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fernetServiceClient) CreateTOTP(ctx context.Context, in *CreateTOTPRequest, opts ...grpc.CallOption) (*CreateTOTPResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateTOTPResponse)
+	err := c.cc.Invoke(ctx, FernetService_CreateTOTP_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fernetServiceClient) VerifyTOTP(ctx context.Context, in *VerifyTOTPRequest, opts ...grpc.CallOption) (*VerifyTOTPResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyTOTPResponse)
+	err := c.cc.Invoke(ctx, FernetService_VerifyTOTP_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FernetServiceServer is the server API for FernetService service.
 // All implementations must embed UnimplementedFernetServiceServer
 // for forward compatibility.
@@ -151,8 +215,12 @@ func (c *fernetServiceClient) GetStatus(ctx context.Context, in *GetStatusReques
 // A token that does not decrypt fails with INVALID_ARGUMENT and a
 // google.rpc.ErrorInfo (domain "fernet-sidecar") whose reason is one of
 // MALFORMED, INVALID_SIGNATURE, EXPIRED, FUTURE_TIMESTAMP or TOKEN_TOO_LARGE.
-// Oversized input fails with PLAINTEXT_TOO_LARGE or BATCH_TOO_LARGE.
-// No error ever contains a token, a plaintext or a key.
+// Oversized input fails with PLAINTEXT_TOO_LARGE or BATCH_TOO_LARGE. A TOTP
+// call with parameters out of range fails with INVALID_TOTP_PARAMETER, and
+// one whose token does not hold a secret in the given encoding with
+// INVALID_TOTP_SECRET. A method the server was told not to serve
+// (--allow-methods) fails with PERMISSION_DENIED and METHOD_NOT_ALLOWED.
+// No error ever contains a token, a plaintext, a TOTP secret or a key.
 type FernetServiceServer interface {
 	// Encrypt makes a token under the primary key, as Fernet(primary).encrypt.
 	Encrypt(context.Context, *EncryptRequest) (*EncryptResponse, error)
@@ -170,8 +238,24 @@ type FernetServiceServer interface {
 	// ReEncryptBatch re-encrypts many tokens. Results are in request order and
 	// one bad item never fails the others.
 	ReEncryptBatch(context.Context, *ReEncryptBatchRequest) (*ReEncryptBatchResponse, error)
-	// GetStatus reports the loaded key ids and the server version.
+	// GetStatus reports the loaded key ids, the server version, the methods
+	// it serves and its limits.
 	GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error)
+	// Inspect tells what Decrypt would about a token (the key that verifies
+	// it, its timestamp, whether it needs re-encrypting, or why it fails)
+	// without returning the plaintext.
+	Inspect(context.Context, *InspectRequest) (*InspectResponse, error)
+	// InspectBatch inspects many tokens with one TTL. Results are in request
+	// order and one bad item never fails the others.
+	InspectBatch(context.Context, *InspectBatchRequest) (*InspectBatchResponse, error)
+	// CreateTOTP makes a fresh random TOTP secret and returns it only as a
+	// token under the primary key (holding the base32 text, as pyotp's
+	// random_base32 makes) and inside the otpauth:// URI for the QR code.
+	CreateTOTP(context.Context, *CreateTOTPRequest) (*CreateTOTPResponse, error)
+	// VerifyTOTP checks a TOTP code against the secret inside a token,
+	// which never leaves the sidecar. A wrong or replayed code is an outcome,
+	// not an error; a token that does not decrypt fails as in Decrypt.
+	VerifyTOTP(context.Context, *VerifyTOTPRequest) (*VerifyTOTPResponse, error)
 	mustEmbedUnimplementedFernetServiceServer()
 }
 
@@ -202,6 +286,18 @@ func (UnimplementedFernetServiceServer) ReEncryptBatch(context.Context, *ReEncry
 }
 func (UnimplementedFernetServiceServer) GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
+}
+func (UnimplementedFernetServiceServer) Inspect(context.Context, *InspectRequest) (*InspectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Inspect not implemented")
+}
+func (UnimplementedFernetServiceServer) InspectBatch(context.Context, *InspectBatchRequest) (*InspectBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method InspectBatch not implemented")
+}
+func (UnimplementedFernetServiceServer) CreateTOTP(context.Context, *CreateTOTPRequest) (*CreateTOTPResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateTOTP not implemented")
+}
+func (UnimplementedFernetServiceServer) VerifyTOTP(context.Context, *VerifyTOTPRequest) (*VerifyTOTPResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyTOTP not implemented")
 }
 func (UnimplementedFernetServiceServer) mustEmbedUnimplementedFernetServiceServer() {}
 func (UnimplementedFernetServiceServer) testEmbeddedByValue()                       {}
@@ -350,6 +446,78 @@ func _FernetService_GetStatus_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FernetService_Inspect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InspectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FernetServiceServer).Inspect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FernetService_Inspect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FernetServiceServer).Inspect(ctx, req.(*InspectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FernetService_InspectBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InspectBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FernetServiceServer).InspectBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FernetService_InspectBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FernetServiceServer).InspectBatch(ctx, req.(*InspectBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FernetService_CreateTOTP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateTOTPRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FernetServiceServer).CreateTOTP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FernetService_CreateTOTP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FernetServiceServer).CreateTOTP(ctx, req.(*CreateTOTPRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FernetService_VerifyTOTP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyTOTPRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FernetServiceServer).VerifyTOTP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FernetService_VerifyTOTP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FernetServiceServer).VerifyTOTP(ctx, req.(*VerifyTOTPRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FernetService_ServiceDesc is the grpc.ServiceDesc for FernetService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -384,6 +552,22 @@ var FernetService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStatus",
 			Handler:    _FernetService_GetStatus_Handler,
+		},
+		{
+			MethodName: "Inspect",
+			Handler:    _FernetService_Inspect_Handler,
+		},
+		{
+			MethodName: "InspectBatch",
+			Handler:    _FernetService_InspectBatch_Handler,
+		},
+		{
+			MethodName: "CreateTOTP",
+			Handler:    _FernetService_CreateTOTP_Handler,
+		},
+		{
+			MethodName: "VerifyTOTP",
+			Handler:    _FernetService_VerifyTOTP_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

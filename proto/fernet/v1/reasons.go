@@ -22,6 +22,15 @@ const (
 	ReasonTokenTooLarge     = "TOKEN_TOO_LARGE"
 	ReasonPlaintextTooLarge = "PLAINTEXT_TOO_LARGE"
 	ReasonBatchTooLarge     = "BATCH_TOO_LARGE"
+	// ReasonInvalidTOTPParameter: a TOTP call's digits, period, algorithm,
+	// window, secret size, account name or issuer is out of range.
+	ReasonInvalidTOTPParameter = "INVALID_TOTP_PARAMETER"
+	// ReasonInvalidTOTPSecret: the token decrypts, but not to a secret in
+	// the encoding asked for.
+	ReasonInvalidTOTPSecret = "INVALID_TOTP_SECRET"
+	// ReasonMethodNotAllowed: the server was started without this method
+	// in --allow-methods (with code PERMISSION_DENIED).
+	ReasonMethodNotAllowed = "METHOD_NOT_ALLOWED"
 	// ReasonInternal: the server failed; the input may be fine.
 	ReasonInternal = "INTERNAL"
 )

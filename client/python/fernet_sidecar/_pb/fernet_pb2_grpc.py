@@ -13,8 +13,12 @@ class FernetServiceStub(object):
     A token that does not decrypt fails with INVALID_ARGUMENT and a
     google.rpc.ErrorInfo (domain "fernet-sidecar") whose reason is one of
     MALFORMED, INVALID_SIGNATURE, EXPIRED, FUTURE_TIMESTAMP or TOKEN_TOO_LARGE.
-    Oversized input fails with PLAINTEXT_TOO_LARGE or BATCH_TOO_LARGE.
-    No error ever contains a token, a plaintext or a key.
+    Oversized input fails with PLAINTEXT_TOO_LARGE or BATCH_TOO_LARGE. A TOTP
+    call with parameters out of range fails with INVALID_TOTP_PARAMETER, and
+    one whose token does not hold a secret in the given encoding with
+    INVALID_TOTP_SECRET. A method the server was told not to serve
+    (--allow-methods) fails with PERMISSION_DENIED and METHOD_NOT_ALLOWED.
+    No error ever contains a token, a plaintext, a TOTP secret or a key.
     """
 
     def __init__(self, channel):
@@ -58,6 +62,26 @@ class FernetServiceStub(object):
                 request_serializer=fernet_dot_v1_dot_fernet__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=fernet_dot_v1_dot_fernet__pb2.GetStatusResponse.FromString,
                 )
+        self.Inspect = channel.unary_unary(
+                '/fernet.v1.FernetService/Inspect',
+                request_serializer=fernet_dot_v1_dot_fernet__pb2.InspectRequest.SerializeToString,
+                response_deserializer=fernet_dot_v1_dot_fernet__pb2.InspectResponse.FromString,
+                )
+        self.InspectBatch = channel.unary_unary(
+                '/fernet.v1.FernetService/InspectBatch',
+                request_serializer=fernet_dot_v1_dot_fernet__pb2.InspectBatchRequest.SerializeToString,
+                response_deserializer=fernet_dot_v1_dot_fernet__pb2.InspectBatchResponse.FromString,
+                )
+        self.CreateTOTP = channel.unary_unary(
+                '/fernet.v1.FernetService/CreateTOTP',
+                request_serializer=fernet_dot_v1_dot_fernet__pb2.CreateTOTPRequest.SerializeToString,
+                response_deserializer=fernet_dot_v1_dot_fernet__pb2.CreateTOTPResponse.FromString,
+                )
+        self.VerifyTOTP = channel.unary_unary(
+                '/fernet.v1.FernetService/VerifyTOTP',
+                request_serializer=fernet_dot_v1_dot_fernet__pb2.VerifyTOTPRequest.SerializeToString,
+                response_deserializer=fernet_dot_v1_dot_fernet__pb2.VerifyTOTPResponse.FromString,
+                )
 
 
 class FernetServiceServicer(object):
@@ -68,8 +92,12 @@ class FernetServiceServicer(object):
     A token that does not decrypt fails with INVALID_ARGUMENT and a
     google.rpc.ErrorInfo (domain "fernet-sidecar") whose reason is one of
     MALFORMED, INVALID_SIGNATURE, EXPIRED, FUTURE_TIMESTAMP or TOKEN_TOO_LARGE.
-    Oversized input fails with PLAINTEXT_TOO_LARGE or BATCH_TOO_LARGE.
-    No error ever contains a token, a plaintext or a key.
+    Oversized input fails with PLAINTEXT_TOO_LARGE or BATCH_TOO_LARGE. A TOTP
+    call with parameters out of range fails with INVALID_TOTP_PARAMETER, and
+    one whose token does not hold a secret in the given encoding with
+    INVALID_TOTP_SECRET. A method the server was told not to serve
+    (--allow-methods) fails with PERMISSION_DENIED and METHOD_NOT_ALLOWED.
+    No error ever contains a token, a plaintext, a TOTP secret or a key.
     """
 
     def Encrypt(self, request, context):
@@ -119,7 +147,43 @@ class FernetServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def GetStatus(self, request, context):
-        """GetStatus reports the loaded key ids and the server version.
+        """GetStatus reports the loaded key ids, the server version, the methods
+        it serves and its limits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Inspect(self, request, context):
+        """Inspect tells what Decrypt would about a token (the key that verifies
+        it, its timestamp, whether it needs re-encrypting, or why it fails)
+        without returning the plaintext.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectBatch(self, request, context):
+        """InspectBatch inspects many tokens with one TTL. Results are in request
+        order and one bad item never fails the others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTOTP(self, request, context):
+        """CreateTOTP makes a fresh random TOTP secret and returns it only as a
+        token under the primary key (holding the base32 text, as pyotp's
+        random_base32 makes) and inside the otpauth:// URI for the QR code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyTOTP(self, request, context):
+        """VerifyTOTP checks a TOTP code against the secret inside a token,
+        which never leaves the sidecar. A wrong or replayed code is an outcome,
+        not an error; a token that does not decrypt fails as in Decrypt.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,6 +227,26 @@ def add_FernetServiceServicer_to_server(servicer, server):
                     request_deserializer=fernet_dot_v1_dot_fernet__pb2.GetStatusRequest.FromString,
                     response_serializer=fernet_dot_v1_dot_fernet__pb2.GetStatusResponse.SerializeToString,
             ),
+            'Inspect': grpc.unary_unary_rpc_method_handler(
+                    servicer.Inspect,
+                    request_deserializer=fernet_dot_v1_dot_fernet__pb2.InspectRequest.FromString,
+                    response_serializer=fernet_dot_v1_dot_fernet__pb2.InspectResponse.SerializeToString,
+            ),
+            'InspectBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectBatch,
+                    request_deserializer=fernet_dot_v1_dot_fernet__pb2.InspectBatchRequest.FromString,
+                    response_serializer=fernet_dot_v1_dot_fernet__pb2.InspectBatchResponse.SerializeToString,
+            ),
+            'CreateTOTP': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTOTP,
+                    request_deserializer=fernet_dot_v1_dot_fernet__pb2.CreateTOTPRequest.FromString,
+                    response_serializer=fernet_dot_v1_dot_fernet__pb2.CreateTOTPResponse.SerializeToString,
+            ),
+            'VerifyTOTP': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyTOTP,
+                    request_deserializer=fernet_dot_v1_dot_fernet__pb2.VerifyTOTPRequest.FromString,
+                    response_serializer=fernet_dot_v1_dot_fernet__pb2.VerifyTOTPResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'fernet.v1.FernetService', rpc_method_handlers)
@@ -178,8 +262,12 @@ class FernetService(object):
     A token that does not decrypt fails with INVALID_ARGUMENT and a
     google.rpc.ErrorInfo (domain "fernet-sidecar") whose reason is one of
     MALFORMED, INVALID_SIGNATURE, EXPIRED, FUTURE_TIMESTAMP or TOKEN_TOO_LARGE.
-    Oversized input fails with PLAINTEXT_TOO_LARGE or BATCH_TOO_LARGE.
-    No error ever contains a token, a plaintext or a key.
+    Oversized input fails with PLAINTEXT_TOO_LARGE or BATCH_TOO_LARGE. A TOTP
+    call with parameters out of range fails with INVALID_TOTP_PARAMETER, and
+    one whose token does not hold a secret in the given encoding with
+    INVALID_TOTP_SECRET. A method the server was told not to serve
+    (--allow-methods) fails with PERMISSION_DENIED and METHOD_NOT_ALLOWED.
+    No error ever contains a token, a plaintext, a TOTP secret or a key.
     """
 
     @staticmethod
@@ -298,5 +386,73 @@ class FernetService(object):
         return grpc.experimental.unary_unary(request, target, '/fernet.v1.FernetService/GetStatus',
             fernet_dot_v1_dot_fernet__pb2.GetStatusRequest.SerializeToString,
             fernet_dot_v1_dot_fernet__pb2.GetStatusResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Inspect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/fernet.v1.FernetService/Inspect',
+            fernet_dot_v1_dot_fernet__pb2.InspectRequest.SerializeToString,
+            fernet_dot_v1_dot_fernet__pb2.InspectResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def InspectBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/fernet.v1.FernetService/InspectBatch',
+            fernet_dot_v1_dot_fernet__pb2.InspectBatchRequest.SerializeToString,
+            fernet_dot_v1_dot_fernet__pb2.InspectBatchResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CreateTOTP(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/fernet.v1.FernetService/CreateTOTP',
+            fernet_dot_v1_dot_fernet__pb2.CreateTOTPRequest.SerializeToString,
+            fernet_dot_v1_dot_fernet__pb2.CreateTOTPResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def VerifyTOTP(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/fernet.v1.FernetService/VerifyTOTP',
+            fernet_dot_v1_dot_fernet__pb2.VerifyTOTPRequest.SerializeToString,
+            fernet_dot_v1_dot_fernet__pb2.VerifyTOTPResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

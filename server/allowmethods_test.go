@@ -1,0 +1,125 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+// totpOnlyProfile is the least-privilege profile of docs/totp.md.
+const totpOnlyProfile = "Encrypt,ReEncrypt,ReEncryptBatch,Inspect,InspectBatch,CreateTOTP,VerifyTOTP,GetStatus"
+
+func TestParseMethods(t *testing.T) {
+	got, err := ParseMethods(" Encrypt, GetStatus,Encrypt ")
+	if err != nil || !slices.Equal(got, []string{"Encrypt", "GetStatus"}) {
+		t.Errorf("ParseMethods = %v, %v; want [Encrypt GetStatus]", got, err)
+	}
+	if got, err := ParseMethods(strings.Join(FernetMethods(), ",")); err != nil || len(got) != 11 {
+		t.Errorf("ParseMethods(all) = %v, %v; want the 11 methods", got, err)
+	}
+	for _, bad := range []string{"", "encrypt", "Encrypt,,Decrypt", "fernet.v1.FernetService/Encrypt", "Check"} {
+		if _, err := ParseMethods(bad); err == nil {
+			t.Errorf("ParseMethods(%q) took it", bad)
+		}
+	}
+}
+
+// TestAllowMethods serves the TOTP-only profile: its methods work, the
+// others fail with PERMISSION_DENIED and METHOD_NOT_ALLOWED, each refusal
+// counted and audit-logged, and health still answers.
+func TestAllowMethods(t *testing.T) {
+	allowed, err := ParseMethods(totpOnlyProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	keys := &swappableKeys{}
+	keys.Store(fernet.NewKeyring(newKey(t)))
+	srv := &testServer{Server: New(Config{
+		Keys: keys, Limits: DefaultLimits, MaxMessageBytes: 4 << 20, Version: "test",
+		AllowedMethods: allowed, Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+	})}
+	addr := serve(t, srv.Server, "127.0.0.1:0")
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := fernetv1.NewFernetServiceClient(conn)
+
+	sealed, err := client.Encrypt(ctx(t), &fernetv1.EncryptRequest{Plaintext: []byte("JBSWY3DPEHPK3PXP")})
+	if err != nil {
+		t.Fatalf("Encrypt, which the profile allows: %v", err)
+	}
+	if _, err := client.InspectBatch(ctx(t), &fernetv1.InspectBatchRequest{Tokens: []string{sealed.GetToken()}}); err != nil {
+		t.Fatalf("InspectBatch, which the profile allows: %v", err)
+	}
+	refused := []func() error{
+		func() error {
+			_, err := client.Decrypt(ctx(t), &fernetv1.DecryptRequest{Token: sealed.GetToken()})
+			return err
+		},
+		func() error {
+			_, err := client.DecryptBatch(ctx(t), &fernetv1.DecryptBatchRequest{Tokens: []string{sealed.GetToken()}})
+			return err
+		},
+		func() error {
+			_, err := client.EncryptBatch(ctx(t), &fernetv1.EncryptBatchRequest{Plaintexts: [][]byte{[]byte("x")}})
+			return err
+		},
+	}
+	for _, call := range refused {
+		st := status.Convert(call())
+		var reason string
+		for _, detail := range st.Details() {
+			if info, ok := detail.(*errdetails.ErrorInfo); ok {
+				reason = info.GetReason()
+			}
+		}
+		if st.Code() != codes.PermissionDenied || reason != fernetv1.ReasonMethodNotAllowed {
+			t.Fatalf("a method left out: %v (reason %q), want PERMISSION_DENIED with METHOD_NOT_ALLOWED", st.Err(), reason)
+		}
+	}
+	for method, want := range map[string]float64{"Decrypt": 1, "DecryptBatch": 1, "EncryptBatch": 1, "Encrypt": 0, "VerifyTOTP": 0} {
+		if got := srv.metric(t, "fernet_method_denied_total", "method", method); got != want {
+			t.Errorf("fernet_method_denied_total{method=%s} = %v, want %v", method, got, want)
+		}
+	}
+	status, err := client.GetStatus(ctx(t), &fernetv1.GetStatusRequest{})
+	if err != nil || !slices.Equal(status.GetAllowedMethods(), allowed) {
+		t.Errorf("GetStatus = %v, %v; want allowed methods %v", status, err, allowed)
+	}
+	health, err := healthpb.NewHealthClient(conn).Check(ctx(t), &healthpb.HealthCheckRequest{})
+	if err != nil || health.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health check = %v, %v; want SERVING", health, err)
+	}
+
+	var auditLines int
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var entry map[string]any
+		if json.Unmarshal([]byte(line), &entry) != nil || entry["audit"] != true {
+			continue
+		}
+		auditLines++
+		if entry["reason"] != fernetv1.ReasonMethodNotAllowed || !strings.Contains(entry["method"].(string), "cryptBatch") && !strings.HasSuffix(entry["method"].(string), "/Decrypt") ||
+			!strings.HasPrefix(entry["peer"].(string), "tcp:127.0.0.1:") {
+			t.Errorf("audit line %v, want the refused method, its peer and METHOD_NOT_ALLOWED", entry)
+		}
+	}
+	if auditLines != 3 || strings.Contains(logs.String(), sealed.GetToken()) {
+		t.Errorf("%d audit lines, want 3, none with the token:\n%s", auditLines, &logs)
+	}
+}
