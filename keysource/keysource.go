@@ -28,6 +28,13 @@ type Source struct {
 	// (OLD_DJANGO_ENCRYPTION_KEY), separated by commas or newlines, or
 	// DecryptOnlyVar+"_FILE" a file holding them.
 	DecryptOnlyVar string
+	// ListVar names the variable holding the whole list, one key per line,
+	// the primary first and then the decrypt-only keys (FERNET_SIDECAR_KEYS), or
+	// ListVar+"_FILE" a file holding it: the order of MultiFernet's list
+	// and django-fernet-fields' FERNET_KEYS. One file means one rename
+	// changes every key at once. It excludes PrimaryVar and
+	// DecryptOnlyVar.
+	ListVar string
 	// PrimaryDerivation and DecryptOnlyDerivation turn the configured
 	// values into keys; the zero value means DerivationNone. They differ
 	// while data moves off derived keys: a plain primary, derived old keys.
@@ -53,46 +60,51 @@ type Loaded struct {
 	DevKey bool
 	// DevKeyCreated is true when the development key was made just now.
 	DevKeyCreated bool
+	// FromEnvironment names the variables that held keys themselves,
+	// rather than paths to files: any process of the same user can read
+	// them in /proc/PID/environ for as long as the process runs.
+	FromEnvironment []string
+	// Derived holds the ids of the keys derived from secrets (see
+	// Derivation).
+	Derived map[string]bool
 }
 
 // Load reads and parses every configured key. Errors name the variable or
 // file that is wrong, never the value.
 func (s Source) Load() (Loaded, error) {
-	salts, err := s.loadSalts()
+	var loaded Loaded
+	salts, err := s.loadSalts(&loaded)
 	if err != nil {
 		return Loaded{}, err
 	}
-	primary, err := s.loadPrimary(salts)
+	primary, decryptOnly, err := s.loadKeys(salts, &loaded)
 	if err != nil {
 		return Loaded{}, err
 	}
-	decryptOnly, err := s.loadDecryptOnly(salts)
-	if err != nil {
-		return Loaded{}, err
+	if len(primary) == 0 {
+		if s.DevKeyFile == "" {
+			return Loaded{}, fmt.Errorf("%w: set %s or %s%s (make a key with: fernet-sidecar genkey), or run with --dev for a development key",
+				ErrNoPrimaryKey, s.PrimaryVar, s.PrimaryVar, FileSuffix)
+		}
+		dev, created, err := DevKey(s.DevKeyFile)
+		if err != nil {
+			return Loaded{}, err
+		}
+		primary, loaded.DevKey, loaded.DevKeyCreated = []*fernet.Key{dev}, true, created
 	}
-	if len(primary) > 0 {
-		// A secret with several salts: the first salt's key encrypts, the
-		// others decrypt, before the older secrets' keys.
-		return Loaded{Keyring: fernet.NewKeyring(primary[0], append(primary[1:], decryptOnly...)...)}, nil
-	}
-	if s.DevKeyFile == "" {
-		return Loaded{}, fmt.Errorf("%w: set %s or %s%s (make a key with: fernet-sidecar genkey), or run with --dev for a development key",
-			ErrNoPrimaryKey, s.PrimaryVar, s.PrimaryVar, FileSuffix)
-	}
-	dev, created, err := DevKey(s.DevKeyFile)
-	if err != nil {
-		return Loaded{}, err
-	}
-	return Loaded{Keyring: fernet.NewKeyring(dev, decryptOnly...), DevKey: true, DevKeyCreated: created}, nil
+	// A secret with several salts: the first salt's key encrypts, the
+	// others decrypt, before the older secrets' keys.
+	loaded.Keyring = fernet.NewKeyring(primary[0], append(primary[1:], decryptOnly...)...)
+	return loaded, nil
 }
 
 // loadSalts reads SaltVar when a derivation needs salts.
-func (s Source) loadSalts() ([]string, error) {
+func (s Source) loadSalts(loaded *Loaded) ([]string, error) {
 	d := DerivationDjangoFernetEncryptedFields
 	if s.PrimaryDerivation != d && s.DecryptOnlyDerivation != d {
 		return nil, nil
 	}
-	value, from, err := s.read(s.SaltVar, d)
+	value, from, err := s.read(s.SaltVar, d, loaded)
 	if err != nil {
 		return nil, err
 	}
@@ -103,10 +115,60 @@ func (s Source) loadSalts() ([]string, error) {
 	return salts, nil
 }
 
+// loadKeys reads the primary's keys (the primary first, then any other
+// keys its value derives; none when no primary is configured) and the
+// decrypt-only keys, from the list or from their two variables, and notes
+// in loaded where they came from.
+func (s Source) loadKeys(salts []string, loaded *Loaded) (primary, decryptOnly []*fernet.Key, err error) {
+	if s.ListVar != "" {
+		list, from, err := s.read(s.ListVar, DerivationNone, loaded)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !isBlank(list) {
+			return s.loadList(list, from, salts, loaded)
+		}
+	}
+	if primary, err = s.loadPrimary(salts, loaded); err != nil {
+		return nil, nil, err
+	}
+	if decryptOnly, err = s.loadDecryptOnly(salts, loaded); err != nil {
+		return nil, nil, err
+	}
+	return primary, decryptOnly, nil
+}
+
+// loadList parses the key list: one key (or secret) per line, the primary
+// first. It cannot be combined with the two variables.
+func (s Source) loadList(list, from string, salts []string, loaded *Loaded) (primary, decryptOnly []*fernet.Key, err error) {
+	for _, name := range []string{s.PrimaryVar, s.DecryptOnlyVar} {
+		if value, _, err := s.read(name, DerivationNone, &Loaded{}); err != nil || !isBlank(value) {
+			return nil, nil, fmt.Errorf("%s holds the whole key list; unset %s and %s%s", from, name, name, FileSuffix)
+		}
+	}
+	for i, line := range splitKeys(list, "\n") {
+		derivation := s.DecryptOnlyDerivation
+		if i == 0 {
+			derivation = s.PrimaryDerivation
+		}
+		keys, err := derivation.keys(strings.TrimSuffix(line, "\r"), salts)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s, line %d: %w", from, i+1, err)
+		}
+		loaded.noteDerived(derivation, keys)
+		if i == 0 {
+			primary = keys
+		} else {
+			decryptOnly = append(decryptOnly, keys...)
+		}
+	}
+	return primary, decryptOnly, nil
+}
+
 // loadPrimary returns the primary key first, then any other keys its value
 // derives.
-func (s Source) loadPrimary(salts []string) ([]*fernet.Key, error) {
-	value, from, err := s.read(s.PrimaryVar, s.PrimaryDerivation)
+func (s Source) loadPrimary(salts []string, loaded *Loaded) ([]*fernet.Key, error) {
+	value, from, err := s.read(s.PrimaryVar, s.PrimaryDerivation, loaded)
 	if err != nil || isBlank(value) {
 		return nil, err
 	}
@@ -117,11 +179,12 @@ func (s Source) loadPrimary(salts []string) ([]*fernet.Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", from, err)
 	}
+	loaded.noteDerived(s.PrimaryDerivation, keys)
 	return keys, nil
 }
 
-func (s Source) loadDecryptOnly(salts []string) ([]*fernet.Key, error) {
-	value, from, err := s.read(s.DecryptOnlyVar, s.DecryptOnlyDerivation)
+func (s Source) loadDecryptOnly(salts []string, loaded *Loaded) ([]*fernet.Key, error) {
+	value, from, err := s.read(s.DecryptOnlyVar, s.DecryptOnlyDerivation, loaded)
 	if err != nil {
 		return nil, err
 	}
@@ -131,16 +194,29 @@ func (s Source) loadDecryptOnly(salts []string) ([]*fernet.Key, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s, key %d: %w", from, i+1, err)
 		}
+		loaded.noteDerived(s.DecryptOnlyDerivation, derived)
 		keys = append(keys, derived...)
 	}
 	return keys, nil
+}
+
+func (l *Loaded) noteDerived(derivation Derivation, keys []*fernet.Key) {
+	if !derivation.derived() {
+		return
+	}
+	if l.Derived == nil {
+		l.Derived = map[string]bool{}
+	}
+	for _, key := range keys {
+		l.Derived[key.ID()] = true
+	}
 }
 
 // files are the key files configured now: the *_FILE paths, and the dev
 // key file when one may be used.
 func (s Source) files() []string {
 	var files []string
-	for _, name := range []string{s.PrimaryVar, s.DecryptOnlyVar, s.SaltVar} {
+	for _, name := range []string{s.PrimaryVar, s.DecryptOnlyVar, s.ListVar, s.SaltVar} {
 		if name == "" {
 			continue
 		}
@@ -155,10 +231,11 @@ func (s Source) files() []string {
 }
 
 // read returns the value of name or the content of the file name_FILE
-// points to, and says which one it came from. Both set is an error: which
-// one wins would be a guess. Values go to fernet.ParseKey as they are, so
-// that exactly what Python accepts is accepted.
-func (s Source) read(name string, derivation Derivation) (value, from string, err error) {
+// points to, and says which one it came from; a value given in name itself
+// is noted in loaded. Both set is an error: which one wins would be a
+// guess. Values go to fernet.ParseKey as they are, so that exactly what
+// Python accepts is accepted.
+func (s Source) read(name string, derivation Derivation, loaded *Loaded) (value, from string, err error) {
 	fileVar := name + FileSuffix
 	direct, hasDirect := s.LookupEnv(name)
 	path, hasFile := s.LookupEnv(fileVar)
@@ -174,8 +251,11 @@ func (s Source) read(name string, derivation Derivation) (value, from string, er
 			return "", "", fmt.Errorf("%s: %w", from, err)
 		}
 		return derivation.fileValue(string(content)), from, nil
-	default:
+	case hasDirect:
+		loaded.FromEnvironment = append(loaded.FromEnvironment, name)
 		return direct, name, nil
+	default:
+		return "", name, nil
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
@@ -179,5 +180,122 @@ func TestDevKeyRejectsACorruptFile(t *testing.T) {
 	}
 	if content, _ := os.ReadFile(path); string(content) != "not a key" {
 		t.Fatal("a corrupt dev key file must be left as it is, never overwritten")
+	}
+}
+
+func TestDevKeyRefusesAFileItCannotTrust(t *testing.T) {
+	key := newKey(t)
+	tests := []struct {
+		name string
+		make func(path string) error
+		want string
+	}{
+		{"readable by others", func(path string) error { return writeMode(path, key.Encode(), 0o644) }, "mode 0644"},
+		{"writable by the group", func(path string) error { return writeMode(path, key.Encode(), 0o620) }, "mode 0620"},
+		{"a symbolic link", func(path string) error {
+			return os.Symlink(writeFile(t, key.Encode()), path)
+		}, "symbolic link"},
+		{"a directory", func(path string) error { return os.Mkdir(path, 0o700) }, "not a regular file"},
+		{"a FIFO", func(path string) error { return syscall.Mkfifo(path, 0o600) }, "not a regular file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "dev.key")
+			if err := tt.make(path); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := DevKey(path); err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("DevKey = %v, want an error naming %s and saying %q", err, path, tt.want)
+			}
+		})
+	}
+	// Owned by someone else: only root can make such a file to test with.
+	if os.Getuid() == 0 {
+		path := filepath.Join(t.TempDir(), "dev.key")
+		must(t, os.WriteFile(path, []byte(key.Encode()), 0o600))
+		must(t, os.Chown(path, 12345, 12345))
+		if _, _, err := DevKey(path); err == nil || !strings.Contains(err.Error(), "owned by uid 12345") {
+			t.Fatalf("DevKey of another user's file = %v, want a refusal", err)
+		}
+	}
+}
+
+// writeMode writes a file with exactly mode, whatever the umask.
+func writeMode(path, content string, mode os.FileMode) error {
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		return err
+	}
+	return os.Chmod(path, mode)
+}
+
+func listSource(env map[string]string) Source {
+	src := source(env)
+	src.ListVar = "FERNET_KEYS"
+	return src
+}
+
+// TestLoadKeyList: one file holds every key, the primary first, so that
+// one rename changes them all.
+func TestLoadKeyList(t *testing.T) {
+	primary, old1, old2 := newKey(t), newKey(t), newKey(t)
+	for name, env := range map[string]map[string]string{
+		"file":     {"FERNET_KEYS_FILE": writeFile(t, primary.Encode()+"\n"+old1.Encode()+"\r\n\n"+old2.Encode()+"\n")},
+		"variable": {"FERNET_KEYS": primary.Encode() + "\n" + old1.Encode() + "\n" + old2.Encode()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			loaded, err := listSource(env).Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := append([]string{loaded.Keyring.Primary().ID()}, ids(loaded.Keyring.DecryptOnly())...)
+			if want := []string{primary.ID(), old1.ID(), old2.ID()}; strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("keys = %v, want %v (primary first)", got, want)
+			}
+		})
+	}
+	t.Run("derived secrets, byte for byte", func(t *testing.T) {
+		src := listSource(map[string]string{"FERNET_KEYS_FILE": writeFile(t, "new, secret\n old secret \n")})
+		src.PrimaryDerivation, src.DecryptOnlyDerivation = DerivationDjangoFernetFields, DerivationDjangoFernetFields
+		loaded, err := src.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		newKey, _ := DjangoFernetFieldsKey("new, secret")
+		oldKey, _ := DjangoFernetFieldsKey(" old secret ")
+		if loaded.Keyring.Primary().ID() != newKey.ID() || ids(loaded.Keyring.DecryptOnly())[0] != oldKey.ID() {
+			t.Fatal("the derived list's keys are not the secrets' keys, in order")
+		}
+		if !loaded.Derived[newKey.ID()] || !loaded.Derived[oldKey.ID()] {
+			t.Fatalf("Derived = %v, want both keys", loaded.Derived)
+		}
+	})
+	t.Run("with the two variables too", func(t *testing.T) {
+		_, err := listSource(map[string]string{
+			"FERNET_KEYS":           primary.Encode(),
+			"DJANGO_ENCRYPTION_KEY": primary.Encode(),
+		}).Load()
+		if err == nil || !strings.Contains(err.Error(), "unset DJANGO_ENCRYPTION_KEY") {
+			t.Fatalf("Load = %v, want a refusal naming DJANGO_ENCRYPTION_KEY", err)
+		}
+	})
+	t.Run("a bad line", func(t *testing.T) {
+		_, err := listSource(map[string]string{"FERNET_KEYS": primary.Encode() + "\nnot a key"}).Load()
+		if err == nil || !strings.Contains(err.Error(), "FERNET_KEYS, line 2") || strings.Contains(err.Error(), primary.Encode()) {
+			t.Fatalf("Load = %v, want an error naming line 2 and no key", err)
+		}
+	})
+}
+
+func TestLoadNotesKeysFromTheEnvironment(t *testing.T) {
+	primary, old := newKey(t), newKey(t)
+	loaded, err := source(map[string]string{
+		"DJANGO_ENCRYPTION_KEY":          primary.Encode(),
+		"OLD_DJANGO_ENCRYPTION_KEY_FILE": writeFile(t, old.Encode()),
+	}).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(loaded.FromEnvironment, ",") != "DJANGO_ENCRYPTION_KEY" {
+		t.Fatalf("FromEnvironment = %v, want only DJANGO_ENCRYPTION_KEY", loaded.FromEnvironment)
 	}
 }

@@ -26,6 +26,8 @@ type Reloader struct {
 	source  Source
 	logger  *slog.Logger
 	current atomic.Pointer[fernet.Keyring]
+	// derived holds the ids of the derived keys in use (Loaded.Derived).
+	derived atomic.Pointer[map[string]bool]
 	// reloading serializes reloads, so a slow read cannot overwrite a
 	// newer one.
 	reloading sync.Mutex
@@ -44,12 +46,27 @@ func NewReloader(source Source, logger *slog.Logger) (*Reloader, Loaded, error) 
 	}
 	r := &Reloader{source: source, logger: logger}
 	r.current.Store(loaded.Keyring)
+	r.derived.Store(&loaded.Derived)
 	logger.Info("keys loaded", append([]any{"audit", true}, keyringAttrs("", loaded.Keyring)...)...)
 	return r, loaded, nil
 }
 
 // Keyring is the key set in use now.
 func (r *Reloader) Keyring() *fernet.Keyring { return r.current.Load() }
+
+// DerivedKeyLabel is what stands for a derived key where an id would
+// confirm a guess: the id of a key derived from a secret with public
+// parameters lets anyone who sees it test candidate secrets offline
+// (Django's SECRET_KEY also signs sessions). Metrics show this instead.
+const DerivedKeyLabel = "derived"
+
+// PublicKeyID is key's id, or DerivedKeyLabel for a derived key in use.
+func (r *Reloader) PublicKeyID(key *fernet.Key) string {
+	if (*r.derived.Load())[key.ID()] {
+		return DerivedKeyLabel
+	}
+	return key.ID()
+}
 
 // Reload reads the keys again. On failure the keys in use stay, and the
 // error says why (never with a key in it).
@@ -66,10 +83,11 @@ func (r *Reloader) Reload() error {
 	}
 	after := loaded.Keyring
 	if sameKeys(before, after) {
-		r.logger.Debug("keys reloaded, unchanged", keyringAttrs("", after)...)
+		r.logger.Info("keys reloaded, unchanged", append([]any{"audit", true}, keyringAttrs("", before)...)...)
 		r.report(before, nil)
 		return nil
 	}
+	r.derived.Store(&loaded.Derived)
 	r.current.Store(after)
 	attrs := []any{"audit", true, "primary_changed", before.Primary().ID() != after.Primary().ID()}
 	attrs = append(attrs, keyringAttrs("before_", before)...)

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -201,5 +203,76 @@ func TestReloadOfUnchangedKeysChangesNothing(t *testing.T) {
 	}
 	if loaded := logs.events(t, "keys loaded"); len(loaded) != 1 || loaded[0]["primary_key_id"] != key.ID() {
 		t.Fatalf("start-up audit event = %v, want one naming %s", loaded, key.ID())
+	}
+	// Every load is audited, the unchanged ones included, at info level.
+	unchanged := logs.events(t, "keys reloaded, unchanged")
+	if len(unchanged) != 1 || unchanged[0]["audit"] != true || unchanged[0]["level"] != "INFO" || unchanged[0]["primary_key_id"] != key.ID() {
+		t.Fatalf("audit events of an unchanged reload = %v, want one at INFO naming %s", unchanged, key.ID())
+	}
+}
+
+// TestReloadDropsTheReplacedKeys: once no call uses them, the keys a reload
+// replaced are unreachable, so the collector can take them.
+func TestReloadDropsTheReplacedKeys(t *testing.T) {
+	first, second := newKey(t), newKey(t)
+	path := writeFile(t, first.Encode())
+	r, _ := newReloaderForFile(t, path)
+	dropped := make(chan struct{})
+	runtime.AddCleanup(r.Keyring(), func(ch chan struct{}) { close(ch) }, dropped)
+	must(t, os.WriteFile(path, []byte(second.Encode()), 0o600))
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		runtime.GC()
+		select {
+		case <-dropped:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replaced keyring is still reachable after a reload")
+		}
+	}
+}
+
+// TestPublicKeyIDHidesDerivedKeys: a derived key's id would let anyone who
+// sees it test guesses of the secret, so it is replaced; plain keys keep
+// theirs.
+func TestPublicKeyIDHidesDerivedKeys(t *testing.T) {
+	plain := newKey(t)
+	src := source(map[string]string{"DJANGO_ENCRYPTION_KEY": plain.Encode(), "OLD_DJANGO_ENCRYPTION_KEY": "old django secret"})
+	src.DecryptOnlyDerivation = DerivationDjangoFernetFields
+	r, _, err := NewReloader(src, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.PublicKeyID(r.Keyring().Primary()); got != plain.ID() {
+		t.Errorf("a plain key's public id = %s, want its id %s", got, plain.ID())
+	}
+	if got := r.PublicKeyID(r.Keyring().DecryptOnly()[0]); got != DerivedKeyLabel {
+		t.Errorf("a derived key's public id = %s, want %s", got, DerivedKeyLabel)
+	}
+}
+
+// TestWatchFollowsOneRenameOfTheKeyList: promoting B and keeping A is one
+// rename of the list file, so no reload ever sees B alone.
+func TestWatchFollowsOneRenameOfTheKeyList(t *testing.T) {
+	a, b := newKey(t), newKey(t)
+	dir := t.TempDir()
+	list := filepath.Join(dir, "keys")
+	must(t, os.WriteFile(list, []byte(a.Encode()+"\n"+b.Encode()+"\n"), 0o600))
+	src := source(map[string]string{"FERNET_KEYS_FILE": list})
+	src.ListVar = "FERNET_KEYS"
+	r, _, err := NewReloader(src, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch(t, r)
+	must(t, os.WriteFile(filepath.Join(dir, "keys.new"), []byte(b.Encode()+"\n"+a.Encode()+"\n"), 0o600))
+	must(t, os.Rename(filepath.Join(dir, "keys.new"), list))
+	waitForPrimary(t, r, b)
+	if got := ids(r.Keyring().DecryptOnly()); len(got) != 1 || got[0] != a.ID() {
+		t.Fatalf("decrypt-only keys after the rename = %v, want A (%s)", got, a.ID())
 	}
 }

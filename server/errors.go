@@ -28,8 +28,38 @@ type requestError struct {
 
 func (e *requestError) Error() string { return e.msg }
 
-func tooLarge(reason, what string, size, limit int) error {
-	return &requestError{reason: reason, msg: fmt.Sprintf("%s is %d, the limit is %d", what, size, limit)}
+// tooLarge is input over a limit. Its message names the limit only, never
+// the input's size: a message holds nothing the caller sent.
+func tooLarge(reason, what string, limit int, unit string) error {
+	return &requestError{reason: reason, msg: fmt.Sprintf("%s is over the limit of %d %s", what, limit, unit)}
+}
+
+// reasonMessages are the fixed texts of the errors the engine reports, by
+// reason. The engine's own error says more (which byte was wrong, how many
+// characters there were), but that detail is the caller's input, and apps
+// log these messages: the reason says what was wrong, the message only
+// repeats it in words.
+var reasonMessages = map[string]string{
+	fernetv1.ReasonMalformed:            "not a Fernet token",
+	fernetv1.ReasonInvalidSignature:     "no loaded key verifies the token",
+	fernetv1.ReasonExpired:              "the token is older than the TTL",
+	fernetv1.ReasonFutureTimestamp:      "the token's timestamp is in the future",
+	fernetv1.ReasonInvalidTOTPParameter: "a TOTP parameter is out of range (digits, period, algorithm or secret encoding)",
+	fernetv1.ReasonInvalidTOTPSecret:    "the token does not hold a TOTP secret",
+	fernetv1.ReasonInternal:             "internal error",
+}
+
+// messageOf is the fixed text of err: a limit's own message, which names
+// only the limit, or the text of its reason.
+func messageOf(reason string, err error) string {
+	var reqErr *requestError
+	if errors.As(err, &reqErr) {
+		return reqErr.msg
+	}
+	if msg, ok := reasonMessages[reason]; ok {
+		return msg
+	}
+	return strings.ToLower(strings.ReplaceAll(reason, "_", " "))
 }
 
 // reasonOf classifies an error of one item of work.
@@ -56,15 +86,15 @@ func reasonOf(err error) string {
 }
 
 // statusError is the gRPC status of a failed call: INVALID_ARGUMENT for
-// anything about the input, INTERNAL otherwise, with an ErrorInfo reason.
-// Every message it wraps is built to hold no token, plaintext or key.
+// anything about the input, INTERNAL otherwise, with an ErrorInfo reason
+// and a fixed message (messageOf).
 func statusError(operation string, err error) error {
 	reason := reasonOf(err)
 	code := codes.InvalidArgument
 	if reason == fernetv1.ReasonInternal {
 		code = codes.Internal
 	}
-	return reasonedError(code, reason, operation+": "+err.Error())
+	return reasonedError(code, reason, operation+": "+messageOf(reason, err))
 }
 
 // reasonedError is a gRPC status with an ErrorInfo of reason.
@@ -79,7 +109,8 @@ func reasonedError(code codes.Code, reason, msg string) error {
 
 // itemError is the ItemError of one failed batch item.
 func itemError(operation string, err error) *fernetv1.ItemError {
-	return &fernetv1.ItemError{Reason: reasonOf(err), Message: operation + ": " + err.Error()}
+	reason := reasonOf(err)
+	return &fernetv1.ItemError{Reason: reason, Message: operation + ": " + messageOf(reason, err)}
 }
 
 // metricLabel is a reason as a Prometheus label value.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,12 @@ const unixScheme = "unix://"
 // socketGroup names a group, its members too (mode 0660). A stale socket
 // left by a crashed run is removed; a live one, or any other kind of file,
 // is never touched.
+//
+// The socket is made in a new private directory beside path and renamed
+// into place once its mode and group are set, so no one else can connect
+// to it before they are, and nothing follows a link someone else put in a
+// shared directory. A directory of the sidecar's own (e.g. /run/fernet,
+// mode 0750, shared with the app's group) is still the safe place for it.
 func Listen(addr, socketGroup string) (net.Listener, error) {
 	path, isUnix := strings.CutPrefix(addr, unixScheme)
 	if !isUnix {
@@ -33,16 +40,44 @@ func Listen(addr, socketGroup string) (net.Listener, error) {
 	if err := removeStaleSocket(path); err != nil {
 		return nil, err
 	}
-	lis, err := net.Listen("unix", path)
+	private, err := os.MkdirTemp(filepath.Dir(path), ".fernet-sidecar-")
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: make a private directory for the socket: %w", addr, err)
+	}
+	defer os.RemoveAll(private)
+	made := filepath.Join(private, "socket")
+	lis, err := net.Listen("unix", made)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	if err := restrictSocket(path, socketGroup); err != nil {
+	lis.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := restrictSocket(made, socketGroup); err != nil {
 		lis.Close()
 		return nil, err
 	}
-	return lis, nil
+	if err := os.Rename(made, path); err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("listen on %s: move the socket into place: %w", addr, err)
+	}
+	return &unixListener{Listener: lis, path: path}, nil
 }
+
+// unixListener removes its socket on Close, from where it was moved to.
+type unixListener struct {
+	net.Listener
+	path string
+}
+
+func (l *unixListener) Close() error {
+	err := l.Listener.Close()
+	if info, statErr := os.Lstat(l.path); statErr == nil && info.Mode().Type() == os.ModeSocket {
+		os.Remove(l.path)
+	}
+	return err
+}
+
+// Addr is the socket's path, not the private directory it was made in.
+func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
 
 func restrictSocket(path, group string) error {
 	if group == "" {

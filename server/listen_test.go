@@ -69,3 +69,52 @@ func TestListenTCP(t *testing.T) {
 		t.Fatal("an empty socket path must be refused")
 	}
 }
+
+// TestListenUnixSocketIsNeverReachableUnrestricted: the socket appears at
+// its path already restricted, and nothing of its making is left beside it.
+func TestListenUnixSocketIsNeverReachableUnrestricted(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "fernet.sock")
+	lis, err := Listen("unix://"+path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lis.Addr().String(); got != path {
+		t.Errorf("Addr = %s, want %s", got, path)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("the socket's directory holds %d entries, want only the socket", len(entries))
+	}
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("dial the moved socket: %v", err)
+	}
+	conn.Close()
+	lis.Close()
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Fatal("Close must remove the socket")
+	}
+}
+
+// TestListenNeverFollowsALink: a symbolic link at the socket path, as
+// another user could leave in a shared directory, is refused and left
+// alone, and its target is not touched.
+func TestListenNeverFollowsALink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "victim")
+	if err := os.WriteFile(target, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "fernet.sock")
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen("unix://"+path, ""); err == nil {
+		t.Fatal("Listen must refuse a symbolic link at the socket path")
+	}
+	info, err := os.Stat(target)
+	if err != nil || info.Mode().Perm() != 0o644 {
+		t.Fatalf("the link's target changed: %v, %v", info.Mode(), err)
+	}
+}

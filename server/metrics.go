@@ -43,6 +43,8 @@ type Metrics struct {
 	reloadsFailed       prometheus.Counter
 	lastReloadTime      prometheus.Gauge
 	lastReloadSucceeded prometheus.Gauge
+	// publicKeyID is the key_id label of a key.
+	publicKeyID func(*fernet.Key) string
 }
 
 // operationMetrics are the series of one operation, resolved once so the
@@ -74,7 +76,7 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 	}, []string{"key_role"})
 	keyInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "fernet_key_info",
-		Help: "1 for each loaded key, by key id and role (primary, decrypt_only).",
+		Help: "1 for each loaded key, by key id and role (primary, decrypt_only). A key derived from a secret shows as \"derived\": its id would let anyone test guesses of the secret.",
 	}, []string{"key_id", "role"})
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fernet_key_reloads_total",
@@ -122,6 +124,7 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 		reloadsFailed:        reloads.WithLabelValues("failure"),
 		lastReloadTime:       lastReloadTime,
 		lastReloadSucceeded:  lastReloadSucceeded,
+		publicKeyID:          (*fernet.Key).ID,
 	}
 	for i, reason := range decryptFailureReasons {
 		m.decryptFailures[i] = failures.WithLabelValues(metricLabel(reason))
@@ -155,9 +158,9 @@ func (m *Metrics) ObserveKeyReload(keyring *fernet.Keyring, err error) {
 // setKeys makes fernet_key_info describe keyring.
 func (m *Metrics) setKeys(keyring *fernet.Keyring) {
 	m.keyInfo.Reset()
-	m.keyInfo.WithLabelValues(keyring.Primary().ID(), keyRolePrimary).Set(1)
+	m.keyInfo.WithLabelValues(m.publicKeyID(keyring.Primary()), keyRolePrimary).Set(1)
 	for _, key := range keyring.DecryptOnly() {
-		m.keyInfo.WithLabelValues(key.ID(), keyRoleDecryptOnly).Set(1)
+		m.keyInfo.WithLabelValues(m.publicKeyID(key), keyRoleDecryptOnly).Set(1)
 	}
 }
 

@@ -96,12 +96,6 @@ func statusCall(t *testing.T, addr string, creds credentials.TransportCredential
 func TestTLSAndMutualTLS(t *testing.T) {
 	p := testpki.New(t)
 	caFile, serverCert, serverKey, _, _ := p.Write(t, t.TempDir())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(p.CAPEM)
-	clientCert, err := tls.X509KeyPair(p.ClientCertPEM, p.ClientKeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
 	serverOnly, err := LoadTLS(serverCert, serverKey, "")
 	if err != nil {
 		t.Fatal(err)
@@ -110,8 +104,7 @@ func TestTLSAndMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trusting := credentials.NewTLS(&tls.Config{RootCAs: pool})
-	withClientCert := credentials.NewTLS(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientCert}})
+	trusting, withClientCert := clientCredentials(t, p, false), clientCredentials(t, p, true)
 
 	tlsAddr := serveWith(t, Config{TLS: serverOnly})
 	if err := statusCall(t, tlsAddr, trusting); err != nil {
@@ -198,4 +191,73 @@ func TestHealthOnlyServerServesNothingElse(t *testing.T) {
 	if status.Code(err) != codes.Unimplemented {
 		t.Fatalf("FernetService on the health port = %v, want UNIMPLEMENTED", err)
 	}
+}
+
+func TestMutualTLSAllowsOnlyListedClients(t *testing.T) {
+	p := testpki.New(t) // its client certificate's common name is "app"
+	caFile, serverCert, serverKey, _, _ := p.Write(t, t.TempDir())
+	withClientCert := clientCredentials(t, p, true)
+	for _, tt := range []struct {
+		allowed []string
+		admit   bool
+	}{
+		{[]string{"spiffe://cluster.local/ns/app/sa/app", "app"}, true},
+		{[]string{"spiffe://cluster.local/ns/other/sa/other", "other"}, false},
+	} {
+		cfg, err := LoadTLS(serverCert, serverKey, caFile, tt.allowed...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = statusCall(t, serveWith(t, Config{TLS: cfg}), withClientCert)
+		if (err == nil) != tt.admit {
+			t.Errorf("allowed %v: a call from %q = %v, want admitted %v", tt.allowed, "app", err, tt.admit)
+		}
+	}
+}
+
+// TestTLSReloadsChangedFiles: new connections get the certificate now in
+// the files; a broken change keeps the one in use.
+func TestTLSReloadsChangedFiles(t *testing.T) {
+	dir := t.TempDir()
+	first, second := testpki.New(t), testpki.New(t)
+	_, serverCert, serverKey, _, _ := first.Write(t, dir)
+	cfg, err := LoadTLS(serverCert, serverKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveWith(t, Config{TLS: cfg})
+	trusting := func(p *testpki.PKI) credentials.TransportCredentials { return clientCredentials(t, p, false) }
+	if err := statusCall(t, addr, trusting(first)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(serverCert, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := statusCall(t, addr, trusting(first)); err != nil {
+		t.Fatalf("a broken certificate file must keep the certificate in use: %v", err)
+	}
+	second.Write(t, dir)
+	if err := statusCall(t, addr, trusting(second)); err != nil {
+		t.Fatalf("a call trusting the new CA after the files changed: %v", err)
+	}
+	if err := statusCall(t, addr, trusting(first)); err == nil {
+		t.Fatal("the old certificate is still served after the files changed")
+	}
+}
+
+// clientCredentials trust p's CA and, withCert, present p's client
+// certificate.
+func clientCredentials(t *testing.T, p *testpki.PKI, withCert bool) credentials.TransportCredentials {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(p.CAPEM)
+	cfg := &tls.Config{RootCAs: pool}
+	if withCert {
+		cert, err := tls.X509KeyPair(p.ClientCertPEM, p.ClientKeyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -42,6 +43,15 @@ type Config struct {
 	AuditCalls bool
 	Version    string
 	Logger     *slog.Logger
+	// MaxConnections caps the API's connections; 0 means
+	// DefaultMaxConnections.
+	MaxConnections int
+	// Admission bounds the work in flight; the zero value sizes it from
+	// the Go memory limit (AdmissionFor).
+	Admission Admission
+	// PublicKeyID, when set, is what metrics show for a key instead of
+	// its id (see keysource.Reloader.PublicKeyID).
+	PublicKeyID func(*fernet.Key) string
 
 	// AllowedMethods are the FernetService methods served (see
 	// ParseMethods); nil serves all of them.
@@ -60,6 +70,7 @@ type Server struct {
 	registry   *prometheus.Registry
 	ready      atomic.Bool
 	logger     *slog.Logger
+	maxConns   int
 }
 
 // New builds a Server; Serve starts it.
@@ -71,9 +82,19 @@ func New(cfg Config) *Server {
 	)
 	grpcMetrics := newGRPCMetrics(registry)
 	metrics := NewMetrics(registry)
+	if cfg.PublicKeyID != nil {
+		metrics.publicKeyID = cfg.PublicKeyID
+	}
 	metrics.ObserveKeyReload(cfg.Keys.Keyring(), nil)
 
-	s := &Server{metrics: metrics, health: health.NewServer(), registry: registry, logger: cfg.Logger}
+	s := &Server{metrics: metrics, health: health.NewServer(), registry: registry, logger: cfg.Logger, maxConns: cfg.MaxConnections}
+	if s.maxConns <= 0 {
+		s.maxConns = DefaultMaxConnections
+	}
+	if cfg.Admission == (Admission{}) {
+		cfg.Admission = AdmissionFor(debug.SetMemoryLimit(-1), cfg.MaxMessageBytes, cfg.Limits)
+	}
+	admission := newAdmission(cfg.Admission, cfg.MaxMessageBytes, registry)
 	allowed := cfg.AllowedMethods
 	if allowed == nil {
 		allowed = FernetMethods()
@@ -98,16 +119,18 @@ func New(cfg Config) *Server {
 		// each flush, so an idle connection holds only the read buffer.
 		grpc.ReadBufferSize(transportBufferBytes),
 		grpc.WriteBufferSize(transportBufferBytes),
+		grpc.InTapHandle(admission.admitStream),
 	}
+	options = append(options, transportOptions(apiStreamsPerConnection, apiIdleTimeout)...)
 	if cfg.TLS != nil {
 		options = append(options, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	s.grpc = grpc.NewServer(options...)
 	service := NewService(cfg.Keys, cfg.Limits, metrics, cfg.Version)
 	service.allowedMethods, service.maxMessageBytes = allowed, cfg.MaxMessageBytes
-	fernetv1.RegisterFernetServiceServer(s.grpc, service)
+	s.grpc.RegisterService(admission.gateBatches(&fernetv1.FernetService_ServiceDesc), service)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
-	s.healthOnly = grpc.NewServer()
+	s.healthOnly = grpc.NewServer(healthServerOptions()...)
 	healthpb.RegisterHealthServer(s.healthOnly, s.health)
 	reflection.Register(s.grpc)
 	grpcMetrics.resolve(s.grpc)
@@ -132,7 +155,7 @@ func (s *Server) Serve(lis net.Listener) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(fernetv1.FernetService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	s.ready.Store(true)
-	if err := s.grpc.Serve(lis); err != nil {
+	if err := s.grpc.Serve(netutil.LimitListener(lis, s.maxConns)); err != nil {
 		return fmt.Errorf("serve gRPC: %w", err)
 	}
 	return nil
@@ -140,7 +163,7 @@ func (s *Server) Serve(lis net.Listener) error {
 
 // ServeHealth serves only the health service on lis, until Shutdown.
 func (s *Server) ServeHealth(lis net.Listener) error {
-	if err := s.healthOnly.Serve(lis); err != nil {
+	if err := s.healthOnly.Serve(netutil.LimitListener(lis, healthMaxConnections)); err != nil {
 		return fmt.Errorf("serve health: %w", err)
 	}
 	return nil

@@ -64,14 +64,14 @@ func (l Limits) maxTokenBytes() int {
 
 func (l Limits) checkPlaintext(plaintext []byte) error {
 	if len(plaintext) > l.MaxPlaintextBytes {
-		return tooLarge(fernetv1.ReasonPlaintextTooLarge, "plaintext size", len(plaintext), l.MaxPlaintextBytes)
+		return tooLarge(fernetv1.ReasonPlaintextTooLarge, "the plaintext", l.MaxPlaintextBytes, "bytes")
 	}
 	return nil
 }
 
 func (l Limits) checkToken(token string) error {
 	if limit := l.maxTokenBytes(); len(token) > limit {
-		return tooLarge(fernetv1.ReasonTokenTooLarge, "token size", len(token), limit)
+		return tooLarge(fernetv1.ReasonTokenTooLarge, "the token", limit, "bytes")
 	}
 	return nil
 }
@@ -114,7 +114,7 @@ func runBatch[In, Out, Result any](
 	result func(Out, *fernetv1.ItemError) Result,
 ) ([]Result, error) {
 	if len(items) > s.limits.MaxBatchItems {
-		return nil, statusError(op.operation+" batch", tooLarge(fernetv1.ReasonBatchTooLarge, "batch size", len(items), s.limits.MaxBatchItems))
+		return nil, statusError(op.operation+" batch", tooLarge(fernetv1.ReasonBatchTooLarge, "the batch", s.limits.MaxBatchItems, "items"))
 	}
 	results := make([]Result, len(items))
 	var next atomic.Int64 // the first item of the next share

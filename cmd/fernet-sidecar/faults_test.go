@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
@@ -347,6 +349,15 @@ func TestNoSecretLeavesTheProcess(t *testing.T) {
 	for _, token := range tokens {
 		checkAbsent(t, haystacks, "token", token)
 		checkAbsent(t, haystacks, "half a token", token[:len(token)/2])
+	}
+	// Every byte of every input: no error message may hold a run of an
+	// input or name one of its decoded bytes.
+	for _, msg := range errs {
+		for _, input := range append(slices.Clone(tokens), plaintexts...) {
+			if what := testenv.EchoedInput(msg, input); what != "" {
+				t.Errorf("the error %q echoes its input: %s", msg, what)
+			}
+		}
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
-	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/keysource"
@@ -101,9 +100,13 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	signal.Notify(hangups, syscall.SIGHUP)
 	defer signal.Stop(hangups)
 	tuneGC(lookupEnv)
+	if err := forbidCoreDumps(); err != nil {
+		return err
+	}
 	source := keysource.Source{
 		PrimaryVar:            cfg.keyVar,
 		DecryptOnlyVar:        cfg.oldKeysVar,
+		ListVar:               cfg.keysVar,
 		PrimaryDerivation:     cfg.keyDerivation,
 		DecryptOnlyDerivation: cfg.oldKeysDerivation,
 		SaltVar:               cfg.saltVar,
@@ -120,10 +123,14 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 		logger.Warn("DEVELOPMENT KEY IN USE: NOT FOR PRODUCTION. Data encrypted now is readable by anyone with this file.",
 			"dev_key_file", cfg.devKeyFile, "created", loaded.DevKeyCreated)
 	}
+	if len(loaded.FromEnvironment) > 0 {
+		logger.Warn("a key was given in an environment variable: any process of this user can read it in /proc/PID/environ while the sidecar runs. Give it as a file instead (the _FILE form)",
+			"variables", loaded.FromEnvironment)
+	}
 
 	var tlsConfig *tls.Config
 	if cfg.tlsCertFile != "" {
-		if tlsConfig, err = server.LoadTLS(cfg.tlsCertFile, cfg.tlsKeyFile, cfg.tlsClientCAFile); err != nil {
+		if tlsConfig, err = server.LoadTLS(cfg.tlsCertFile, cfg.tlsKeyFile, cfg.tlsClientCAFile, cfg.tlsClientAllow...); err != nil {
 			return err
 		}
 	}
@@ -145,6 +152,8 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 		Keys:            reloader,
 		Limits:          cfg.limits,
 		MaxMessageBytes: cfg.maxMessageBytes,
+		MaxConnections:  cfg.maxConnections,
+		PublicKeyID:     reloader.PublicKeyID,
 		Version:         buildVersion(),
 		Logger:          logger,
 	})
@@ -206,9 +215,9 @@ func startMetrics(addr string, handler http.Handler, errs chan<- error) (*http.S
 	if err != nil {
 		return nil, "", fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := server.NewHTTPServer(handler)
 	go func() {
-		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(server.LimitHTTPListener(lis)); !errors.Is(err, http.ErrServerClosed) {
 			errs <- fmt.Errorf("serve metrics: %w", err)
 		}
 	}()

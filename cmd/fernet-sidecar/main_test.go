@@ -115,6 +115,8 @@ func TestNonLoopbackAddressNeedsTLSOrInsecure(t *testing.T) {
 		{[]string{"--addr", "0.0.0.0:50051", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"}, ""},
 		{[]string{"--tls-cert-file", "c.pem"}, "go together"},
 		{[]string{"--tls-client-ca-file", "ca.pem"}, "go together"},
+		{[]string{"--tls-cert-file", "c.pem", "--tls-key-file", "k.pem", "--tls-client-allow", "app"}, "needs --tls-client-ca-file"},
+		{[]string{"--tls-cert-file", "c.pem", "--tls-key-file", "k.pem", "--tls-client-ca-file", "ca.pem", "--tls-client-allow", "app,spiffe://x/y"}, ""},
 	}
 	for _, tt := range tests {
 		_, err := parseConfig(tt.args, env(nil), io.Discard)

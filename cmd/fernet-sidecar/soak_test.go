@@ -211,7 +211,10 @@ func metricValue(t *testing.T, exposition, series string) float64 {
 }
 
 // rssKiB is a process's resident memory, from /proc.
-func rssKiB(t *testing.T, pid int) int64 {
+func rssKiB(t *testing.T, pid int) int64 { return procStatusKiB(t, pid, "VmRSS") }
+
+// procStatusKiB is a field of /proc/PID/status given in kB (VmRSS, VmHWM).
+func procStatusKiB(t *testing.T, pid int, field string) int64 {
 	t.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -220,11 +223,11 @@ func rssKiB(t *testing.T, pid int) int64 {
 	defer f.Close()
 	scanner := bufio.NewScanner(f)
 	for scanner.Scan() {
-		if rest, ok := strings.CutPrefix(scanner.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(scanner.Text(), field+":"); ok {
 			kib, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
 			return kib
 		}
 	}
-	t.Fatal("no VmRSS in /proc status")
+	t.Fatalf("no %s in /proc status", field)
 	return 0
 }

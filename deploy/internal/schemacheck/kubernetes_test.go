@@ -19,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -34,7 +35,7 @@ import (
 func strictDecoder(t *testing.T) runtime.Decoder {
 	t.Helper()
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, monitoringv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, monitoringv1.AddToScheme, networkingv1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			t.Fatal(err)
 		}
@@ -135,6 +136,7 @@ func TestKubernetesManifests(t *testing.T) {
 		service    *corev1.Service
 		monitor    *monitoringv1.ServiceMonitor
 		rules      *monitoringv1.PrometheusRule
+		policy     *networkingv1.NetworkPolicy
 	)
 	for file, objs := range objects {
 		for _, obj := range objs {
@@ -150,6 +152,8 @@ func TestKubernetesManifests(t *testing.T) {
 				slot, monitor = monitor, o
 			case *monitoringv1.PrometheusRule:
 				slot, rules = rules, o
+			case *networkingv1.NetworkPolicy:
+				slot, policy = policy, o
 			case *batchv1.Job:
 				continue // TestFernetctlJob
 			default:
@@ -160,14 +164,14 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		}
 	}
-	if deployment == nil || secret == nil || service == nil || monitor == nil || rules == nil {
+	if deployment == nil || secret == nil || service == nil || monitor == nil || rules == nil || policy == nil {
 		have := map[string][]string{}
 		for file, objs := range objects {
 			for _, obj := range objs {
 				have[file] = append(have[file], reflect.TypeOf(obj).Elem().Name())
 			}
 		}
-		t.Fatalf("want a Deployment, a Secret, a Service, a ServiceMonitor and a PrometheusRule; have %v", have)
+		t.Fatalf("want a Deployment, a Secret, a Service, a ServiceMonitor, a PrometheusRule and a NetworkPolicy; have %v", have)
 	}
 	// The Secret example must not be applied with the rest.
 	for file, objs := range objects {
@@ -306,16 +310,16 @@ func TestKubernetesManifests(t *testing.T) {
 		if v.Secret.DefaultMode != nil {
 			mode = *v.Secret.DefaultMode
 		}
-		// The files belong to root and to the pod's fsGroup: the sidecar
-		// reads them through its group, and nobody else may.
-		if spec.SecurityContext == nil || spec.SecurityContext.FSGroup == nil ||
-			strconv.FormatInt(*spec.SecurityContext.FSGroup, 10) != img.gid || mode&0o040 == 0 || mode&0o007 != 0 {
-			fsGroup := "none"
-			if spec.SecurityContext != nil && spec.SecurityContext.FSGroup != nil {
-				fsGroup = strconv.FormatInt(*spec.SecurityContext.FSGroup, 10)
-			}
-			t.Errorf("key files with mode %#o and fsGroup %s: want group-readable by the sidecar's group %s and not world-readable", mode, fsGroup, img.gid)
+		// The files belong to root and nobody may change them; the
+		// sidecar reads them as "other", in a volume no other container
+		// mounts (checked below). No fsGroup of the sidecar's: the pod's
+		// fsGroup is every container's, the app's too.
+		if mode&0o222 != 0 || mode&0o004 == 0 {
+			t.Errorf("key files with mode %#o: want read-only, and readable by the sidecar as other (0444)", mode)
 		}
+	}
+	if psc := spec.SecurityContext; psc != nil && psc.FSGroup != nil && strconv.FormatInt(*psc.FSGroup, 10) == img.gid {
+		t.Errorf("fsGroup %d is the sidecar's group: Kubernetes gives it to the app container too", *psc.FSGroup)
 	}
 	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
 		if c.Name == sidecar.Name {
@@ -424,6 +428,8 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Errorf("ServiceMonitor path %q, want /metrics", path)
 	}
 
+	checkNetworkPolicy(t, policy, pod.Labels, healthPort, metricsPort)
+
 	// The PrometheusRule is alerts.yaml, rule for rule.
 	var plain struct {
 		Groups []monitoringv1.RuleGroup `json:"groups"`
@@ -499,4 +505,50 @@ func metav1LabelSelector(d *appsv1.Deployment) (labels.Selector, error) {
 
 func metav1Selector(s *metav1.LabelSelector) (labels.Selector, error) {
 	return metav1.LabelSelectorAsSelector(s)
+}
+
+// checkNetworkPolicy: the policy selects the pods, lets only a namespace
+// selector (Prometheus's) reach metrics, and no one reach health (the
+// kubelet's probes come from the node, which a policy never blocks).
+func checkNetworkPolicy(t *testing.T, policy *networkingv1.NetworkPolicy, podLabels map[string]string, healthPort, metricsPort int32) {
+	t.Helper()
+	selector, err := metav1Selector(&policy.Spec.PodSelector)
+	if err != nil || !selector.Matches(labels.Set(podLabels)) {
+		t.Errorf("NetworkPolicy %s selects %v, not the Deployment's pods %v", policy.Name, policy.Spec.PodSelector, podLabels)
+	}
+	if !slices.Contains(policy.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+		t.Errorf("NetworkPolicy %s: want policyTypes Ingress", policy.Name)
+	}
+	metricsRules := 0
+	for i, rule := range policy.Spec.Ingress {
+		admits := func(port int32) bool {
+			if len(rule.Ports) == 0 {
+				return true
+			}
+			for _, p := range rule.Ports {
+				if p.Port == nil || p.Port.IntValue() == int(port) {
+					return true
+				}
+			}
+			return false
+		}
+		if admits(healthPort) {
+			t.Errorf("NetworkPolicy %s, rule %d admits the health port %d: only the kubelet may reach it", policy.Name, i+1, healthPort)
+		}
+		if !admits(metricsPort) {
+			continue
+		}
+		metricsRules++
+		if len(rule.From) == 0 {
+			t.Errorf("NetworkPolicy %s, rule %d admits the metrics port from anywhere", policy.Name, i+1)
+		}
+		for _, peer := range rule.From {
+			if peer.NamespaceSelector == nil || len(peer.NamespaceSelector.MatchLabels)+len(peer.NamespaceSelector.MatchExpressions) == 0 || peer.IPBlock != nil {
+				t.Errorf("NetworkPolicy %s, rule %d: the metrics port must be reached only from a named namespace (Prometheus's)", policy.Name, i+1)
+			}
+		}
+	}
+	if metricsRules == 0 {
+		t.Errorf("NetworkPolicy %s lets no one reach the metrics port %d: Prometheus could not scrape", policy.Name, metricsPort)
+	}
 }

@@ -34,3 +34,13 @@ const (
 	// ReasonInternal: the server failed; the input may be fine.
 	ReasonInternal = "INTERNAL"
 )
+
+// The reasons of RESOURCE_EXHAUSTED: the sidecar had too many calls in
+// flight to take one more, and refused it before reading it. Retry later.
+const (
+	// ReasonTooManyBatches: too many batch calls waiting or being worked
+	// on.
+	ReasonTooManyBatches = "TOO_MANY_BATCHES"
+	// ReasonTooManyCalls: too many other calls in flight.
+	ReasonTooManyCalls = "TOO_MANY_CALLS"
+)

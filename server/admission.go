@@ -1,0 +1,181 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
+	"google.golang.org/protobuf/proto"
+
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+// Admission bounds the work in flight across all callers, so that many
+// calls at once cannot take the process past its memory limit, while
+// small calls keep flowing.
+//
+// A batch waits for room before its message is read: until then HTTP/2
+// flow control keeps all but its first 64 KiB at the caller. It waits for
+// MaxMessageBytes of MaxBatchBytes (its size is not known before it
+// arrives), gives back what it did not need once it is decoded, then waits
+// for its items of MaxBatchItems. Only a call past MaxBatches or MaxCalls
+// is refused, with RESOURCE_EXHAUSTED, before anything of it is read.
+type Admission struct {
+	// MaxBatches bounds the batch calls waiting or being worked on.
+	MaxBatches int64
+	// MaxBatchBytes and MaxBatchItems bound the request bytes and items
+	// of the batch calls being received or worked on.
+	MaxBatchBytes int64
+	MaxBatchItems int64
+	// MaxCalls bounds the other calls in flight.
+	MaxCalls int64
+}
+
+// bytesPerBatchItem is what one batch item costs beyond its own bytes
+// while it is worked on: its result, its token and their protobuf
+// structures, about 400 bytes measured for a short plaintext.
+const bytesPerBatchItem = 400
+
+// AdmissionFor sizes the bounds from the process's memory limit (the Go
+// runtime's, GOMEMLIMIT). A batch being worked on holds about five times
+// its request (the request, its results, their encoding), so an eighth of
+// the limit goes to the request bytes of batches (two 10,000-item, 4 MiB
+// batches at the default 64 MiB), and as many items as that many bytes
+// pay for. However small the limit, one batch always fits.
+func AdmissionFor(memoryLimit int64, maxMessageBytes int, limits Limits) Admission {
+	eighth := memoryLimit / 8
+	return Admission{
+		MaxBatches:    64,
+		MaxBatchBytes: max(int64(maxMessageBytes), eighth),
+		MaxBatchItems: max(int64(limits.MaxBatchItems), eighth/bytesPerBatchItem),
+		MaxCalls:      max(64, memoryLimit/4/(64<<10)),
+	}
+}
+
+// Label values of fernet_admission_rejected_total.
+const (
+	rejectedBatches = "batches"
+	rejectedCalls   = "calls"
+)
+
+// admission counts the work in flight against an Admission.
+type admission struct {
+	limits          Admission
+	maxMessageBytes int64
+	batchBytes      *semaphore.Weighted
+	batchItems      *semaphore.Weighted
+	batches, calls  atomic.Int64
+	rejected        *prometheus.CounterVec
+}
+
+func newAdmission(limits Admission, maxMessageBytes int, registry prometheus.Registerer) *admission {
+	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fernet_admission_rejected_total",
+		Help: "Calls refused with RESOURCE_EXHAUSTED, before their message was read, because too many were in flight, by kind (batches, calls).",
+	}, []string{"reason"})
+	registry.MustRegister(rejected)
+	rejected.WithLabelValues(rejectedBatches)
+	rejected.WithLabelValues(rejectedCalls)
+	return &admission{
+		limits:          limits,
+		maxMessageBytes: int64(min(int64(maxMessageBytes), limits.MaxBatchBytes)),
+		batchBytes:      semaphore.NewWeighted(limits.MaxBatchBytes),
+		batchItems:      semaphore.NewWeighted(limits.MaxBatchItems),
+		rejected:        rejected,
+	}
+}
+
+// isBatch tells batch methods by name: they are the ones whose message
+// may be as large as MaxMessageBytes.
+func isBatch(fullMethod string) bool { return strings.HasSuffix(fullMethod, "Batch") }
+
+// admitStream is the tap run when a call's headers arrive, before its
+// message is read: it counts the call, or refuses it.
+func (a *admission) admitStream(ctx context.Context, info *tap.Info) (context.Context, error) {
+	count, limit, reason, refusal := &a.calls, a.limits.MaxCalls, rejectedCalls, fernetv1.ReasonTooManyCalls
+	if isBatch(info.FullMethodName) {
+		count, limit, reason, refusal = &a.batches, a.limits.MaxBatches, rejectedBatches, fernetv1.ReasonTooManyBatches
+	}
+	if count.Add(1) > limit {
+		count.Add(-1)
+		a.rejected.WithLabelValues(reason).Inc()
+		return nil, overloaded(refusal)
+	}
+	// gRPC cancels a stream's context when the stream ends, whether the
+	// call ran, failed before it ran, or the connection went away.
+	context.AfterFunc(ctx, func() { count.Add(-1) })
+	return ctx, nil
+}
+
+// gate makes a batch method's handler wait for room before its message is
+// read, and hold its bytes and items until it returns. It wraps the
+// handler rather than intercepting it because gRPC reads the message in
+// the handler (dec), before any interceptor runs.
+func (a *admission) gate(handler grpc.MethodHandler) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		reserved := a.maxMessageBytes
+		if err := a.batchBytes.Acquire(ctx, reserved); err != nil {
+			return nil, status.FromContextError(err).Err()
+		}
+		defer func() { a.batchBytes.Release(reserved) }()
+		var items int64
+		defer func() { a.batchItems.Release(items) }()
+		decode := func(req any) error {
+			if err := dec(req); err != nil {
+				return err
+			}
+			if msg, ok := req.(proto.Message); ok {
+				size := min(int64(proto.Size(msg)), reserved)
+				a.batchBytes.Release(reserved - size)
+				reserved = size
+			}
+			// A batch over the item limit is refused by the service;
+			// it must not wait for more than there is.
+			wanted := min(int64(batchItems(req)), a.limits.MaxBatchItems)
+			if err := a.batchItems.Acquire(ctx, wanted); err != nil {
+				return status.FromContextError(err).Err()
+			}
+			items = wanted
+			return nil
+		}
+		return handler(srv, ctx, decode, interceptor)
+	}
+}
+
+// gateBatches is desc with every batch method gated by a.
+func (a *admission) gateBatches(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
+	gated := *desc
+	gated.Methods = make([]grpc.MethodDesc, len(desc.Methods))
+	for i, method := range desc.Methods {
+		if isBatch(method.MethodName) {
+			method.Handler = a.gate(method.Handler)
+		}
+		gated.Methods[i] = method
+	}
+	return &gated
+}
+
+// batchItems counts the items of a batch request: its tokens or its
+// plaintexts.
+func batchItems(req any) int {
+	switch r := req.(type) {
+	case interface{ GetTokens() []string }:
+		return len(r.GetTokens())
+	case interface{ GetPlaintexts() [][]byte }:
+		return len(r.GetPlaintexts())
+	default:
+		return 0
+	}
+}
+
+// overloaded is the status of a refused call: a fixed message, and what
+// was full in the ErrorInfo reason.
+func overloaded(reason string) error {
+	return reasonedError(codes.ResourceExhausted, reason, "too many calls in flight; retry later")
+}

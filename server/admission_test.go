@@ -1,0 +1,113 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+)
+
+// admissionServer serves with the given bounds and returns its server
+// (for its metrics), a client and the connection.
+func admissionServer(t *testing.T, bounds Admission) (*Server, fernetv1.FernetServiceClient, *grpc.ClientConn) {
+	t.Helper()
+	keys := &swappableKeys{}
+	keys.Store(fernet.NewKeyring(newKey(t)))
+	srv := New(Config{Keys: keys, Limits: DefaultLimits, MaxMessageBytes: 4 << 20, Version: "test",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Admission: bounds})
+	addr := serve(t, srv, "unix://"+filepath.Join(t.TempDir(), "fernet.sock"))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return srv, fernetv1.NewFernetServiceClient(conn), conn
+}
+
+// holdBatch opens an EncryptBatch call that sends no message, so that it
+// sits at admission until cancel is called.
+func holdBatch(t *testing.T, conn *grpc.ClientConn) (cancel func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/fernet.v1.FernetService/EncryptBatch"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let its headers reach the server
+	return cancel
+}
+
+func encryptBatch(client fernetv1.FernetServiceClient, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_, err := client.EncryptBatch(ctx, &fernetv1.EncryptBatchRequest{Plaintexts: [][]byte{[]byte("a"), []byte("b")}})
+	return err
+}
+
+// TestAdmissionGivesBackWhatACallHeld: with room for one call of each
+// kind, call after call gets in. gRPC ends a stream just after its answer
+// leaves, so the next call may find the last one still counted for a
+// moment, and is retried.
+func TestAdmissionGivesBackWhatACallHeld(t *testing.T) {
+	_, client, _ := admissionServer(t, Admission{MaxBatches: 1, MaxBatchBytes: 4 << 20, MaxBatchItems: 2, MaxCalls: 1})
+	for range 50 {
+		waitFor(t, func() bool { return encryptBatch(client, 5*time.Second) == nil })
+		waitFor(t, func() bool {
+			_, err := client.Encrypt(ctx(t), &fernetv1.EncryptRequest{Plaintext: []byte("a")})
+			return err == nil
+		})
+	}
+}
+
+func TestAdmissionRefusesABatchPastMaxBatches(t *testing.T) {
+	srv, client, conn := admissionServer(t, Admission{MaxBatches: 1, MaxBatchBytes: 4 << 20, MaxBatchItems: 100, MaxCalls: 64})
+	release := holdBatch(t, conn)
+	err := encryptBatch(client, 5*time.Second)
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || errorReason(st) != fernetv1.ReasonTooManyBatches {
+		t.Fatalf("a batch past MaxBatches = %v, want RESOURCE_EXHAUSTED %s", err, fernetv1.ReasonTooManyBatches)
+	}
+	if got := metricOf(t, srv, "fernet_admission_rejected_total", "reason", "batches"); got != 1 {
+		t.Fatalf("fernet_admission_rejected_total{reason=batches} = %v, want 1", got)
+	}
+	if _, err := client.Encrypt(ctx(t), &fernetv1.EncryptRequest{Plaintext: []byte("a")}); err != nil {
+		t.Fatalf("a small call while batches are full: %v", err)
+	}
+	release()
+	waitFor(t, func() bool { return encryptBatch(client, 5*time.Second) == nil })
+}
+
+// TestAdmissionMakesABatchWaitForBytes: with room for one batch's worth of
+// bytes, a second batch waits, unread, until the first is done.
+func TestAdmissionMakesABatchWaitForBytes(t *testing.T) {
+	_, client, conn := admissionServer(t, Admission{MaxBatches: 8, MaxBatchBytes: 4 << 20, MaxBatchItems: 100, MaxCalls: 64})
+	release := holdBatch(t, conn)
+	if err := encryptBatch(client, 300*time.Millisecond); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a batch while another holds every byte = %v, want it to wait past its deadline", err)
+	}
+	release()
+	waitFor(t, func() bool { return encryptBatch(client, 5*time.Second) == nil })
+}
+
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !ok(); {
+		if time.Now().After(deadline) {
+			t.Fatal("still not so after 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func metricOf(t *testing.T, srv *Server, name string, labels ...string) float64 {
+	t.Helper()
+	return (&testServer{Server: srv}).metric(t, name, labels...)
+}
