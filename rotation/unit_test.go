@@ -86,6 +86,8 @@ func TestOpenChoosesTheDriver(t *testing.T) {
 		{"mysql2://app@%2Frun%2Fmysqld%2Fmysqld.sock/app", "mysql", ""}, // dj-database-url's socket form
 		{"mariadb://app@localhost/app?unix_socket=/run/mysqld/mysqld.sock", "mysql", ""},
 		{"mysql://app@db/app?tls=true", "mysql", ""},
+		{"mysql-connector://app@db/app", "mysql", ""},
+		{"mysqlgis://app@db/app", "mysql", ""},
 		{"mysql://app:hunter2@db/", "", "names no database"},
 		{"mysql://app:hunter2@db/app?charset=latin1", "", "not supported"},
 		{"mysql://app:hunter2@db/app?tls=maybe", "", "tls must be"},
