@@ -3,11 +3,18 @@
 # Deploy: deploy/kubernetes/ and deploy/compose/, explained in docs/deployment.md.
 # deploy/dockerfile_test.go checks this file without a Docker engine: it
 # parses it, runs the build command below as written, and checks the user,
-# the entrypoint, the ports and the health check against the binary's flags.
+# the entrypoint, the ports and the health check against the binary's flags;
+# deploy/container_test.go builds it with buildah and runs the image with
+# podman (docs/deployment.md#without-docker-buildah-and-podman).
+
+# The two base images, as build arguments so that a build can swap them: a
+# mirror's, a pinned digest, or the tests' local stand-ins (offline).
+ARG BUILDER_IMAGE=golang:1.26
+ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian13:nonroot
 
 # The build runs on the builder's own platform and cross-compiles, which a
 # static Go binary allows (docker buildx build --platform linux/arm64 ...).
-FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -20,7 +27,7 @@ RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath -ldfl
 
 # distroless static: CA certificates, tzdata and /etc/passwd; no shell, no
 # package manager. Nothing below may need a shell.
-FROM gcr.io/distroless/static-debian13:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/fernet-sidecar /fernet-sidecar
 # 65532 is distroless' "nonroot"; numeric, so that Kubernetes' runAsNonRoot
 # can check it without reading /etc/passwd.

@@ -255,12 +255,25 @@ type ReEncrypted struct {
 	Changed bool
 }
 
-// Status is the sidecar's key ids and version.
+// Status is the sidecar's key ids, version, methods and limits.
 type Status struct {
 	PrimaryKeyID string
 	// DecryptOnlyKeyIDs in the order they are tried, after the primary.
 	DecryptOnlyKeyIDs []string
 	Version           string
+	// AllowedMethods are the FernetService methods the sidecar serves
+	// (--allow-methods), e.g. "Encrypt"; the others fail with
+	// ErrMethodNotAllowed.
+	AllowedMethods []string
+	Limits         Limits
+}
+
+// Limits are the sidecar's bounds on one call, to size batches by.
+type Limits struct {
+	MaxPlaintextBytes uint64
+	MaxTokenBytes     uint64
+	MaxBatchItems     uint64
+	MaxMessageBytes   uint64
 }
 
 // DecryptOption configures Decrypt and DecryptBatch.
@@ -329,7 +342,7 @@ func (c *Client) ReEncrypt(ctx context.Context, token string) (ReEncrypted, erro
 	return reencrypted(resp), nil
 }
 
-// Status reports the sidecar's key ids and version.
+// Status reports the sidecar's key ids, version, methods and limits.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	ctx, cancel := c.callContext(ctx)
 	defer cancel()
@@ -341,6 +354,13 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		PrimaryKeyID:      resp.GetPrimaryKeyId(),
 		DecryptOnlyKeyIDs: resp.GetDecryptOnlyKeyIds(),
 		Version:           resp.GetVersion(),
+		AllowedMethods:    resp.GetAllowedMethods(),
+		Limits: Limits{
+			MaxPlaintextBytes: resp.GetLimits().GetMaxPlaintextBytes(),
+			MaxTokenBytes:     resp.GetLimits().GetMaxTokenBytes(),
+			MaxBatchItems:     resp.GetLimits().GetMaxBatchItems(),
+			MaxMessageBytes:   resp.GetLimits().GetMaxMessageBytes(),
+		},
 	}, nil
 }
 

@@ -31,6 +31,15 @@ var (
 	// ErrBatchTooLarge: a batch RPC had more items than --max-batch-items.
 	// It fails the whole call; lower [WithMaxBatchItems] to match.
 	ErrBatchTooLarge = errors.New("fernet-sidecar: batch too large")
+	// ErrInvalidTOTPParameter: a TOTP call's digits, period, algorithm,
+	// window, secret size, account name or issuer is out of range.
+	ErrInvalidTOTPParameter = errors.New("fernet-sidecar: invalid TOTP parameter")
+	// ErrInvalidTOTPSecret: the token decrypts, but not to a TOTP secret in
+	// the encoding asked for.
+	ErrInvalidTOTPSecret = errors.New("fernet-sidecar: invalid TOTP secret")
+	// ErrMethodNotAllowed: the sidecar was started without this method in
+	// its --allow-methods.
+	ErrMethodNotAllowed = errors.New("fernet-sidecar: method not allowed")
 	// ErrInternal: the sidecar failed; the input may be fine.
 	ErrInternal = errors.New("fernet-sidecar: internal error")
 
@@ -42,14 +51,17 @@ var (
 
 // sentinels maps each reason to its sentinel.
 var sentinels = map[string]error{
-	fernetv1.ReasonMalformed:         ErrMalformed,
-	fernetv1.ReasonInvalidSignature:  ErrInvalidSignature,
-	fernetv1.ReasonExpired:           ErrExpired,
-	fernetv1.ReasonFutureTimestamp:   ErrFutureTimestamp,
-	fernetv1.ReasonTokenTooLarge:     ErrTokenTooLarge,
-	fernetv1.ReasonPlaintextTooLarge: ErrPlaintextTooLarge,
-	fernetv1.ReasonBatchTooLarge:     ErrBatchTooLarge,
-	fernetv1.ReasonInternal:          ErrInternal,
+	fernetv1.ReasonMalformed:            ErrMalformed,
+	fernetv1.ReasonInvalidSignature:     ErrInvalidSignature,
+	fernetv1.ReasonExpired:              ErrExpired,
+	fernetv1.ReasonFutureTimestamp:      ErrFutureTimestamp,
+	fernetv1.ReasonTokenTooLarge:        ErrTokenTooLarge,
+	fernetv1.ReasonPlaintextTooLarge:    ErrPlaintextTooLarge,
+	fernetv1.ReasonBatchTooLarge:        ErrBatchTooLarge,
+	fernetv1.ReasonInvalidTOTPParameter: ErrInvalidTOTPParameter,
+	fernetv1.ReasonInvalidTOTPSecret:    ErrInvalidTOTPSecret,
+	fernetv1.ReasonMethodNotAllowed:     ErrMethodNotAllowed,
+	fernetv1.ReasonInternal:             ErrInternal,
 }
 
 // tokenReasons are the reasons ErrInvalidToken stands for.

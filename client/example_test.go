@@ -59,3 +59,26 @@ func ExampleClient_ReEncryptBatch() {
 		}
 	}
 }
+
+// A login's second factor, with the secret kept in the sidecar: the app
+// stores the token and the last counter, never the secret.
+func ExampleClient_VerifyTOTP() {
+	c, err := client.Dial("unix:///run/fernet/fernet.sock")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+
+	var storedToken string        // the user's TOTP token, from CreateTOTP at enrolment
+	var storedLastCounter *uint64 // nil until the first valid code
+	result, err := c.VerifyTOTP(ctx, client.TOTPVerifyRequest{Token: storedToken, Code: "123456", LastCounter: storedLastCounter})
+	switch {
+	case err != nil:
+		log.Fatal(err) // the token does not decrypt, or the sidecar is down
+	case result.Valid():
+		storedLastCounter = &result.Counter // store it with the user: the code cannot be used again
+	default:
+		fmt.Println("refused:", result.Outcome) // INVALID_CODE or REPLAYED
+	}
+}

@@ -45,7 +45,6 @@ func requirePython(t *testing.T) string {
 // known keys on the loopback, on a Unix socket, and with mTLS.
 func TestPythonClient(t *testing.T) {
 	py := requirePython(t)
-	root := testenv.RepoRoot(t)
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	primary, old := newKey(t), newKey(t)
 	const maxPlaintext, maxBatchItems = 1024, 8
@@ -60,20 +59,28 @@ func TestPythonClient(t *testing.T) {
 	withTLS := sidecartest.Start(t, bin, env, append([]string{"--addr", "127.0.0.1:0",
 		"--tls-cert-file", serverCert, "--tls-key-file", serverKey, "--tls-client-ca-file", ca}, args...)...).Addr
 
-	cmd := exec.CommandContext(t.Context(), py, "-m", "unittest", "discover", "-v", "-s", "tests", "-t", ".")
-	cmd.Dir = filepath.Join(root, "client", "python")
-	cmd.Env = append(os.Environ(),
-		"SIDECAR_TEST_TCP_TARGET="+tcp,
-		"SIDECAR_TEST_UNIX_TARGET="+unix,
-		"SIDECAR_TEST_PRIMARY_KEY="+primary.Encode(),
-		"SIDECAR_TEST_OLD_KEY="+old.Encode(),
+	runPython(t, py, []string{
+		"SIDECAR_TEST_TCP_TARGET=" + tcp,
+		"SIDECAR_TEST_UNIX_TARGET=" + unix,
+		"SIDECAR_TEST_PRIMARY_KEY=" + primary.Encode(),
+		"SIDECAR_TEST_OLD_KEY=" + old.Encode(),
 		fmt.Sprintf("SIDECAR_TEST_MAX_PLAINTEXT=%d", maxPlaintext),
 		fmt.Sprintf("SIDECAR_TEST_MAX_BATCH_ITEMS=%d", maxBatchItems),
-		"SIDECAR_TEST_TLS_TARGET="+withTLS,
-		"SIDECAR_TEST_TLS_CA="+ca,
-		"SIDECAR_TEST_TLS_CLIENT_CERT="+clientCert,
-		"SIDECAR_TEST_TLS_CLIENT_KEY="+clientKey,
-		// Missing Python prerequisites follow the Go tests' policy.
+		"SIDECAR_TEST_TLS_TARGET=" + withTLS,
+		"SIDECAR_TEST_TLS_CA=" + ca,
+		"SIDECAR_TEST_TLS_CLIENT_CERT=" + clientCert,
+		"SIDECAR_TEST_TLS_CLIENT_KEY=" + clientKey,
+	}, "-m", "unittest", "discover", "-v", "-s", "tests", "-t", ".")
+}
+
+// runPython runs Debian's Python in client/python with env added, and
+// fails the test when it fails or, under FERNET_SIDECAR_FULL=1, skips
+// anything.
+func runPython(t *testing.T, py string, env []string, args ...string) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), py, args...)
+	cmd.Dir = filepath.Join(testenv.RepoRoot(t), "client", "python")
+	cmd.Env = append(append(os.Environ(), env...),
 		testenv.FullEnv+"="+os.Getenv(testenv.FullEnv),
 		"PYTHONDONTWRITEBYTECODE=1",
 		"PYTHONNOUSERSITE=1",
@@ -82,11 +89,11 @@ func TestPythonClient(t *testing.T) {
 		"PYTHONWARNINGS=ignore::DeprecationWarning",
 	)
 	out, err := cmd.CombinedOutput()
-	t.Logf("%s -m unittest in client/python:\n%s", py, out)
+	t.Logf("%s %s:\n%s", py, strings.Join(args, " "), out)
 	if err != nil {
-		t.Fatalf("the Python client's tests failed: %v", err)
+		t.Fatalf("failed: %v", err)
 	}
 	if testenv.Full() && strings.Contains(string(out), "skipped") {
-		t.Fatalf("Python tests were skipped, and %s=1 runs everything", testenv.FullEnv)
+		t.Fatalf("tests were skipped, and %s=1 runs everything", testenv.FullEnv)
 	}
 }

@@ -43,8 +43,10 @@ func (in instruction) execForm(args string) ([]string, error) {
 }
 
 type stage struct {
-	from, name string
-	instrs     []instruction
+	from    string // the image, build arguments expanded to their defaults
+	rawFrom string // the image as written
+	name    string
+	instrs  []instruction
 }
 
 func (s stage) all(cmd string) []instruction {
@@ -57,7 +59,10 @@ func (s stage) all(cmd string) []instruction {
 	return found
 }
 
-type dockerfile struct{ stages []stage }
+type dockerfile struct {
+	args   map[string]string // ARGs before the first FROM, with their defaults
+	stages []stage
+}
 
 // allowedFlags lists, per instruction, the options this parser knows. It
 // refuses everything else, so that a typo cannot pass as an option that
@@ -110,11 +115,15 @@ func parseDockerfile(text string) (*dockerfile, error) {
 	if current.Len() > 0 {
 		return nil, fmt.Errorf("line %d: continuation at the end of the file", start)
 	}
-	df := &dockerfile{}
+	df := &dockerfile{args: map[string]string{}}
 	for _, in := range instrs {
 		if in.cmd == "FROM" {
 			fields := strings.Fields(in.args)
-			st := stage{from: fields[0]}
+			from, err := expandArgs(fields[0], df.args)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: FROM %s: %v", in.line, fields[0], err)
+			}
+			st := stage{from: from, rawFrom: fields[0]}
 			switch {
 			case len(fields) == 3 && strings.EqualFold(fields[1], "AS"):
 				st.name = fields[2]
@@ -128,6 +137,8 @@ func parseDockerfile(text string) (*dockerfile, error) {
 			if in.cmd != "ARG" {
 				return nil, fmt.Errorf("line %d: %s before the first FROM", in.line, in.cmd)
 			}
+			name, value, _ := strings.Cut(in.args, "=")
+			df.args[name] = value
 			continue
 		}
 		last := &df.stages[len(df.stages)-1]
@@ -137,6 +148,25 @@ func parseDockerfile(text string) (*dockerfile, error) {
 		return nil, errors.New("no FROM")
 	}
 	return df, nil
+}
+
+// expandArgs replaces $NAME and ${NAME} with the build arguments' values,
+// as Docker does in FROM; an argument declared without a value, or not
+// declared, is an error here, since the build must work without
+// --build-arg.
+func expandArgs(text string, args map[string]string) (string, error) {
+	var missing []string
+	expanded := os.Expand(text, func(name string) string {
+		value, ok := args[name]
+		if !ok || value == "" {
+			missing = append(missing, name)
+		}
+		return value
+	})
+	if len(missing) > 0 {
+		return "", fmt.Errorf("build arguments %v have no default", missing)
+	}
+	return expanded, nil
 }
 
 func parseInstruction(line int, text string) (instruction, error) {
@@ -293,6 +323,14 @@ func TestDockerfile(t *testing.T) {
 		t.Fatalf("%d stages, want 2: build, then the final image", len(df.stages))
 	}
 	build, final := df.stages[0], df.stages[1]
+
+	// Both base images can be swapped with --build-arg (a mirror, or the
+	// local stand-ins of container_test.go); the defaults are the real ones.
+	for _, base := range []struct{ stage, arg string }{{build.rawFrom, "BUILDER_IMAGE"}, {final.rawFrom, "RUNTIME_IMAGE"}} {
+		if base.stage != "${"+base.arg+"}" {
+			t.Errorf("FROM %s: want FROM ${%s}, so that a build can swap the base image", base.stage, base.arg)
+		}
+	}
 
 	// Build stage: Go at least what go.mod requires.
 	m := regexp.MustCompile(`^golang:(\d+\.\d+)`).FindStringSubmatch(build.from)
@@ -565,6 +603,9 @@ func TestParseDockerfile(t *testing.T) {
 	if run := df.stages[0].all("RUN"); len(run) != 1 || run[0].args != "x   y" {
 		t.Errorf("continuation: got %+v", run)
 	}
+	if args, err := parseDockerfile("ARG BASE=img:1\nFROM ${BASE} AS b\nFROM $BASE\n"); err != nil || args.stages[0].from != "img:1" || args.stages[1].from != "img:1" {
+		t.Errorf("FROM with build arguments: got %+v, %v", args, err)
+	}
 	if env, err := envPairs(df.stages[0].all("ENV")[0]); err != nil || env["A"] != "1" || env["B"] != "two words" {
 		t.Errorf("ENV: got %v, %v", env, err)
 	}
@@ -574,6 +615,8 @@ func TestParseDockerfile(t *testing.T) {
 		"RUN x\nFROM a\n",
 		"FROM a\nRUN x \\\n",
 		"FROM a b\n",
+		"ARG IMAGE\nFROM ${IMAGE}\n",
+		"FROM ${UNDECLARED}\n",
 	} {
 		if _, err := parseDockerfile(bad); err == nil {
 			t.Errorf("parseDockerfile(%q) accepted it", bad)

@@ -20,7 +20,13 @@ import (
 // nested module, so this test does, with the same -race setting, and holds
 // the module to the same go vet and staticcheck as the rest.
 func TestManifests(t *testing.T) {
-	dir := filepath.Join(testenv.RepoRoot(t), "deploy", "internal", "schemacheck")
+	testNestedModule(t, filepath.Join(testenv.RepoRoot(t), "deploy", "internal", "schemacheck"))
+}
+
+// testNestedModule runs go vet, staticcheck and go test (with -race if this
+// test has it) in the module at dir.
+func testNestedModule(t *testing.T, dir string) {
+	t.Helper()
 	staticcheck := testenv.LookPath(t, "staticcheck")
 	testArgs := []string{"test", "-count=1"}
 	if testenv.RaceEnabled() {

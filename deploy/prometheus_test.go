@@ -43,15 +43,19 @@ func httpGet(t *testing.T, rawURL string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// TestAlertRules runs promtool on the alert rules and their unit tests,
-// and checks that every fernet_* metric and label value the rules name is
-// one the sidecar exports.
+// TestAlertRules runs promtool on the alert rules and their unit tests
+// (rotation-alerts.yaml's too, whose series come from fernetctl through a
+// Pushgateway: grafana_test.go evaluates those rules), and checks that
+// every fernet_* metric and label value alerts.yaml names is one the
+// sidecar exports.
 func TestAlertRules(t *testing.T) {
 	promtool := testenv.LookPath(t, "promtool")
 	dir := filepath.Join(testenv.RepoRoot(t), "deploy", "prometheus")
 	for _, args := range [][]string{
 		{"check", "rules", "alerts.yaml"},
 		{"test", "rules", "alerts_test.yaml"},
+		{"check", "rules", "rotation-alerts.yaml"},
+		{"test", "rules", "rotation-alerts_test.yaml"},
 	} {
 		cmd := exec.Command(promtool, args...)
 		cmd.Dir = dir
@@ -95,12 +99,7 @@ func TestAlertRules(t *testing.T) {
 // prometheusServer is Debian's prometheus, running on a loopback port with
 // its own config and storage: it neither uses nor disturbs a system
 // Prometheus on :9090.
-type prometheusServer struct {
-	url    string
-	cmd    *exec.Cmd
-	log    *sidecartest.Lines
-	exited chan struct{}
-}
+type prometheusServer struct{ *daemon }
 
 func startPrometheus(t *testing.T, config string) *prometheusServer {
 	t.Helper()
@@ -110,16 +109,35 @@ func startPrometheus(t *testing.T, config string) *prometheusServer {
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return &prometheusServer{startDaemon(t, "prometheus", dir, func(addr string, attempt int) []string {
+		return []string{bin,
+			"--config.file=" + configFile,
+			"--storage.tsdb.path=" + filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
+			"--web.listen-address=" + addr,
+			"--log.level=info"}
+	})}
+}
+
+// daemon is a server from Debian (prometheus, prometheus-pushgateway) that
+// the test runs on a loopback port, in dir.
+type daemon struct {
+	url    string
+	cmd    *exec.Cmd
+	log    *sidecartest.Lines
+	exited chan struct{}
+}
+
+// startDaemon runs the command line that argv makes for a listen address,
+// and waits until its /-/ready answers.
+func startDaemon(t *testing.T, name, dir string, argv func(addr string, attempt int) []string) *daemon {
+	t.Helper()
 	// The port is found free and then handed over, so another process may
 	// take it in between: try a few.
 	for attempt := 1; ; attempt++ {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		p := &prometheusServer{url: "http://" + addr, log: &sidecartest.Lines{}, exited: make(chan struct{})}
-		p.cmd = exec.Command(bin,
-			"--config.file="+configFile,
-			"--storage.tsdb.path="+filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
-			"--web.listen-address="+addr,
-			"--log.level=info")
+		args := argv(addr, attempt)
+		p := &daemon{url: "http://" + addr, log: &sidecartest.Lines{}, exited: make(chan struct{})}
+		p.cmd = exec.Command(args[0], args[1:]...)
 		p.cmd.Dir = dir
 		pipe, err := p.cmd.StderrPipe()
 		if err != nil {
@@ -166,13 +184,13 @@ func startPrometheus(t *testing.T, config string) *prometheusServer {
 		}
 		p.stop()
 		if attempt == 3 {
-			t.Fatalf("prometheus did not become ready on %s:\n%s", addr, p.log)
+			t.Fatalf("%s did not become ready on %s:\n%s", name, addr, p.log)
 		}
-		t.Logf("prometheus on %s did not start, trying another port:\n%s", addr, p.log)
+		t.Logf("%s on %s did not start, trying another port:\n%s", name, addr, p.log)
 	}
 }
 
-func (p *prometheusServer) stop() {
+func (p *daemon) stop() {
 	select {
 	case <-p.exited:
 		return
@@ -227,15 +245,10 @@ type promSample struct {
 	value  float64
 }
 
-// TestPrometheusScrapesSidecar has a real Prometheus scrape a real sidecar
-// every second, with the alert rules loaded, drives refused Decrypts, and
-// reads the failure counters back through Prometheus' HTTP API.
-func TestPrometheusScrapesSidecar(t *testing.T) {
-	testenv.LookPath(t, "prometheus")
-	rules := filepath.Join(testenv.RepoRoot(t), "deploy", "prometheus", "alerts.yaml")
-	s := sidecartest.Start(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t)},
-		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
-	p := startPrometheus(t, fmt.Sprintf(`global:
+// scrapeSidecarEverySecond is a Prometheus config, to fill in with the
+// path of a rules file and the sidecar's metrics address, that scrapes the
+// sidecar as job fernet-sidecar and evaluates the rules every second.
+const scrapeSidecarEverySecond = `global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
@@ -245,7 +258,64 @@ scrape_configs:
   - job_name: fernet-sidecar
     static_configs:
       - targets: [%q]
-`, rules, s.MetricsAddr))
+`
+
+// waitForValues waits until each query returns one sample, of its value.
+func (p *prometheusServer) waitForValues(t *testing.T, want map[string]float64) {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for expr, value := range want {
+		for {
+			samples, err := p.query(t, expr)
+			if err == nil && len(samples) == 1 && samples[0].value == value {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: want %v; Prometheus answers %v, %v\nprometheus log:\n%s", expr, value, samples, err, p.log)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+}
+
+// waitForHealthyRules waits until Prometheus has evaluated its rules, all
+// of them, after since, without error.
+func (p *prometheusServer) waitForHealthyRules(t *testing.T, since time.Time, ruleFiles ...string) {
+	t.Helper()
+	rules := 0
+	for _, file := range ruleFiles {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules += strings.Count(string(data), "- alert: ")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		health, err := p.ruleHealth(t, since)
+		ok := err == nil && len(health) == rules
+		for _, h := range health {
+			ok = ok && h == "ok"
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alert rules in Prometheus: %v, %v; want %d evaluated without error\nprometheus log:\n%s", health, err, rules, p.log)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// TestPrometheusScrapesSidecar has a real Prometheus scrape a real sidecar
+// every second, with the alert rules loaded, drives refused Decrypts, and
+// reads the failure counters back through Prometheus' HTTP API.
+func TestPrometheusScrapesSidecar(t *testing.T) {
+	testenv.LookPath(t, "prometheus")
+	rules := filepath.Join(testenv.RepoRoot(t), "deploy", "prometheus", "alerts.yaml")
+	s := sidecartest.Start(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t)},
+		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	p := startPrometheus(t, fmt.Sprintf(scrapeSidecarEverySecond, rules, s.MetricsAddr))
 
 	conn, err := grpc.NewClient(s.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -269,47 +339,18 @@ scrape_configs:
 		}
 	}
 
-	want := map[string]float64{
-		`fernet_decrypt_failures_total{job="fernet-sidecar",reason="malformed"}`:         malformed,
-		`fernet_decrypt_failures_total{job="fernet-sidecar",reason="invalid_signature"}`: unknownKey,
-		`fernet_decrypt_failures_total{job="fernet-sidecar",reason="expired"}`:           0,
-		`up{job="fernet-sidecar"}`: 1,
-	}
-	deadline := time.Now().Add(45 * time.Second)
-	for expr, value := range want {
-		for {
-			samples, err := p.query(t, expr)
-			if err == nil && len(samples) == 1 && samples[0].value == value {
-				if got := samples[0].labels["instance"]; got != s.MetricsAddr {
-					t.Errorf("%s: instance %q, want the sidecar's %s", expr, got, s.MetricsAddr)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: want %v; Prometheus answers %v, %v\nprometheus log:\n%s", expr, value, samples, err, p.log)
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-	}
+	sidecar := fmt.Sprintf(`job="fernet-sidecar",instance=%q`, s.MetricsAddr)
+	p.waitForValues(t, map[string]float64{
+		`fernet_decrypt_failures_total{` + sidecar + `,reason="malformed"}`:         malformed,
+		`fernet_decrypt_failures_total{` + sidecar + `,reason="invalid_signature"}`: unknownKey,
+		`fernet_decrypt_failures_total{` + sidecar + `,reason="expired"}`:           0,
+		`up{` + sidecar + `}`: 1,
+	})
 
 	// The rules evaluate against the real series without errors (a label
 	// mismatch in a division, say, would show here and nowhere else), in
 	// an evaluation after the series above were there.
-	scraped := time.Now()
-	for {
-		health, err := p.ruleHealth(t, scraped)
-		ok := err == nil && len(health) == 3
-		for _, h := range health {
-			ok = ok && h == "ok"
-		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("alert rules in Prometheus: %v, %v; want 3 evaluated without error\nprometheus log:\n%s", health, err, p.log)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	p.waitForHealthyRules(t, time.Now(), rules)
 	p.stop()
 	s.Stop(t)
 }

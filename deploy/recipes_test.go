@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
+	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
 
 const (
@@ -48,6 +50,12 @@ func recipeBlocks(t *testing.T, readme string) []string {
 // checked for what it should print, and a new block needs a new check.
 func recipeKind(block string) string {
 	switch {
+	case strings.Contains(block, "/CreateTOTP"):
+		return "createtotp"
+	case strings.Contains(block, "last_counter"):
+		return "replayed"
+	case strings.Contains(block, "/VerifyTOTP"):
+		return "verifytotp"
 	case strings.Contains(block, " list"):
 		return "list"
 	case strings.Contains(block, "/Encrypt"):
@@ -149,7 +157,7 @@ func TestGrpcurlRecipes(t *testing.T) {
 			}
 		}
 	}
-	for _, kind := range []string{"list", "encrypt", "decrypt", "reencrypt", "refused", "status", "health"} {
+	for _, kind := range []string{"list", "encrypt", "decrypt", "reencrypt", "refused", "status", "createtotp", "verifytotp", "replayed", "health"} {
 		if blocks[kind] == "" {
 			t.Fatalf("README.md has no %s recipe", kind)
 		}
@@ -217,6 +225,8 @@ func TestGrpcurlRecipes(t *testing.T) {
 		t.Errorf("status recipe printed %v, want primaryKeyId %s and version %s", status, devID, imageVersion)
 	}
 
+	checkTOTPRecipes(t, sh, blocks, target, strings.TrimSpace(string(devKey)), devID)
+
 	health := jsonValues(t, block(t, "health"))
 	if len(health) != 2 || health[0]["status"] != "SERVING" || health[1]["status"] != "SERVING" {
 		t.Errorf("health recipe printed %v, want SERVING twice", health)
@@ -224,9 +234,11 @@ func TestGrpcurlRecipes(t *testing.T) {
 
 	// Pasted in order into one shell, as the README says: TOKEN flows from
 	// the encrypt block into the next ones, and only the refused-token
-	// block complains.
+	// block complains. The TOTP blocks, with the README's made-up code,
+	// find it wrong.
 	out, stderr, err = sh.run(t, strings.Join(order, "\n"), false, target)
 	if err != nil || !strings.Contains(out, `"plaintext": "`+recipePlaintext+`"`) || !strings.Contains(out, `"changed": false`) ||
+		!strings.Contains(out, "otpauth://totp/") || !strings.Contains(out, "TOTP_OUTCOME_INVALID_CODE") ||
 		!strings.Contains(out, `"status": "SERVING"`) || strings.Count(stderr, "ERROR:") != 1 || !strings.Contains(stderr, "MALFORMED") {
 		t.Errorf("the recipes as one session: err %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr)
 	}
@@ -255,4 +267,47 @@ func TestGrpcurlRecipes(t *testing.T) {
 
 	dev.Stop(t)
 	rotating.Stop(t)
+}
+
+// checkTOTPRecipes runs the CreateTOTP and VerifyTOTP recipes as a user
+// would: enrol, read the secret as an authenticator app does (from the
+// URI), type its current code, then send it again. key is the sidecar's
+// primary key, keyID its id, target the SIDECAR= setting.
+func checkTOTPRecipes(t *testing.T, sh recipeShell, blocks map[string]string, target, key, keyID string) {
+	t.Helper()
+	run := func(script string, env ...string) string {
+		t.Helper()
+		out, stderr, err := sh.run(t, script, true, append([]string{target}, env...)...)
+		if err != nil {
+			t.Fatalf("recipe failed: %v\nstdout:\n%s\nstderr:\n%s\nrecipe:\n%s", err, out, stderr, script)
+		}
+		return out
+	}
+	// The block keeps the token in TOTP_TOKEN, as the next blocks use it.
+	printed := strings.Split(strings.TrimSpace(run(blocks["createtotp"]+`echo "$TOTP_TOKEN"`+"\n")), "\n")
+	if len(printed) != 2 {
+		t.Fatalf("createtotp recipe printed %q, want the URI", printed[:len(printed)-1])
+	}
+	uri, err := url.Parse(printed[0])
+	if err != nil || uri.Scheme != "otpauth" || uri.Host != "totp" || uri.Query().Get("issuer") != "Example" {
+		t.Fatalf("createtotp recipe printed %q, want an otpauth://totp/ URI", printed[0])
+	}
+	token := printed[1]
+	if stored, _ := fernetDecrypt(t, key, token); string(stored) != uri.Query().Get("secret") {
+		t.Fatal("the token the createtotp recipe keeps does not hold the URI's secret")
+	}
+	secret, err := totp.DecodeBase32([]byte(uri.Query().Get("secret")))
+	if err != nil {
+		t.Fatalf("the URI's secret: %v", err)
+	}
+	code := totp.Defaults.Code(secret, totp.Defaults.Counter(time.Now()))
+
+	out := run(blocks["verifytotp"], "TOTP_TOKEN="+token, "CODE="+code)
+	result := jsonValues(t, out)[0]
+	if result["outcome"] != "TOTP_OUTCOME_VALID" || result["keyId"] != keyID || result["counter"] == "0" {
+		t.Fatalf("verifytotp recipe with the current code printed %v, want TOTP_OUTCOME_VALID with a counter", result)
+	}
+	if replayed := strings.TrimSpace(run(blocks["replayed"], "TOTP_TOKEN="+token, "CODE="+code, "RESULT="+out)); replayed != "TOTP_OUTCOME_REPLAYED" {
+		t.Errorf("replay recipe printed %q, want TOTP_OUTCOME_REPLAYED", replayed)
+	}
 }

@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 	}
 	buildDir = dir
 	code := m.Run()
+	removeContainerImages()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -155,12 +155,121 @@ func TestMovingOffDerivedKeys(t *testing.T) {
 }
 
 func TestParseDerivation(t *testing.T) {
-	for _, name := range []string{"none", "django-fernet-fields"} {
+	for _, name := range []string{"none", "django-fernet-fields", "django-fernet-encrypted-fields"} {
 		if _, err := ParseDerivation(name); err != nil {
 			t.Errorf("ParseDerivation(%q): %v", name, err)
 		}
 	}
 	if _, err := ParseDerivation("hkdf"); err == nil || !strings.Contains(err.Error(), "django-fernet-fields") {
 		t.Errorf("an unknown derivation must be refused with the valid names, got %v", err)
+	}
+}
+
+// pythonEncryptedFieldsKeys is django-fernet-encrypted-fields' keys
+// property (encrypted_fields/fields.py), run with Debian's
+// python3-cryptography on the settings it is given: it prints the keys in
+// the library's order, a token under the first (what the library writes),
+// one under the last, and what it decrypts the Go-made token to.
+const pythonEncryptedFieldsKeys = `
+import base64, json, sys
+from cryptography.fernet import Fernet, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+settings = json.load(sys.stdin)
+keys = []
+salt_keys = settings["SALT_KEY"] if isinstance(settings["SALT_KEY"], list) else [settings["SALT_KEY"]]
+secret_keys = [settings["SECRET_KEY"]] + settings.get("SECRET_KEY_FALLBACKS", [])
+for secret_key in secret_keys:
+    for salt_key in salt_keys:
+        kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=bytes(salt_key, "utf-8"), iterations=100_000)
+        keys.append(base64.urlsafe_b64encode(kdf.derive(secret_key.encode("utf-8"))))
+f = MultiFernet([Fernet(k) for k in keys])
+json.dump({
+    "keys": [k.decode() for k in keys],
+    "first_token": f.encrypt(b"written by the library").decode(),
+    "last_token": Fernet(keys[-1]).encrypt(b"under the oldest secret and salt").decode(),
+    "go_plaintext": f.decrypt(settings["go_token"].encode()).decode(),
+}, sys.stdout)
+`
+
+func TestDjangoFernetEncryptedFieldsKeysMatchPython(t *testing.T) {
+	python := testenv.LookPath(t, "/usr/bin/python3")
+	secret := "django-insecure-3x%k!h@7(q_w=+v^z#o2$1m&b8*e)u-y0r9c6t5s4a"
+	fallbacks := []string{"an older secret, with a comma", "clé ☃"}
+	salts := []string{"zyxwvutsrqponmlkjihgfedcba9876543210", "0123456789abcdefghijklmnopqrstuvwxyz"}
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{"variables", map[string]string{
+			"DJANGO_ENCRYPTION_KEY":     secret,
+			"OLD_DJANGO_ENCRYPTION_KEY": strings.Join(fallbacks, "\n"),
+			"SALT_KEY":                  strings.Join(salts, "\n"),
+		}},
+		{"files", map[string]string{
+			"DJANGO_ENCRYPTION_KEY_FILE":     writeFile(t, secret+"\n"),
+			"OLD_DJANGO_ENCRYPTION_KEY_FILE": writeFile(t, strings.Join(fallbacks, "\n")+"\n"),
+			"SALT_KEY_FILE":                  writeFile(t, strings.Join(salts, "\n")+"\n"),
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := source(tt.env)
+			src.SaltVar = "SALT_KEY"
+			src.PrimaryDerivation = DerivationDjangoFernetEncryptedFields
+			src.DecryptOnlyDerivation = DerivationDjangoFernetEncryptedFields
+			loaded, err := src.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sealed, err := loaded.Keyring.Encrypt([]byte("from go"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			input, _ := json.Marshal(map[string]any{"SECRET_KEY": secret, "SECRET_KEY_FALLBACKS": fallbacks, "SALT_KEY": salts, "go_token": sealed.Token})
+			cmd := exec.Command(python, "-c", pythonEncryptedFieldsKeys)
+			cmd.Stdin = strings.NewReader(string(input))
+			cmd.Stderr = os.Stderr
+			out, err := cmd.Output()
+			if err != nil {
+				testenv.Missing(t, "python3-cryptography for "+python+": "+err.Error())
+			}
+			var answer struct {
+				Keys        []string `json:"keys"`
+				FirstToken  string   `json:"first_token"`
+				LastToken   string   `json:"last_token"`
+				GoPlaintext string   `json:"go_plaintext"`
+			}
+			if err := json.Unmarshal(out, &answer); err != nil {
+				t.Fatalf("python answered %q: %v", out, err)
+			}
+			var got []string
+			for _, key := range append([]*fernet.Key{loaded.Keyring.Primary()}, loaded.Keyring.DecryptOnly()...) {
+				got = append(got, key.Encode())
+			}
+			if strings.Join(got, ",") != strings.Join(answer.Keys, ",") {
+				t.Fatalf("Go derives %d keys that differ from Python's %d, or come in another order", len(got), len(answer.Keys))
+			}
+			if answer.GoPlaintext != "from go" {
+				t.Errorf("Python decrypts the Go token to %q", answer.GoPlaintext)
+			}
+			for name, token := range map[string]string{"first": answer.FirstToken, "last": answer.LastToken} {
+				opened, err := loaded.Keyring.Decrypt(token)
+				if err != nil {
+					t.Errorf("the Python token under the %s key: %v", name, err)
+				} else if opened.Primary != (name == "first") {
+					t.Errorf("the Python token under the %s key: Primary = %v", name, opened.Primary)
+				}
+			}
+		})
+	}
+}
+
+func TestDjangoFernetEncryptedFieldsNeedsSalts(t *testing.T) {
+	src := source(map[string]string{"DJANGO_ENCRYPTION_KEY": "secret"})
+	src.SaltVar = "SALT_KEY"
+	src.PrimaryDerivation = DerivationDjangoFernetEncryptedFields
+	if _, err := src.Load(); err == nil || !strings.Contains(err.Error(), "SALT_KEY") {
+		t.Fatalf("Load with no salts: %v, want an error naming SALT_KEY", err)
 	}
 }

@@ -33,6 +33,11 @@ type Source struct {
 	// while data moves off derived keys: a plain primary, derived old keys.
 	PrimaryDerivation     Derivation
 	DecryptOnlyDerivation Derivation
+	// SaltVar names the variable holding django-fernet-encrypted-fields'
+	// salts (its SALT_KEY setting), one per line, the one it encrypts with
+	// first; or SaltVar+"_FILE" a file holding them. Read only when a
+	// derivation is DerivationDjangoFernetEncryptedFields.
+	SaltVar string
 	// DevKeyFile, when set, is where the development key is kept, used
 	// when no primary key is configured (--dev). See DevKey.
 	DevKeyFile string
@@ -53,16 +58,22 @@ type Loaded struct {
 // Load reads and parses every configured key. Errors name the variable or
 // file that is wrong, never the value.
 func (s Source) Load() (Loaded, error) {
-	primary, err := s.loadPrimary()
+	salts, err := s.loadSalts()
 	if err != nil {
 		return Loaded{}, err
 	}
-	decryptOnly, err := s.loadDecryptOnly()
+	primary, err := s.loadPrimary(salts)
 	if err != nil {
 		return Loaded{}, err
 	}
-	if primary != nil {
-		return Loaded{Keyring: fernet.NewKeyring(primary, decryptOnly...)}, nil
+	decryptOnly, err := s.loadDecryptOnly(salts)
+	if err != nil {
+		return Loaded{}, err
+	}
+	if len(primary) > 0 {
+		// A secret with several salts: the first salt's key encrypts, the
+		// others decrypt, before the older secrets' keys.
+		return Loaded{Keyring: fernet.NewKeyring(primary[0], append(primary[1:], decryptOnly...)...)}, nil
 	}
 	if s.DevKeyFile == "" {
 		return Loaded{}, fmt.Errorf("%w: set %s or %s%s (make a key with: fernet-sidecar genkey), or run with --dev for a development key",
@@ -75,7 +86,26 @@ func (s Source) Load() (Loaded, error) {
 	return Loaded{Keyring: fernet.NewKeyring(dev, decryptOnly...), DevKey: true, DevKeyCreated: created}, nil
 }
 
-func (s Source) loadPrimary() (*fernet.Key, error) {
+// loadSalts reads SaltVar when a derivation needs salts.
+func (s Source) loadSalts() ([]string, error) {
+	d := DerivationDjangoFernetEncryptedFields
+	if s.PrimaryDerivation != d && s.DecryptOnlyDerivation != d {
+		return nil, nil
+	}
+	value, from, err := s.read(s.SaltVar, d)
+	if err != nil {
+		return nil, err
+	}
+	salts := splitKeys(value, d.separators())
+	if len(salts) == 0 {
+		return nil, fmt.Errorf("%s: not set, and the %s derivation needs its salts (SALT_KEY, one per line)", from, d)
+	}
+	return salts, nil
+}
+
+// loadPrimary returns the primary key first, then any other keys its value
+// derives.
+func (s Source) loadPrimary(salts []string) ([]*fernet.Key, error) {
 	value, from, err := s.read(s.PrimaryVar, s.PrimaryDerivation)
 	if err != nil || isBlank(value) {
 		return nil, err
@@ -83,25 +113,25 @@ func (s Source) loadPrimary() (*fernet.Key, error) {
 	if len(splitKeys(value, s.PrimaryDerivation.separators())) > 1 {
 		return nil, fmt.Errorf("%s: holds more than one key; put older keys in %s", from, s.DecryptOnlyVar)
 	}
-	key, err := s.PrimaryDerivation.key(value)
+	keys, err := s.PrimaryDerivation.keys(value, salts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", from, err)
 	}
-	return key, nil
+	return keys, nil
 }
 
-func (s Source) loadDecryptOnly() ([]*fernet.Key, error) {
+func (s Source) loadDecryptOnly(salts []string) ([]*fernet.Key, error) {
 	value, from, err := s.read(s.DecryptOnlyVar, s.DecryptOnlyDerivation)
 	if err != nil {
 		return nil, err
 	}
 	var keys []*fernet.Key
 	for i, field := range splitKeys(value, s.DecryptOnlyDerivation.separators()) {
-		key, err := s.DecryptOnlyDerivation.key(field)
+		derived, err := s.DecryptOnlyDerivation.keys(field, salts)
 		if err != nil {
 			return nil, fmt.Errorf("%s, key %d: %w", from, i+1, err)
 		}
-		keys = append(keys, key)
+		keys = append(keys, derived...)
 	}
 	return keys, nil
 }
@@ -110,7 +140,10 @@ func (s Source) loadDecryptOnly() ([]*fernet.Key, error) {
 // key file when one may be used.
 func (s Source) files() []string {
 	var files []string
-	for _, name := range []string{s.PrimaryVar, s.DecryptOnlyVar} {
+	for _, name := range []string{s.PrimaryVar, s.DecryptOnlyVar, s.SaltVar} {
+		if name == "" {
+			continue
+		}
 		if path, ok := s.LookupEnv(name + FileSuffix); ok && path != "" {
 			files = append(files, path)
 		}

@@ -99,6 +99,9 @@ type Progress struct {
 	Written int64
 	// LastPK is the last row of the last batch.
 	LastPK Value
+	// Report holds the counts so far. It is the job's own: read it during
+	// the call only.
+	Report *Report
 }
 
 // row is one row as read.
@@ -174,7 +177,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 			}
 		}
 		if j.Progress != nil {
-			j.Progress(Progress{Done: r.Scanned, Total: total, Written: r.Rewritten + r.PlaintextEncrypted, LastPK: r.LastPK})
+			j.Progress(Progress{Done: r.Scanned, Total: total, Written: r.Rewritten + r.PlaintextEncrypted, LastPK: r.LastPK, Report: r})
 		}
 		return nil
 	})

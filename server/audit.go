@@ -69,6 +69,10 @@ func keyIDsOf(resp any) []string {
 		for _, item := range r.GetResults() {
 			add(item.GetOk().GetKeyId())
 		}
+	case *fernetv1.InspectBatchResponse:
+		for _, item := range r.GetResults() {
+			add(item.GetOk().GetKeyId())
+		}
 	}
 	return ids
 }

@@ -91,3 +91,16 @@ func TestInspectMetrics(t *testing.T) {
 		t.Errorf("fernet_decryptions_total{key_role=decrypt_only} = %v, want %v: a check shows what still needs the old key", got, before+1)
 	}
 }
+
+// TestInspectBatchAuditNamesKeys: the audit line of an InspectBatch names
+// the keys that verified its tokens, once each, as the other batches'.
+func TestInspectBatchAuditNamesKeys(t *testing.T) {
+	ok := func(id string) *fernetv1.InspectBatchResult {
+		return &fernetv1.InspectBatchResult{Result: &fernetv1.InspectBatchResult_Ok{Ok: &fernetv1.InspectResponse{KeyId: id}}}
+	}
+	failed := &fernetv1.InspectBatchResult{Result: &fernetv1.InspectBatchResult_Error{Error: &fernetv1.ItemError{Reason: fernetv1.ReasonMalformed}}}
+	got := keyIDsOf(&fernetv1.InspectBatchResponse{Results: []*fernetv1.InspectBatchResult{ok("a"), failed, ok("b"), ok("a")}})
+	if strings.Join(got, ",") != "a,b" {
+		t.Errorf("key ids %v, want [a b]", got)
+	}
+}

@@ -29,7 +29,7 @@ const (
 // exists from the start, at zero, so dashboards and alerts need no absent().
 type Metrics struct {
 	encrypt, decrypt, reencrypt, inspect operationMetrics
-	createTOTP, verifyTOTP                operationMetrics
+	createTOTP, verifyTOTP               operationMetrics
 
 	totpVerifications [len(totpOutcomes)]prometheus.Counter // by totp.Outcome
 	methodDenied      *prometheus.CounterVec
@@ -126,8 +126,8 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 	for i, reason := range decryptFailureReasons {
 		m.decryptFailures[i] = failures.WithLabelValues(metricLabel(reason))
 	}
-	for i, outcome := range totpOutcomes {
-		m.totpVerifications[i] = totpVerifications.WithLabelValues(outcome.String())
+	for _, outcome := range totpOutcomes {
+		m.totpVerifications[outcome] = totpVerifications.WithLabelValues(outcome.String())
 	}
 	for _, method := range fernetv1.FernetService_ServiceDesc.Methods {
 		methodDenied.WithLabelValues(method.MethodName)
@@ -135,7 +135,7 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 	return m
 }
 
-// totpOutcomes are the outcomes of a TOTP check, indexed by their value.
+// totpOutcomes are the outcomes of a TOTP check.
 var totpOutcomes = [...]totp.Outcome{totp.InvalidCode, totp.Valid, totp.Replayed}
 
 // ObserveKeyReload records a key load: keyring is the key set in use after

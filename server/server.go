@@ -40,11 +40,12 @@ type Config struct {
 	TLS *tls.Config
 	// AuditCalls logs one line per call: peer, method, key ids, outcome.
 	AuditCalls bool
+	Version    string
+	Logger     *slog.Logger
+
 	// AllowedMethods are the FernetService methods served (see
 	// ParseMethods); nil serves all of them.
 	AllowedMethods []string
-	Version    string
-	Logger     *slog.Logger
 }
 
 // Server is the process's gRPC server with health and reflection, and the

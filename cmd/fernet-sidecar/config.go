@@ -27,9 +27,11 @@ type config struct {
 	tlsClientCAFile   string
 	insecure          bool
 	auditCalls        bool
+	allowMethods      []string // nil: all
 	metricsAddr       string
 	keyVar            string
 	oldKeysVar        string
+	saltVar           string
 	dev               bool
 	devKeyFile        string
 	keyDerivation     keysource.Derivation
@@ -54,18 +56,24 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.BoolVar(&cfg.insecure, "insecure", false, "allow a non-loopback --addr without TLS: anyone who can reach it can decrypt")
 	fs.StringVar(&cfg.healthAddr, "health-addr", "", `address serving only grpc.health.v1, for Kubernetes gRPC probes from outside the pod (e.g. ":50052"); "" turns it off`)
 	fs.BoolVar(&cfg.auditCalls, "audit-calls", false, "log one audit line per call: peer, method, key ids, outcome (never values)")
+	fs.Func("allow-methods", "comma-separated FernetService methods to serve, the others refused with PERMISSION_DENIED (default all: "+
+		strings.Join(server.FernetMethods(), ",")+"); see docs/totp.md for a profile in which no plaintext leaves the sidecar", func(list string) (err error) {
+		cfg.allowMethods, err = server.ParseMethods(list)
+		return err
+	})
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9464", `HTTP address for /metrics, /healthz and /readyz; "" turns it off`)
 	fs.StringVar(&cfg.keyVar, "key-env", "DJANGO_ENCRYPTION_KEY", "variable holding the primary key (or, with _FILE appended, a path to it)")
 	fs.StringVar(&cfg.oldKeysVar, "old-keys-env", "OLD_DJANGO_ENCRYPTION_KEY", "variable holding decrypt-only keys, comma-separated (or, with _FILE appended, a path to them)")
 	cfg.keyDerivation, cfg.oldKeysDerivation = keysource.DerivationNone, keysource.DerivationNone
-	fs.Func("key-derivation", `how the primary's value becomes a key: "none" (it is a Fernet key) or "django-fernet-fields" (it is a Django secret, derived with that library's HKDF)`, func(name string) (err error) {
+	fs.Func("key-derivation", `how the primary's value becomes a key: "none" (it is a Fernet key), "django-fernet-fields" (it is a Django secret, derived with that library's HKDF) or "django-fernet-encrypted-fields" (a Django secret, derived with that library's PBKDF2, one key per salt of --salt-env)`, func(name string) (err error) {
 		cfg.keyDerivation, err = keysource.ParseDerivation(name)
 		return err
 	})
-	fs.Func("old-keys-derivation", `how the decrypt-only values become keys: "none" or "django-fernet-fields" (one secret per line)`, func(name string) (err error) {
+	fs.Func("old-keys-derivation", `how the decrypt-only values become keys: "none", "django-fernet-fields" or "django-fernet-encrypted-fields" (one secret per line)`, func(name string) (err error) {
 		cfg.oldKeysDerivation, err = keysource.ParseDerivation(name)
 		return err
 	})
+	fs.StringVar(&cfg.saltVar, "salt-env", "SALT_KEY", "with the django-fernet-encrypted-fields derivation, the variable holding its salts, one per line, the one new data uses first (or, with _FILE appended, a path to them)")
 	fs.BoolVar(&cfg.dev, "dev", false, "with no primary key configured, use a development key kept in --dev-key-file. Not for production")
 	fs.StringVar(&cfg.devKeyFile, "dev-key-file", ".fernet-sidecar-dev.key", "where --dev keeps its key (created with mode 0600)")
 	fs.BoolVar(&cfg.watchKeys, "watch-keys", true, "reload the keys when a key file changes (SIGHUP always reloads)")

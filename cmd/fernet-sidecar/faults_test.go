@@ -26,6 +26,7 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
@@ -300,6 +301,12 @@ func TestNoSecretLeavesTheProcess(t *testing.T) {
 	}
 	_, err = client.Encrypt(ctx, &fernetv1.EncryptRequest{Plaintext: make([]byte, 1<<20)})
 	record(err)
+	totpSecrets := totpSession(ctx, t, client, primary, record)
+	inspected, err := client.InspectBatch(ctx, &fernetv1.InspectBatchRequest{Tokens: tokens, TtlSeconds: &ttl})
+	record(err)
+	for _, result := range inspected.GetResults() {
+		errs = append(errs, result.GetError().GetMessage())
+	}
 	// Reloads: a bad file, then a new key.
 	for _, content := range []string{"not a key " + plaintexts[0], next.Encode()} {
 		if err := os.WriteFile(keyFile, []byte(content), 0o600); err != nil {
@@ -334,10 +341,66 @@ func TestNoSecretLeavesTheProcess(t *testing.T) {
 		checkAbsent(t, haystacks, "plaintext", p)
 		checkAbsent(t, haystacks, "plaintext as base64", base64.StdEncoding.EncodeToString([]byte(p)))
 	}
+	for _, secret := range totpSecrets {
+		checkAbsent(t, haystacks, "TOTP secret", secret)
+	}
 	for _, token := range tokens {
 		checkAbsent(t, haystacks, "token", token)
 		checkAbsent(t, haystacks, "half a token", token[:len(token)/2])
 	}
+}
+
+// totpSession enrols two TOTP secrets and checks codes of every outcome
+// and failure against them, reporting each error to record. It returns the
+// secrets in every form they could leak in.
+func totpSession(ctx context.Context, t *testing.T, client fernetv1.FernetServiceClient, primary *fernet.Key, record func(error)) []string {
+	t.Helper()
+	var secrets []string
+	for _, enrolment := range []struct {
+		req    *fernetv1.CreateTOTPRequest
+		params totp.Params
+	}{
+		{&fernetv1.CreateTOTPRequest{AccountName: "alice@example.com", Issuer: "Example"}, totp.Defaults},
+		{
+			&fernetv1.CreateTOTPRequest{AccountName: "bob", SecretBytes: 64, Algorithm: fernetv1.TOTPAlgorithm_TOTP_ALGORITHM_SHA512, Digits: 8},
+			totp.Params{Digits: 8, PeriodSeconds: 30, Algorithm: totp.SHA512},
+		},
+	} {
+		req, params := enrolment.req, enrolment.params
+		enrolled, err := client.CreateTOTP(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opened, err := fernet.NewKeyring(primary).Decrypt(enrolled.GetToken())
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret, err := totp.DecodeBase32(opened.Plaintext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, string(opened.Plaintext), strings.ToLower(string(opened.Plaintext)), hex.EncodeToString(secret), string(secret))
+		code := params.Code(secret, params.Counter(time.Now()))
+		verify := func(code string, lastCounter *uint64, encoding fernetv1.TOTPSecretEncoding, token string) *fernetv1.VerifyTOTPResponse {
+			resp, err := client.VerifyTOTP(ctx, &fernetv1.VerifyTOTPRequest{
+				Token: token, Code: code, LastCounter: lastCounter, Digits: req.GetDigits(), Algorithm: req.GetAlgorithm(), Encoding: encoding,
+			})
+			record(err)
+			return resp
+		}
+		base32 := fernetv1.TOTPSecretEncoding_TOTP_SECRET_ENCODING_BASE32
+		valid := verify(code, nil, base32, enrolled.GetToken())
+		if valid.GetOutcome() != fernetv1.TOTPOutcome_TOTP_OUTCOME_VALID {
+			t.Fatalf("VerifyTOTP of the current code = %v", valid)
+		}
+		counter := valid.GetCounter()
+		verify(code, &counter, base32, enrolled.GetToken())                                                    // replayed
+		verify(strings.Repeat("0", params.Digits), nil, base32, enrolled.GetToken())                           // most likely wrong
+		verify(code, nil, fernetv1.TOTPSecretEncoding_TOTP_SECRET_ENCODING_HEX, enrolled.GetToken())           // not hex
+		verify(code, nil, base32, enrolled.GetToken()[:len(enrolled.GetToken())/2])                            // truncated
+		verify(code, nil, base32, strings.Replace(enrolled.GetToken(), enrolled.GetToken()[20:24], "AAAA", 1)) // altered
+	}
+	return secrets
 }
 
 func checkAbsent(t *testing.T, haystacks map[string]string, what, secret string) {

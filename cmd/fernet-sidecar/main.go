@@ -106,6 +106,7 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 		DecryptOnlyVar:        cfg.oldKeysVar,
 		PrimaryDerivation:     cfg.keyDerivation,
 		DecryptOnlyDerivation: cfg.oldKeysDerivation,
+		SaltVar:               cfg.saltVar,
 		LookupEnv:             lookupEnv,
 	}
 	if cfg.dev {
@@ -140,6 +141,7 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	srv := server.New(server.Config{
 		TLS:             tlsConfig,
 		AuditCalls:      cfg.auditCalls,
+		AllowedMethods:  cfg.allowMethods,
 		Keys:            reloader,
 		Limits:          cfg.limits,
 		MaxMessageBytes: cfg.maxMessageBytes,

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,8 +79,23 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 	}
 }
 
+func TestAllowMethods(t *testing.T) {
+	cfg, err := parseConfig(nil, env(nil), io.Discard)
+	if err != nil || cfg.allowMethods != nil {
+		t.Fatalf("default allow-methods = %v, %v; want nil (all)", cfg.allowMethods, err)
+	}
+	cfg, err = parseConfig(nil, env(map[string]string{"FERNET_SIDECAR_ALLOW_METHODS": "VerifyTOTP, CreateTOTP"}), io.Discard)
+	if err != nil || !slices.Equal(cfg.allowMethods, []string{"VerifyTOTP", "CreateTOTP"}) {
+		t.Fatalf("FERNET_SIDECAR_ALLOW_METHODS: allow-methods = %v, %v", cfg.allowMethods, err)
+	}
+	_, err = parseConfig([]string{"--allow-methods", "Encrypt,Decyrpt"}, env(nil), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `"Decyrpt"`) {
+		t.Fatalf("a misspelt method: %v, want an error naming it", err)
+	}
+}
+
 func TestBadArgumentsExit2(t *testing.T) {
-	for _, args := range [][]string{{"--no-such-flag"}, {"serve-please"}, {"--max-batch-items", "0"}} {
+	for _, args := range [][]string{{"--no-such-flag"}, {"serve-please"}, {"--max-batch-items", "0"}, {"--allow-methods", "Everything"}} {
 		if code := run(args, env(nil), io.Discard, io.Discard); code != 2 {
 			t.Errorf("run(%q) exit %d, want 2", args, code)
 		}

@@ -66,10 +66,10 @@ func binary(t *testing.T, name string) string {
 
 // startSidecar runs the real sidecar with these keys and returns the
 // address it serves on, from its JSON "serving" log line.
-func startSidecar(t *testing.T, primary, old *fernet.Key, addr string) string {
+func startSidecar(t *testing.T, primary, old *fernet.Key, addr string, flags ...string) string {
 	t.Helper()
 	env := []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode(), "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()}
-	return sidecartest.Start(t, binary(t, "fernet-sidecar"), env, "--addr", addr, "--metrics-addr", "").Addr
+	return sidecartest.Start(t, binary(t, "fernet-sidecar"), env, append([]string{"--addr", addr, "--metrics-addr", ""}, flags...)...).Addr
 }
 
 // tool is one fernetctl process.
@@ -478,7 +478,11 @@ func databases(t *testing.T, dialect string) func(name string) (dsn string, app 
 	case "mysql":
 		my := dbtest.StartMariaDB(t)
 		return func(name string) (string, *sql.DB) {
-			app := dbtest.OpenMariaDB(t, my.CreateDatabase(t, name))
+			dsn := my.DSN // StartMariaDB made my.Database already
+			if name != my.Database {
+				dsn = my.CreateDatabase(t, name)
+			}
+			app := dbtest.OpenMariaDB(t, dsn)
 			return "mysql://" + my.User + "@localhost/" + name + "?unix_socket=" + my.Socket, app
 		}
 	}
@@ -695,6 +699,36 @@ func TestInterruptFinishesTheBatchAndResumes(t *testing.T) {
 		t.Errorf("resume: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	f.verify()
+}
+
+// TestLeastPrivilegeProfile runs --check and a rotation against a sidecar
+// that serves only docs/totp.md's TOTP-only profile: no method that returns
+// a plaintext, yet fernetctl checks and rotates.
+func TestLeastPrivilegeProfile(t *testing.T) {
+	dsn := dbtest.SQLiteFile(t)
+	app := dbtest.OpenSQLite(t, dsn)
+	primary, old := mustKey(t), mustKey(t)
+	const profile = "Encrypt,ReEncrypt,ReEncryptBatch,Inspect,InspectBatch,CreateTOTP,VerifyTOTP,GetStatus"
+	addr := startSidecar(t, primary, old, "127.0.0.1:0", "--allow-methods", profile)
+	const rows = 2000
+	f := newFixture(t, "sqlite", app, primary, old, rows)
+	dir := t.TempDir()
+	common := []string{"--dsn", "sqlite:" + dsn, "--table", "otp_totpdevice", "--column", "key", "--sidecar", addr}
+	onOld := "under old     key " + old.ID() + "  "
+
+	code, stdout, stderr := runTool(t, dir, 60*time.Second, append(common, "--check")...)
+	if code != exitRemaining || !strings.Contains(stdout, "check: complete\n") || !strings.Contains(stdout, onOld) {
+		t.Fatalf("--check: exit %d, want %d and %q\n%s\n%s", code, exitRemaining, onOld, stdout, stderr)
+	}
+	code, stdout, stderr = runTool(t, dir, 60*time.Second, common...)
+	if code != exitRemaining || !strings.Contains(stdout, "complete") {
+		t.Fatalf("rotation: exit %d, want %d (undecryptable rows stay)\n%s\n%s", code, exitRemaining, stdout, stderr)
+	}
+	code, stdout, stderr = runTool(t, dir, 60*time.Second, append(common, "--check")...)
+	if code != exitRemaining || !strings.Contains(stdout, onOld+"0\n") {
+		t.Errorf("--check after the rotation: exit %d, and rows still under the old key?\n%s\n%s", code, stdout, stderr)
+	}
+	f.noValues(stdout + stderr)
 }
 
 func snapshot(t *testing.T, db *sql.DB) map[int64]any {

@@ -57,6 +57,7 @@ type config struct {
 	encryptPlaintext              bool
 	shard                         rotation.Shard
 	progressInterval              time.Duration
+	pushgateway                   string
 }
 
 // bareLegacyPlaintext gives a bare --legacy-plaintext, a switch before it
@@ -99,6 +100,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.BoolVar(&c.encryptPlaintext, "encrypt-plaintext", false, "encrypt those rows in place (implies --legacy-plaintext base32 unless given)")
 	shard := fs.String("shard", "", "i/n: walk only part i of n (0 <= i < n) of the table, beside the n-1 other parts' runs")
 	fs.DurationVar(&c.progressInterval, "progress-interval", 10*time.Second, "when stderr is not a terminal, print a progress line this often; 0 for none")
+	fs.StringVar(&c.pushgateway, "pushgateway", "", "Prometheus Pushgateway URL (http://host:9091): push the run's progress and outcome there, as job fernetctl grouped by table, column and shard")
 	if err := fs.Parse(bareLegacyPlaintext(args)); err != nil {
 		return c, err
 	}
@@ -120,6 +122,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, errors.New("--batch-size must be between 1 and 100000")
 	case c.timeout <= 0:
 		return c, errors.New("--timeout must be positive")
+	case c.pushgateway != "" && (c.dryRun || c.check):
+		return c, errors.New("--pushgateway reports rotations; --dry-run and --check do not rotate")
 	}
 	if *shard != "" {
 		var err error
@@ -207,6 +211,7 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 	}()
 
 	show := newProgress(stderr, tty, cfg.progressInterval, time.Now)
+	push := newPushReporter(cfg, stderr)
 	job := &rotation.Job{
 		DB:               db,
 		Crypter:          sidecar{conn},
@@ -221,7 +226,7 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 		EncryptPlaintext: cfg.encryptPlaintext,
 		Restart:          cfg.restart,
 		Interrupt:        interrupt,
-		Progress:         show.update,
+		Progress:         func(pr rotation.Progress) { show.update(pr); push.progress(pr) },
 	}
 	if mode == rotation.Rotate {
 		job.Checkpoint = &rotation.Checkpoint{Path: cfg.state}
@@ -236,8 +241,10 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 		fmt.Fprintf(stderr, "fernetctl: checkpoint %s\n", cfg.state)
 	}
 
+	push.start()
 	report, err := job.Run(ctx)
 	show.done()
+	push.finish(report, err)
 	if report != nil {
 		report.Write(stdout)
 	}

@@ -73,6 +73,7 @@ func TestParseFlags(t *testing.T) {
 		append(append([]string{}, base...), "--check", "--dry-run"),
 		append(append([]string{}, base...), "--batch-size", "0"),
 		append(append([]string{}, base...), "--timeout", "0s"),
+		append(append([]string{}, base...), "--check", "--pushgateway", "http://127.0.0.1:9091"),
 		append(append([]string{}, base...), "extra"),
 		append(append([]string{}, base...), "--shard", "8/8"),
 		append(append([]string{}, base...), "--shard", "1"),

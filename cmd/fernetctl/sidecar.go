@@ -57,11 +57,12 @@ func (s sidecar) ReEncrypt(ctx context.Context, tokens []string) ([]rotation.Sea
 	})
 }
 
-// Inspect uses DecryptBatch, with no TTL (a check is about keys, not
-// age), and drops the plaintexts.
+// Inspect uses InspectBatch, with no TTL (a check is about keys, not
+// age): no plaintext crosses the wire, and a sidecar that serves only the
+// least-privilege profile (docs/totp.md) answers it.
 func (s sidecar) Inspect(ctx context.Context, tokens []string) ([]rotation.Inspected, error) {
-	results, err := s.c.DecryptBatch(ctx, tokens)
-	return convert(results, err, func(r client.DecryptResult) rotation.Inspected {
+	results, err := s.c.InspectBatch(ctx, tokens)
+	return convert(results, err, func(r client.InspectResult) rotation.Inspected {
 		if r.Err != nil {
 			return rotation.Inspected{Err: itemError(r.Err)}
 		}

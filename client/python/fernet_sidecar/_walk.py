@@ -88,9 +88,10 @@ class Database:
 class Report:
     """What a walk found and did, in counts and key ids."""
 
-    def __init__(self, table: str, column: str):
+    def __init__(self, table: str, column: str, check: bool = False):
         self.table = table
         self.column = column
+        self.check = check  #: a count only: nothing was to be written
         self.rows = 0  #: rows read
         self.null = 0  #: NULL values, left alone
         self.primary = 0  #: tokens already under the primary key
@@ -123,16 +124,18 @@ class Report:
         out = [("rows", self.rows), ("NULL", self.null), ("under the primary key", self.primary)]
         for key_id, n in sorted(self.decrypt_only.items()):
             out.append(("under decrypt-only key %s" % key_id, n))
-        out.append(("to re-encrypt" if self.not_written else "re-encrypted", self.rotated))
+        if not self.check:
+            out.append(("to re-encrypt" if self.not_written else "re-encrypted", self.rotated))
         out.append(("legacy plaintext", self.legacy))
-        if self.legacy:
+        if self.legacy and not self.check:
             out.append(("plaintext encrypted", self.encrypted))
         for reason, n in sorted(self.undecryptable.items()):
             out.append(("undecryptable (%s)" % reason, n))
         if self.undecryptable_pks:
             out.append(("  undecryptable pks", ", ".join(str(pk) for pk in self.undecryptable_pks)))
-        out.append(("changed by the app meanwhile (not written)", self.conflicts))
-        out.append(("rows written", self.written))
+        if not self.check:
+            out.append(("changed by the app meanwhile (not written)", self.conflicts))
+            out.append(("rows written", self.written))
         return out
 
 
@@ -154,8 +157,8 @@ def walk(
 
     :param fernet: a SidecarFernet or InProcessFernet.
     :param pk: the table's primary key column (one column, ordered).
-    :param check: count rows by key (key ids from decrypt_info) and write
-        nothing.
+    :param check: count rows by key id (with inspect_many where the backend
+        has it, else rotate_many and decrypt_info), and write nothing.
     :param dry_run: count what would be written, and write nothing.
     :param legacy_plaintext: a shape of fernet_sidecar.LEGACY_SHAPES: values
         the backend calls MALFORMED that have it count as legacy plaintext.
@@ -173,7 +176,7 @@ def walk(
     first = "SELECT %s, %s FROM %s ORDER BY %s LIMIT %d" % (q(pk), q(column), q(table), q(pk), batch_size)
     after = "SELECT %s, %s FROM %s WHERE %s > {} ORDER BY %s LIMIT %d" % (q(pk), q(column), q(table), q(pk), q(pk), batch_size)
     update = "UPDATE %s SET %s = {} WHERE %s = {} AND %s = {}" % (q(table), q(column), q(pk), q(column))
-    report = Report(table, column)
+    report = Report(table, column, check)
     while True:
         with db.cursor() as cursor:
             if report.last_pk is None:
@@ -204,30 +207,37 @@ def _batch(fernet, rows, report, check, legacy_plaintext, encrypt_plaintext):
     """Counts one batch into report, and returns its writes: (pk, old, new)."""
     stored = [(row_pk, _text(value)) for row_pk, value in rows if value is not None]
     report.null += len(rows) - len(stored)
-    results = fernet.rotate_many([value for _, value in stored], return_exceptions=True)
+    tokens = [value for _, value in stored]
+    # A check needs no new tokens: inspect_many (no plaintext crosses the
+    # wire) where the backend has it.
+    inspecting = check and hasattr(fernet, "inspect_many")
+    if inspecting:
+        results = fernet.inspect_many(tokens, return_exceptions=True)
+    else:
+        results = fernet.rotate_many(tokens, return_exceptions=True)
     writes, plaintexts = [], []
-    for (row_pk, old), new in zip(stored, results):
-        if isinstance(new, _errors.InvalidToken):
-            if new.reason == _errors.MALFORMED and legacy_plaintext and _legacy.looks_like(legacy_plaintext, old):
+    for (row_pk, old), result in zip(stored, results):
+        if isinstance(result, _errors.InvalidToken):
+            if result.reason == _errors.MALFORMED and legacy_plaintext and _legacy.looks_like(legacy_plaintext, old):
                 report.legacy += 1
                 plaintexts.append((row_pk, old))
                 continue
-            report.undecryptable[new.reason] += 1
+            report.undecryptable[result.reason] += 1
             if len(report.undecryptable_pks) < 20:
                 report.undecryptable_pks.append(row_pk)
             continue
-        if isinstance(new, Exception):
-            raise new
-        new = new.decode("ascii")
+        if isinstance(result, Exception):
+            raise result
+        if check:
+            info = result if inspecting else (None if result.decode("ascii") == old else fernet.decrypt_info(old))
+            if info is None or not info.needs_reencrypt:
+                report.primary += 1
+            else:
+                report.decrypt_only[info.key_id] += 1
+            continue
+        new = result.decode("ascii")
         if new == old:
             report.primary += 1
-            continue
-        if check:
-            info = fernet.decrypt_info(old)
-            if not info.needs_reencrypt:  # under the primary, but not canonical
-                report.primary += 1
-                continue
-            report.decrypt_only[info.key_id] += 1
             continue
         report.rotated += 1
         writes.append((row_pk, old, new))

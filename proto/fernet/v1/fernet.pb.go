@@ -1588,8 +1588,8 @@ type CreateTOTPRequest struct {
 	// period_seconds of a time step: 30 (the default), at most 3600.
 	PeriodSeconds uint32        `protobuf:"varint,4,opt,name=period_seconds,json=periodSeconds,proto3" json:"period_seconds,omitempty"`
 	Algorithm     TOTPAlgorithm `protobuf:"varint,5,opt,name=algorithm,proto3,enum=fernet.v1.TOTPAlgorithm" json:"algorithm,omitempty"`
-	// secret_bytes: the secret's size, 20 (the default, 160 bits) to 64, at
-	// least 16.
+	// secret_bytes is the secret's size: 16 to 64 bytes, 20 (160 bits) by
+	// default.
 	SecretBytes   uint32 `protobuf:"varint,6,opt,name=secret_bytes,json=secretBytes,proto3" json:"secret_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1,0 +1,82 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
+
+from ...._errors import SidecarError
+from ...._legacy import LEGACY_SHAPES
+from ...._walk import DEFAULT_BATCH_SIZE
+from ... import conf
+from ..._reencrypt import encrypted_fields, walk_field
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypts encrypted fields in place under the sidecar's primary key, by primary key "
+        "in batches; a row the app changes meanwhile keeps the app's value. Safe to interrupt "
+        "and rerun. Exits 0 when every row is under the primary key (or NULL), 3 when some are not."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("fields", nargs="*", metavar="app_label[.Model[.field]]", help="default: every encrypted field of every installed model")
+        parser.add_argument("--check", action="store_true", help="count rows by key and write nothing")
+        parser.add_argument("--dry-run", action="store_true", help="count what would be written, and write nothing")
+        parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="rows per batch (default %(default)s)")
+        parser.add_argument(
+            "--encrypt-plaintext",
+            action="store_true",
+            help="also encrypt legacy plaintext, in fields with legacy_plaintext (or all, with --legacy-plaintext)",
+        )
+        parser.add_argument("--legacy-plaintext", choices=LEGACY_SHAPES, help="the legacy shape of fields that do not set one")
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="the database alias (default %(default)s)")
+
+    def handle(self, **options):
+        if options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1")
+        try:
+            fields = encrypted_fields(options["fields"])
+        except LookupError as exc:
+            raise CommandError(str(exc)) from None
+        if not fields:
+            self.stdout.write("no encrypted fields")
+            return
+        try:
+            status = conf.fernet().status()
+        except SidecarError as exc:
+            raise CommandError("the sidecar is not reachable (%s)" % conf.failure(exc)) from None
+        self.stdout.write("primary key %s, decrypt-only %s" % (status.primary_key_id, ", ".join(status.decrypt_only_key_ids) or "none"))
+        tty = self.stdout.isatty()
+        pending = 0
+        for model, field in fields:
+            name = "%s.%s" % (model._meta.label, field.name)
+            legacy = field.legacy_plaintext or options["legacy_plaintext"]
+
+            def progress(report, name=name):
+                line = "%s: %d rows, %d re-encrypted, %d written, last pk %s" % (name, report.rows, report.rotated, report.written, report.last_pk)
+                if tty:
+                    self.stdout.write("\r" + line, ending="")
+                    self.stdout.flush()
+                else:
+                    self.stdout.write(line)
+
+            report = walk_field(
+                model,
+                field,
+                options["database"],
+                batch_size=options["batch_size"],
+                check=options["check"],
+                dry_run=options["dry_run"],
+                legacy_plaintext=legacy,
+                encrypt_plaintext=options["encrypt_plaintext"] and legacy is not None,
+                progress=progress,
+            )
+            if tty and report.rows:
+                self.stdout.write("")
+            self.stdout.write(self.style.MIGRATE_HEADING("%s (%s.%s)" % (name, report.table, report.column)))
+            for label, value in report.lines():
+                self.stdout.write("  %-45s %s" % (label, value))
+            pending += report.pending()
+        if pending:
+            what = "would be left" if options["check"] or options["dry_run"] else "are"
+            raise CommandError("%d row(s) %s off the primary key" % (pending, what), returncode=3)
+        self.stdout.write(self.style.SUCCESS("every row is under the primary key"))
+
+
