@@ -461,7 +461,7 @@ var rateLine = regexp.MustCompile(`(?m)^rate +(\d+) rows/s$`)
 // takes, and the app's own connection.
 func startDatabase(t *testing.T, dialect string) (dsn string, app *sql.DB) {
 	t.Helper()
-	return databases(t, dialect)("shop")
+	return databases(t, dialect)("app")
 }
 
 // databases starts a server of the dialect (none for SQLite) and returns
