@@ -11,6 +11,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/rotation/dbtest"
 )
 
@@ -33,7 +34,7 @@ func TestDjango(t *testing.T) {
 		}
 	}
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	primary, old := newKey(t), newKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	keys := []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode(), "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()}
 	sidecar := sidecartest.Start(t, bin, keys, "--addr", "unix://"+filepath.Join(t.TempDir(), "fernet.sock"), "--metrics-addr", "")
 	env := []string{
@@ -106,7 +107,7 @@ func TestDjangoInstall(t *testing.T) {
 	}
 	run(py, "-m", "venv", "--system-site-packages", venv)
 	run(filepath.Join(venv, "bin", "pip"), "install", "--no-index", "--no-build-isolation", src+"[django]")
-	key := newKey(t).Encode()
+	key := testkeys.New(t).Encode()
 	const app = `
 import sys
 import django

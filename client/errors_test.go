@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/client"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -47,9 +48,9 @@ func TestErrorReasons(t *testing.T) {
 		},
 		{
 			fernetv1.ReasonInvalidSignature, client.ErrInvalidSignature, true,
-			func() error { _, err := c.ReEncrypt(ctx, tokenUnder(t, newKey(t), "secret", now())); return err },
+			func() error { _, err := c.ReEncrypt(ctx, tokenUnder(t, testkeys.New(t), "secret", now())); return err },
 			func() (error, error) {
-				r, err := c.DecryptBatch(ctx, []string{tokenUnder(t, newKey(t), "secret", now())})
+				r, err := c.DecryptBatch(ctx, []string{tokenUnder(t, testkeys.New(t), "secret", now())})
 				return firstErr(r, err, func(r client.DecryptResult) error { return r.Err })
 			},
 		},

@@ -11,6 +11,8 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/client"
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/server"
 )
 
@@ -33,59 +35,20 @@ var transports = []struct {
 	{"tcp", func(*testing.T) string { return "127.0.0.1:0" }},
 }
 
-// staticKeys serves one keyring for good.
-type staticKeys struct{ ring *fernet.Keyring }
-
-func (k staticKeys) Keyring() *fernet.Keyring { return k.ring }
-
-func newKey(t testing.TB) *fernet.Key {
-	t.Helper()
-	key, err := fernet.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
 // startSidecar serves server.New on addr ("127.0.0.1:0" or "unix://...")
 // until the test ends, and returns the address to dial.
 func startSidecar(t *testing.T, addr string, limits server.Limits) *sidecar {
 	t.Helper()
-	s := &sidecar{primary: newKey(t), old: newKey(t)}
+	s := &sidecar{primary: testkeys.New(t), old: testkeys.New(t)}
 	srv := server.New(server.Config{
-		Keys:            staticKeys{fernet.NewKeyring(s.primary, s.old)},
+		Keys:            testkeys.NewSource(s.primary, s.old),
 		Limits:          limits,
 		MaxMessageBytes: 4 << 20,
 		Version:         "client-test",
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	s.addr = serve(t, srv, addr)
+	s.addr = servetest.Serve(t, srv, server.Listen, addr)
 	return s
-}
-
-// serve runs srv on addr ("127.0.0.1:0" or "unix://...") until the test
-// ends, then shuts it down and checks that Serve returned cleanly. It
-// returns the address to dial.
-func serve(t *testing.T, srv *server.Server, addr string) string {
-	t.Helper()
-	lis, err := server.Listen(addr, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	if lis.Addr().Network() == "unix" {
-		return "unix://" + lis.Addr().String()
-	}
-	return lis.Addr().String()
 }
 
 func dial(t *testing.T, target string, opts ...client.Option) *client.Client {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testpki"
 	"github.com/fernet-sidecar/fernet-sidecar/rotation/dbtest"
 )
@@ -51,7 +52,7 @@ func requirePython(t *testing.T) string {
 func TestPythonClient(t *testing.T) {
 	py := requirePython(t)
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	primary, old := newKey(t), newKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	const maxPlaintext, maxBatchItems = 1024, 8
 	env := []string{
 		"DJANGO_ENCRYPTION_KEY=" + primary.Encode(),

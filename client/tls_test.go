@@ -12,7 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/client"
-	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testpki"
 	"github.com/fernet-sidecar/fernet-sidecar/server"
 )
@@ -31,9 +32,9 @@ func TestTLS(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(p.CAPEM)
 
-	primary := newKey(t)
+	primary := testkeys.New(t)
 	srv := server.New(server.Config{
-		Keys:            staticKeys{fernet.NewKeyring(primary)},
+		Keys:            testkeys.NewSource(primary),
 		Limits:          server.DefaultLimits,
 		MaxMessageBytes: 4 << 20,
 		TLS: &tls.Config{
@@ -43,7 +44,7 @@ func TestTLS(t *testing.T) {
 		Version: "client-test",
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	addr := serve(t, srv, "127.0.0.1:0")
+	addr := servetest.Serve(t, srv, server.Listen, "127.0.0.1:0")
 	_, port, _ := net.SplitHostPort(addr)
 
 	for _, host := range []string{"127.0.0.1", "localhost"} {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 )
 
 // TestTOTPDjangoExample runs client/python/examples/totp_django's tests
@@ -18,7 +19,7 @@ func TestTOTPDjangoExample(t *testing.T) {
 		testenv.Missing(t, "Python module django_otp (Debian package python3-django-otp): "+string(out))
 	}
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	primary := newKey(t)
+	primary := testkeys.New(t)
 	addr := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode()},
 		"--addr", "unix://"+filepath.Join(t.TempDir(), "fernet.sock"), "--metrics-addr", "").Addr
 	runPython(t, py, []string{"SIDECAR_TEST_UNIX_TARGET=" + addr, "SIDECAR_TEST_PRIMARY_KEY=" + primary.Encode()},

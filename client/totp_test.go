@@ -11,6 +11,8 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/client"
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/server"
 	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
@@ -33,7 +35,7 @@ func TestInspect(t *testing.T) {
 		tokenUnder(t, s.primary, "a", made),
 		"garbage",
 		tokenUnder(t, s.old, "b", made),
-		tokenUnder(t, newKey(t), "c", made),
+		tokenUnder(t, testkeys.New(t), "c", made),
 		tokenUnder(t, s.primary, "d", 1),
 	}
 	results, err := c.InspectBatch(ctx, tokens, client.WithTTL(time.Hour))
@@ -114,12 +116,12 @@ func TestTOTP(t *testing.T) {
 }
 
 func TestMethodNotAllowed(t *testing.T) {
-	s := &sidecar{primary: newKey(t)}
+	s := &sidecar{primary: testkeys.New(t)}
 	srv := server.New(server.Config{
-		Keys: staticKeys{fernet.NewKeyring(s.primary)}, Limits: testLimits, MaxMessageBytes: 4 << 20,
+		Keys: testkeys.NewSource(s.primary), Limits: testLimits, MaxMessageBytes: 4 << 20,
 		AllowedMethods: []string{"Encrypt", "GetStatus"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	c := dial(t, serve(t, srv, "127.0.0.1:0"))
+	c := dial(t, servetest.Serve(t, srv, server.Listen, "127.0.0.1:0"))
 	ctx := testContext(t)
 	enc, err := c.Encrypt(ctx, []byte("x"))
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 )
 
 // pythonDerivation is django-fernet-fields' hkdf.py, run with Debian's
@@ -154,7 +155,7 @@ func TestLoadWithDerivedKeys(t *testing.T) {
 // django-fernet-fields wrote is still read with the key derived from the
 // old SECRET_KEY.
 func TestMovingOffDerivedKeys(t *testing.T) {
-	plain := newKey(t)
+	plain := testkeys.New(t)
 	derivedOld, err := DjangoFernetFieldsKey("old django secret")
 	if err != nil {
 		t.Fatal(err)

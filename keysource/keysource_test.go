@@ -9,16 +9,8 @@ import (
 	"testing"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 )
-
-func newKey(t *testing.T) *fernet.Key {
-	t.Helper()
-	key, err := fernet.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
 
 func writeFile(t *testing.T, content string) string {
 	t.Helper()
@@ -49,7 +41,7 @@ func ids(keys []*fernet.Key) []string {
 }
 
 func TestLoad(t *testing.T) {
-	primary, old1, old2 := newKey(t), newKey(t), newKey(t)
+	primary, old1, old2 := testkeys.New(t), testkeys.New(t), testkeys.New(t)
 	tests := []struct {
 		name            string
 		env             map[string]string
@@ -89,7 +81,7 @@ func TestLoad(t *testing.T) {
 }
 
 func TestLoadErrorsNameTheVariableNotTheValue(t *testing.T) {
-	primary := newKey(t)
+	primary := testkeys.New(t)
 	badKey := "c2hvcnQga2V5IHRoYXQgaXMgbm90IDMyIGJ5dGVz" // 30 bytes
 	tests := []struct {
 		name     string
@@ -136,7 +128,7 @@ func TestLoadErrorsNameTheVariableNotTheValue(t *testing.T) {
 }
 
 func TestLoadFallsBackToAPersistentDevKey(t *testing.T) {
-	old := newKey(t)
+	old := testkeys.New(t)
 	src := source(map[string]string{"OLD_DJANGO_ENCRYPTION_KEY": old.Encode()})
 	src.DevKeyFile = filepath.Join(t.TempDir(), "dev.key")
 
@@ -161,7 +153,7 @@ func TestLoadFallsBackToAPersistentDevKey(t *testing.T) {
 }
 
 func TestConfiguredKeyWinsOverDevKey(t *testing.T) {
-	primary := newKey(t)
+	primary := testkeys.New(t)
 	src := source(map[string]string{"DJANGO_ENCRYPTION_KEY": primary.Encode()})
 	src.DevKeyFile = filepath.Join(t.TempDir(), "dev.key")
 	loaded, err := src.Load()
@@ -184,7 +176,7 @@ func TestDevKeyRejectsACorruptFile(t *testing.T) {
 }
 
 func TestDevKeyRefusesAFileItCannotTrust(t *testing.T) {
-	key := newKey(t)
+	key := testkeys.New(t)
 	tests := []struct {
 		name string
 		make func(path string) error
@@ -237,7 +229,7 @@ func listSource(env map[string]string) Source {
 // TestLoadKeyList: one file holds every key, the primary first, so that
 // one rename changes them all.
 func TestLoadKeyList(t *testing.T) {
-	primary, old1, old2 := newKey(t), newKey(t), newKey(t)
+	primary, old1, old2 := testkeys.New(t), testkeys.New(t), testkeys.New(t)
 	for name, env := range map[string]map[string]string{
 		"file":     {"FERNET_KEYS_FILE": writeFile(t, primary.Encode()+"\n"+old1.Encode()+"\r\n\n"+old2.Encode()+"\n")},
 		"variable": {"FERNET_KEYS": primary.Encode() + "\n" + old1.Encode() + "\n" + old2.Encode()},
@@ -287,7 +279,7 @@ func TestLoadKeyList(t *testing.T) {
 }
 
 func TestLoadNotesKeysFromTheEnvironment(t *testing.T) {
-	primary, old := newKey(t), newKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	loaded, err := source(map[string]string{
 		"DJANGO_ENCRYPTION_KEY":          primary.Encode(),
 		"OLD_DJANGO_ENCRYPTION_KEY_FILE": writeFile(t, old.Encode()),

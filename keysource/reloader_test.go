@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 )
 
 // logBuffer is a concurrency-safe log sink the test can read.
@@ -83,7 +84,7 @@ func waitForPrimary(t *testing.T, r *Reloader, want *fernet.Key) {
 }
 
 func TestWatchReloadsARewrittenFile(t *testing.T) {
-	first, second := newKey(t), newKey(t)
+	first, second := testkeys.New(t), testkeys.New(t)
 	path := writeFile(t, first.Encode())
 	r, logs := newReloaderForFile(t, path)
 	watch(t, r)
@@ -109,7 +110,7 @@ func TestWatchReloadsARewrittenFile(t *testing.T) {
 // mounted Secret: the file is a symlink through "..data", which is swapped
 // to a new timestamped directory by a rename.
 func TestWatchFollowsAKubernetesSecretSwap(t *testing.T) {
-	first, second := newKey(t), newKey(t)
+	first, second := testkeys.New(t), testkeys.New(t)
 	mount := t.TempDir()
 	writeVersion := func(name string, key *fernet.Key) {
 		dir := filepath.Join(mount, name)
@@ -142,7 +143,7 @@ func must(t *testing.T, err error) {
 }
 
 func TestFailedReloadKeepsTheKeysInUse(t *testing.T) {
-	good, next := newKey(t), newKey(t)
+	good, next := testkeys.New(t), testkeys.New(t)
 	path := writeFile(t, good.Encode())
 	r, logs := newReloaderForFile(t, path)
 	var outcomes []error
@@ -192,7 +193,7 @@ func TestFailedReloadKeepsTheKeysInUse(t *testing.T) {
 }
 
 func TestReloadOfUnchangedKeysChangesNothing(t *testing.T) {
-	key := newKey(t)
+	key := testkeys.New(t)
 	r, logs := newReloaderForFile(t, writeFile(t, key.Encode()))
 	before := r.Keyring()
 	if err := r.Reload(); err != nil || r.Keyring() != before {
@@ -214,7 +215,7 @@ func TestReloadOfUnchangedKeysChangesNothing(t *testing.T) {
 // TestReloadDropsTheReplacedKeys: once no call uses them, the keys a reload
 // replaced are unreachable, so the collector can take them.
 func TestReloadDropsTheReplacedKeys(t *testing.T) {
-	first, second := newKey(t), newKey(t)
+	first, second := testkeys.New(t), testkeys.New(t)
 	path := writeFile(t, first.Encode())
 	r, _ := newReloaderForFile(t, path)
 	dropped := make(chan struct{})
@@ -240,7 +241,7 @@ func TestReloadDropsTheReplacedKeys(t *testing.T) {
 // sees it test guesses of the secret, so it is replaced; plain keys keep
 // theirs.
 func TestPublicKeyIDHidesDerivedKeys(t *testing.T) {
-	plain := newKey(t)
+	plain := testkeys.New(t)
 	src := source(map[string]string{"DJANGO_ENCRYPTION_KEY": plain.Encode(), "OLD_DJANGO_ENCRYPTION_KEY": "old django secret"})
 	src.DecryptOnlyDerivation = DerivationDjangoFernetFields
 	r, _, err := NewReloader(src, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -258,7 +259,7 @@ func TestPublicKeyIDHidesDerivedKeys(t *testing.T) {
 // TestWatchFollowsOneRenameOfTheKeyList: promoting B and keeping A is one
 // rename of the list file, so no reload ever sees B alone.
 func TestWatchFollowsOneRenameOfTheKeyList(t *testing.T) {
-	a, b := newKey(t), newKey(t)
+	a, b := testkeys.New(t), testkeys.New(t)
 	dir := t.TempDir()
 	list := filepath.Join(dir, "keys")
 	must(t, os.WriteFile(list, []byte(a.Encode()+"\n"+b.Encode()+"\n"), 0o600))

@@ -212,15 +212,6 @@ func (a *app) insert(table string, pks []any, secrets []any) {
 	}
 }
 
-func mustKey(t *testing.T) *fernet.Key {
-	t.Helper()
-	k, err := fernet.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func mustToken(t *testing.T, key *fernet.Key, plaintext string, ts uint64) string {
 	t.Helper()
 	e, err := fernet.NewKeyring(key).EncryptAtTime([]byte(plaintext), ts)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 )
 
 const baseTS = 1_600_000_000
@@ -91,7 +92,7 @@ func issueIDs(is Issues) string {
 }
 
 func testRotateAndRerun(t *testing.T, kind, dsn string) {
-	primary, old, stranger := mustKey(t), mustKey(t), mustKey(t)
+	primary, old, stranger := testkeys.New(t), testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
 	const n = 50
@@ -162,7 +163,7 @@ func testRotateAndRerun(t *testing.T, kind, dsn string) {
 }
 
 func testLegacyPlaintext(t *testing.T, kind, dsn string) {
-	primary, old, stranger := mustKey(t), mustKey(t), mustKey(t)
+	primary, old, stranger := testkeys.New(t), testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
 	secrets := map[int64]string{2: "JBSWY3DPEHPK3PXP", 3: "jbswy3dpehpk3pxpjbswy3dpehpk3pxp", 6: "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ======"[:32]}
@@ -234,7 +235,7 @@ func (a *app) oldTable(old *fernet.Key, n int64) {
 }
 
 func testConflicts(t *testing.T, kind, dsn string) {
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.oldTable(old, 30)
 	appPrimary := mustToken(t, primary, "app-3", baseTS+3000)
@@ -275,7 +276,7 @@ func testConflicts(t *testing.T, kind, dsn string) {
 }
 
 func testUnresolved(t *testing.T, kind, dsn string) {
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
 	a.insert("totp", []any{int64(1), int64(2), int64(3)}, []any{
@@ -314,7 +315,7 @@ func addFailingTrigger(a *app, id int) {
 }
 
 func testFailingWriteRollsBack(t *testing.T, kind, dsn string) {
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.oldTable(old, 60)
 	before := a.snapshot("totp")
@@ -357,7 +358,7 @@ func testFailingWriteRollsBack(t *testing.T, kind, dsn string) {
 }
 
 func testInterruptResume(t *testing.T, kind, dsn string) {
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.oldTable(old, 100)
 	a.exec("ALTER TABLE totp ADD COLUMN other TEXT")
@@ -436,7 +437,7 @@ func testInterruptResume(t *testing.T, kind, dsn string) {
 }
 
 func testTextKeysAndWhere(t *testing.T, kind, dsn string) {
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.exec("CREATE TABLE users (username VARCHAR(64) PRIMARY KEY, secret TEXT)")
 	names := []any{"alice", "Bob", "carol", "dave", "émile", "frank", "Zed", "zoë", "admin-1", "admin-2", "user 10", "user 9"}
@@ -475,7 +476,7 @@ func testTextKeysAndWhere(t *testing.T, kind, dsn string) {
 }
 
 func testBytesColumn(t *testing.T, kind, dsn string) {
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	blob := map[string]string{SQLite: "BLOB", Postgres: "BYTEA", MySQL: "BLOB"}[kind]
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret " + blob + ")")
@@ -494,7 +495,7 @@ func testBytesColumn(t *testing.T, kind, dsn string) {
 }
 
 func testCheckAndDryRun(t *testing.T, kind, dsn string) {
-	primary, old, old2, stranger := mustKey(t), mustKey(t), mustKey(t), mustKey(t)
+	primary, old, old2, stranger := testkeys.New(t), testkeys.New(t), testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
 	var pks, vals []any
@@ -550,7 +551,7 @@ func testCheckAndDryRun(t *testing.T, kind, dsn string) {
 }
 
 func testInternalStops(t *testing.T, kind, dsn string) {
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
 	var pks, vals []any
@@ -571,7 +572,7 @@ func testInternalStops(t *testing.T, kind, dsn string) {
 }
 
 func testNonUniqueKey(t *testing.T, kind, dsn string) {
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.exec("CREATE TABLE totp (id BIGINT, secret TEXT)")
 	tok := mustToken(t, old, "s", baseTS)
@@ -587,7 +588,7 @@ func testNonUniqueKey(t *testing.T, kind, dsn string) {
 }
 
 func testTOTPHex(t *testing.T, kind, dsn string) {
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
 	hexKey := "3132333435363738393031323334353637383930" // django-otp's default: 20 bytes, 40 hex digits
@@ -611,7 +612,7 @@ func testTOTPHex(t *testing.T, kind, dsn string) {
 // before the rotation, and a checkpoint from after it is still there. The
 // resumed run must not say all is done.
 func testStaleCheckpoint(t *testing.T, kind, dsn string) {
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.oldTable(old, 40)
 	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
@@ -637,7 +638,7 @@ func testStaleCheckpoint(t *testing.T, kind, dsn string) {
 }
 
 func testCompositeKey(t *testing.T, kind, dsn string) {
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.exec("CREATE TABLE member (org_id BIGINT, user_id BIGINT, secret TEXT, PRIMARY KEY (org_id, user_id))")
 	for _, pk := range []string{"org_id", "user_id"} {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/rotation/dbtest"
 )
 
@@ -68,7 +69,7 @@ func TestKeyTypes(t *testing.T) {
 }
 
 func testKeyType(t *testing.T, kind, dsn string, kt keyType) {
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.exec("CREATE TABLE k (id " + kt.sql + " PRIMARY KEY, secret TEXT)")
 	const n = 25
@@ -123,7 +124,7 @@ func TestShards(t *testing.T) {
 		dsn := dbtest.SQLiteFile(t)
 		a := openApp(t, SQLite, dsn)
 		a.exec("CREATE TABLE k (id TEXT PRIMARY KEY, secret TEXT)")
-		_, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(mustKey(t)), Table: "k", PK: "id", Column: "secret", Shard: Shard{1, 2}}).Run(context.Background())
+		_, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(testkeys.New(t)), Table: "k", PK: "id", Column: "secret", Shard: Shard{1, 2}}).Run(context.Background())
 		if err == nil || !strings.Contains(err.Error(), "integer primary key") {
 			t.Errorf("Run = %v, want --shard refused for a SQLite text key", err)
 		}
@@ -131,7 +132,7 @@ func TestShards(t *testing.T) {
 }
 
 func testShards(t *testing.T, kind, dsn string, kt keyType, n int) {
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.exec("CREATE TABLE k (id " + kt.sql + " PRIMARY KEY, secret TEXT)")
 	const rows = 400

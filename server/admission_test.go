@@ -13,7 +13,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -21,11 +22,10 @@ import (
 // (for its metrics), a client and the connection.
 func admissionServer(t *testing.T, bounds Admission) (*Server, fernetv1.FernetServiceClient, *grpc.ClientConn) {
 	t.Helper()
-	keys := &swappableKeys{}
-	keys.Store(fernet.NewKeyring(newKey(t)))
+	keys := testkeys.NewSource(testkeys.New(t))
 	srv := New(Config{Keys: keys, Limits: DefaultLimits, MaxMessageBytes: 4 << 20, Version: "test",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Admission: bounds})
-	addr := serve(t, srv, "unix://"+filepath.Join(t.TempDir(), "fernet.sock"))
+	addr := servetest.Serve(t, srv, Listen, "unix://"+filepath.Join(t.TempDir(), "fernet.sock"))
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -46,13 +47,12 @@ func TestAllowMethods(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	keys := &swappableKeys{}
-	keys.Store(fernet.NewKeyring(newKey(t)))
+	keys := testkeys.NewSource(testkeys.New(t))
 	srv := &testServer{Server: New(Config{
 		Keys: keys, Limits: DefaultLimits, MaxMessageBytes: 4 << 20, Version: "test",
 		AllowedMethods: allowed, Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
 	})}
-	addr := serve(t, srv.Server, "127.0.0.1:0")
+	addr := servetest.Serve(t, srv.Server, Listen, "127.0.0.1:0")
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

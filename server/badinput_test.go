@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -132,8 +133,7 @@ func TestCallerLeavingMidBatch(t *testing.T) {
 }
 
 func TestBatchStopsWithinAStrideOfTheCallerLeaving(t *testing.T) {
-	keys := &swappableKeys{}
-	keys.Store(fernet.NewKeyring(newKey(t)))
+	keys := testkeys.NewSource(testkeys.New(t))
 	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "test")
 	leaving, leave := context.WithCancel(context.Background())
 	defer leave()

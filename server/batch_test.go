@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -18,8 +18,7 @@ func TestLargeBatchUsesEveryCPUAndKeepsOrder(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		t.Skip("one CPU: nothing to spread over")
 	}
-	keys := &swappableKeys{}
-	keys.Store(fernet.NewKeyring(newKey(t)))
+	keys := testkeys.NewSource(testkeys.New(t))
 	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "test")
 	items := make([]int, 4*itemsPerWorker)
 	for i := range items {
@@ -50,8 +49,7 @@ func TestLargeBatchUsesEveryCPUAndKeepsOrder(t *testing.T) {
 }
 
 func TestSmallBatchRunsOnTheCallersGoroutine(t *testing.T) {
-	keys := &swappableKeys{}
-	keys.Store(fernet.NewKeyring(newKey(t)))
+	keys := testkeys.NewSource(testkeys.New(t))
 	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "test")
 	before := runtime.NumGoroutine()
 	var mostGoroutines atomic.Int64
@@ -73,7 +71,7 @@ func TestBatchMetricsCountEveryItem(t *testing.T) {
 	now := uint64(time.Now().Unix())
 	primary := tokenUnder(t, ts.primary, "secret", now)
 	old := tokenUnder(t, ts.old, "secret", now)
-	unknown := tokenUnder(t, newKey(t), "secret", now)
+	unknown := tokenUnder(t, testkeys.New(t), "secret", now)
 	expired := tokenUnder(t, ts.primary, "secret", now-3600)
 	// Spread over several shares and workers, in a mix.
 	counts := map[string]int{primary: 300, old: 200, unknown: 50, expired: 40, "not a token": 10}

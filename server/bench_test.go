@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -15,9 +16,8 @@ import (
 //
 //	go test -run '^$' -bench ReEncryptBatch -benchmem ./server/
 func BenchmarkReEncryptBatch(b *testing.B) {
-	primary, old := newKey(b), newKey(b)
-	keys := &swappableKeys{}
-	keys.Store(fernet.NewKeyring(primary, old))
+	primary, old := testkeys.New(b), testkeys.New(b)
+	keys := testkeys.NewSource(primary, old)
 	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "bench")
 	underOld := fernet.NewKeyring(old)
 	req := &fernetv1.ReEncryptBatchRequest{}
@@ -40,8 +40,7 @@ func BenchmarkReEncryptBatch(b *testing.B) {
 //
 //	go test -run '^$' -bench VerifyTOTP -benchmem ./server/
 func BenchmarkVerifyTOTP(b *testing.B) {
-	keys := &swappableKeys{}
-	keys.Store(fernet.NewKeyring(newKey(b)))
+	keys := testkeys.NewSource(testkeys.New(b))
 	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "bench")
 	enrolled, err := service.CreateTOTP(context.Background(), &fernetv1.CreateTOTPRequest{AccountName: "alice"})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -53,7 +54,7 @@ func TestDecryptFailures(t *testing.T) {
 	}{
 		{"garbage", "not a token", nil, fernetv1.ReasonMalformed},
 		{"non-ASCII", "gAAAAé", nil, fernetv1.ReasonMalformed},
-		{"unknown key", tokenUnder(t, newKey(t), "secret", now), nil, fernetv1.ReasonInvalidSignature},
+		{"unknown key", tokenUnder(t, testkeys.New(t), "secret", now), nil, fernetv1.ReasonInvalidSignature},
 		{"expired", tokenUnder(t, ts.primary, "secret", now-120), proto.Int64(60), fernetv1.ReasonExpired},
 		{"from the future", tokenUnder(t, ts.primary, "secret", now+3600), proto.Int64(60), fernetv1.ReasonFutureTimestamp},
 		{"too large", strings.Repeat("A", 1000), nil, fernetv1.ReasonTokenTooLarge},

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -82,8 +83,7 @@ func TestBatchTooLargeProcessesNothing(t *testing.T) {
 
 func TestBatchStopsWhenTheCallerHasGone(t *testing.T) {
 	registry := prometheus.NewRegistry()
-	keys := &swappableKeys{}
-	keys.Store(fernet.NewKeyring(newKey(t)))
+	keys := testkeys.NewSource(testkeys.New(t))
 	service := NewService(keys, DefaultLimits, NewMetrics(registry), "test")
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()

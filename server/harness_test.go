@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -28,29 +29,13 @@ type testServer struct {
 	client  fernetv1.FernetServiceClient
 	primary *fernet.Key
 	old     *fernet.Key
-	keys    *swappableKeys
-}
-
-// swappableKeys is a KeyringSource whose keys a test can replace, as a
-// reload would.
-type swappableKeys struct{ atomic.Pointer[fernet.Keyring] }
-
-func (k *swappableKeys) Keyring() *fernet.Keyring { return k.Load() }
-
-func newKey(t testing.TB) *fernet.Key {
-	t.Helper()
-	key, err := fernet.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
+	keys    *testkeys.Source
 }
 
 func startServer(t *testing.T, limits Limits) *testServer {
 	t.Helper()
-	ts := &testServer{primary: newKey(t), old: newKey(t)}
-	ts.keys = &swappableKeys{}
-	ts.keys.Store(fernet.NewKeyring(ts.primary, ts.old))
+	ts := &testServer{primary: testkeys.New(t), old: testkeys.New(t)}
+	ts.keys = testkeys.NewSource(ts.primary, ts.old)
 	ts.Server = New(Config{
 		Keys:            ts.keys,
 		Limits:          limits,
@@ -58,7 +43,7 @@ func startServer(t *testing.T, limits Limits) *testServer {
 		Version:         "test",
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	addr := serve(t, ts.Server, "unix://"+filepath.Join(t.TempDir(), "fernet.sock"))
+	addr := servetest.Serve(t, ts.Server, Listen, "unix://"+filepath.Join(t.TempDir(), "fernet.sock"))
 	var err error
 	ts.conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -67,31 +52,6 @@ func startServer(t *testing.T, limits Limits) *testServer {
 	t.Cleanup(func() { ts.conn.Close() })
 	ts.client = fernetv1.NewFernetServiceClient(ts.conn)
 	return ts
-}
-
-// serve runs srv on addr ("127.0.0.1:0" or "unix://...") until the test
-// ends, then shuts it down and checks that Serve returned cleanly. It
-// returns the address to dial.
-func serve(t *testing.T, srv *Server, addr string) string {
-	t.Helper()
-	lis, err := Listen(addr, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	if lis.Addr().Network() == "unix" {
-		return "unix://" + lis.Addr().String()
-	}
-	return lis.Addr().String()
 }
 
 func ctx(t *testing.T) context.Context {

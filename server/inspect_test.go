@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -22,7 +23,7 @@ func TestInspectTellsWhatDecryptDoes(t *testing.T) {
 		tokenUnder(t, ts.old, "secret", now-30),
 		tokenUnder(t, ts.primary, "secret", now-3600),
 		tokenUnder(t, ts.primary, "secret", now+3600),
-		tokenUnder(t, newKey(t), "secret", now),
+		tokenUnder(t, testkeys.New(t), "secret", now),
 		"not a token",
 		strings.Repeat("A", 1000),
 	}

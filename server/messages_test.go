@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -24,12 +25,12 @@ func TestErrorMessagesAreFixedPerReason(t *testing.T) {
 		ttl    *int64
 		reason string
 	}{
-		{"aGVsbG8gd29ybGQ=", nil, fernetv1.ReasonMalformed},                                      // version byte 0x68
-		{"JBSWY3DPEHPK3PXP", nil, fernetv1.ReasonMalformed},                                      // a bare TOTP secret
-		{"aGVsbG8gd29ybGQgdGhpcyBpcyBub3Q", nil, fernetv1.ReasonMalformed},                       // 31 characters
-		{strings.Repeat("x", 17), nil, fernetv1.ReasonMalformed},                                 // 17 data characters
-		{good[:len(good)-8], nil, fernetv1.ReasonMalformed},                                      // truncated
-		{tokenUnder(t, newKey(t), "other", 1_700_000_000), nil, fernetv1.ReasonInvalidSignature}, // unknown key
+		{"aGVsbG8gd29ybGQ=", nil, fernetv1.ReasonMalformed},                                            // version byte 0x68
+		{"JBSWY3DPEHPK3PXP", nil, fernetv1.ReasonMalformed},                                            // a bare TOTP secret
+		{"aGVsbG8gd29ybGQgdGhpcyBpcyBub3Q", nil, fernetv1.ReasonMalformed},                             // 31 characters
+		{strings.Repeat("x", 17), nil, fernetv1.ReasonMalformed},                                       // 17 data characters
+		{good[:len(good)-8], nil, fernetv1.ReasonMalformed},                                            // truncated
+		{tokenUnder(t, testkeys.New(t), "other", 1_700_000_000), nil, fernetv1.ReasonInvalidSignature}, // unknown key
 		{tokenUnder(t, ts.primary, "old", 1_000_000_000), &ttl, fernetv1.ReasonExpired},
 		{tokenUnder(t, ts.primary, "future", 1<<40), &ttl, fernetv1.ReasonFutureTimestamp},
 		{strings.Repeat("gAAAAA", 1000), nil, fernetv1.ReasonTokenTooLarge},

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -41,7 +42,7 @@ func TestReEncrypt(t *testing.T) {
 
 func TestReEncryptRefusesWhatItCannotDecrypt(t *testing.T) {
 	ts := startServer(t, DefaultLimits)
-	token := tokenUnder(t, newKey(t), "secret", 1234)
+	token := tokenUnder(t, testkeys.New(t), "secret", 1234)
 	_, err := ts.client.ReEncrypt(ctx(t), &fernetv1.ReEncryptRequest{Token: token})
 	wantReason(t, err, fernetv1.ReasonInvalidSignature, token, "secret")
 	if got := ts.metric(t, "fernet_decrypt_failures_total", "reason", "invalid_signature"); got != 1 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -21,7 +22,7 @@ func TestCallsDuringKeySwapsSeeOneKeySet(t *testing.T) {
 	validStatus := map[string]bool{statusKey(ts.keys.Keyring()): true}
 	var keyrings []*fernet.Keyring
 	for range sets {
-		keys = append(keys, newKey(t))
+		keys = append(keys, testkeys.New(t))
 		older := slices.Clone(keys[:len(keys)-1])
 		slices.Reverse(older)
 		keyring := fernet.NewKeyring(keys[len(keys)-1], older...)

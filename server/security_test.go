@@ -23,7 +23,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testpki"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
@@ -71,13 +72,12 @@ func TestListenUnixSocketGroup(t *testing.T) {
 // serveWith starts a Server built from cfg on loopback TCP.
 func serveWith(t *testing.T, cfg Config) string {
 	t.Helper()
-	keys := &swappableKeys{}
-	keys.Store(fernet.NewKeyring(newKey(t)))
+	keys := testkeys.NewSource(testkeys.New(t))
 	cfg.Keys, cfg.Limits, cfg.MaxMessageBytes, cfg.Version = keys, DefaultLimits, 4<<20, "test"
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return serve(t, New(cfg), "127.0.0.1:0")
+	return servetest.Serve(t, New(cfg), Listen, "127.0.0.1:0")
 }
 
 func statusCall(t *testing.T, addr string, creds credentials.TransportCredentials) error {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
@@ -168,7 +169,7 @@ func TestVerifyTOTPFailures(t *testing.T) {
 		reason string
 	}{
 		{"garbage token", &fernetv1.VerifyTOTPRequest{Token: "garbage", Code: "123456"}, fernetv1.ReasonMalformed},
-		{"unknown key", &fernetv1.VerifyTOTPRequest{Token: tokenUnder(t, newKey(t), secretText, 1), Code: "123456"}, fernetv1.ReasonInvalidSignature},
+		{"unknown key", &fernetv1.VerifyTOTPRequest{Token: tokenUnder(t, testkeys.New(t), secretText, 1), Code: "123456"}, fernetv1.ReasonInvalidSignature},
 		{"not base32", &fernetv1.VerifyTOTPRequest{Token: notBase32, Code: "123456"}, fernetv1.ReasonInvalidTOTPSecret},
 		{"base32 read as hex", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Encoding: fernetv1.TOTPSecretEncoding_TOTP_SECRET_ENCODING_HEX}, fernetv1.ReasonInvalidTOTPSecret},
 		{"window 11", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Window: proto.Uint32(11)}, fernetv1.ReasonInvalidTOTPParameter},

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -21,7 +22,7 @@ import (
 func TestTOTPOnlyProfile(t *testing.T) {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	const profile = "Encrypt,ReEncrypt,ReEncryptBatch,Inspect,InspectBatch,CreateTOTP,VerifyTOTP,GetStatus"
-	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode(), "FERNET_SIDECAR_ALLOW_METHODS=" + profile},
+	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + testkeys.New(t).Encode(), "FERNET_SIDECAR_ALLOW_METHODS=" + profile},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	client := fernetv1.NewFernetServiceClient(dial(t, s.Addr))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

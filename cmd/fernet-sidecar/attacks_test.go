@@ -29,6 +29,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -81,7 +82,7 @@ type underAttack struct {
 func startUnderAttack(t *testing.T) *underAttack {
 	t.Helper()
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	s := sidecartest.Start(t, bin, append([]string{"DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode()}, strings.Fields(os.Getenv("XENV"))...),
+	s := sidecartest.Start(t, bin, append([]string{"DJANGO_ENCRYPTION_KEY=" + testkeys.New(t).Encode()}, strings.Fields(os.Getenv("XENV"))...),
 		"--addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	a := &underAttack{Sidecar: s, client: fernetv1.NewFernetServiceClient(dial(t, s.Addr))}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -13,6 +13,7 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 )
 
 // grpcurl runs grpcurl against the sidecar with reflection only (no proto
@@ -43,19 +44,10 @@ func grpcurlFor(t *testing.T, addr string) grpcurl {
 	}
 }
 
-func mustGenerate(t *testing.T) *fernet.Key {
-	t.Helper()
-	key, err := fernet.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
 func TestEndToEnd(t *testing.T) {
 	testenv.LookPath(t, "grpcurl")
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	primary, old := mustGenerate(t), mustGenerate(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	env := []string{
 		"DJANGO_ENCRYPTION_KEY=" + primary.Encode(),
 		"OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode(),
@@ -135,7 +127,7 @@ func checkSession(t *testing.T, s *sidecartest.Sidecar, call grpcurl, primary, o
 		t.Fatalf("GetStatus = %+v", status)
 	}
 
-	unknown, err := fernet.NewKeyring(mustGenerate(t)).Encrypt([]byte(plaintext))
+	unknown, err := fernet.NewKeyring(testkeys.New(t)).Encrypt([]byte(plaintext))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +221,7 @@ func TestDevModeServesAtOnceAndKeepsItsKey(t *testing.T) {
 
 func TestHealthcheckCommand(t *testing.T) {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode()},
+	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + testkeys.New(t).Encode()},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "", "--health-addr", "127.0.0.1:0")
 	healthAddr := s.HealthAddr
 	if healthAddr == "" {
@@ -250,7 +242,7 @@ func TestHealthcheckCommand(t *testing.T) {
 
 func TestGCDefaultsAndTheEnvironmentWins(t *testing.T) {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	key := "DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode()
+	key := "DJANGO_ENCRYPTION_KEY=" + testkeys.New(t).Encode()
 	for _, tt := range []struct {
 		name string
 		env  []string

@@ -27,6 +27,7 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
@@ -75,7 +76,7 @@ func load(client fernetv1.FernetServiceClient, callers, rounds int, stop <-chan 
 
 func TestSIGTERMUnderLoad(t *testing.T) {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	key := mustGenerate(t)
+	key := testkeys.New(t)
 	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + key.Encode()},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "", "--shutdown-timeout", "5s")
 	conn := dial(t, s.Addr)
@@ -141,7 +142,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 
 func TestKeyFileFaultsUnderLoad(t *testing.T) {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	key := mustGenerate(t)
+	key := testkeys.New(t)
 	keyFile := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(keyFile, []byte(key.Encode()), 0o600); err != nil {
 		t.Fatal(err)
@@ -204,7 +205,7 @@ func waitForMetric(t *testing.T, s *sidecartest.Sidecar, want string) {
 // endpoint open or hit it in a loop must not hold up gRPC calls.
 func TestSlowAndHammeredMetricsDoNotStallCalls(t *testing.T) {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode()},
+	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + testkeys.New(t).Encode()},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	defer s.Stop(t)
 	stop := make(chan struct{})
@@ -256,7 +257,7 @@ func TestSlowAndHammeredMetricsDoNotStallCalls(t *testing.T) {
 // every encoding, in the logs, the errors and /metrics.
 func TestNoSecretLeavesTheProcess(t *testing.T) {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	primary, old, next := mustGenerate(t), mustGenerate(t), mustGenerate(t)
+	primary, old, next := testkeys.New(t), testkeys.New(t), testkeys.New(t)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key")
 	if err := os.WriteFile(keyFile, []byte(primary.Encode()), 0o600); err != nil {
@@ -281,7 +282,7 @@ func TestNoSecretLeavesTheProcess(t *testing.T) {
 		tokens = append(tokens, sealed.GetToken())
 		underOld, _ := fernet.NewKeyring(old).Encrypt([]byte(p))
 		tokens = append(tokens, underOld.Token)
-		unknown, _ := fernet.NewKeyring(mustGenerate(t)).Encrypt([]byte(p))
+		unknown, _ := fernet.NewKeyring(testkeys.New(t)).Encrypt([]byte(p))
 		tokens = append(tokens, unknown.Token)
 	}
 	expired, _ := fernet.NewKeyring(primary).EncryptAtTime([]byte(plaintexts[0]), 1)

@@ -14,12 +14,13 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
 func TestKeyFileReloadsWithoutRestart(t *testing.T) {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	first, second, third := mustGenerate(t), mustGenerate(t), mustGenerate(t)
+	first, second, third := testkeys.New(t), testkeys.New(t), testkeys.New(t)
 	keyFile := filepath.Join(t.TempDir(), "key")
 	writeKey := func(content string) {
 		t.Helper()
@@ -88,7 +89,7 @@ func TestKeyFileReloadsWithoutRestart(t *testing.T) {
 
 func TestSIGHUPReloadsKeys(t *testing.T) {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	first, second := mustGenerate(t), mustGenerate(t)
+	first, second := testkeys.New(t), testkeys.New(t)
 	keyFile := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(keyFile, []byte(first.Encode()), 0o600); err != nil {
 		t.Fatal(err)

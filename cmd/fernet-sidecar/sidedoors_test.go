@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/keysource"
 )
 
@@ -40,7 +41,7 @@ func TestKeyInTheEnvironment(t *testing.T) {
 	}
 	const nobody = 65534
 	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--metrics-addr", "")
-	cmd.Env = []string{"DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode()}
+	cmd.Env = []string{"DJANGO_ENCRYPTION_KEY=" + testkeys.New(t).Encode()}
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	stderr, err := cmd.StderrPipe()

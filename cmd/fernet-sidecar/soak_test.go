@@ -18,6 +18,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -35,7 +36,7 @@ func TestSoak(t *testing.T) {
 		calls = n
 	}
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	primary, old := mustGenerate(t), mustGenerate(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode(), "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()},
 		"--addr", "unix://"+t.TempDir()+"/fernet.sock", "--metrics-addr", "127.0.0.1:0")
 	defer s.Stop(t)
@@ -142,7 +143,7 @@ func newSoakMix(t *testing.T, primary, old *fernet.Key) *soakMix {
 		ttl           *int64
 	}{
 		{m.good[:40], fernetv1.ReasonMalformed, nil},
-		{seal(mustGenerate(t), now), fernetv1.ReasonInvalidSignature, nil},
+		{seal(testkeys.New(t), now), fernetv1.ReasonInvalidSignature, nil},
 		{seal(primary, now-7200), fernetv1.ReasonExpired, &ttl},
 		{seal(primary, now+7200), fernetv1.ReasonFutureTimestamp, &ttl},
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/rotation/dbtest"
 )
 
@@ -511,7 +512,7 @@ func TestRotate100kWithAppWritesKillAndResume(t *testing.T) {
 				sidecarAddr = "unix://" + filepath.Join(t.TempDir(), "fernet.sock")
 				batch = "2500" // more than one RPC per batch
 			}
-			primary, old := mustKey(t), mustKey(t)
+			primary, old := testkeys.New(t), testkeys.New(t)
 			addr := startSidecar(t, primary, old, sidecarAddr)
 			started := time.Now()
 			f := newFixture(t, dialect, app, primary, old, fixtureRows)
@@ -625,7 +626,7 @@ func TestRotate100kWithAppWritesKillAndResume(t *testing.T) {
 func TestInterruptFinishesTheBatchAndResumes(t *testing.T) {
 	dsn := dbtest.SQLiteFile(t)
 	app := dbtest.OpenSQLite(t, dsn)
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	addr := startSidecar(t, primary, old, "127.0.0.1:0")
 	const rows = 20_000
 	f := newFixture(t, "sqlite", app, primary, old, rows)
@@ -707,7 +708,7 @@ func TestInterruptFinishesTheBatchAndResumes(t *testing.T) {
 func TestLeastPrivilegeProfile(t *testing.T) {
 	dsn := dbtest.SQLiteFile(t)
 	app := dbtest.OpenSQLite(t, dsn)
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	const profile = "Encrypt,ReEncrypt,ReEncryptBatch,Inspect,InspectBatch,CreateTOTP,VerifyTOTP,GetStatus"
 	addr := startSidecar(t, primary, old, "127.0.0.1:0", "--allow-methods", profile)
 	const rows = 2000
@@ -762,15 +763,6 @@ func equalSnapshots(a, b map[int64]any) bool {
 	return true
 }
 
-func mustKey(t *testing.T) *fernet.Key {
-	t.Helper()
-	k, err := fernet.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 // TestRestoreAfterCheckpoint: a run is stopped, then the database is
 // restored from a backup taken before the run, so the checkpoint claims
 // work the database no longer holds. The resumed run must say so and
@@ -778,7 +770,7 @@ func mustKey(t *testing.T) *fernet.Key {
 func TestRestoreAfterCheckpoint(t *testing.T) {
 	dsn := dbtest.SQLiteFile(t)
 	app := dbtest.OpenSQLite(t, dsn)
-	primary, old := mustKey(t), mustKey(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
 	addr := startSidecar(t, primary, old, "127.0.0.1:0")
 	f := newFixture(t, "sqlite", app, primary, old, 10_000)
 	backup := snapshot(t, app)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 )
 
 // TestMeasure measures the tables in docs/fernetctl.md: uninterrupted
@@ -57,7 +58,7 @@ func TestMeasure(t *testing.T) {
 	for _, dialect := range want {
 		t.Run(dialect, func(t *testing.T) {
 			fresh := databases(t, dialect)
-			primary, old := mustKey(t), mustKey(t)
+			primary, old := testkeys.New(t), testkeys.New(t)
 			env := []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode(), "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()}
 			sidecar := sidecartest.Start(t, binary(t, "fernet-sidecar"), env, "--addr", "127.0.0.1:0", "--metrics-addr", "")
 			addr := sidecar.Addr

@@ -1,0 +1,40 @@
+// Package testkeys makes Fernet keys and key sources for the tests of every
+// package above fernet/ (fernet's own tests cannot import it: it imports
+// fernet).
+package testkeys
+
+import (
+	"sync/atomic"
+	"testing"
+
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+)
+
+// New makes a random key, failing the test if it cannot.
+func New(t testing.TB) *fernet.Key {
+	t.Helper()
+	key, err := fernet.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// Source is a server.KeyringSource whose keyring a test can replace, as a
+// reload would.
+type Source struct {
+	ring atomic.Pointer[fernet.Keyring]
+}
+
+// NewSource serves the keyring of primary and the old keys.
+func NewSource(primary *fernet.Key, old ...*fernet.Key) *Source {
+	s := &Source{}
+	s.Store(fernet.NewKeyring(primary, old...))
+	return s
+}
+
+// Keyring is the keyring stored last.
+func (s *Source) Keyring() *fernet.Keyring { return s.ring.Load() }
+
+// Store replaces the keyring, for the calls that start after it.
+func (s *Source) Store(ring *fernet.Keyring) { s.ring.Store(ring) }
