@@ -1,9 +1,10 @@
 # Build:  docker build -t fernet-sidecar --build-arg VERSION=$(git describe --always --dirty) .
 # Run:    docker run -e DJANGO_ENCRYPTION_KEY=... fernet-sidecar
 # Deploy: deploy/kubernetes/ and deploy/compose/, explained in docs/deployment.md.
-# deploy/dockerfile_test.go checks this file without a Docker engine: it
-# parses it, runs the build command below as written, and checks the user,
+# deploy/internal/schemacheck/dockerfile_test.go checks this file without a
+# Docker engine: it parses it with BuildKit's parser, and checks the user,
 # the entrypoint, the ports and the health check against the binary's flags;
+# deploy/dockerfile_test.go runs the build command below as written;
 # deploy/container_test.go builds it with buildah and runs the image with
 # podman (docs/deployment.md#without-docker-buildah-and-podman).
 

@@ -1,9 +1,10 @@
 // Package deploy holds no code: its tests check the deployment files, which
 // are examples that people copy, against the real binary.
 //
-//   - ../Dockerfile: parsed; its build command is run as written and the
-//     result must be static; user, entrypoint, ports and health check must
-//     agree with the binary's flags (dockerfile_test.go).
+//   - ../Dockerfile: its build command is run as written and the result
+//     must be static (dockerfile_test.go); parsed with BuildKit's parser,
+//     its user, entrypoint, ports and health check must agree with the
+//     binary's flags (internal/schemacheck/dockerfile_test.go).
 //   - ../Dockerfile, built and run: buildah builds it as written, offline,
 //     on local stand-ins for its base images (testdata/container/), and
 //     podman runs the image in a pod, deployment.yaml with kube play and

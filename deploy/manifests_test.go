@@ -13,8 +13,9 @@ import (
 )
 
 // TestManifests runs the tests of the nested module internal/schemacheck,
-// which decode the Kubernetes manifests, the Compose file and .dockerignore
-// with the Kubernetes, prometheus-operator, Compose and Docker libraries.
+// which decode the Kubernetes manifests, the Compose file, .dockerignore and
+// the Dockerfile with the Kubernetes, prometheus-operator, Compose, Docker
+// and BuildKit libraries.
 // They live in a module of their own so that the sidecar's module does not
 // depend on those libraries; `go test ./...` at the root does not enter a
 // nested module, so this test does, with the same -race setting, and holds

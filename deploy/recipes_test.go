@@ -169,7 +169,7 @@ func TestGrpcurlRecipes(t *testing.T) {
 	if m == nil {
 		t.Fatalf("the first recipe must set SIDECAR=${SIDECAR:-localhost:<port>}:\n%s", order[0])
 	}
-	if _, port, _ := net.SplitHostPort(flagDefaults(t, bin)["addr"]); port != m[1] {
+	if _, port, _ := net.SplitHostPort(sidecartest.FlagDefaults(t, bin)["addr"]); port != m[1] {
 		t.Errorf("the recipes default to port %s; the sidecar serves on %s by default", m[1], port)
 	}
 

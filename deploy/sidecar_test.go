@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -55,12 +54,7 @@ func imageBinary(t *testing.T) string {
 	t.Helper()
 	root := testenv.RepoRoot(t)
 	imageBuild.once.Do(func() {
-		df, err := parseDockerfileAt(filepath.Join(root, "Dockerfile"))
-		if err != nil {
-			imageBuild.err = err
-			return
-		}
-		imageBuild.bin, imageBuild.out, imageBuild.err = buildLikeDockerfile(root, df, buildDir)
+		imageBuild.bin, imageBuild.out, imageBuild.err = buildLikeDockerfile(root, buildDir)
 	})
 	if imageBuild.err != nil {
 		t.Fatalf("build the sidecar as the Dockerfile does: %v\n%s", imageBuild.err, imageBuild.out)

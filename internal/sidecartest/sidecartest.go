@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,6 +31,35 @@ func Build(t testing.TB, dir string) string {
 		t.Fatalf("go build %s: %v\n%s", dir, err, out)
 	}
 	return bin
+}
+
+// FlagDefaults reads a command's flags and their defaults from the -help
+// output of bin with args (e.g. a subcommand), as the flag package prints
+// them ("" when a flag shows none).
+func FlagDefaults(t testing.TB, bin string, args ...string) map[string]string {
+	t.Helper()
+	out, _ := exec.Command(bin, append(args, "-help")...).CombinedOutput()
+	defaults := map[string]string{}
+	name := ""
+	defaultRE := regexp.MustCompile(`\(default (.*)\)$`)
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "  -"); ok {
+			name = strings.Fields(rest)[0]
+			defaults[name] = ""
+			continue
+		}
+		if m := defaultRE.FindStringSubmatch(strings.TrimSpace(line)); m != nil && name != "" {
+			value := m[1]
+			if unquoted, err := strconv.Unquote(value); err == nil {
+				value = unquoted
+			}
+			defaults[name] = value
+		}
+	}
+	if len(defaults) == 0 {
+		t.Fatalf("%s %s -help lists no flags:\n%s", bin, strings.Join(args, " "), out)
+	}
+	return defaults
 }
 
 // Sidecar is a running sidecar process.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 )
 
 // loadCompose loads a Compose file as `docker compose` does, validating it
@@ -34,7 +36,7 @@ func loadCompose(t *testing.T, path string) (*types.Project, error) {
 // TestComposeLoaderRefuses shows that the loader the Compose file passes is
 // strict: a misspelt key fails.
 func TestComposeLoaderRefuses(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	good := readFile(t, filepath.Join(root, "deploy", "compose", "compose.yaml"))
 	for name, edit := range map[string][2]string{
 		"service key":   {"    read_only: true\n", "    readonly: true\n"},
@@ -60,7 +62,7 @@ func TestComposeLoaderRefuses(t *testing.T) {
 // a file and that stays out of images and git; the sidecar runs as the
 // image's user, hardened, with the image's health check.
 func TestCompose(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	img := readImage(t, root)
 	dir := filepath.Join(root, "deploy", "compose")
 	project, err := loadCompose(t, filepath.Join(dir, "compose.yaml"))
@@ -175,10 +177,7 @@ func TestCompose(t *testing.T) {
 	if hc == nil || !slices.Equal([]string(hc.Test), []string{"CMD", img.entrypoint, "healthcheck"}) {
 		t.Fatalf("the sidecar's healthcheck %v: want [CMD %s healthcheck], exec form (the image has no shell)", hc, img.entrypoint)
 	}
-	imageTimeout, err := time.ParseDuration(img.healthcheckTimout)
-	if err != nil {
-		t.Fatal(err)
-	}
+	imageTimeout := img.healthcheckTimeout
 	if hc.Timeout == nil || time.Duration(*hc.Timeout) < imageTimeout {
 		t.Errorf("healthcheck timeout %v: want at least the Dockerfile's %s, which outlasts the check's own deadline", hc.Timeout, imageTimeout)
 	}

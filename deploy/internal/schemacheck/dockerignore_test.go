@@ -9,6 +9,8 @@ import (
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
+
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 )
 
 // dockerIgnore returns the repository's .dockerignore as Docker's own
@@ -43,7 +45,7 @@ func excluded(t *testing.T, pm *patternmatcher.PatternMatcher, path string) bool
 // TestDockerIgnore checks, with Docker's matcher, that the build context
 // keeps every file the build needs and no key file wherever it lies.
 func TestDockerIgnore(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	pm := dockerIgnore(t, root)
 	for _, path := range []string{
 		".git/config",

@@ -10,6 +10,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 )
 
 // TestFernetctlJob checks the sharded fernetctl Job against what
@@ -17,7 +19,7 @@ import (
 // one shard, as many shards as completions, each pod with the
 // Deployment's own sidecar beside fernetctl, and the DSN from a Secret.
 func TestFernetctlJob(t *testing.T) {
-	objects := decodeManifests(t, strictDecoder(t), filepath.Join(repoRoot(t), "deploy", "kubernetes"))
+	objects := decodeManifests(t, strictDecoder(t), filepath.Join(testenv.RepoRoot(t), "deploy", "kubernetes"))
 	var job *batchv1.Job
 	var deployment *appsv1.Deployment
 	for _, objs := range objects {

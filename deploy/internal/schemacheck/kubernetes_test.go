@@ -27,6 +27,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 )
 
 // strictDecoder decodes the kinds the manifests may hold, as the API
@@ -126,7 +128,7 @@ func TestStrictDecoderRefuses(t *testing.T) {
 // security context, resources as measured, alert rules as in
 // deploy/prometheus/alerts.yaml.
 func TestKubernetesManifests(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	img := readImage(t, root)
 	objects := decodeManifests(t, strictDecoder(t), filepath.Join(root, "deploy", "kubernetes"))
 
