@@ -2,8 +2,6 @@ package keysource
 
 import (
 	"encoding/json"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -51,7 +49,7 @@ func TestDjangoFernetFieldsKeyMatchesPython(t *testing.T) {
 // with it, and what it decrypts the Go-made token to.
 func checkAgainstPython(t *testing.T, script string, derive func(string) (*fernet.Key, error), secrets []string) {
 	t.Helper()
-	python := testenv.LookPath(t, "/usr/bin/python3")
+	python := testenv.Python(t, []string{"cryptography"}, "python3-cryptography")
 	type request struct {
 		Secret  string `json:"secret"`
 		GoToken string `json:"go_token"`
@@ -71,13 +69,7 @@ func checkAgainstPython(t *testing.T, script string, derive func(string) (*ferne
 		requests = append(requests, request{Secret: secret, GoToken: sealed.Token})
 	}
 	input, _ := json.Marshal(requests)
-	cmd := exec.Command(python, "-c", script)
-	cmd.Stdin = strings.NewReader(string(input))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		testenv.Missing(t, "python3-cryptography for "+python+": "+err.Error())
-	}
+	out := testenv.RunPython(t, python, script, input)
 	var answers []struct {
 		Key         string `json:"key"`
 		Token       string `json:"token"`
@@ -214,7 +206,7 @@ json.dump({
 `
 
 func TestDjangoFernetEncryptedFieldsKeysMatchPython(t *testing.T) {
-	python := testenv.LookPath(t, "/usr/bin/python3")
+	python := testenv.Python(t, []string{"cryptography"}, "python3-cryptography")
 	secret := "django-insecure-3x%k!h@7(q_w=+v^z#o2$1m&b8*e)u-y0r9c6t5s4a"
 	fallbacks := []string{"an older secret, with a comma", "clé ☃"}
 	salts := []string{"zyxwvutsrqponmlkjihgfedcba9876543210", "0123456789abcdefghijklmnopqrstuvwxyz"}
@@ -247,13 +239,7 @@ func TestDjangoFernetEncryptedFieldsKeysMatchPython(t *testing.T) {
 				t.Fatal(err)
 			}
 			input, _ := json.Marshal(map[string]any{"SECRET_KEY": secret, "SECRET_KEY_FALLBACKS": fallbacks, "SALT_KEY": salts, "go_token": sealed.Token})
-			cmd := exec.Command(python, "-c", pythonEncryptedFieldsKeys)
-			cmd.Stdin = strings.NewReader(string(input))
-			cmd.Stderr = os.Stderr
-			out, err := cmd.Output()
-			if err != nil {
-				testenv.Missing(t, "python3-cryptography for "+python+": "+err.Error())
-			}
+			out := testenv.RunPython(t, python, pythonEncryptedFieldsKeys, input)
 			var answer struct {
 				Keys        []string `json:"keys"`
 				FirstToken  string   `json:"first_token"`

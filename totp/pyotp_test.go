@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -57,10 +55,7 @@ type pyotpAnswer struct {
 // last counter) must take exactly the codes pyotp.TOTP.verify takes, at
 // the step pyotp made them for; likewise for random codes.
 func TestAgreesWithPyotp(t *testing.T) {
-	python := testenv.LookPath(t, "/usr/bin/python3")
-	if out, err := exec.CommandContext(t.Context(), python, "-c", "import pyotp").CombinedOutput(); err != nil {
-		testenv.Missing(t, fmt.Sprintf("pyotp for %s (%v: %s; apt-get install python3-pyotp)", python, err, out))
-	}
+	python := testenv.Python(t, []string{"pyotp"}, "python3-pyotp")
 	random := rand.New(rand.NewPCG(1, 2))
 	algorithms := []totp.Algorithm{totp.SHA1, totp.SHA256, totp.SHA512}
 	var cases []pyotpCase
@@ -102,15 +97,7 @@ func TestAgreesWithPyotp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.CommandContext(t.Context(), python, "-c", pyotpScript)
-	cmd.Stdin = &input
-	cmd.Env = append(os.Environ(), "TZ=UTC") // pyotp turns Unix times into local datetimes and back
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("pyotp: %v\n%s", err, stderr.Bytes())
-	}
+	out := testenv.RunPython(t, python, pyotpScript, input.Bytes())
 	decoder := json.NewDecoder(bytes.NewReader(out))
 	algorithmOf := map[string]totp.Algorithm{"SHA1": totp.SHA1, "SHA256": totp.SHA256, "SHA512": totp.SHA512}
 	for i, c := range cases {
