@@ -16,6 +16,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/client"
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/server"
 )
 
@@ -103,7 +104,7 @@ func TestBatchesSplitIntoRPCs(t *testing.T) {
 		c := dial(t, s.addr, withSizes, client.WithBatchRPCs(1), client.WithMaxBatchItems(0), client.WithMaxBatchBytes(250))
 		tokens := make([]string, 7)
 		for i := range tokens {
-			tokens[i] = tokenUnder(t, s.old, "x", now()) // 100 bytes each
+			tokens[i] = testkeys.Token(t, s.old, "x", now()) // 100 bytes each
 		}
 		tokens[3] = strings.Repeat("A", 400) // over the limit alone
 		results, err := c.ReEncryptBatch(ctx, tokens)
@@ -174,7 +175,7 @@ func TestBatchKeepsRPCsInFlight(t *testing.T) {
 	ctx := testContext(t)
 	tokens := make([]string, 2500)
 	for i := range tokens {
-		tokens[i] = tokenUnder(t, s.old, fmt.Sprint(i), now())
+		tokens[i] = testkeys.Token(t, s.old, fmt.Sprint(i), now())
 	}
 	tests := []struct {
 		rpcs, wantAtOnce int

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/client"
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/server"
 )
 
@@ -47,9 +48,9 @@ func TestMethods(t *testing.T) {
 					timestamp      uint64
 					needsReEncrypt bool
 				}{
-					{"primary key", tokenUnder(t, s.primary, "secret", 1_600_000_000), nil, s.primary.ID(), 1_600_000_000, false},
-					{"old key", tokenUnder(t, s.old, "secret", 1_600_000_001), nil, s.old.ID(), 1_600_000_001, true},
-					{"with a TTL", tokenUnder(t, s.primary, "secret", now()), []client.DecryptOption{client.WithTTL(60e9)}, s.primary.ID(), now(), false},
+					{"primary key", testkeys.Token(t, s.primary, "secret", 1_600_000_000), nil, s.primary.ID(), 1_600_000_000, false},
+					{"old key", testkeys.Token(t, s.old, "secret", 1_600_000_001), nil, s.old.ID(), 1_600_000_001, true},
+					{"with a TTL", testkeys.Token(t, s.primary, "secret", now()), []client.DecryptOption{client.WithTTL(60e9)}, s.primary.ID(), now(), false},
 				}
 				for _, tt := range tests {
 					t.Run(tt.name, func(t *testing.T) {
@@ -69,7 +70,7 @@ func TestMethods(t *testing.T) {
 			})
 
 			t.Run("ReEncrypt", func(t *testing.T) {
-				underOld := tokenUnder(t, s.old, "secret", 1_600_000_000)
+				underOld := testkeys.Token(t, s.old, "secret", 1_600_000_000)
 				rotated, err := c.ReEncrypt(ctx, underOld)
 				if err != nil {
 					t.Fatal(err)
@@ -120,10 +121,10 @@ func TestMethods(t *testing.T) {
 
 			t.Run("DecryptBatch", func(t *testing.T) {
 				tokens := []string{
-					tokenUnder(t, s.primary, "zero", now()),
+					testkeys.Token(t, s.primary, "zero", now()),
 					"not a token",
-					tokenUnder(t, s.old, "two", now()),
-					tokenUnder(t, s.primary, "three", 1_000),
+					testkeys.Token(t, s.old, "two", now()),
+					testkeys.Token(t, s.primary, "three", 1_000),
 				}
 				results, err := c.DecryptBatch(ctx, tokens, client.WithTTL(3600e9))
 				if err != nil {
@@ -149,8 +150,8 @@ func TestMethods(t *testing.T) {
 			})
 
 			t.Run("ReEncryptBatch", func(t *testing.T) {
-				canonical := tokenUnder(t, s.primary, "zero", 1_600_000_000)
-				tokens := []string{canonical, tokenUnder(t, s.old, "one", 1_600_000_001), "gAAAAA"}
+				canonical := testkeys.Token(t, s.primary, "zero", 1_600_000_000)
+				tokens := []string{canonical, testkeys.Token(t, s.old, "one", 1_600_000_001), "gAAAAA"}
 				results, err := c.ReEncryptBatch(ctx, tokens)
 				if err != nil {
 					t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/client"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 )
 
 // deadlineRecorder is a client interceptor that records the deadline each
@@ -40,7 +41,7 @@ func (r *deadlineRecorder) last() time.Time {
 // context's own.
 func TestDeadlineSentWithEachCall(t *testing.T) {
 	s := startSidecar(t, transports[1].addr(t), testLimits)
-	token := tokenUnder(t, s.primary, "secret", now())
+	token := testkeys.Token(t, s.primary, "secret", now())
 	calls := map[string]func(*client.Client, context.Context) error{
 		"Encrypt":   func(c *client.Client, ctx context.Context) error { _, err := c.Encrypt(ctx, []byte("x")); return err },
 		"Decrypt":   func(c *client.Client, ctx context.Context) error { _, err := c.Decrypt(ctx, token); return err },

@@ -48,25 +48,31 @@ func TestErrorReasons(t *testing.T) {
 		},
 		{
 			fernetv1.ReasonInvalidSignature, client.ErrInvalidSignature, true,
-			func() error { _, err := c.ReEncrypt(ctx, tokenUnder(t, testkeys.New(t), "secret", now())); return err },
+			func() error {
+				_, err := c.ReEncrypt(ctx, testkeys.Token(t, testkeys.New(t), "secret", now()))
+				return err
+			},
 			func() (error, error) {
-				r, err := c.DecryptBatch(ctx, []string{tokenUnder(t, testkeys.New(t), "secret", now())})
+				r, err := c.DecryptBatch(ctx, []string{testkeys.Token(t, testkeys.New(t), "secret", now())})
 				return firstErr(r, err, func(r client.DecryptResult) error { return r.Err })
 			},
 		},
 		{
 			fernetv1.ReasonExpired, client.ErrExpired, true,
-			func() error { _, err := c.Decrypt(ctx, tokenUnder(t, s.primary, "secret", 1_000), ttl); return err },
+			func() error { _, err := c.Decrypt(ctx, testkeys.Token(t, s.primary, "secret", 1_000), ttl); return err },
 			func() (error, error) {
-				r, err := c.DecryptBatch(ctx, []string{tokenUnder(t, s.primary, "secret", 1_000)}, ttl)
+				r, err := c.DecryptBatch(ctx, []string{testkeys.Token(t, s.primary, "secret", 1_000)}, ttl)
 				return firstErr(r, err, func(r client.DecryptResult) error { return r.Err })
 			},
 		},
 		{
 			fernetv1.ReasonFutureTimestamp, client.ErrFutureTimestamp, true,
-			func() error { _, err := c.Decrypt(ctx, tokenUnder(t, s.old, "secret", now()+3600), ttl); return err },
+			func() error {
+				_, err := c.Decrypt(ctx, testkeys.Token(t, s.old, "secret", now()+3600), ttl)
+				return err
+			},
 			func() (error, error) {
-				r, err := c.DecryptBatch(ctx, []string{tokenUnder(t, s.old, "secret", now()+3600)}, ttl)
+				r, err := c.DecryptBatch(ctx, []string{testkeys.Token(t, s.old, "secret", now()+3600)}, ttl)
 				return firstErr(r, err, func(r client.DecryptResult) error { return r.Err })
 			},
 		},

@@ -67,17 +67,6 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// tokenUnder makes a token outside the sidecar, as an app's own Python
-// Fernet would have.
-func tokenUnder(t *testing.T, key *fernet.Key, plaintext string, timestamp uint64) string {
-	t.Helper()
-	sealed, err := fernet.NewKeyring(key).EncryptAtTime([]byte(plaintext), timestamp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sealed.Token
-}
-
 func now() uint64 { return uint64(time.Now().Unix()) }
 
 // blackHole accepts TCP connections and never answers, so that an RPC to

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/client"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 	"github.com/fernet-sidecar/fernet-sidecar/server"
 )
@@ -84,7 +85,7 @@ func startFlaky(t *testing.T, s *sidecar, code codes.Code, failures int) (*flaky
 // codes.
 func TestRetries(t *testing.T) {
 	s := startSidecar(t, transports[0].addr(t), server.DefaultLimits)
-	good := tokenUnder(t, s.primary, "secret", now())
+	good := testkeys.Token(t, s.primary, "secret", now())
 	tests := []struct {
 		name         string
 		code         codes.Code

@@ -22,21 +22,21 @@ func TestInspect(t *testing.T) {
 	c := dial(t, s.addr, client.WithMaxBatchItems(2)) // several RPCs
 	ctx := testContext(t)
 
-	got, err := c.Inspect(ctx, tokenUnder(t, s.old, "secret", 1_600_000_000))
+	got, err := c.Inspect(ctx, testkeys.Token(t, s.old, "secret", 1_600_000_000))
 	if want := (client.Inspected{KeyID: s.old.ID(), Timestamp: 1_600_000_000, NeedsReEncrypt: true}); err != nil || got != want {
 		t.Fatalf("Inspect = %+v, %v; want %+v", got, err, want)
 	}
-	if _, err := c.Inspect(ctx, tokenUnder(t, s.primary, "secret", 1), client.WithTTL(time.Minute)); !errors.Is(err, client.ErrExpired) {
+	if _, err := c.Inspect(ctx, testkeys.Token(t, s.primary, "secret", 1), client.WithTTL(time.Minute)); !errors.Is(err, client.ErrExpired) {
 		t.Fatalf("Inspect of an old token with a TTL: %v, want ErrExpired", err)
 	}
 
 	made := now()
 	tokens := []string{
-		tokenUnder(t, s.primary, "a", made),
+		testkeys.Token(t, s.primary, "a", made),
 		"garbage",
-		tokenUnder(t, s.old, "b", made),
-		tokenUnder(t, testkeys.New(t), "c", made),
-		tokenUnder(t, s.primary, "d", 1),
+		testkeys.Token(t, s.old, "b", made),
+		testkeys.Token(t, testkeys.New(t), "c", made),
+		testkeys.Token(t, s.primary, "d", 1),
 	}
 	results, err := c.InspectBatch(ctx, tokens, client.WithTTL(time.Hour))
 	if err != nil {
@@ -99,7 +99,7 @@ func TestTOTP(t *testing.T) {
 		t.Fatalf("replayed: %+v, %v; want %v", got, err, client.TOTPReplayed)
 	}
 
-	hexToken := tokenUnder(t, s.old, "3132333435363738393031323334353637383930", 1)
+	hexToken := testkeys.Token(t, s.old, "3132333435363738393031323334353637383930", 1)
 	code := totp.Defaults.Code([]byte("12345678901234567890"), totp.Defaults.Counter(time.Now()))
 	if got, err := c.VerifyTOTP(ctx, client.TOTPVerifyRequest{Token: hexToken, Code: code, HexSecret: true}); err != nil || !got.Valid() || !got.NeedsReEncrypt {
 		t.Fatalf("django-otp hex secret under the old key: %+v, %v", got, err)

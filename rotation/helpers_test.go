@@ -212,15 +212,6 @@ func (a *app) insert(table string, pks []any, secrets []any) {
 	}
 }
 
-func mustToken(t *testing.T, key *fernet.Key, plaintext string, ts uint64) string {
-	t.Helper()
-	e, err := fernet.NewKeyring(key).EncryptAtTime([]byte(plaintext), ts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e.Token
-}
-
 // wantUnder fails unless token decrypts under key alone to plaintext at ts.
 func wantUnder(t *testing.T, key *fernet.Key, token any, plaintext string, ts uint64, what string) {
 	t.Helper()

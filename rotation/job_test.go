@@ -12,6 +12,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
+	"github.com/fernet-sidecar/fernet-sidecar/rotation/dbtest"
 )
 
 const baseTS = 1_600_000_000
@@ -51,27 +52,7 @@ func TestJob(t *testing.T) {
 // snapshot returns every (id, secret) of an integer-keyed table.
 func (a *app) snapshot(table string) map[int64]any {
 	a.t.Helper()
-	rows, err := a.db.Query("SELECT id, secret FROM " + table)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[int64]any{}
-	for rows.Next() {
-		var id int64
-		var v any
-		if err := rows.Scan(&id, &v); err != nil {
-			a.t.Fatal(err)
-		}
-		if b, ok := v.([]byte); ok {
-			v = string(b)
-		}
-		out[id] = v
-	}
-	if err := rows.Err(); err != nil {
-		a.t.Fatal(err)
-	}
-	return out
+	return dbtest.Snapshot(a.t, a.db, "SELECT id, secret FROM "+table)
 }
 
 func run(t *testing.T, j *Job) *Report {
@@ -106,16 +87,16 @@ func testRotateAndRerun(t *testing.T, kind, dsn string) {
 		case id == 11:
 			v = ""
 		case id == 17:
-			v = mustToken(t, stranger, "x", baseTS)
+			v = testkeys.Token(t, stranger, "x", baseTS)
 		case id == 19:
 			v = "not a token"
 		case id == 21:
 			v = "JBSWY3DPEHPK3PXP" // legacy plaintext, but the option is off
 		case id%10 == 3:
-			v = mustToken(t, primary, fmt.Sprint("secret-", id), baseTS+uint64(id))
+			v = testkeys.Token(t, primary, fmt.Sprint("secret-", id), baseTS+uint64(id))
 			underPrimary[id] = v.(string)
 		default:
-			v = mustToken(t, old, fmt.Sprint("secret-", id), baseTS+uint64(id))
+			v = testkeys.Token(t, old, fmt.Sprint("secret-", id), baseTS+uint64(id))
 		}
 		pks, vals = append(pks, id), append(vals, v)
 	}
@@ -168,7 +149,7 @@ func testLegacyPlaintext(t *testing.T, kind, dsn string) {
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
 	secrets := map[int64]string{2: "JBSWY3DPEHPK3PXP", 3: "jbswy3dpehpk3pxpjbswy3dpehpk3pxp", 6: "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ======"[:32]}
 	a.insert("totp", []any{int64(1), int64(2), int64(3), int64(4), int64(5), int64(6)}, []any{
-		mustToken(t, old, "s1", baseTS), secrets[2], secrets[3], "hello world", mustToken(t, stranger, "s5", baseTS), secrets[6],
+		testkeys.Token(t, old, "s1", baseTS), secrets[2], secrets[3], "hello world", testkeys.Token(t, stranger, "s5", baseTS), secrets[6],
 	})
 	job := func(mode Mode, legacy, encrypt bool) *Job {
 		j := &Job{DB: openJobDB(t, dsn, mode != Rotate), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret",
@@ -229,7 +210,7 @@ func (a *app) oldTable(old *fernet.Key, n int64) {
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
 	var pks, vals []any
 	for id := int64(1); id <= n; id++ {
-		pks, vals = append(pks, id), append(vals, mustToken(a.t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
+		pks, vals = append(pks, id), append(vals, testkeys.Token(a.t, old, fmt.Sprint("secret-", id), baseTS+uint64(id)))
 	}
 	a.insert("totp", pks, vals)
 }
@@ -238,8 +219,8 @@ func testConflicts(t *testing.T, kind, dsn string) {
 	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.oldTable(old, 30)
-	appPrimary := mustToken(t, primary, "app-3", baseTS+3000)
-	appOld := mustToken(t, old, "app-4", baseTS+4000)
+	appPrimary := testkeys.Token(t, primary, "app-3", baseTS+3000)
+	appOld := testkeys.Token(t, old, "app-4", baseTS+4000)
 	fake := newFake(primary, old)
 	fake.beforeReEncrypt = func(call int) {
 		if call != 1 {
@@ -280,13 +261,13 @@ func testUnresolved(t *testing.T, kind, dsn string) {
 	a := openApp(t, kind, dsn)
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
 	a.insert("totp", []any{int64(1), int64(2), int64(3)}, []any{
-		mustToken(t, old, "s1", baseTS), mustToken(t, old, "s2", baseTS), mustToken(t, old, "s3", baseTS),
+		testkeys.Token(t, old, "s1", baseTS), testkeys.Token(t, old, "s2", baseTS), testkeys.Token(t, old, "s3", baseTS),
 	})
 	fake := newFake(primary, old)
 	var last string
 	fake.beforeReEncrypt = func(call int) {
 		// An app (running the old key still) rewrites row 2 every time.
-		last = mustToken(t, old, fmt.Sprint("app-", call), baseTS+uint64(call))
+		last = testkeys.Token(t, old, fmt.Sprint("app-", call), baseTS+uint64(call))
 		a.exec("UPDATE totp SET secret = ? WHERE id = 2", last)
 	}
 	r := run(t, &Job{DB: openJobDB(t, dsn, false), Crypter: fake, Table: "totp", PK: "id", Column: "secret", MaxAttempts: 3})
@@ -443,7 +424,7 @@ func testTextKeysAndWhere(t *testing.T, kind, dsn string) {
 	names := []any{"alice", "Bob", "carol", "dave", "émile", "frank", "Zed", "zoë", "admin-1", "admin-2", "user 10", "user 9"}
 	var vals []any
 	for i, name := range names {
-		vals = append(vals, mustToken(t, old, fmt.Sprint("s-", name), baseTS+uint64(i)))
+		vals = append(vals, testkeys.Token(t, old, fmt.Sprint("s-", name), baseTS+uint64(i)))
 	}
 	a.insert("users", names, vals)
 	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
@@ -480,7 +461,7 @@ func testBytesColumn(t *testing.T, kind, dsn string) {
 	a := openApp(t, kind, dsn)
 	blob := map[string]string{SQLite: "BLOB", Postgres: "BYTEA", MySQL: "BLOB"}[kind]
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret " + blob + ")")
-	a.insert("totp", []any{int64(1), int64(2)}, []any{[]byte(mustToken(t, old, "s1", baseTS)), []byte(mustToken(t, primary, "s2", baseTS))})
+	a.insert("totp", []any{int64(1), int64(2)}, []any{[]byte(testkeys.Token(t, old, "s1", baseTS)), []byte(testkeys.Token(t, primary, "s2", baseTS))})
 	r := run(t, &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret"})
 	if r.Rewritten != 1 || r.Current != 1 {
 		t.Errorf("rewritten %d current %d, want 1 1", r.Rewritten, r.Current)
@@ -501,19 +482,19 @@ func testCheckAndDryRun(t *testing.T, kind, dsn string) {
 	var pks, vals []any
 	add := func(v any) { pks, vals = append(pks, int64(len(pks)+1)), append(vals, v) }
 	for i := range 5 {
-		add(mustToken(t, old, "o", baseTS+uint64(i)))
+		add(testkeys.Token(t, old, "o", baseTS+uint64(i)))
 	}
 	for i := range 3 {
-		add(mustToken(t, primary, "p", baseTS+uint64(i)))
+		add(testkeys.Token(t, primary, "p", baseTS+uint64(i)))
 	}
 	// Under the primary key but not canonical: Python accepts the line
 	// break, and a run rewrites it canonically.
-	tok := mustToken(t, primary, "p", baseTS)
+	tok := testkeys.Token(t, primary, "p", baseTS)
 	add(tok[:40] + "\n" + tok[40:])
-	add(mustToken(t, old2, "o2", baseTS))
-	add(mustToken(t, old2, "o2", baseTS))
+	add(testkeys.Token(t, old2, "o2", baseTS))
+	add(testkeys.Token(t, old2, "o2", baseTS))
 	add(nil)
-	add(mustToken(t, stranger, "x", baseTS)) // id 13
+	add(testkeys.Token(t, stranger, "x", baseTS)) // id 13
 	a.insert("totp", pks, vals)
 	before := a.snapshot("totp")
 	crypter := newFake(primary, old, old2)
@@ -556,7 +537,7 @@ func testInternalStops(t *testing.T, kind, dsn string) {
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
 	var pks, vals []any
 	for id := int64(1); id <= 10; id++ {
-		pks, vals = append(pks, id), append(vals, mustToken(t, old, "s", baseTS))
+		pks, vals = append(pks, id), append(vals, testkeys.Token(t, old, "s", baseTS))
 	}
 	a.insert("totp", pks, vals)
 	before := a.snapshot("totp")
@@ -575,7 +556,7 @@ func testNonUniqueKey(t *testing.T, kind, dsn string) {
 	primary, old := testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
 	a.exec("CREATE TABLE totp (id BIGINT, secret TEXT)")
-	tok := mustToken(t, old, "s", baseTS)
+	tok := testkeys.Token(t, old, "s", baseTS)
 	a.insert("totp", []any{int64(1), int64(1)}, []any{tok, tok})
 	_, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret"}).Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "not unique") {
@@ -593,7 +574,7 @@ func testTOTPHex(t *testing.T, kind, dsn string) {
 	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
 	hexKey := "3132333435363738393031323334353637383930" // django-otp's default: 20 bytes, 40 hex digits
 	a.insert("totp", []any{int64(1), int64(2), int64(3), int64(4)}, []any{
-		hexKey, strings.ToUpper(hexKey[:32]), "JBSWY3DPEHPK3PXP", mustToken(t, old, "s4", baseTS),
+		hexKey, strings.ToUpper(hexKey[:32]), "JBSWY3DPEHPK3PXP", testkeys.Token(t, old, "s4", baseTS),
 	})
 	r := run(t, &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret",
 		LegacyPlaintext: TOTPHex, EncryptPlaintext: true})

@@ -75,7 +75,7 @@ func testKeyType(t *testing.T, kind, dsn string, kt keyType) {
 	const n = 25
 	var pks, vals []any
 	for i := range n {
-		pks, vals = append(pks, kt.value(i)), append(vals, mustToken(t, old, fmt.Sprint("s-", i), baseTS+uint64(i)))
+		pks, vals = append(pks, kt.value(i)), append(vals, testkeys.Token(t, old, fmt.Sprint("s-", i), baseTS+uint64(i)))
 	}
 	a.insert("k", pks, vals)
 	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
@@ -138,7 +138,7 @@ func testShards(t *testing.T, kind, dsn string, kt keyType, n int) {
 	const rows = 400
 	var pks, vals []any
 	for i := range rows {
-		pks, vals = append(pks, kt.value(i)), append(vals, mustToken(t, old, fmt.Sprint("s-", i), baseTS+uint64(i)))
+		pks, vals = append(pks, kt.value(i)), append(vals, testkeys.Token(t, old, fmt.Sprint("s-", i), baseTS+uint64(i)))
 	}
 	a.insert("k", pks, vals)
 	dir := t.TempDir()

@@ -24,7 +24,7 @@ import (
 func TestBadInput(t *testing.T) {
 	limits := Limits{MaxPlaintextBytes: 1024, MaxBatchItems: 100}
 	ts := startServer(t, limits)
-	good := tokenUnder(t, ts.primary, "secret", 1_700_000_000)
+	good := testkeys.Token(t, ts.primary, "secret", 1_700_000_000)
 	random := make([]byte, 120)
 	rand.Read(random)
 	// Signed with the primary key, but its ciphertext is not whole blocks.
@@ -110,7 +110,7 @@ func TestCallerLeavingMidBatch(t *testing.T) {
 	baseline := runtime.NumGoroutine()
 	oldTokens := make([]string, 20_000)
 	for i := range oldTokens {
-		oldTokens[i] = tokenUnder(t, ts.old, "secret", 1)
+		oldTokens[i] = testkeys.Token(t, ts.old, "secret", 1)
 	}
 	// The caller must leave after the server has started and before it has
 	// finished, which depends on this machine's speed: try longer waits

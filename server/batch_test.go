@@ -69,10 +69,10 @@ func TestSmallBatchRunsOnTheCallersGoroutine(t *testing.T) {
 func TestBatchMetricsCountEveryItem(t *testing.T) {
 	ts := startServer(t, DefaultLimits)
 	now := uint64(time.Now().Unix())
-	primary := tokenUnder(t, ts.primary, "secret", now)
-	old := tokenUnder(t, ts.old, "secret", now)
-	unknown := tokenUnder(t, testkeys.New(t), "secret", now)
-	expired := tokenUnder(t, ts.primary, "secret", now-3600)
+	primary := testkeys.Token(t, ts.primary, "secret", now)
+	old := testkeys.Token(t, ts.old, "secret", now)
+	unknown := testkeys.Token(t, testkeys.New(t), "secret", now)
+	expired := testkeys.Token(t, ts.primary, "secret", now-3600)
 	// Spread over several shares and workers, in a mix.
 	counts := map[string]int{primary: 300, old: 200, unknown: 50, expired: 40, "not a token": 10}
 	var tokens []string

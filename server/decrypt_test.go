@@ -21,8 +21,8 @@ func TestDecrypt(t *testing.T) {
 		wantNeedsReencrypt bool
 		wantRole           string
 	}{
-		{"under the primary key", tokenUnder(t, ts.primary, "secret", made), ts.primary.ID(), false, keyRolePrimary},
-		{"under the old key", tokenUnder(t, ts.old, "secret", made), ts.old.ID(), true, keyRoleDecryptOnly},
+		{"under the primary key", testkeys.Token(t, ts.primary, "secret", made), ts.primary.ID(), false, keyRolePrimary},
+		{"under the old key", testkeys.Token(t, ts.old, "secret", made), ts.old.ID(), true, keyRoleDecryptOnly},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,9 +54,9 @@ func TestDecryptFailures(t *testing.T) {
 	}{
 		{"garbage", "not a token", nil, fernetv1.ReasonMalformed},
 		{"non-ASCII", "gAAAAé", nil, fernetv1.ReasonMalformed},
-		{"unknown key", tokenUnder(t, testkeys.New(t), "secret", now), nil, fernetv1.ReasonInvalidSignature},
-		{"expired", tokenUnder(t, ts.primary, "secret", now-120), proto.Int64(60), fernetv1.ReasonExpired},
-		{"from the future", tokenUnder(t, ts.primary, "secret", now+3600), proto.Int64(60), fernetv1.ReasonFutureTimestamp},
+		{"unknown key", testkeys.Token(t, testkeys.New(t), "secret", now), nil, fernetv1.ReasonInvalidSignature},
+		{"expired", testkeys.Token(t, ts.primary, "secret", now-120), proto.Int64(60), fernetv1.ReasonExpired},
+		{"from the future", testkeys.Token(t, ts.primary, "secret", now+3600), proto.Int64(60), fernetv1.ReasonFutureTimestamp},
 		{"too large", strings.Repeat("A", 1000), nil, fernetv1.ReasonTokenTooLarge},
 	}
 	for _, tt := range tests {
@@ -75,7 +75,7 @@ func TestDecryptFailures(t *testing.T) {
 func TestDecryptWithoutTTLDoesNoTimeChecks(t *testing.T) {
 	ts := startServer(t, DefaultLimits)
 	for _, made := range []uint64{0, 1 << 62} {
-		resp, err := ts.client.Decrypt(ctx(t), &fernetv1.DecryptRequest{Token: tokenUnder(t, ts.primary, "secret", made)})
+		resp, err := ts.client.Decrypt(ctx(t), &fernetv1.DecryptRequest{Token: testkeys.Token(t, ts.primary, "secret", made)})
 		if err != nil || resp.GetTimestamp() != made {
 			t.Fatalf("timestamp %d: Decrypt = %v, %v; want it to decrypt", made, resp, err)
 		}
@@ -87,10 +87,10 @@ func TestDecryptBatch(t *testing.T) {
 	now := uint64(time.Now().Unix())
 	resp, err := ts.client.DecryptBatch(ctx(t), &fernetv1.DecryptBatchRequest{
 		Tokens: []string{
-			tokenUnder(t, ts.primary, "one", now),
-			tokenUnder(t, ts.primary, "two", now-3600),
+			testkeys.Token(t, ts.primary, "one", now),
+			testkeys.Token(t, ts.primary, "two", now-3600),
 			"garbage",
-			tokenUnder(t, ts.old, "four", now),
+			testkeys.Token(t, ts.old, "four", now),
 		},
 		TtlSeconds: proto.Int64(60),
 	})

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
@@ -19,7 +20,7 @@ func TestGRPCMetricsCountEveryUnaryCall(t *testing.T) {
 		}
 	}
 
-	token := tokenUnder(t, ts.primary, "secret", 1)
+	token := testkeys.Token(t, ts.primary, "secret", 1)
 	if _, err := ts.client.Decrypt(ctx(t), &fernetv1.DecryptRequest{Token: token}); err != nil {
 		t.Fatal(err)
 	}

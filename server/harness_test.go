@@ -66,17 +66,6 @@ func contextWithTimeout() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 10*time.Second)
 }
 
-// tokenUnder makes a token with key outside the server, as an app's own
-// Python Fernet would have.
-func tokenUnder(t *testing.T, key *fernet.Key, plaintext string, timestamp uint64) string {
-	t.Helper()
-	sealed, err := fernet.NewKeyring(key).EncryptAtTime([]byte(plaintext), timestamp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sealed.Token
-}
-
 // wantReason checks err is INVALID_ARGUMENT with an ErrorInfo of reason,
 // and that its message holds none of the secrets.
 func wantReason(t *testing.T, err error, reason string, secrets ...string) {

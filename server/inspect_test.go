@@ -19,11 +19,11 @@ func TestInspectTellsWhatDecryptDoes(t *testing.T) {
 	ts := startServer(t, Limits{MaxPlaintextBytes: 64, MaxBatchItems: 10})
 	now := uint64(time.Now().Unix())
 	tokens := []string{
-		tokenUnder(t, ts.primary, "secret", now),
-		tokenUnder(t, ts.old, "secret", now-30),
-		tokenUnder(t, ts.primary, "secret", now-3600),
-		tokenUnder(t, ts.primary, "secret", now+3600),
-		tokenUnder(t, testkeys.New(t), "secret", now),
+		testkeys.Token(t, ts.primary, "secret", now),
+		testkeys.Token(t, ts.old, "secret", now-30),
+		testkeys.Token(t, ts.primary, "secret", now-3600),
+		testkeys.Token(t, ts.primary, "secret", now+3600),
+		testkeys.Token(t, testkeys.New(t), "secret", now),
 		"not a token",
 		strings.Repeat("A", 1000),
 	}
@@ -77,7 +77,7 @@ func TestInspectMetrics(t *testing.T) {
 	ts := startServer(t, DefaultLimits)
 	before := ts.metric(t, "fernet_decryptions_total", "key_role", keyRoleDecryptOnly)
 	_, err := ts.client.InspectBatch(ctx(t), &fernetv1.InspectBatchRequest{Tokens: []string{
-		tokenUnder(t, ts.old, "secret", 1), "garbage",
+		testkeys.Token(t, ts.old, "secret", 1), "garbage",
 	}})
 	if err != nil {
 		t.Fatal(err)

@@ -18,21 +18,21 @@ import (
 // byte (the review saw "version byte is 0x68" and "17 data characters").
 func TestErrorMessagesAreFixedPerReason(t *testing.T) {
 	ts := startServer(t, Limits{MaxPlaintextBytes: 1024, MaxBatchItems: 4})
-	good := tokenUnder(t, ts.primary, "secret", 1_700_000_000)
+	good := testkeys.Token(t, ts.primary, "secret", 1_700_000_000)
 	ttl := int64(60)
 	inputs := []struct {
 		token  string
 		ttl    *int64
 		reason string
 	}{
-		{"aGVsbG8gd29ybGQ=", nil, fernetv1.ReasonMalformed},                                            // version byte 0x68
-		{"JBSWY3DPEHPK3PXP", nil, fernetv1.ReasonMalformed},                                            // a bare TOTP secret
-		{"aGVsbG8gd29ybGQgdGhpcyBpcyBub3Q", nil, fernetv1.ReasonMalformed},                             // 31 characters
-		{strings.Repeat("x", 17), nil, fernetv1.ReasonMalformed},                                       // 17 data characters
-		{good[:len(good)-8], nil, fernetv1.ReasonMalformed},                                            // truncated
-		{tokenUnder(t, testkeys.New(t), "other", 1_700_000_000), nil, fernetv1.ReasonInvalidSignature}, // unknown key
-		{tokenUnder(t, ts.primary, "old", 1_000_000_000), &ttl, fernetv1.ReasonExpired},
-		{tokenUnder(t, ts.primary, "future", 1<<40), &ttl, fernetv1.ReasonFutureTimestamp},
+		{"aGVsbG8gd29ybGQ=", nil, fernetv1.ReasonMalformed},                                                // version byte 0x68
+		{"JBSWY3DPEHPK3PXP", nil, fernetv1.ReasonMalformed},                                                // a bare TOTP secret
+		{"aGVsbG8gd29ybGQgdGhpcyBpcyBub3Q", nil, fernetv1.ReasonMalformed},                                 // 31 characters
+		{strings.Repeat("x", 17), nil, fernetv1.ReasonMalformed},                                           // 17 data characters
+		{good[:len(good)-8], nil, fernetv1.ReasonMalformed},                                                // truncated
+		{testkeys.Token(t, testkeys.New(t), "other", 1_700_000_000), nil, fernetv1.ReasonInvalidSignature}, // unknown key
+		{testkeys.Token(t, ts.primary, "old", 1_000_000_000), &ttl, fernetv1.ReasonExpired},
+		{testkeys.Token(t, ts.primary, "future", 1<<40), &ttl, fernetv1.ReasonFutureTimestamp},
 		{strings.Repeat("gAAAAA", 1000), nil, fernetv1.ReasonTokenTooLarge},
 	}
 	byReason := map[string]string{}

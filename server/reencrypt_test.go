@@ -10,13 +10,13 @@ import (
 
 func TestReEncrypt(t *testing.T) {
 	ts := startServer(t, DefaultLimits)
-	underPrimary := tokenUnder(t, ts.primary, "secret", 1234)
+	underPrimary := testkeys.Token(t, ts.primary, "secret", 1234)
 	tests := []struct {
 		name        string
 		token       string
 		wantChanged bool
 	}{
-		{"old key moves to the primary", tokenUnder(t, ts.old, "secret", 1234), true},
+		{"old key moves to the primary", testkeys.Token(t, ts.old, "secret", 1234), true},
 		{"canonical under the primary is left alone", underPrimary, false},
 		{"line-wrapped under the primary is rewritten", underPrimary[:40] + "\n" + underPrimary[40:], true},
 	}
@@ -42,7 +42,7 @@ func TestReEncrypt(t *testing.T) {
 
 func TestReEncryptRefusesWhatItCannotDecrypt(t *testing.T) {
 	ts := startServer(t, DefaultLimits)
-	token := tokenUnder(t, testkeys.New(t), "secret", 1234)
+	token := testkeys.Token(t, testkeys.New(t), "secret", 1234)
 	_, err := ts.client.ReEncrypt(ctx(t), &fernetv1.ReEncryptRequest{Token: token})
 	wantReason(t, err, fernetv1.ReasonInvalidSignature, token, "secret")
 	if got := ts.metric(t, "fernet_decrypt_failures_total", "reason", "invalid_signature"); got != 1 {
@@ -52,9 +52,9 @@ func TestReEncryptRefusesWhatItCannotDecrypt(t *testing.T) {
 
 func TestReEncryptBatch(t *testing.T) {
 	ts := startServer(t, DefaultLimits)
-	underPrimary := tokenUnder(t, ts.primary, "b", 2)
+	underPrimary := testkeys.Token(t, ts.primary, "b", 2)
 	resp, err := ts.client.ReEncryptBatch(ctx(t), &fernetv1.ReEncryptBatchRequest{
-		Tokens: []string{tokenUnder(t, ts.old, "a", 1), underPrimary, "garbage"},
+		Tokens: []string{testkeys.Token(t, ts.old, "a", 1), underPrimary, "garbage"},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -109,29 +107,29 @@ func TestVerifyTOTPParameters(t *testing.T) {
 		reenc bool
 	}{
 		{"django-otp hex key", &fernetv1.VerifyTOTPRequest{
-			Token: tokenUnder(t, ts.primary, hex.EncodeToString(secret), 1), Code: codeAt(totp.Defaults, 0),
+			Token: testkeys.Token(t, ts.primary, hex.EncodeToString(secret), 1), Code: codeAt(totp.Defaults, 0),
 			Encoding: fernetv1.TOTPSecretEncoding_TOTP_SECRET_ENCODING_HEX,
 		}, totpValid, false},
 		{"base32 in lower case with spaces, under the old key", &fernetv1.VerifyTOTPRequest{
-			Token: tokenUnder(t, ts.old, lowerSpaced, 1), Code: codeAt(totp.Defaults, 0),
+			Token: testkeys.Token(t, ts.old, lowerSpaced, 1), Code: codeAt(totp.Defaults, 0),
 			Encoding: fernetv1.TOTPSecretEncoding_TOTP_SECRET_ENCODING_BASE32,
 		}, totpValid, true},
 		{"SHA256, 8 digits, 60 s", &fernetv1.VerifyTOTPRequest{
-			Token: tokenUnder(t, ts.primary, totp.EncodeBase32(secret), 1), Code: codeAt(sha256x8, 0),
+			Token: testkeys.Token(t, ts.primary, totp.EncodeBase32(secret), 1), Code: codeAt(sha256x8, 0),
 			Digits: 8, PeriodSeconds: 60, Algorithm: fernetv1.TOTPAlgorithm_TOTP_ALGORITHM_SHA256,
 		}, totpValid, false},
 		{"the same code read as SHA1", &fernetv1.VerifyTOTPRequest{
-			Token: tokenUnder(t, ts.primary, totp.EncodeBase32(secret), 1), Code: codeAt(sha256x8, 0),
+			Token: testkeys.Token(t, ts.primary, totp.EncodeBase32(secret), 1), Code: codeAt(sha256x8, 0),
 			Digits: 8, PeriodSeconds: 60,
 		}, totpInvalidCode, false},
 		{"three steps back, window 3", &fernetv1.VerifyTOTPRequest{
-			Token: tokenUnder(t, ts.primary, totp.EncodeBase32(secret), 1), Code: codeAt(totp.Defaults, -3), Window: proto.Uint32(3),
+			Token: testkeys.Token(t, ts.primary, totp.EncodeBase32(secret), 1), Code: codeAt(totp.Defaults, -3), Window: proto.Uint32(3),
 		}, totpValid, false},
 		{"three steps back, window unset (1)", &fernetv1.VerifyTOTPRequest{
-			Token: tokenUnder(t, ts.primary, totp.EncodeBase32(secret), 1), Code: codeAt(totp.Defaults, -3),
+			Token: testkeys.Token(t, ts.primary, totp.EncodeBase32(secret), 1), Code: codeAt(totp.Defaults, -3),
 		}, totpInvalidCode, false},
 		{"a code with a space", &fernetv1.VerifyTOTPRequest{
-			Token: tokenUnder(t, ts.primary, totp.EncodeBase32(secret), 1), Code: codeAt(totp.Defaults, 0)[:3] + " " + codeAt(totp.Defaults, 0)[3:],
+			Token: testkeys.Token(t, ts.primary, totp.EncodeBase32(secret), 1), Code: codeAt(totp.Defaults, 0)[:3] + " " + codeAt(totp.Defaults, 0)[3:],
 		}, totpInvalidCode, false},
 	}
 	for _, tt := range tests {
@@ -147,7 +145,7 @@ func TestVerifyTOTPParameters(t *testing.T) {
 	for attempt := 0; ; attempt++ {
 		now = time.Now()
 		resp, err := ts.client.VerifyTOTP(ctx(t), &fernetv1.VerifyTOTPRequest{
-			Token: tokenUnder(t, ts.primary, totp.EncodeBase32(secret), 1), Code: codeAt(totp.Defaults, 0), Window: proto.Uint32(0),
+			Token: testkeys.Token(t, ts.primary, totp.EncodeBase32(secret), 1), Code: codeAt(totp.Defaults, 0), Window: proto.Uint32(0),
 		})
 		if err == nil && resp.GetOutcome() == totpValid && resp.GetDrift() == 0 {
 			break
@@ -161,15 +159,15 @@ func TestVerifyTOTPParameters(t *testing.T) {
 func TestVerifyTOTPFailures(t *testing.T) {
 	ts := startServer(t, DefaultLimits)
 	const secretText = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
-	good := tokenUnder(t, ts.primary, secretText, 1)
-	notBase32 := tokenUnder(t, ts.primary, "this is no secret!", 1)
+	good := testkeys.Token(t, ts.primary, secretText, 1)
+	notBase32 := testkeys.Token(t, ts.primary, "this is no secret!", 1)
 	tests := []struct {
 		name   string
 		req    *fernetv1.VerifyTOTPRequest
 		reason string
 	}{
 		{"garbage token", &fernetv1.VerifyTOTPRequest{Token: "garbage", Code: "123456"}, fernetv1.ReasonMalformed},
-		{"unknown key", &fernetv1.VerifyTOTPRequest{Token: tokenUnder(t, testkeys.New(t), secretText, 1), Code: "123456"}, fernetv1.ReasonInvalidSignature},
+		{"unknown key", &fernetv1.VerifyTOTPRequest{Token: testkeys.Token(t, testkeys.New(t), secretText, 1), Code: "123456"}, fernetv1.ReasonInvalidSignature},
 		{"not base32", &fernetv1.VerifyTOTPRequest{Token: notBase32, Code: "123456"}, fernetv1.ReasonInvalidTOTPSecret},
 		{"base32 read as hex", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Encoding: fernetv1.TOTPSecretEncoding_TOTP_SECRET_ENCODING_HEX}, fernetv1.ReasonInvalidTOTPSecret},
 		{"window 11", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Window: proto.Uint32(11)}, fernetv1.ReasonInvalidTOTPParameter},
@@ -218,10 +216,7 @@ for line in sys.stdin:
 // token decrypts in Python to the same secret, and the code pyotp makes
 // now verifies.
 func TestVerifyTOTPAgreesWithPyotp(t *testing.T) {
-	python := testenv.LookPath(t, "/usr/bin/python3")
-	if out, err := exec.CommandContext(t.Context(), python, "-c", "import pyotp, cryptography").CombinedOutput(); err != nil {
-		testenv.Missing(t, fmt.Sprintf("pyotp and cryptography for %s (%v: %s; apt-get install python3-pyotp python3-cryptography)", python, err, out))
-	}
+	python := testenv.Python(t, []string{"pyotp", "cryptography"}, "python3-pyotp", "python3-cryptography")
 	ts := startServer(t, DefaultLimits)
 	algorithms := map[fernetv1.TOTPAlgorithm]string{
 		fernetv1.TOTPAlgorithm_TOTP_ALGORITHM_UNSPECIFIED: "sha1",
@@ -248,15 +243,7 @@ func TestVerifyTOTPAgreesWithPyotp(t *testing.T) {
 		line, _ := json.Marshal(map[string]string{"key": ts.primary.Encode(), "token": resp.GetToken(), "uri": resp.GetProvisioningUri()})
 		input.Write(append(line, '\n'))
 	}
-	cmd := exec.CommandContext(t.Context(), python, "-c", pyotpEnrolScript)
-	cmd.Stdin = &input
-	cmd.Env = append(os.Environ(), "TZ=UTC") // pyotp works in local time
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("pyotp: %v\n%s", err, stderr.Bytes())
-	}
+	out := testenv.RunPython(t, python, pyotpEnrolScript, input.Bytes())
 	decoder := json.NewDecoder(bytes.NewReader(out))
 	for i, req := range requests {
 		var made struct {

@@ -7,6 +7,7 @@ import (
 	"encoding/base32"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -659,7 +660,7 @@ func TestInterruptFinishesTheBatchAndResumes(t *testing.T) {
 		t.Errorf("--dry-run exit %d, lacks %q:\n%s", code, want, stdout)
 	}
 	f.noValues(stdout + stderr)
-	if after := snapshot(t, app); !equalSnapshots(before, after) {
+	if after := snapshot(t, app); !maps.Equal(before, after) {
 		t.Fatal("--check or --dry-run changed the table")
 	}
 
@@ -732,35 +733,10 @@ func TestLeastPrivilegeProfile(t *testing.T) {
 	f.noValues(stdout + stderr)
 }
 
+// snapshot returns every TOTP device's key by id.
 func snapshot(t *testing.T, db *sql.DB) map[int64]any {
 	t.Helper()
-	rows, err := db.Query(`SELECT id, "key" FROM otp_totpdevice`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[int64]any{}
-	for rows.Next() {
-		var id int64
-		var v any
-		if err := rows.Scan(&id, &v); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = v
-	}
-	return out
-}
-
-func equalSnapshots(a, b map[int64]any) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
+	return dbtest.Snapshot(t, db, `SELECT id, "key" FROM otp_totpdevice`)
 }
 
 // TestRestoreAfterCheckpoint: a run is stopped, then the database is

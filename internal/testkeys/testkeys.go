@@ -38,3 +38,14 @@ func (s *Source) Keyring() *fernet.Keyring { return s.ring.Load() }
 
 // Store replaces the keyring, for the calls that start after it.
 func (s *Source) Store(ring *fernet.Keyring) { s.ring.Store(ring) }
+
+// Token encrypts plaintext under key alone at timestamp, outside the
+// sidecar, as an app's own Python Fernet would have.
+func Token(t testing.TB, key *fernet.Key, plaintext string, timestamp uint64) string {
+	t.Helper()
+	sealed, err := fernet.NewKeyring(key).EncryptAtTime([]byte(plaintext), timestamp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sealed.Token
+}

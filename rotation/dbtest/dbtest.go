@@ -217,3 +217,31 @@ func OpenPostgres(t testing.TB, dsn string) *sql.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// Snapshot runs query, which selects an integer id and one value, and
+// returns the values by id ([]byte as string, so that snapshots compare
+// with ==).
+func Snapshot(t testing.TB, db *sql.DB, query string) map[int64]any {
+	t.Helper()
+	rows, err := db.Query(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[int64]any{}
+	for rows.Next() {
+		var id int64
+		var v any
+		if err := rows.Scan(&id, &v); err != nil {
+			t.Fatal(err)
+		}
+		if b, ok := v.([]byte); ok {
+			v = string(b)
+		}
+		out[id] = v
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
