@@ -87,6 +87,20 @@ func TestPythonClient(t *testing.T) {
 // anything.
 func runPython(t *testing.T, py string, env []string, args ...string) {
 	t.Helper()
+	cmd := pythonCommand(t, py, env, args...)
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s %s:\n%s", py, strings.Join(args, " "), out)
+	if err != nil {
+		t.Fatalf("failed: %v", err)
+	}
+	if testenv.Full() && strings.Contains(string(out), "skipped") {
+		t.Fatalf("tests were skipped, and %s=1 runs everything", testenv.FullEnv)
+	}
+}
+
+// pythonCommand is Debian's Python with args, to run in client/python with
+// env added.
+func pythonCommand(t *testing.T, py string, env []string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(t.Context(), py, args...)
 	cmd.Dir = filepath.Join(testenv.RepoRoot(t), "client", "python")
 	cmd.Env = append(append(os.Environ(), env...),
@@ -97,12 +111,5 @@ func runPython(t *testing.T, py string, env []string, args ...string) {
 		// Debian's Django 3.2 on Python 3.11 warns about cgi and locale.
 		"PYTHONWARNINGS=ignore::DeprecationWarning",
 	)
-	out, err := cmd.CombinedOutput()
-	t.Logf("%s %s:\n%s", py, strings.Join(args, " "), out)
-	if err != nil {
-		t.Fatalf("failed: %v", err)
-	}
-	if testenv.Full() && strings.Contains(string(out), "skipped") {
-		t.Fatalf("tests were skipped, and %s=1 runs everything", testenv.FullEnv)
-	}
+	return cmd
 }
