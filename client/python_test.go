@@ -30,6 +30,7 @@ var pythonModules = []struct{ module, deb string }{
 	{"asgiref", "python3-asgiref"},
 	{"pyotp", "python3-pyotp"},
 	{"psycopg2", "python3-psycopg2"},
+	{"prometheus_client", "python3-prometheus-client"},
 }
 
 // requirePython returns python when it and every module are there; else
