@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"database/sql"
 	"fmt"
+	"maps"
 	"net/http"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,28 +23,13 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 )
 
-// rotationMetrics are the metrics a rotation run pushes, with their types,
-// as fernetctl pushes them (docs/deployment.md, "Rotation runs").
-var rotationMetrics = map[string]dto.MetricType{
-	"fernet_rotation_state":                             dto.MetricType_GAUGE,
-	"fernet_rotation_rows_to_scan":                      dto.MetricType_GAUGE,
-	"fernet_rotation_rows_scanned_total":                dto.MetricType_COUNTER,
-	"fernet_rotation_rows_reencrypted_total":            dto.MetricType_COUNTER,
-	"fernet_rotation_rows_current_total":                dto.MetricType_COUNTER,
-	"fernet_rotation_rows_undecryptable_total":          dto.MetricType_COUNTER,
-	"fernet_rotation_rows_plaintext_encrypted_total":    dto.MetricType_COUNTER,
-	"fernet_rotation_conflicts_total":                   dto.MetricType_COUNTER,
-	"fernet_rotation_last_progress_timestamp_seconds":   dto.MetricType_GAUGE,
-	"fernet_rotation_last_completion_timestamp_seconds": dto.MetricType_GAUGE,
-	"fernet_rotation_last_success_timestamp_seconds":    dto.MetricType_GAUGE,
-}
-
 // TestRotationPushgateway runs Django's `manage.py fernet_reencrypt
 // --pushgateway` and Flask's `flask fernet reencrypt --pushgateway` against
 // the real sidecar and a real Pushgateway, and reads back what they pushed:
-// the metrics fernetctl pushes, grouped by job, table and column, for a
-// run that leaves a row behind, one that completes and one that fails
-// (which keeps the last success time). A Pushgateway that cannot be
+// the metrics the real fernetctl pushes (same names, types and labels),
+// grouped by job, table and column, for a run that leaves a row behind,
+// one that completes and one that fails (which keeps the last success
+// time). A Pushgateway that cannot be
 // reached is one warning, and the run goes on; --check refuses the option.
 func TestRotationPushgateway(t *testing.T) {
 	py := requirePython(t)
@@ -52,6 +40,22 @@ func TestRotationPushgateway(t *testing.T) {
 	gateway := promtest.StartPushgateway(t)
 
 	const rows = 25 // under the old key, and one more that is no token
+	// fernetctl's complete run is the reference.
+	dir := t.TempDir()
+	reference := filepath.Join(dir, "fernetctl.sqlite3")
+	if _, err := tokensTable(t, reference, old, rows).Exec(`DELETE FROM secrets WHERE token = 'not a token'`); err != nil {
+		t.Fatal(err)
+	}
+	fernetctl := exec.Command(sidecartest.Build(t, "cmd/fernetctl"), "reencrypt", "--dsn", "sqlite:"+reference,
+		"--table", "secrets", "--column", "token", "--sidecar", addr, "--pushgateway", gateway.URL)
+	fernetctl.Dir = dir
+	if out, err := fernetctl.CombinedOutput(); err != nil || strings.Contains(string(out), "pushgateway") {
+		t.Fatalf("fernetctl: %v\n%s", err, out)
+	}
+	_, fernetctlSchema := pushedGroup(t, gateway.URL, map[string]string{"job": "fernetctl", "table": "secrets", "column": "token"})
+	if len(fernetctlSchema) != 11 {
+		t.Fatalf("fernetctl pushed %d metrics, want 11: %v", len(fernetctlSchema), fernetctlSchema)
+	}
 	commands := []struct {
 		job string
 		// args runs the command on the SQLite file db.
@@ -92,7 +96,7 @@ func TestRotationPushgateway(t *testing.T) {
 			if _, stderr := run(c.leftExit, "--pushgateway", gateway.URL); strings.Contains(stderr, "pushgateway") {
 				t.Fatalf("could not push:\n%s", stderr)
 			}
-			got := pushedGroup(t, gateway.URL, group)
+			got, _ := pushedGroup(t, gateway.URL, group)
 			wantState(t, got, "remaining")
 			wantValues(t, got, map[string]float64{
 				"fernet_rotation_rows_to_scan":                   rows + 1,
@@ -117,7 +121,10 @@ func TestRotationPushgateway(t *testing.T) {
 				t.Fatal(err)
 			}
 			run(0, "--pushgateway", gateway.URL)
-			got = pushedGroup(t, gateway.URL, group)
+			got, schema := pushedGroup(t, gateway.URL, group)
+			if !maps.Equal(schema, fernetctlSchema) {
+				t.Errorf("pushed metrics (type, labels)\n%v\nfernetctl pushes\n%v", schema, fernetctlSchema)
+			}
 			wantState(t, got, "complete")
 			wantValues(t, got, map[string]float64{
 				"fernet_rotation_rows_to_scan":           rows,
@@ -135,7 +142,7 @@ func TestRotationPushgateway(t *testing.T) {
 				t.Fatal(err)
 			}
 			run(1, "--pushgateway", gateway.URL)
-			got = pushedGroup(t, gateway.URL, group)
+			got, _ = pushedGroup(t, gateway.URL, group)
 			wantState(t, got, "failed")
 			wantValues(t, got, map[string]float64{"fernet_rotation_last_success_timestamp_seconds": succeeded})
 			if _, err := conn.Exec(`ALTER TABLE gone RENAME TO secrets`); err != nil {
@@ -184,10 +191,10 @@ func tokensTable(t *testing.T, path string, key *fernet.Key, rows int) *sql.DB {
 	return db
 }
 
-// pushedGroup reads the Pushgateway's /metrics and returns the rotation
-// metrics of the group (state as "fernet_rotation_state/<state>"). Every
-// rotation metric it holds must be one fernetctl pushes, of the same type.
-func pushedGroup(t *testing.T, url string, group map[string]string) map[string]float64 {
+// pushedGroup reads the Pushgateway's /metrics and returns the values of
+// the group's rotation metrics (state as "fernet_rotation_state/<state>"),
+// and the type and label names of each.
+func pushedGroup(t *testing.T, url string, group map[string]string) (values map[string]float64, schema map[string]string) {
 	t.Helper()
 	code, body := promtest.Get(url + "/metrics")
 	if code != http.StatusOK {
@@ -198,34 +205,28 @@ func pushedGroup(t *testing.T, url string, group map[string]string) map[string]f
 	if err != nil {
 		t.Fatalf("the Pushgateway's /metrics: %v", err)
 	}
-	values := map[string]float64{}
+	values, schema = map[string]float64{}, map[string]string{}
 	for name, family := range families {
 		if !strings.HasPrefix(name, "fernet_rotation_") {
 			continue
 		}
-		if want, ok := rotationMetrics[name]; !ok || family.GetType() != want {
-			t.Errorf("pushed %s, a %s; fernetctl pushes %v", name, family.GetType(), want)
-		}
 	metrics:
 		for _, m := range family.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
+			var labels []string
 			for k, v := range group {
-				if labels[k] != v {
+				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == k && l.GetValue() == v }) {
 					continue metrics
 				}
 			}
-			for k := range labels {
-				if _, grouped := group[k]; !grouped && k != "state" && k != "instance" {
-					t.Errorf("%s has label %s=%q, which fernetctl does not push", name, k, labels[k])
+			key := name
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName())
+				if l.GetName() == "state" {
+					key += "/" + l.GetValue()
 				}
 			}
-			key := name
-			if s, ok := labels["state"]; ok {
-				key += "/" + s
-			}
+			slices.Sort(labels)
+			schema[name] = fmt.Sprintf("%s %v", family.GetType(), labels)
 			switch family.GetType() {
 			case dto.MetricType_COUNTER:
 				values[key] = m.GetCounter().GetValue()
@@ -234,7 +235,7 @@ func pushedGroup(t *testing.T, url string, group map[string]string) map[string]f
 			}
 		}
 	}
-	return values
+	return values, schema
 }
 
 // wantState checks that fernet_rotation_state is 1 for state and 0 for
