@@ -29,14 +29,12 @@ import (
 // the metrics the real fernetctl pushes (same names, types and labels),
 // grouped by job, table and column, for a run that leaves a row behind,
 // one that completes and one that fails (which keeps the last success
-// time). A Pushgateway that cannot be
-// reached is one warning, and the run goes on; --check refuses the option.
+// time). A Pushgateway that cannot be reached is one warning, and the run
+// goes on; --check refuses the option.
 func TestRotationPushgateway(t *testing.T) {
 	py := requirePython(t)
-	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	primary, old := newKey(t), newKey(t)
-	addr := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode(), "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()},
-		"--addr", "unix://"+filepath.Join(t.TempDir(), "fernet.sock"), "--metrics-addr", "").Addr
+	addr := startUnixSidecar(t, primary, old)
 	gateway := promtest.StartPushgateway(t)
 
 	const rows = 25 // under the old key, and one more that is no token

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testpki"
@@ -113,4 +114,17 @@ func pythonCommand(t *testing.T, py string, env []string, args ...string) *exec.
 		"PYTHONWARNINGS=ignore::DeprecationWarning",
 	)
 	return cmd
+}
+
+// startUnixSidecar builds the real sidecar and starts it on a Unix socket
+// with the keys, primary first, as DJANGO_ENCRYPTION_KEY and
+// OLD_DJANGO_ENCRYPTION_KEY; it returns the address to dial.
+func startUnixSidecar(t *testing.T, primary *fernet.Key, old ...*fernet.Key) string {
+	t.Helper()
+	env := []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode()}
+	for _, k := range old {
+		env = append(env, "OLD_DJANGO_ENCRYPTION_KEY="+k.Encode())
+	}
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
+	return sidecartest.Start(t, bin, env, "--addr", "unix://"+filepath.Join(t.TempDir(), "fernet.sock"), "--metrics-addr", "").Addr
 }
