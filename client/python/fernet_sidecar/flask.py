@@ -233,7 +233,7 @@ def reencrypt_command(table, columns, pk, batch_size, check, dry_run, legacy_pla
         try:
             gateway = _pushgateway.Pushgateway(pushgateway, PUSHGATEWAY_JOB, warn=_echo_err)
         except RuntimeError as exc:
-            raise click.UsageError(str(exc)) from None
+            raise click.ClickException(str(exc)) from None
     engine, dispose = _engine(database_uri)
     pending = 0
     try:

@@ -7,9 +7,11 @@ import http.server
 import itertools
 import socket
 import sqlite3
+import sys
 import tempfile
 import threading
 import unittest
+from unittest import mock
 
 from cryptography.fernet import Fernet
 
@@ -112,3 +114,8 @@ class PushgatewayTest(unittest.TestCase):
         self.assertEqual(report.written, 7)
         self.assertEqual(len(self.warnings), 1, self.warnings)
         self.assertIn("pushgateway (the run goes on)", self.warnings[0])
+
+    def test_without_prometheus_client_says_what_to_install(self):
+        with mock.patch.dict(sys.modules, {"prometheus_client": None}):
+            with self.assertRaisesRegex(RuntimeError, "python3-prometheus-client .*fernet-sidecar\\[pushgateway\\]"):
+                _pushgateway.Pushgateway(self.url, "test")
