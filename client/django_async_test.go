@@ -9,6 +9,6 @@ func TestDjangoAsyncExample(t *testing.T) {
 	py := requirePython(t)
 	primary := newKey(t)
 	addr := startUnixSidecar(t, primary)
-	runPython(t, py, []string{"SIDECAR_TEST_UNIX_TARGET=" + addr, "FERNET_SIDECAR_TARGET=" + addr, "SIDECAR_TEST_PRIMARY_KEY=" + primary.Encode()},
+	runPython(t, py, []string{"FERNET_SIDECAR_TARGET=" + addr, "SIDECAR_TEST_PRIMARY_KEY=" + primary.Encode()},
 		"-m", "django", "test", "examples.django_async", "--settings", "examples.django_async.settings", "--verbosity", "2")
 }

@@ -1,6 +1,7 @@
-"""The example's async views against the real sidecar (SIDECAR_TEST_UNIX_TARGET
-and SIDECAR_TEST_PRIMARY_KEY, as tests/env.py says; client/django_async_test.go
-sets them), through Django's ASGI request handler."""
+"""The example's async views against the real sidecar (FERNET_SIDECAR_TARGET,
+as settings.py says, and its primary key in SIDECAR_TEST_PRIMARY_KEY;
+client/django_async_test.go sets them), through Django's ASGI request
+handler."""
 
 import asyncio
 import logging
