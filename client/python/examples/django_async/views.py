@@ -16,8 +16,8 @@ from fernet_sidecar import InvalidToken, SidecarUnavailable
 from fernet_sidecar.aio import AsyncSidecarFernet
 
 # A grpc.aio channel belongs to the event loop that made it: one client
-# per loop. Under an ASGI server that is one per worker; Django's test
-# client (and WSGI) run each async view in a loop of its own.
+# per loop. Under an ASGI server that is one per worker; under WSGI
+# (runserver), Django runs each async view in a loop of its own.
 _clients = weakref.WeakKeyDictionary()
 
 
