@@ -81,14 +81,8 @@ func TestDeadlineSentWithEachCall(t *testing.T) {
 			}
 			c := dial(t, s.addr, opts...)
 			for name, call := range calls {
-				ctx := context.Background()
-				if tt.ctxTimeout > 0 {
-					var cancel context.CancelFunc
-					ctx, cancel = context.WithTimeout(ctx, tt.ctxTimeout)
-					defer cancel()
-				}
 				started := time.Now()
-				if err := call(c, ctx); err != nil {
+				if err := call(c, callerContext(t, tt.ctxTimeout)); err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
 				deadline := recorder.last()
@@ -104,6 +98,17 @@ func TestDeadlineSentWithEachCall(t *testing.T) {
 			}
 		})
 	}
+}
+
+// callerContext is a caller's context: with a deadline timeout from now,
+// or none when timeout is 0. It is cancelled when the test ends.
+func callerContext(t *testing.T, timeout time.Duration) context.Context {
+	if timeout == 0 {
+		return context.Background()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // TestDeadlineEndsAHungCall: a server that accepts and never answers
@@ -123,12 +128,7 @@ func TestDeadlineEndsAHungCall(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := dial(t, addr, client.WithTimeout(tt.timeout))
-			ctx := context.Background()
-			if tt.ctxTimeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, tt.ctxTimeout)
-				defer cancel()
-			}
+			ctx := callerContext(t, tt.ctxTimeout)
 			started := time.Now()
 			_, err := c.Decrypt(ctx, "gAAAAA")
 			took := time.Since(started)

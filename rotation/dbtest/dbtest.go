@@ -164,29 +164,37 @@ func StartPostgres(t testing.TB) *Postgres {
 		}
 	})
 	pg := &Postgres{DSN: "postgres://postgres@/postgres?host=" + dir + "&sslmode=disable", cmd: server}
-	db, err := sql.Open("pgx", pg.DSN)
+	waitForServer(t, "postgres", "pgx", pg.DSN, 30*time.Second, exited, filepath.Join(dir, "server.log")).Close()
+	return pg
+}
+
+// waitForServer opens dsn with driver and pings it until the server
+// answers, within timeout. The test fails with the server's log if it
+// exits first (the exit stays in exited) or does not answer in time.
+func waitForServer(t testing.TB, name, driver, dsn string, timeout time.Duration, exited chan error, logPath string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := db.PingContext(ctx)
 		cancel()
 		if err == nil {
-			return pg
+			return db
 		}
 		select {
 		case werr := <-exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+			log, _ := os.ReadFile(logPath)
 			exited <- werr
-			t.Fatalf("postgres exited (%v):\n%s", werr, log)
+			t.Fatalf("%s exited (%v):\n%s", name, werr, log)
 		default:
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-			t.Fatalf("postgres not accepting connections after 30s (%v):\n%s", err, log)
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("%s not accepting connections after %v (%v):\n%s", name, timeout, err, log)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -1,7 +1,6 @@
 package dbtest
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
 	"os"
@@ -101,7 +100,7 @@ func StartMariaDB(t testing.TB) *MariaDB {
 	})
 	my := &MariaDB{Socket: socket, User: "root", Database: "app"}
 	my.DSN = my.dsnFor("")
-	admin := waitForMariaDB(t, my.DSN, exited, logPath)
+	admin := waitForServer(t, "mariadbd", "mysql", my.DSN, 60*time.Second, exited, logPath)
 	defer admin.Close()
 	if _, err := admin.Exec("CREATE DATABASE " + my.Database); err != nil {
 		t.Fatal(err)
@@ -113,35 +112,6 @@ func StartMariaDB(t testing.TB) *MariaDB {
 // dsnFor is the go-sql-driver/mysql DSN of database name ("" for none).
 func (my *MariaDB) dsnFor(name string) string {
 	return fmt.Sprintf("%s:%s@unix(%s)/%s", my.User, my.Password, my.Socket, name)
-}
-
-func waitForMariaDB(t testing.TB, dsn string, exited chan error, logPath string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := db.PingContext(ctx)
-		cancel()
-		if err == nil {
-			return db
-		}
-		select {
-		case werr := <-exited:
-			log, _ := os.ReadFile(logPath)
-			exited <- werr
-			t.Fatalf("mariadbd exited (%v):\n%s", werr, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("mariadbd not accepting connections after 60s (%v):\n%s", err, log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // CreateDatabase makes a new database on the server and returns its DSN,
