@@ -9,8 +9,8 @@
 //     on local stand-ins for its base images (testdata/container/), and
 //     podman runs the image in a pod, deployment.yaml with kube play and
 //     compose.yaml with podman-compose (container_test.go).
-//   - ../README.md: the grpcurl recipes run as written against a sidecar
-//     (recipes_test.go).
+//   - ../README.md and ../docs/grpcurl.md: the grpcurl recipes run as
+//     written against a sidecar (recipes_test.go).
 //   - prometheus/: promtool checks and unit-tests the alert rules, and a real
 //     Prometheus scrapes a real sidecar (prometheus_test.go).
 //   - grafana/: the dashboard, generated in the nested module grafana, whose

@@ -29,18 +29,36 @@ const (
 	recipePlaintext = "JBSWY3DPEHPK3PXP"
 )
 
-// recipeBlocks returns the ```sh blocks between the README's markers.
-func recipeBlocks(t *testing.T, readme string) []string {
+// recipeFiles hold the recipes, one session: the README's short one, which
+// docs/grpcurl.md continues in the same shell.
+var recipeFiles = []string{"README.md", "docs/grpcurl.md"}
+
+// recipeBlocks returns the ```sh blocks between the markers of the
+// recipeFiles, in order.
+func recipeBlocks(t *testing.T, root string) []string {
 	t.Helper()
-	_, section, ok := strings.Cut(readme, recipesStart)
-	if ok {
-		section, _, ok = strings.Cut(section, recipesEnd)
-	}
-	if !ok {
-		t.Fatalf("README.md lacks the %s ... %s section", recipesStart, recipesEnd)
-	}
 	var blocks []string
-	for _, m := range regexp.MustCompile("(?ms)^```sh\n(.*?)^```$").FindAllStringSubmatch(section, -1) {
+	for _, name := range recipeFiles {
+		text, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, section, ok := strings.Cut(string(text), recipesStart)
+		if ok {
+			section, _, ok = strings.Cut(section, recipesEnd)
+		}
+		if !ok {
+			t.Fatalf("%s lacks the %s ... %s section", name, recipesStart, recipesEnd)
+		}
+		blocks = append(blocks, shBlocks(section)...)
+	}
+	return blocks
+}
+
+// shBlocks returns the bodies of the ```sh blocks in markdown.
+func shBlocks(markdown string) []string {
+	var blocks []string
+	for _, m := range regexp.MustCompile("(?ms)^```sh\n(.*?)^```$").FindAllStringSubmatch(markdown, -1) {
 		blocks = append(blocks, m[1])
 	}
 	return blocks
@@ -74,7 +92,7 @@ func recipeKind(block string) string {
 	return ""
 }
 
-// recipeShell runs README blocks with bash, with grpcurl and jq on PATH.
+// recipeShell runs recipe blocks with bash, with grpcurl and jq on PATH.
 type recipeShell struct {
 	path string // PATH: the pinned grpcurl first
 }
@@ -127,21 +145,17 @@ func jsonValues(t *testing.T, out string) []map[string]any {
 	return values
 }
 
-// TestGrpcurlRecipes runs the README's grpcurl recipes exactly as written,
-// block by block and then as one pasted session, against the sidecar as
-// `go run ./cmd/fernet-sidecar --dev` starts it (on a free port, which
-// SIDECAR names), and the re-encrypt recipe against a sidecar in the middle
-// of a rotation.
+// TestGrpcurlRecipes runs the grpcurl recipes of the README and
+// docs/grpcurl.md exactly as written, block by block and then as one
+// pasted session, against the sidecar as `go run ./cmd/fernet-sidecar
+// --dev` starts it (on a free port, which SIDECAR names), and the
+// re-encrypt recipe against a sidecar in the middle of a rotation.
 func TestGrpcurlRecipes(t *testing.T) {
 	sh := newRecipeShell(t)
 	root := testenv.RepoRoot(t)
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	blocks := map[string]string{}
 	var order []string
-	for _, block := range recipeBlocks(t, string(readme)) {
+	for _, block := range recipeBlocks(t, root) {
 		kind := recipeKind(block)
 		if kind == "" {
 			t.Fatalf("a recipe block this test does not know; add a check for it:\n%s", block)
@@ -159,7 +173,7 @@ func TestGrpcurlRecipes(t *testing.T) {
 	}
 	for _, kind := range []string{"list", "encrypt", "decrypt", "reencrypt", "refused", "status", "createtotp", "verifytotp", "replayed", "health"} {
 		if blocks[kind] == "" {
-			t.Fatalf("README.md has no %s recipe", kind)
+			t.Fatalf("%v have no %s recipe", recipeFiles, kind)
 		}
 	}
 
@@ -232,9 +246,9 @@ func TestGrpcurlRecipes(t *testing.T) {
 		t.Errorf("health recipe printed %v, want SERVING twice", health)
 	}
 
-	// Pasted in order into one shell, as the README says: TOKEN flows from
+	// Pasted in order into one shell, as the docs say: TOKEN flows from
 	// the encrypt block into the next ones, and only the refused-token
-	// block complains. The TOTP blocks, with the README's made-up code,
+	// block complains. The TOTP blocks, with the docs' made-up code,
 	// find it wrong.
 	out, stderr, err = sh.run(t, strings.Join(order, "\n"), false, target)
 	if err != nil || !strings.Contains(out, `"plaintext": "`+recipePlaintext+`"`) || !strings.Contains(out, `"changed": false`) ||

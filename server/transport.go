@@ -12,7 +12,7 @@ import (
 
 // The bounds of every listener, so that no one who can connect can make the
 // process hold unbounded memory with connections, streams or headers. The
-// figures are in the README's Reliability section.
+// figures are in docs/reliability.md.
 const (
 	// maxHeaderListBytes bounds the decoded metadata of one call (gRPC's
 	// default is 16 MiB, which a few KB of HPACK references can fill).

@@ -38,7 +38,7 @@ import (
 // limit of the shipped Kubernetes manifest while a client connected
 // beforehand keeps getting answers. CI runs them at the sizes the review
 // reproduced; FERNET_SIDECAR_ATTACK_SCALE=10 runs them ten times larger
-// (the README's Reliability section has those figures).
+// (docs/reliability.md has those figures).
 
 // attackScale multiplies the size of every attack.
 func attackScale(t *testing.T) int {
@@ -107,7 +107,7 @@ func (a *underAttack) stillAnswers(t *testing.T) {
 }
 
 // checkPeakRSS fails the test when the peak RSS passed the manifest's
-// memory limit, and logs it for the README either way.
+// memory limit, and logs it for docs/reliability.md either way.
 func (a *underAttack) checkPeakRSS(t *testing.T, attack string) {
 	t.Helper()
 	peak, limit := peakRSS(t, a.Cmd.Process.Pid), manifestMemoryLimit(t)
