@@ -147,25 +147,35 @@ func StartPostgres(t testing.TB) *Postgres {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { logFile.Close() })
 	server.Stdout, server.Stderr = logFile, logFile
-	if err := server.Start(); err != nil {
-		t.Fatalf("starting postgres: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- server.Wait(); logFile.Close() }()
-	t.Cleanup(func() {
-		// SIGINT is PostgreSQL's fast shutdown: it disconnects clients.
-		server.Process.Signal(syscall.SIGINT)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			server.Process.Kill()
-			<-exited
-		}
-	})
+	// SIGINT is PostgreSQL's fast shutdown: it disconnects clients.
+	exited := startDaemon(t, server, "postgres", syscall.SIGINT)
 	pg := &Postgres{DSN: "postgres://postgres@/postgres?host=" + dir + "&sslmode=disable", cmd: server}
 	waitForServer(t, "postgres", "pgx", pg.DSN, 30*time.Second, exited, filepath.Join(dir, "server.log")).Close()
 	return pg
+}
+
+// startDaemon starts cmd, a database server, and stops it when the test
+// ends: with the signal stop, then SIGKILL after 15 s. The channel it
+// returns gets what cmd.Wait returns.
+func startDaemon(t testing.TB, cmd *exec.Cmd, name string, stop os.Signal) chan error {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(stop)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	return exited
 }
 
 // waitForServer opens dsn with driver and pings it until the server

@@ -83,21 +83,8 @@ func StartMariaDB(t testing.TB) *MariaDB {
 		"--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
 		"--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=0",
 		"--innodb-doublewrite=0", "--max-connections=100")...)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting mariadbd: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		// SIGTERM is a normal shutdown; it does not wait for clients.
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
+	// SIGTERM is a normal shutdown; it does not wait for clients.
+	exited := startDaemon(t, cmd, "mariadbd", syscall.SIGTERM)
 	my := &MariaDB{Socket: socket, User: "root", Database: "app"}
 	my.DSN = my.dsnFor("")
 	admin := waitForServer(t, "mariadbd", "mysql", my.DSN, 60*time.Second, exited, logPath)
