@@ -47,6 +47,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 )
 
 // pythonInterpreter is Debian's Python, which has python3-cryptography. The
@@ -1037,10 +1038,7 @@ func TestDifferentialEncrypt(t *testing.T) {
 		}
 		keys[i] = k
 	}
-	generated, err := fernet.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	generated := testkeys.New(t)
 	rings := []struct {
 		ring *fernet.Keyring
 		strs []string
