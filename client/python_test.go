@@ -11,6 +11,7 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testpki"
+	"github.com/fernet-sidecar/fernet-sidecar/rotation/dbtest"
 )
 
 // python is Debian's interpreter, the one whose packages the tests need.
@@ -24,7 +25,11 @@ var pythonModules = []struct{ module, deb string }{
 	{"cryptography.fernet", "python3-cryptography"},
 	{"django", "python3-django"},
 	{"flask", "python3-flask"},
+	{"flask_sqlalchemy", "python3-flask-sqlalchemy"},
+	{"sqlalchemy", "python3-sqlalchemy"},
+	{"asgiref", "python3-asgiref"},
 	{"pyotp", "python3-pyotp"},
+	{"psycopg2", "python3-psycopg2"},
 }
 
 // requirePython returns python when it and every module are there; else
@@ -56,6 +61,9 @@ func TestPythonClient(t *testing.T) {
 	tcp := sidecartest.Start(t, bin, env, append([]string{"--addr", "127.0.0.1:0"}, args...)...).Addr
 	unix := sidecartest.Start(t, bin, env, append([]string{"--addr", "unix://" + filepath.Join(t.TempDir(), "fernet.sock")}, args...)...).Addr
 	ca, serverCert, serverKey, clientCert, clientKey := testpki.New(t).Write(t, t.TempDir())
+	// The SQLAlchemy and Flask tests' PostgreSQL, as SQLAlchemy's URL.
+	pg := dbtest.StartPostgres(t)
+	postgresURL := strings.Replace(strings.Replace(pg.CreateDatabase(t, "flask"), "postgres://", "postgresql+psycopg2://", 1), "&sslmode=disable", "", 1)
 	withTLS := sidecartest.Start(t, bin, env, append([]string{"--addr", "127.0.0.1:0",
 		"--tls-cert-file", serverCert, "--tls-key-file", serverKey, "--tls-client-ca-file", ca}, args...)...).Addr
 
@@ -67,6 +75,7 @@ func TestPythonClient(t *testing.T) {
 		fmt.Sprintf("SIDECAR_TEST_MAX_PLAINTEXT=%d", maxPlaintext),
 		fmt.Sprintf("SIDECAR_TEST_MAX_BATCH_ITEMS=%d", maxBatchItems),
 		"SIDECAR_TEST_TLS_TARGET=" + withTLS,
+		"SIDECAR_TEST_POSTGRES_URL=" + postgresURL,
 		"SIDECAR_TEST_TLS_CA=" + ca,
 		"SIDECAR_TEST_TLS_CLIENT_CERT=" + clientCert,
 		"SIDECAR_TEST_TLS_CLIENT_KEY=" + clientKey,

@@ -26,6 +26,11 @@ const (
 	// django-fernet-encrypted-fields derives one key per salt of its
 	// SALT_KEY setting (Source.SaltVar) with PBKDF2.
 	DerivationDjangoFernetEncryptedFields Derivation = "django-fernet-encrypted-fields"
+	// DerivationSQLAlchemyUtils: the value is the key given to
+	// sqlalchemy-utils' StringEncryptedType(..., FernetEngine), which uses
+	// the SHA-256 of it as the Fernet key, so its columns can be read and
+	// rotated here.
+	DerivationSQLAlchemyUtils Derivation = "sqlalchemy-utils"
 )
 
 // DjangoFernetEncryptedFieldsIterations is that library's PBKDF2 count.
@@ -34,11 +39,11 @@ const DjangoFernetEncryptedFieldsIterations = 100_000
 // ParseDerivation accepts the names of the derivations.
 func ParseDerivation(name string) (Derivation, error) {
 	switch d := Derivation(name); d {
-	case DerivationNone, DerivationDjangoFernetFields, DerivationDjangoFernetEncryptedFields:
+	case DerivationNone, DerivationDjangoFernetFields, DerivationDjangoFernetEncryptedFields, DerivationSQLAlchemyUtils:
 		return d, nil
 	default:
-		return "", fmt.Errorf("unknown key derivation %q (want %s, %s or %s)", name,
-			DerivationNone, DerivationDjangoFernetFields, DerivationDjangoFernetEncryptedFields)
+		return "", fmt.Errorf("unknown key derivation %q (want %s, %s, %s or %s)", name,
+			DerivationNone, DerivationDjangoFernetFields, DerivationDjangoFernetEncryptedFields, DerivationSQLAlchemyUtils)
 	}
 }
 
@@ -52,6 +57,8 @@ func (d Derivation) keys(value string, salts []string) ([]*fernet.Key, error) {
 		return DjangoFernetEncryptedFieldsKeys(value, salts)
 	case DerivationDjangoFernetFields:
 		key, err = DjangoFernetFieldsKey(value)
+	case DerivationSQLAlchemyUtils:
+		key, err = SQLAlchemyUtilsKey(value)
 	default:
 		key, err = fernet.ParseKey(value)
 	}
@@ -96,9 +103,16 @@ func DjangoFernetEncryptedFieldsKeys(secret string, salts []string) ([]*fernet.K
 	return keys, nil
 }
 
+// SQLAlchemyUtilsKey is sqlalchemy-utils' FernetEngine key: the SHA-256 of
+// the configured key's UTF-8 bytes (EncryptionDecryptionBaseEngine._update_key).
+func SQLAlchemyUtilsKey(secret string) (*fernet.Key, error) {
+	sum := sha256.Sum256([]byte(secret))
+	return fernet.KeyFromBytes(sum[:])
+}
+
 // derived reports whether values are secrets that keys are derived from.
 func (d Derivation) derived() bool {
-	return d == DerivationDjangoFernetFields || d == DerivationDjangoFernetEncryptedFields
+	return d == DerivationDjangoFernetFields || d == DerivationDjangoFernetEncryptedFields || d == DerivationSQLAlchemyUtils
 }
 
 // separators split a list of values. A Django secret may hold a comma, so

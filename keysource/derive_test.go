@@ -37,23 +37,32 @@ json.dump(out, sys.stdout)
 `
 
 func TestDjangoFernetFieldsKeyMatchesPython(t *testing.T) {
-	python := testenv.LookPath(t, "/usr/bin/python3")
-	secrets := []string{
+	checkAgainstPython(t, pythonDerivation, DjangoFernetFieldsKey, []string{
 		"django-insecure-3x%k!h@7(q_w=+v^z#o2$1m&b8*e)u-y0r9c6t5s4a",
 		"a secret, with a comma",
 		"clé secrète ☃",
 		" surrounding spaces ",
-	}
+	})
+}
+
+// checkAgainstPython holds derive to script, which reads [{secret,
+// go_token}] and answers, for each, the key it derives, a token it made
+// with it, and what it decrypts the Go-made token to.
+func checkAgainstPython(t *testing.T, script string, derive func(string) (*fernet.Key, error), secrets []string) {
+	t.Helper()
+	python := testenv.LookPath(t, "/usr/bin/python3")
 	type request struct {
 		Secret  string `json:"secret"`
 		GoToken string `json:"go_token"`
 	}
 	var requests []request
-	for _, secret := range secrets {
-		key, err := DjangoFernetFieldsKey(secret)
+	keys := make([]*fernet.Key, len(secrets))
+	for i, secret := range secrets {
+		key, err := derive(secret)
 		if err != nil {
 			t.Fatal(err)
 		}
+		keys[i] = key
 		sealed, err := fernet.NewKeyring(key).Encrypt([]byte("from go"))
 		if err != nil {
 			t.Fatal(err)
@@ -61,7 +70,7 @@ func TestDjangoFernetFieldsKeyMatchesPython(t *testing.T) {
 		requests = append(requests, request{Secret: secret, GoToken: sealed.Token})
 	}
 	input, _ := json.Marshal(requests)
-	cmd := exec.Command(python, "-c", pythonDerivation)
+	cmd := exec.Command(python, "-c", script)
 	cmd.Stdin = strings.NewReader(string(input))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
@@ -76,8 +85,7 @@ func TestDjangoFernetFieldsKeyMatchesPython(t *testing.T) {
 	if err := json.Unmarshal(out, &answers); err != nil || len(answers) != len(secrets) {
 		t.Fatalf("python answered %q (%v)", out, err)
 	}
-	for i, secret := range secrets {
-		key, _ := DjangoFernetFieldsKey(secret)
+	for i, key := range keys {
 		if key.Encode() != answers[i].Key {
 			t.Errorf("secret %d: Go derives a different key from Python", i)
 		}
@@ -91,43 +99,54 @@ func TestDjangoFernetFieldsKeyMatchesPython(t *testing.T) {
 	}
 }
 
-func TestLoadWithDjangoFernetFieldsDerivation(t *testing.T) {
+// TestLoadWithDerivedKeys: secrets byte for byte from variables and files,
+// the decrypt-only ones one per line, for each derivation of one key per
+// secret.
+func TestLoadWithDerivedKeys(t *testing.T) {
 	newSecret, oldSecret, olderSecret := "new, with a comma", "old secret", " older "
-	derived := func(secret string) string {
-		key, err := DjangoFernetFieldsKey(secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return key.ID()
-	}
-	tests := []struct {
-		name string
-		env  map[string]string
+	for _, derivation := range []struct {
+		name   Derivation
+		derive func(string) (*fernet.Key, error)
 	}{
-		{"variables, secrets byte for byte", map[string]string{
-			"DJANGO_ENCRYPTION_KEY":     newSecret,
-			"OLD_DJANGO_ENCRYPTION_KEY": oldSecret + "\n" + olderSecret,
-		}},
-		{"files, their final line break dropped", map[string]string{
-			"DJANGO_ENCRYPTION_KEY_FILE":     writeFile(t, newSecret+"\n"),
-			"OLD_DJANGO_ENCRYPTION_KEY_FILE": writeFile(t, oldSecret+"\n"+olderSecret+"\r\n"),
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			src := source(tt.env)
-			src.PrimaryDerivation = DerivationDjangoFernetFields
-			src.DecryptOnlyDerivation = DerivationDjangoFernetFields
-			loaded, err := src.Load()
+		{DerivationDjangoFernetFields, DjangoFernetFieldsKey},
+		{DerivationSQLAlchemyUtils, SQLAlchemyUtilsKey},
+	} {
+		derived := func(secret string) string {
+			key, err := derivation.derive(secret)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := append([]string{loaded.Keyring.Primary().ID()}, ids(loaded.Keyring.DecryptOnly())...)
-			want := []string{derived(newSecret), derived(oldSecret), derived(olderSecret)}
-			if strings.Join(got, ",") != strings.Join(want, ",") {
-				t.Fatalf("key ids = %v, want %v (new, old, older)", got, want)
-			}
-		})
+			return key.ID()
+		}
+		tests := []struct {
+			name string
+			env  map[string]string
+		}{
+			{"variables, secrets byte for byte", map[string]string{
+				"DJANGO_ENCRYPTION_KEY":     newSecret,
+				"OLD_DJANGO_ENCRYPTION_KEY": oldSecret + "\n" + olderSecret,
+			}},
+			{"files, their final line break dropped", map[string]string{
+				"DJANGO_ENCRYPTION_KEY_FILE":     writeFile(t, newSecret+"\n"),
+				"OLD_DJANGO_ENCRYPTION_KEY_FILE": writeFile(t, oldSecret+"\n"+olderSecret+"\r\n"),
+			}},
+		}
+		for _, tt := range tests {
+			t.Run(string(derivation.name)+"/"+tt.name, func(t *testing.T) {
+				src := source(tt.env)
+				src.PrimaryDerivation = derivation.name
+				src.DecryptOnlyDerivation = derivation.name
+				loaded, err := src.Load()
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := append([]string{loaded.Keyring.Primary().ID()}, ids(loaded.Keyring.DecryptOnly())...)
+				want := []string{derived(newSecret), derived(oldSecret), derived(olderSecret)}
+				if strings.Join(got, ",") != strings.Join(want, ",") {
+					t.Fatalf("key ids = %v, want %v (new, old, older)", got, want)
+				}
+			})
+		}
 	}
 }
 
@@ -155,7 +174,7 @@ func TestMovingOffDerivedKeys(t *testing.T) {
 }
 
 func TestParseDerivation(t *testing.T) {
-	for _, name := range []string{"none", "django-fernet-fields", "django-fernet-encrypted-fields"} {
+	for _, name := range []string{"none", "django-fernet-fields", "django-fernet-encrypted-fields", "sqlalchemy-utils"} {
 		if _, err := ParseDerivation(name); err != nil {
 			t.Errorf("ParseDerivation(%q): %v", name, err)
 		}

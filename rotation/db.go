@@ -41,7 +41,7 @@ func (d *Database) Close() error { return d.SQL.Close() }
 // Open opens the database a DSN names. The driver follows from its form:
 //
 //	postgres://... or postgresql://...     PostgreSQL (pgx)
-//	mysql://..., mysql2://..., mariadb://...  MySQL or MariaDB (see openMySQL)
+//	mysql://... and dj-database-url's kin   MySQL or MariaDB (see openMySQL)
 //	sqlite:PATH or sqlite:///PATH          SQLite file (the second is dj-database-url's form)
 //	file:PATH[?params]                     SQLite URI, passed on as it is
 //	PATH ending .sqlite3, .sqlite or .db   SQLite file
@@ -54,7 +54,7 @@ func Open(dsn string, readOnly bool) (*Database, error) {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return openPostgres(dsn, readOnly)
-	case strings.HasPrefix(dsn, "mysql://"), strings.HasPrefix(dsn, "mysql2://"), strings.HasPrefix(dsn, "mariadb://"):
+	case isMySQLURL(dsn):
 		return openMySQL(dsn, readOnly)
 	case strings.HasPrefix(dsn, "sqlite:///"):
 		return openSQLiteFile(strings.TrimPrefix(dsn, "sqlite:///"), readOnly)

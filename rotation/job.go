@@ -169,11 +169,11 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return r, err
 	}
+	saves := &saver{cp: j.Checkpoint}
 	err = j.walk(ctx, q, rest, j.Mode, r, func() error {
 		if j.Mode == Rotate && j.Checkpoint != nil {
-			st := j.state(r.LastPK, before+r.Scanned)
-			if err := j.Checkpoint.Save(st); err != nil {
-				return fmt.Errorf("saving the checkpoint (the batch committed; a rerun redoes it harmlessly): %w", err)
+			if err := saves.save(j.state(r.LastPK, before+r.Scanned)); err != nil {
+				return err
 			}
 		}
 		if j.Progress != nil {
@@ -181,6 +181,10 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		}
 		return nil
 	})
+	// Stopped or done, the last checkpoint is on disk before Run returns.
+	if serr := saves.wait(); err == nil {
+		err = serr
+	}
 	if err != nil {
 		return r, err
 	}

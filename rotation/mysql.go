@@ -9,10 +9,21 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
 )
+
+// mysqlSchemes are the URL schemes of MySQL and MariaDB: dj-database-url's
+// (mysql2, mysqlgis and mysql-connector pick Django backends; the database
+// is the same) and mariadb.
+var mysqlSchemes = []string{"mysql", "mysql2", "mysqlgis", "mysql-connector", "mariadb"}
+
+func isMySQLURL(dsn string) bool {
+	scheme, _, found := strings.Cut(dsn, "://")
+	return found && slices.Contains(mysqlSchemes, scheme)
+}
 
 // openMySQL opens a MySQL or MariaDB URL, as Django's and Flask's
 // settings write it (dj-database-url, SQLAlchemy without the driver
@@ -23,7 +34,7 @@ import (
 //	mysql://user:pass@localhost/db?unix_socket=/run/mysqld/mysqld.sock
 //	mysql://...?tls=true                              TLS (also skip-verify, preferred)
 //
-// mysql2:// and mariadb:// are the same. The password may be left out
+// The other mysqlSchemes are the same. The password may be left out
 // and given in MYSQL_PWD instead, as the mysql client takes it.
 func openMySQL(dsn string, readOnly bool) (*Database, error) {
 	dsn, socket := socketHost(dsn)

@@ -147,3 +147,36 @@ func (c Checkpoint) Remove() error {
 	}
 	return err
 }
+
+// saver writes checkpoints in the background, one at a time, so that the
+// next batch's writes need not wait for a file's fsync. A checkpoint that
+// lags a batch behind is safe: a resume from it redoes that batch, which
+// writes nothing.
+type saver struct {
+	cp      *Checkpoint
+	pending chan error // the save in flight; nil when none
+}
+
+// save waits for the save in flight, then starts saving st.
+func (s *saver) save(st State) error {
+	if err := s.wait(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	s.pending = done
+	go func() { done <- s.cp.Save(st) }()
+	return nil
+}
+
+// wait waits for the save in flight, if any.
+func (s *saver) wait() error {
+	if s.pending == nil {
+		return nil
+	}
+	err := <-s.pending
+	s.pending = nil
+	if err != nil {
+		return fmt.Errorf("saving the checkpoint (the batches committed; a rerun redoes them harmlessly): %w", err)
+	}
+	return nil
+}

@@ -86,6 +86,8 @@ func TestOpenChoosesTheDriver(t *testing.T) {
 		{"mysql2://app@%2Frun%2Fmysqld%2Fmysqld.sock/app", "mysql", ""}, // dj-database-url's socket form
 		{"mariadb://app@localhost/app?unix_socket=/run/mysqld/mysqld.sock", "mysql", ""},
 		{"mysql://app@db/app?tls=true", "mysql", ""},
+		{"mysql-connector://app@db/app", "mysql", ""},
+		{"mysqlgis://app@db/app", "mysql", ""},
 		{"mysql://app:hunter2@db/", "", "names no database"},
 		{"mysql://app:hunter2@db/app?charset=latin1", "", "not supported"},
 		{"mysql://app:hunter2@db/app?tls=maybe", "", "tls must be"},
@@ -214,5 +216,63 @@ func TestReportListsIDsNotValues(t *testing.T) {
 	r.Write(&b)
 	if want := "under primary key aaaa  5\nunder old     key bbbb  0\nunder unknown key cccc  1\n"; !strings.Contains(b.String(), want) {
 		t.Errorf("check report lacks\n%s\nin\n%s", want, b.String())
+	}
+}
+
+func TestPlaintextShapes(t *testing.T) {
+	for _, tc := range []struct {
+		shape PlaintextShape
+		value string
+		want  bool
+	}{
+		{TOTPHex, "3132333435363738393031323334353637383930", true}, // django-otp's default, 40 digits
+		{TOTPHex, "3132333435363738393031323334353637383930ABCDEF", true},
+		{TOTPHex, "0123456789abcdef", true},        // 16, the shortest
+		{TOTPHex, strings.Repeat("ab", 40), true},  // 80, the longest
+		{TOTPHex, strings.Repeat("ab", 41), false}, // over django-otp's 80
+		{TOTPHex, "0123456789abcde", false},        // odd
+		{TOTPHex, "0123456789abcdeg", false},       // not hex
+		{TOTPHex, "JBSWY3DPEHPK3PXP", false},       // base32
+		{TOTPHex, "gAAAAABlfJ2-xyz", false},        // a token's start
+		{Base32, "JBSWY3DPEHPK3PXP", true},
+		{Base32, "3132333435363738393031323334353637383930", false}, // 0, 1, 8, 9 are not base32
+		{NoPlaintext, "JBSWY3DPEHPK3PXP", false},
+	} {
+		if got := tc.shape.matches(tc.value); got != tc.want {
+			t.Errorf("%q.matches(%q) = %v, want %v", tc.shape, tc.value, got, tc.want)
+		}
+	}
+	for in, want := range map[string]PlaintextShape{"base32": Base32, "totp-hex": TOTPHex, "hex": NoPlaintext, "": NoPlaintext} {
+		got, err := ParsePlaintextShape(in)
+		if got != want || (err != nil) != (want == NoPlaintext) {
+			t.Errorf("ParsePlaintextShape(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+func TestShardCondition(t *testing.T) {
+	for _, tc := range []struct {
+		shard      Shard
+		kind, typ  string
+		want, fail string
+	}{
+		{Shard{0, 1}, Postgres, "uuid", "", ""},
+		{Shard{2, 4}, Postgres, "bigint", `(("id" % 4) + 4) % 4 = 2`, ""},
+		{Shard{2, 4}, Postgres, "uuid", `((hashtext("id"::text)::bigint % 4) + 4) % 4 = 2`, ""},
+		{Shard{1, 3}, MySQL, "int", `(("id" % 3) + 3) % 3 = 1`, ""},
+		{Shard{1, 3}, MySQL, "char", `CRC32("id") % 3 = 1`, ""},
+		{Shard{0, 2}, SQLite, "integer", `(("id" % 2) + 2) % 2 = 0`, ""},
+		{Shard{0, 2}, SQLite, "text", "", "integer primary key"},
+		{Shard{0, 2}, Postgres, "interval", `((hashtext("id"::text)::bigint % 2) + 2) % 2 = 0`, ""}, // "int" in a name is not an integer
+	} {
+		got, err := tc.shard.condition(tc.kind, `"id"`, tc.typ)
+		if got != tc.want || (err == nil) != (tc.fail == "") || err != nil && !strings.Contains(err.Error(), tc.fail) {
+			t.Errorf("%v.condition(%s, %s) = %q, %v; want %q", tc.shard, tc.kind, tc.typ, got, err, tc.want)
+		}
+	}
+	for in, ok := range map[string]bool{"0/1": true, "3/4": true, "4/4": false, "-1/4": false, "1/0": false, "1": false, "a/b": false, "1/4x": false} {
+		if _, err := ParseShard(in); (err == nil) != ok {
+			t.Errorf("ParseShard(%q): %v", in, err)
+		}
 	}
 }

@@ -73,11 +73,11 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.StringVar(&cfg.oldKeysVar, "old-keys-env", "OLD_DJANGO_ENCRYPTION_KEY", "variable holding decrypt-only keys, comma-separated (or, with _FILE appended, a path to them)")
 	fs.StringVar(&cfg.keysVar, "keys-env", "FERNET_SIDECAR_KEYS", "variable holding the whole key list, one per line, the primary first (or, with _FILE appended, a path to it): one rename changes every key; excludes --key-env and --old-keys-env")
 	cfg.keyDerivation, cfg.oldKeysDerivation = keysource.DerivationNone, keysource.DerivationNone
-	fs.Func("key-derivation", `how the primary's value becomes a key: "none" (it is a Fernet key), "django-fernet-fields" (it is a Django secret, derived with that library's HKDF) or "django-fernet-encrypted-fields" (a Django secret, derived with that library's PBKDF2, one key per salt of --salt-env)`, func(name string) (err error) {
+	fs.Func("key-derivation", `how the primary's value becomes a key: "none" (it is a Fernet key), "django-fernet-fields" (it is a Django secret, derived with that library's HKDF), "django-fernet-encrypted-fields" (a Django secret, derived with that library's PBKDF2, one key per salt of --salt-env) or "sqlalchemy-utils" (the key of sqlalchemy-utils' FernetEngine, hashed with SHA-256)`, func(name string) (err error) {
 		cfg.keyDerivation, err = keysource.ParseDerivation(name)
 		return err
 	})
-	fs.Func("old-keys-derivation", `how the decrypt-only values become keys: "none", "django-fernet-fields" or "django-fernet-encrypted-fields" (one secret per line)`, func(name string) (err error) {
+	fs.Func("old-keys-derivation", `how the decrypt-only values become keys: "none", "django-fernet-fields", "django-fernet-encrypted-fields" or "sqlalchemy-utils" (one secret per line)`, func(name string) (err error) {
 		cfg.oldKeysDerivation, err = keysource.ParseDerivation(name)
 		return err
 	})

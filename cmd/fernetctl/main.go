@@ -81,9 +81,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.dsn, "dsn", "", "database: postgres://..., sqlite:PATH, file:PATH or a *.sqlite3/*.sqlite/*.db path (default $DATABASE_URL)")
+	fs.StringVar(&c.dsn, "dsn", "", "database: postgres://..., mysql://..., sqlite:PATH, file:PATH or a *.sqlite3/*.sqlite/*.db path (default $DATABASE_URL)")
 	fs.StringVar(&c.table, "table", "", "table, optionally schema.table (required)")
-	fs.StringVar(&c.pk, "pk", "id", "primary-key column: unique, integer or text")
+	fs.StringVar(&c.pk, "pk", "id", "primary-key column: one unique column of any type (integer, uuid, text, binary)")
 	fs.StringVar(&c.column, "column", "", "column holding the tokens (required)")
 	fs.StringVar(&c.where, "where", "", "extra SQL condition ANDed into every query, e.g. \"confirmed\"; trusted, not escaped")
 	fs.IntVar(&c.batchSize, "batch-size", rotation.DefaultBatchSize, "rows per batch and per transaction")

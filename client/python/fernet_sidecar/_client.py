@@ -214,17 +214,7 @@ class SidecarFernet:
         self._owns_channel = channel is None
         if channel is None:
             _check_target(target)
-            max_attempts = min(max_attempts, 5)
-            options = [
-                ("grpc.service_config", json.dumps(_service_config(max_attempts, timeout))),
-                # Ignore any service config the resolver might supply: the
-                # retry policy and the timeout are ours.
-                ("grpc.service_config_disable_resolution", 1),
-                ("grpc.enable_retries", 1 if max_attempts >= 2 else 0),
-                ("grpc.max_receive_message_length", _MAX_RECEIVE_BYTES),
-                # Let a whole batch RPC be buffered, so that it can be retried.
-                ("grpc.per_rpc_retry_buffer_size", max(256 << 10, max_batch_bytes + max_batch_bytes // 2)),
-            ]
+            options = _channel_options(max_attempts, timeout, max_batch_bytes)
             if credentials is None:
                 channel = grpc.insecure_channel(target, options=options)
             else:
@@ -253,11 +243,7 @@ class SidecarFernet:
     def decrypt_info(self, token: Union[bytes, str], ttl: Optional[int] = None) -> Decrypted:
         """decrypt, and also which key verified the token, its timestamp, and
         whether it needs re-encrypting under the primary key."""
-        req = pb.DecryptRequest(token=_token_str(token))
-        seconds = _ttl_seconds(ttl)
-        if seconds is not None:
-            req.ttl_seconds = seconds
-        return _decrypted(self._call(self._stub.Decrypt, req))
+        return _decrypted(self._call(self._stub.Decrypt, _with_ttl(pb.DecryptRequest(token=_token_str(token)), ttl)))
 
     def rotate(self, msg: Union[bytes, str]) -> bytes:
         """msg re-encrypted under the primary key with its original
@@ -297,13 +283,10 @@ class SidecarFernet:
         InvalidToken, or with return_exceptions=True is returned in its place
         (an InvalidToken instance) while the others go on."""
         tokens = [_token_str(t) for t in tokens]
-        seconds = _ttl_seconds(ttl)
+        _ttl_seconds(ttl)  # a bad ttl fails before any RPC, even with no tokens
 
         def call(chunk):
-            req = pb.DecryptBatchRequest(tokens=chunk)
-            if seconds is not None:
-                req.ttl_seconds = seconds
-            return self._call(self._stub.DecryptBatch, req)
+            return self._call(self._stub.DecryptBatch, _with_ttl(pb.DecryptBatchRequest(tokens=chunk), ttl))
 
         return self._many(tokens, len, call, lambda ok: ok.plaintext, return_exceptions)
 
@@ -325,23 +308,16 @@ class SidecarFernet:
         """decrypt_info without the plaintext: which key verifies the token,
         its timestamp and whether it needs re-encrypting. A bad token raises
         InvalidToken, as decrypt."""
-        req = pb.InspectRequest(token=_token_str(token))
-        seconds = _ttl_seconds(ttl)
-        if seconds is not None:
-            req.ttl_seconds = seconds
-        return _inspected(self._call(self._stub.Inspect, req))
+        return _inspected(self._call(self._stub.Inspect, _with_ttl(pb.InspectRequest(token=_token_str(token)), ttl)))
 
     def inspect_many(self, tokens, ttl: Optional[int] = None, *, return_exceptions: bool = False) -> list:
         """inspect of each token with one ttl, in order; errors as
         decrypt_many. What a rotation check needs, with no plaintext sent."""
         tokens = [_token_str(t) for t in tokens]
-        seconds = _ttl_seconds(ttl)
+        _ttl_seconds(ttl)  # a bad ttl fails before any RPC, even with no tokens
 
         def call(chunk):
-            req = pb.InspectBatchRequest(tokens=chunk)
-            if seconds is not None:
-                req.ttl_seconds = seconds
-            return self._call(self._stub.InspectBatch, req)
+            return self._call(self._stub.InspectBatch, _with_ttl(pb.InspectBatchRequest(tokens=chunk), ttl))
 
         return self._many(tokens, len, call, _inspected, return_exceptions)
 
@@ -359,16 +335,8 @@ class SidecarFernet:
     ) -> TOTPEnrolment:
         """A fresh TOTP secret, returned only as a token (to store) and in
         the provisioning URI (to show once as a QR code)."""
-        req = pb.CreateTOTPRequest(
-            account_name=account_name,
-            issuer=issuer,
-            digits=digits,
-            period_seconds=period,
-            algorithm=_totp_algorithm(algorithm),
-            secret_bytes=secret_bytes,
-        )
-        resp = self._call(self._stub.CreateTOTP, req)
-        return TOTPEnrolment(resp.token.encode("ascii"), resp.key_id, resp.provisioning_uri)
+        req = _create_totp_request(account_name, issuer, digits, period, algorithm, secret_bytes)
+        return _totp_enrolment(self._call(self._stub.CreateTOTP, req))
 
     def verify_totp(
         self,
@@ -392,38 +360,15 @@ class SidecarFernet:
         :param encoding: "base32" (pyotp, Google Authenticator) or "hex"
             (django-otp's TOTPDevice.key).
         """
-        if encoding not in _TOTP_ENCODINGS:
-            raise ValueError("encoding must be 'base32' or 'hex'")
-        req = pb.VerifyTOTPRequest(
-            token=_token_str(token),
-            code=code,
-            window=window,
-            digits=digits,
-            period_seconds=period,
-            algorithm=_totp_algorithm(algorithm),
-            encoding=_TOTP_ENCODINGS[encoding],
-        )
-        if last_counter is not None:
-            req.last_counter = last_counter
-        resp = self._call(self._stub.VerifyTOTP, req)
-        return TOTPVerification(
-            _TOTP_OUTCOMES.get(resp.outcome, str(resp.outcome)), resp.counter, resp.drift, resp.key_id, resp.needs_reencrypt
-        )
+        req = _verify_totp_request(token, code, last_counter, window, digits, period, algorithm, encoding)
+        return _totp_verification(self._call(self._stub.VerifyTOTP, req))
 
     # -- the rest ----------------------------------------------------------
 
     def status(self) -> Status:
         """The sidecar's key ids (never keys), version, the methods it serves
         and its limits."""
-        resp = self._call(self._stub.GetStatus, pb.GetStatusRequest())
-        limits = resp.limits
-        return Status(
-            resp.primary_key_id,
-            list(resp.decrypt_only_key_ids),
-            resp.version,
-            tuple(resp.allowed_methods),
-            Limits(limits.max_plaintext_bytes, limits.max_token_bytes, limits.max_batch_items, limits.max_message_bytes),
-        )
+        return _status(self._call(self._stub.GetStatus, pb.GetStatusRequest()))
 
     def close(self) -> None:
         """Closes the channel (if this instance made it)."""
@@ -449,19 +394,39 @@ class SidecarFernet:
     def _many(self, items, size, call, ok_value, return_exceptions):
         out = []
         for chunk in _chunks(items, size, self._max_batch_items, self._max_batch_bytes):
-            results = call(chunk).results
-            if len(results) != len(chunk):
-                raise _errors.SidecarError("batch response has %d results for %d items" % (len(results), len(chunk)))
-            for index, result in enumerate(results, start=len(out)):
-                if result.WhichOneof("result") == "ok":
-                    out.append(ok_value(result.ok))
-                    continue
-                exc = _errors.from_item_error(result.error)
-                exc.index = index
-                if not return_exceptions:
-                    raise exc
-                out.append(exc)
+            _collect(out, chunk, call(chunk).results, ok_value, return_exceptions)
         return out
+
+
+def _channel_options(max_attempts, timeout, max_batch_bytes):
+    """The options of a channel made by a client (sync or asyncio)."""
+    max_attempts = min(max_attempts, 5)
+    return [
+        ("grpc.service_config", json.dumps(_service_config(max_attempts, timeout))),
+        # Ignore any service config the resolver might supply: the
+        # retry policy and the timeout are ours.
+        ("grpc.service_config_disable_resolution", 1),
+        ("grpc.enable_retries", 1 if max_attempts >= 2 else 0),
+        ("grpc.max_receive_message_length", _MAX_RECEIVE_BYTES),
+        # Let a whole batch RPC be buffered, so that it can be retried.
+        ("grpc.per_rpc_retry_buffer_size", max(256 << 10, max_batch_bytes + max_batch_bytes // 2)),
+    ]
+
+
+def _collect(out, chunk, results, ok_value, return_exceptions):
+    """Appends to out the values of one batch RPC's results for chunk; an
+    item's error is raised, or appended with return_exceptions."""
+    if len(results) != len(chunk):
+        raise _errors.SidecarError("batch response has %d results for %d items" % (len(results), len(chunk)))
+    for index, result in enumerate(results, start=len(out)):
+        if result.WhichOneof("result") == "ok":
+            out.append(ok_value(result.ok))
+            continue
+        exc = _errors.from_item_error(result.error)
+        exc.index = index
+        if not return_exceptions:
+            raise exc
+        out.append(exc)
 
 
 def _decrypted(resp):
@@ -470,6 +435,55 @@ def _decrypted(resp):
 
 def _inspected(resp):
     return Inspected(resp.key_id, resp.timestamp, resp.needs_reencrypt)
+
+
+def _status(resp):
+    limits = resp.limits
+    return Status(
+        resp.primary_key_id,
+        list(resp.decrypt_only_key_ids),
+        resp.version,
+        tuple(resp.allowed_methods),
+        Limits(limits.max_plaintext_bytes, limits.max_token_bytes, limits.max_batch_items, limits.max_message_bytes),
+    )
+
+
+def _create_totp_request(account_name, issuer, digits, period, algorithm, secret_bytes):
+    return pb.CreateTOTPRequest(
+        account_name=account_name,
+        issuer=issuer,
+        digits=digits,
+        period_seconds=period,
+        algorithm=_totp_algorithm(algorithm),
+        secret_bytes=secret_bytes,
+    )
+
+
+def _totp_enrolment(resp):
+    return TOTPEnrolment(resp.token.encode("ascii"), resp.key_id, resp.provisioning_uri)
+
+
+def _verify_totp_request(token, code, last_counter, window, digits, period, algorithm, encoding):
+    if encoding not in _TOTP_ENCODINGS:
+        raise ValueError("encoding must be 'base32' or 'hex'")
+    req = pb.VerifyTOTPRequest(
+        token=_token_str(token),
+        code=code,
+        window=window,
+        digits=digits,
+        period_seconds=period,
+        algorithm=_totp_algorithm(algorithm),
+        encoding=_TOTP_ENCODINGS[encoding],
+    )
+    if last_counter is not None:
+        req.last_counter = last_counter
+    return req
+
+
+def _totp_verification(resp):
+    return TOTPVerification(
+        _TOTP_OUTCOMES.get(resp.outcome, str(resp.outcome)), resp.counter, resp.drift, resp.key_id, resp.needs_reencrypt
+    )
 
 
 def _totp_algorithm(name):
@@ -500,6 +514,14 @@ def _token_str(token):
         # non-ASCII ones included; the sidecar skips the ASCII ones.
         return token.decode("ascii", "ignore")
     raise TypeError("token must be bytes or str")
+
+
+def _with_ttl(req, ttl):
+    """req with the ttl_seconds of ttl, if any."""
+    seconds = _ttl_seconds(ttl)
+    if seconds is not None:
+        req.ttl_seconds = seconds
+    return req
 
 
 def _ttl_seconds(ttl):

@@ -28,6 +28,7 @@ class Transport:
     """The tests, run once per transport by the subclasses below."""
 
     target_var = None
+    Client = SidecarFernet  # test_aio runs these tests on the asyncio client
 
     @classmethod
     def setUpClass(cls):
@@ -39,7 +40,7 @@ class Transport:
         cls.primary = Fernet(cls.primary_key)
         cls.old = Fernet(cls.old_key)
         cls.python = MultiFernet([cls.primary, cls.old])  # what the sidecar holds
-        cls.f = SidecarFernet(cls.target, timeout=10)
+        cls.f = cls.Client(cls.target, timeout=10)
 
     @classmethod
     def tearDownClass(cls):
@@ -187,7 +188,7 @@ class Transport:
         self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
 
     def test_batch_too_large(self):
-        unsplit = SidecarFernet(self.target, max_batch_items=0)
+        unsplit = self.Client(self.target, max_batch_items=0)
         try:
             with self.assertRaises(SidecarError) as caught:
                 unsplit.encrypt_many([b"x"] * (self.max_batch_items + 1))
@@ -196,7 +197,7 @@ class Transport:
         finally:
             unsplit.close()
         # The default splits it into RPCs the sidecar takes.
-        split = SidecarFernet(self.target, max_batch_items=self.max_batch_items)
+        split = self.Client(self.target, max_batch_items=self.max_batch_items)
         with split:
             tokens = split.encrypt_many([b"%d" % i for i in range(3 * self.max_batch_items + 1)])
         self.assertEqual([self.primary.decrypt(t) for t in tokens], [b"%d" % i for i in range(3 * self.max_batch_items + 1)])
@@ -204,7 +205,7 @@ class Transport:
     # -- batch helpers -----------------------------------------------------
 
     def test_batches_in_order(self):
-        f = SidecarFernet(self.target, max_batch_items=3)  # several RPCs
+        f = self.Client(self.target, max_batch_items=3)  # several RPCs
         self.addCleanup(f.close)
         data = [b"item %d" % i for i in range(10)]
         tokens = f.encrypt_many(data)
@@ -288,6 +289,8 @@ class UnixSocketTest(Transport, unittest.TestCase):
 class TLSTest(unittest.TestCase):
     """A sidecar that requires TLS and a client certificate."""
 
+    Client = SidecarFernet
+
     @classmethod
     def setUpClass(cls):
         cls.target = env.get("TLS_TARGET")
@@ -301,14 +304,14 @@ class TLSTest(unittest.TestCase):
 
     def test_mtls(self):
         credentials = grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert)
-        with SidecarFernet(self.target, credentials=credentials, timeout=10) as f:
+        with self.Client(self.target, credentials=credentials, timeout=10) as f:
             token = f.encrypt(b"secret")
             self.assertEqual(self.primary.decrypt(token), b"secret")
             self.assertEqual(f.decrypt(self.primary.encrypt(b"back")), b"back")
 
     def test_refused_without_tls_or_client_certificate(self):
         for name, credentials in [("plaintext", None), ("no client certificate", grpc.ssl_channel_credentials(root_certificates=self.ca))]:
-            with self.subTest(name), SidecarFernet(self.target, credentials=credentials, timeout=10, max_attempts=1) as f:
+            with self.subTest(name), self.Client(self.target, credentials=credentials, timeout=10, max_attempts=1) as f:
                 with self.assertRaises(SidecarUnavailable) as caught:
                     f.status()
                 self.assertNotIsInstance(caught.exception, CryptographyInvalidToken)
@@ -316,6 +319,9 @@ class TLSTest(unittest.TestCase):
 
 class SidecarDownTest(unittest.TestCase):
     """With no sidecar, calls fail with SidecarUnavailable, never InvalidToken."""
+
+    Client = SidecarFernet
+    channel = staticmethod(grpc.insecure_channel)
 
     def targets(self):
         with socket.socket() as s:
@@ -326,7 +332,7 @@ class SidecarDownTest(unittest.TestCase):
     def test_down_is_not_invalid_token(self):
         token = Fernet(Fernet.generate_key()).encrypt(b"x")
         for target in self.targets():
-            with self.subTest(target=target), SidecarFernet(target, timeout=10) as f:
+            with self.subTest(target=target), self.Client(target, timeout=10) as f:
                 calls = [
                     lambda: f.decrypt(token),
                     lambda: f.decrypt(b"garbage"),
@@ -354,10 +360,10 @@ class SidecarDownTest(unittest.TestCase):
         hole.listen(8)
         self.addCleanup(hole.close)
         target = "127.0.0.1:%d" % hole.getsockname()[1]
-        given = grpc.insecure_channel(target)
+        given = self.channel(target)
         self.addCleanup(given.close)
         for name, channel in [("the client's channel", None), ("a channel given to the client", given)]:
-            with self.subTest(name), SidecarFernet(target, timeout=0.5, channel=channel) as f:
+            with self.subTest(name), self.Client(target, timeout=0.5, channel=channel) as f:
                 started = time.monotonic()
                 with self.assertRaises(SidecarUnavailable) as caught:
                     f.decrypt(b"gAAAAA")
@@ -372,12 +378,12 @@ class SidecarDownTest(unittest.TestCase):
     def test_bad_timeouts(self):
         for timeout, error in [(0, ValueError), (-1, ValueError), (float("inf"), ValueError), (float("nan"), ValueError), ("5", TypeError), (True, TypeError)]:
             with self.subTest(timeout=timeout), self.assertRaises(error):
-                SidecarFernet("localhost:50051", timeout=timeout)
+                self.Client("localhost:50051", timeout=timeout)
 
     def test_bad_targets(self):
         for target in ["", "localhost", "http://localhost:50051", "unix:relative.sock"]:
             with self.subTest(target=target), self.assertRaises(ValueError):
-                SidecarFernet(target)
+                self.Client(target)
 
 
 class WireTest(unittest.TestCase):

@@ -16,12 +16,14 @@ from .test_client import key_id
 
 
 class InspectAndTOTPTest(unittest.TestCase):
+    Client = SidecarFernet  # test_aio runs these tests on the asyncio client
+
     @classmethod
     def setUpClass(cls):
         cls.primary_key = env.get("PRIMARY_KEY")
         cls.primary = Fernet(cls.primary_key)
         cls.old = Fernet(env.get("OLD_KEY"))
-        cls.f = SidecarFernet(env.get("TCP_TARGET"), timeout=10)
+        cls.f = cls.Client(env.get("TCP_TARGET"), timeout=10)
 
     @classmethod
     def tearDownClass(cls):
@@ -37,7 +39,7 @@ class InspectAndTOTPTest(unittest.TestCase):
         self.assertEqual(caught.exception.reason, fernet_sidecar.EXPIRED)
 
     def test_inspect_many(self):
-        f = SidecarFernet(env.get("TCP_TARGET"), max_batch_items=2)  # several RPCs
+        f = self.Client(env.get("TCP_TARGET"), max_batch_items=2)  # several RPCs
         self.addCleanup(f.close)
         now = int(time.time())
         tokens = [

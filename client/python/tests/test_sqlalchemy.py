@@ -1,0 +1,321 @@
+"""fernet_sidecar.sqlalchemy's column types with Debian's SQLAlchemy 1.4,
+through the real sidecar, on SQLite and on PostgreSQL (the Go test starts
+a server and gives its URL in SIDECAR_TEST_POSTGRES_URL)."""
+
+import time
+import unittest
+
+from cryptography.fernet import Fernet
+
+from fernet_sidecar import InProcessFernet, InvalidToken, SidecarFernet
+from fernet_sidecar import sqlalchemy as fs
+
+from . import env
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy import orm
+except ImportError:  # pragma: no cover - the Go test checks for it first
+    sa = None
+
+TOTP = "JBSWY3DPEHPK3PXP"
+
+
+class Counting:
+    """A client that counts the calls made to it, by method."""
+
+    def __init__(self, client):
+        self.client = client
+        self.calls = {}
+
+    def __getattr__(self, name):
+        method = getattr(self.client, name)
+
+        def counted(*args, **kwargs):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def models(fernet):
+    """A fresh declarative base with the test's models, whose encrypted
+    columns use fernet (a callable returning the counting client)."""
+    Base = orm.declarative_base()
+
+    class Device(Base):
+        __tablename__ = "device"
+        id = sa.Column(sa.Integer, primary_key=True)
+        name = sa.Column(sa.String(40))
+        secret = sa.Column(fs.EncryptedString(200, legacy_plaintext="totp-base32", fernet=fernet))
+        note = sa.Column(fs.EncryptedText(fernet=fernet))
+        blob = sa.Column(fs.EncryptedBinary(fernet=fernet))
+        owner_id = sa.Column(sa.Integer, sa.ForeignKey("owner.id"))
+
+    class Owner(Base):
+        __tablename__ = "owner"
+        id = sa.Column(sa.Integer, primary_key=True)
+        devices = orm.relationship(Device, order_by=Device.id)
+
+    class Strict(Base):
+        """No legacy plaintext, and a TTL."""
+
+        __tablename__ = "strict"
+        id = sa.Column(sa.Integer, primary_key=True)
+        secret = sa.Column(fs.EncryptedString(200, ttl=3600, fernet=fernet))
+
+    return Base, Device, Owner, Strict
+
+
+class Database:
+    """The tests, run once per database by the subclasses below."""
+
+    def url(self):
+        raise NotImplementedError
+
+    def make_client(self):
+        client = SidecarFernet(env.get("TCP_TARGET"), max_batch_items=int(env.get("MAX_BATCH_ITEMS")), timeout=10)
+        self.addCleanup(client.close)
+        return client
+
+    def setUp(self):
+        if sa is None:
+            env.missing("SQLAlchemy (Debian package python3-sqlalchemy)")
+        self.primary_key = env.get("PRIMARY_KEY")
+        self.primary = Fernet(self.primary_key)
+        self.old = Fernet(env.get("OLD_KEY"))
+        self.client = Counting(self.make_client())
+        self.Base, self.Device, self.Owner, self.Strict = models(lambda: self.client)
+        self.engine = sa.create_engine(self.url(), future=True)
+        self.addCleanup(self.engine.dispose)
+        self.Base.metadata.create_all(self.engine)
+        self.addCleanup(self.Base.metadata.drop_all, self.engine)
+
+    def session(self):
+        session = orm.Session(self.engine, future=True)
+        self.addCleanup(session.close)
+        return session
+
+    def stored(self, table, column):
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(sa.text("SELECT %s FROM %s ORDER BY id" % (column, table)))]
+
+    def insert_raw(self, table, **values):
+        with self.engine.begin() as conn:
+            conn.execute(sa.table(table, *(sa.column(k) for k in values)).insert().values(**values))
+
+    def add_devices(self, n):
+        with self.session() as session:
+            session.add_all(
+                [self.Device(id=i + 1, name="d%d" % i, secret="%s%04d" % (TOTP, i), note="note %d" % i, blob=b"\x00%d" % i) for i in range(n)]
+            )
+            session.commit()
+        self.client.calls.clear()
+
+    # -- what is stored ----------------------------------------------------
+
+    def test_stores_standard_tokens_and_reads_them_back(self):
+        with self.session() as session:
+            session.add(self.Device(id=1, secret=TOTP, note="caf\u00e9 " * 100, blob=bytes(range(256))))
+            session.add(self.Device(id=2))  # None stays NULL
+            session.commit()
+        secret, note, blob = self.stored("device", "secret")[0], self.stored("device", "note")[0], self.stored("device", "blob")[0]
+        self.assertEqual(self.primary.decrypt(secret.encode()), TOTP.encode())
+        self.assertEqual(self.primary.decrypt(note.encode()).decode(), "caf\u00e9 " * 100)
+        self.assertEqual(self.primary.decrypt(bytes(blob)), bytes(range(256)))
+        self.assertEqual(self.stored("device", "secret")[1], None)
+        with self.session() as session:
+            first, second = session.execute(sa.select(self.Device).order_by(self.Device.id)).scalars().all()
+            self.assertEqual((first.secret, first.note, first.blob), (TOTP, "caf\u00e9 " * 100, bytes(range(256))))
+            self.assertEqual((second.secret, second.note, second.blob), (None, None, None))
+
+    def test_reads_tokens_python_made_under_any_key(self):
+        self.insert_raw("device", id=1, secret=self.primary.encrypt(b"one").decode())
+        self.insert_raw("device", id=2, secret=self.old.encrypt(b"two").decode(), blob=self.old.encrypt(b"\x02"))
+        with self.session() as session:
+            devices = session.execute(sa.select(self.Device).order_by(self.Device.id)).scalars().all()
+            self.assertEqual([(d.secret, d.blob) for d in devices], [("one", None), ("two", b"\x02")])
+
+    def test_same_value_twice_gets_two_tokens(self):
+        shared = TOTP + "SHARED"
+        with self.session() as session:
+            session.add_all([self.Device(id=1, secret=shared), self.Device(id=2, secret=shared)])
+            session.commit()
+        first, second = self.stored("device", "secret")
+        self.assertNotEqual(first, second)
+        self.assertEqual({self.primary.decrypt(first.encode()), self.primary.decrypt(second.encode())}, {shared.encode()})
+
+    # -- batching ----------------------------------------------------------
+
+    def test_a_flush_encrypts_in_one_call_per_column_type(self):
+        self.add_devices(0)
+        with self.session() as session:
+            session.add_all([self.Device(id=i + 1, secret="%s%04d" % (TOTP, i), note="n", blob=b"b") for i in range(20)])
+            session.commit()
+        # EncryptedString, EncryptedText and EncryptedBinary: one each.
+        self.assertEqual(self.client.calls, {"encrypt_many": 3})
+
+    def test_an_update_encrypts_only_what_changed(self):
+        self.add_devices(5)
+        before = self.stored("device", "note")
+        with self.session() as session:
+            device = session.get(self.Device, 3)
+            device.secret = "NEWSECRETNEWSECR"
+            self.client.calls.clear()
+            session.commit()
+            self.assertEqual(self.client.calls, {"encrypt_many": 1})
+            self.assertEqual(device.secret, "NEWSECRETNEWSECR")  # read back after the commit expired it
+        self.assertEqual(self.stored("device", "note"), before)
+        self.assertEqual(self.primary.decrypt(self.stored("device", "secret")[2].encode()), b"NEWSECRETNEWSECR")
+
+    def test_a_query_decrypts_in_one_call_per_column_type(self):
+        self.add_devices(20)
+        expected = ["%s%04d" % (TOTP, i) for i in range(20)]
+        queries = [
+            ("select entities", lambda s: [d.secret for d in s.execute(sa.select(self.Device).order_by(self.Device.id)).scalars()]),
+            ("legacy Query", lambda s: [d.secret for d in s.query(self.Device).order_by(self.Device.id).all()]),
+            ("select columns", lambda s: [row.secret for row in s.execute(sa.select(self.Device.id, self.Device.secret).order_by(self.Device.id))]),
+            ("select one column", lambda s: s.execute(sa.select(self.Device.secret).order_by(self.Device.id)).scalars().all()),
+            (
+                "entities and columns",
+                lambda s: [d.secret for d, _ in s.execute(sa.select(self.Device, self.Device.note).order_by(self.Device.id)).all()],
+            ),
+        ]
+        for name, query in queries:
+            with self.subTest(name), self.session() as session:
+                self.client.calls.clear()
+                self.assertEqual(query(session), expected)
+                self.assertNotIn("decrypt", self.client.calls)
+                self.assertLessEqual(self.client.calls.get("decrypt_many", 0), 3)
+                self.assertGreaterEqual(self.client.calls.get("decrypt_many", 0), 1)
+
+    def test_loaded_objects_are_clean(self):
+        self.add_devices(3)
+        with self.session() as session:
+            devices = session.execute(sa.select(self.Device)).scalars().all()
+            self.assertFalse(session.dirty)
+            self.assertFalse(any(orm.attributes.instance_state(d).modified for d in devices))
+            self.client.calls.clear()
+            session.commit()
+            self.assertEqual(self.client.calls, {})
+
+    def test_relationship_loads(self):
+        with self.session() as session:
+            session.add(self.Owner(id=1, devices=[self.Device(id=i, secret="%s%04d" % (TOTP, i)) for i in range(1, 4)]))
+            session.commit()
+        expected = ["%s%04d" % (TOTP, i) for i in range(1, 4)]
+        for name, option in [("lazy", None), ("selectin", orm.selectinload), ("joined", orm.joinedload)]:
+            with self.subTest(name), self.session() as session:
+                stmt = sa.select(self.Owner)
+                if option:
+                    stmt = stmt.options(option(self.Owner.devices))
+                owner = session.execute(stmt).unique().scalars().one()
+                self.assertEqual([d.secret for d in owner.devices], expected)
+
+    def test_refresh_after_commit_and_get(self):
+        self.add_devices(2)
+        with self.session() as session:
+            device = session.get(self.Device, 1)
+            self.assertEqual(device.secret, TOTP + "0000")
+            session.commit()  # expires everything
+            self.client.calls.clear()
+            self.assertEqual(device.note, "note 0")
+            self.assertNotIn("decrypt", self.client.calls)
+
+    def test_core_and_yield_per_decrypt_value_by_value(self):
+        self.add_devices(5)
+        expected = ["%s%04d" % (TOTP, i) for i in range(5)]
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(self.Device.__table__.c.secret).order_by(self.Device.id)).scalars().all()
+        self.assertEqual(rows, expected)
+        self.assertEqual(self.client.calls, {"decrypt": 5})
+        with self.session() as session:
+            stmt = sa.select(self.Device).order_by(self.Device.id).execution_options(yield_per=2)
+            self.assertEqual([d.secret for d in session.execute(stmt).scalars()], expected)
+
+    # -- failures ----------------------------------------------------------
+
+    def test_legacy_plaintext_reads_and_becomes_a_token(self):
+        self.insert_raw("device", id=1, secret=TOTP)  # before encryption
+        self.insert_raw("device", id=2, secret=self.primary.encrypt(b"NEWNEWNEWNEWNEWN").decode())
+        self.insert_raw("device", id=3, secret="jbswy3dpehpk3pxp")  # any case
+        with self.session() as session:
+            devices = session.execute(sa.select(self.Device).order_by(self.Device.id)).scalars().all()
+            self.assertEqual([d.secret for d in devices], [TOTP, "NEWNEWNEWNEWNEWN", "jbswy3dpehpk3pxp"])
+            self.assertEqual(session.get(self.Device, 1).secret, TOTP)
+            devices[0].secret = devices[0].secret  # written again, as a token
+            orm.attributes.flag_modified(devices[0], "secret")
+            session.commit()
+        self.assertEqual(self.primary.decrypt(self.stored("device", "secret")[0].encode()), TOTP.encode())
+
+    def test_what_is_not_legacy_plaintext_fails(self):
+        cases = [
+            ("device", "not base32 at all!"),  # MALFORMED, not the shape
+            ("device", Fernet(Fernet.generate_key()).encrypt(TOTP.encode()).decode()),  # a token under another key
+            ("strict", TOTP),  # the shape, but no legacy_plaintext on this column
+        ]
+        for table, stored in cases:
+            with self.subTest(table=table, stored=stored[:20]):
+                self.insert_raw(table, id=99, secret=stored)
+                model = self.Device if table == "device" else self.Strict
+                for read in (lambda s: s.execute(sa.select(model)).scalars().all(), lambda s: s.get(model, 99)):
+                    with self.session() as session, self.assertRaises(InvalidToken) as caught:
+                        read(session)
+                    self.assertNotIn(stored, str(caught.exception))
+                with self.engine.begin() as conn:
+                    conn.execute(sa.text("DELETE FROM %s" % table))
+
+    def test_ttl(self):
+        self.insert_raw("strict", id=1, secret=self.primary.encrypt_at_time(b"old", int(time.time()) - 7200).decode())
+        self.insert_raw("strict", id=2, secret=self.primary.encrypt(b"fresh").decode())
+        with self.session() as session:
+            self.assertEqual(session.get(self.Strict, 2).secret, "fresh")
+            with self.assertRaises(InvalidToken) as caught:
+                session.execute(sa.select(self.Strict)).scalars().all()
+            self.assertEqual(caught.exception.reason, "EXPIRED")
+            # The failed query left no half-loaded value in the session.
+            self.assertEqual(session.get(self.Strict, 2).secret, "fresh")
+            with self.assertRaises(InvalidToken):
+                session.get(self.Strict, 1)
+
+    def test_no_client_configured(self):
+        self.addCleanup(fs.configure, fs._default_fernet)  # the Flask tests configure one
+        fs.configure(None)
+        Base = orm.declarative_base()
+
+        class Lonely(Base):
+            __tablename__ = "lonely"
+            id = sa.Column(sa.Integer, primary_key=True)
+            secret = sa.Column(fs.EncryptedString(200))
+
+        Base.metadata.create_all(self.engine)
+        self.addCleanup(Base.metadata.drop_all, self.engine)
+        with self.session() as session:
+            session.add(Lonely(secret="x"))
+            with self.assertRaisesRegex(RuntimeError, "configure"):
+                session.commit()
+
+    def test_bad_legacy_shape(self):
+        with self.assertRaises(ValueError):
+            fs.EncryptedString(200, legacy_plaintext="base64")
+
+
+class SQLiteTest(Database, unittest.TestCase):
+    def url(self):
+        return "sqlite://"
+
+
+class PostgreSQLTest(Database, unittest.TestCase):
+    def url(self):
+        return env.get("POSTGRES_URL")
+
+
+class SQLiteInProcessTest(SQLiteTest):
+    """The same columns over the in-process backend (app test suites)."""
+
+    def make_client(self):
+        return InProcessFernet([self.primary_key, env.get("OLD_KEY")])
+
+
+if __name__ == "__main__":
+    unittest.main()
