@@ -83,7 +83,7 @@ func newAdmission(limits Admission, maxMessageBytes int, registry prometheus.Reg
 	rejected.WithLabelValues(rejectedCalls)
 	return &admission{
 		limits:          limits,
-		maxMessageBytes: int64(min(int64(maxMessageBytes), limits.MaxBatchBytes)),
+		maxMessageBytes: min(int64(maxMessageBytes), limits.MaxBatchBytes),
 		batchBytes:      semaphore.NewWeighted(limits.MaxBatchBytes),
 		batchItems:      semaphore.NewWeighted(limits.MaxBatchItems),
 		rejected:        rejected,
