@@ -71,9 +71,10 @@ func newKey(t *testing.T) string {
 	return base64.URLEncoding.EncodeToString(raw)
 }
 
-// keyID is the key id as README.md defines it: lowercase hex of the first
-// 8 bytes of SHA-256 over the 32 raw key bytes. Computed here, not with the
-// fernet package, so that the documented formula is what is checked.
+// keyID is the key id as docs/configuration.md defines it: lowercase hex
+// of the first 8 bytes of SHA-256 over the 32 raw key bytes. Computed here,
+// not with the fernet package, so that the documented formula is what is
+// checked.
 func keyID(t *testing.T, key string) string {
 	t.Helper()
 	raw, err := base64.URLEncoding.DecodeString(strings.TrimSpace(key))
