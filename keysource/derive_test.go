@@ -10,9 +10,9 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 )
 
-// pythonDerivation is django-fernet-fields' hkdf.py, run with Debian's
-// python3-cryptography: for each secret it prints the derived key, a token
-// it made with it, and what it decrypts the Go-made token to.
+// pythonDerivation is django-fernet-fields' hkdf.py, whose
+// derive_fernet_key checkAgainstPython runs with Debian's
+// python3-cryptography.
 const pythonDerivation = `
 import base64, json, sys
 from cryptography.fernet import Fernet
@@ -23,20 +23,10 @@ def derive_fernet_key(input_key):
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32,
                 salt=b"django-fernet-fields-hkdf-salt", info=b"django-fernet-fields")
     return base64.urlsafe_b64encode(hkdf.derive(input_key.encode("utf-8")))
-
-out = []
-for case in json.load(sys.stdin):
-    f = Fernet(derive_fernet_key(case["secret"]))
-    out.append({
-        "key": derive_fernet_key(case["secret"]).decode(),
-        "token": f.encrypt(b"from python").decode(),
-        "go_plaintext": f.decrypt(case["go_token"].encode()).decode(),
-    })
-json.dump(out, sys.stdout)
 `
 
 func TestDjangoFernetFieldsKeyMatchesPython(t *testing.T) {
-	checkAgainstPython(t, pythonDerivation, DjangoFernetFieldsKey, []string{
+	checkAgainstPython(t, pythonDerivation, "derive_fernet_key", DjangoFernetFieldsKey, []string{
 		"django-insecure-3x%k!h@7(q_w=+v^z#o2$1m&b8*e)u-y0r9c6t5s4a",
 		"a secret, with a comma",
 		"clé secrète ☃",
@@ -44,10 +34,25 @@ func TestDjangoFernetFieldsKeyMatchesPython(t *testing.T) {
 	})
 }
 
-// checkAgainstPython holds derive to script, which reads [{secret,
-// go_token}] and answers, for each, the key it derives, a token it made
-// with it, and what it decrypts the Go-made token to.
-func checkAgainstPython(t *testing.T, script string, derive func(string) (*fernet.Key, error), secrets []string) {
+// pythonCheckKeys ends every checkAgainstPython script: DERIVE is the
+// script's function from a secret to a Fernet key.
+const pythonCheckKeys = `
+out = []
+for case in json.load(sys.stdin):
+    key = DERIVE(case["secret"])
+    f = Fernet(key)
+    out.append({
+        "key": key.decode(),
+        "token": f.encrypt(b"from python").decode(),
+        "go_plaintext": f.decrypt(case["go_token"].encode()).decode(),
+    })
+json.dump(out, sys.stdout)
+`
+
+// checkAgainstPython holds derive to the Python function pyDerive of
+// script: for each secret, Python prints the key it derives, a token it
+// made with it, and what it decrypts the Go-made token to.
+func checkAgainstPython(t *testing.T, script, pyDerive string, derive func(string) (*fernet.Key, error), secrets []string) {
 	t.Helper()
 	python := testenv.Python(t, []string{"cryptography"}, "python3-cryptography")
 	type request struct {
@@ -69,7 +74,7 @@ func checkAgainstPython(t *testing.T, script string, derive func(string) (*ferne
 		requests = append(requests, request{Secret: secret, GoToken: sealed.Token})
 	}
 	input, _ := json.Marshal(requests)
-	out := testenv.RunPython(t, python, script, input)
+	out := testenv.RunPython(t, python, script+strings.ReplaceAll(pythonCheckKeys, "DERIVE", pyDerive), input)
 	var answers []struct {
 		Key         string `json:"key"`
 		Token       string `json:"token"`
