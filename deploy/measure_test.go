@@ -11,11 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 )
 
@@ -67,11 +65,7 @@ func TestMeasureResources(t *testing.T) {
 	s := sidecartest.Start(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t), "OLD_DJANGO_ENCRYPTION_KEY=" + newKey(t)},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	pid := s.Cmd.Process.Pid
-	conn, err := grpc.NewClient(s.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := servetest.Dial(t, s.Addr)
 	client := fernetv1.NewFernetServiceClient(conn)
 	plaintext := []byte("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP") // a 32-byte TOTP secret
 	ctx := context.Background()

@@ -15,15 +15,14 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/promtest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 )
 
@@ -214,11 +213,7 @@ func TestPrometheusScrapesSidecar(t *testing.T) {
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	p := startPrometheus(t, fmt.Sprintf(scrapeSidecarEverySecond, rules, s.MetricsAddr))
 
-	conn, err := grpc.NewClient(s.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := servetest.Dial(t, s.Addr)
 	client := fernetv1.NewFernetServiceClient(conn)
 	const malformed, unknownKey = 7, 2
 	bad := map[string]int{"gAAAAA-not-a-token": malformed}

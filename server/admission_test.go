@@ -10,7 +10,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
@@ -26,11 +25,7 @@ func admissionServer(t *testing.T, bounds Admission) (*Server, fernetv1.FernetSe
 	srv := New(Config{Keys: keys, Limits: DefaultLimits, MaxMessageBytes: 4 << 20, Version: "test",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Admission: bounds})
 	addr := servetest.Serve(t, srv, Listen, "unix://"+filepath.Join(t.TempDir(), "fernet.sock"))
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := servetest.Dial(t, addr)
 	return srv, fernetv1.NewFernetServiceClient(conn), conn
 }
 

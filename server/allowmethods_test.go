@@ -9,9 +9,7 @@ import (
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -53,11 +51,7 @@ func TestAllowMethods(t *testing.T) {
 		AllowedMethods: allowed, Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
 	})}
 	addr := servetest.Serve(t, srv.Server, Listen, "127.0.0.1:0")
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := servetest.Dial(t, addr)
 	client := fernetv1.NewFernetServiceClient(conn)
 
 	sealed, err := client.Encrypt(ctx(t), &fernetv1.EncryptRequest{Plaintext: []byte("JBSWY3DPEHPK3PXP")})

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
@@ -44,12 +43,7 @@ func startServer(t *testing.T, limits Limits) *testServer {
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	addr := servetest.Serve(t, ts.Server, Listen, "unix://"+filepath.Join(t.TempDir(), "fernet.sock"))
-	var err error
-	ts.conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ts.conn.Close() })
+	ts.conn = servetest.Dial(t, addr)
 	ts.client = fernetv1.NewFernetServiceClient(ts.conn)
 	return ts
 }

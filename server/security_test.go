@@ -130,11 +130,7 @@ func TestTLSAndMutualTLS(t *testing.T) {
 func TestAuditLogNamesKeysNotValues(t *testing.T) {
 	var logs bytes.Buffer
 	addr := serveWith(t, Config{AuditCalls: true, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := servetest.Dial(t, addr)
 	client := fernetv1.NewFernetServiceClient(conn)
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -178,11 +174,7 @@ func TestHealthOnlyServerServesNothingElse(t *testing.T) {
 		t.Fatal(err)
 	}
 	go ts.ServeHealth(lis)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := servetest.Dial(t, lis.Addr().String())
 	resp, err := healthpb.NewHealthClient(conn).Check(ctx(t), &healthpb.HealthCheckRequest{Service: "fernet.v1.FernetService"})
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health port Check = %v, %v; want SERVING", resp, err)

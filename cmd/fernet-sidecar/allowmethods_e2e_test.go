@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
@@ -24,7 +25,7 @@ func TestTOTPOnlyProfile(t *testing.T) {
 	const profile = "Encrypt,ReEncrypt,ReEncryptBatch,Inspect,InspectBatch,CreateTOTP,VerifyTOTP,GetStatus"
 	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + testkeys.New(t).Encode(), "FERNET_SIDECAR_ALLOW_METHODS=" + profile},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
-	client := fernetv1.NewFernetServiceClient(dial(t, s.Addr))
+	client := fernetv1.NewFernetServiceClient(servetest.Dial(t, s.Addr))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
@@ -84,7 +85,7 @@ func startUnderAttack(t *testing.T) *underAttack {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	s := sidecartest.Start(t, bin, append([]string{"DJANGO_ENCRYPTION_KEY=" + testkeys.New(t).Encode()}, strings.Fields(os.Getenv("XENV"))...),
 		"--addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
-	a := &underAttack{Sidecar: s, client: fernetv1.NewFernetServiceClient(dial(t, s.Addr))}
+	a := &underAttack{Sidecar: s, client: fernetv1.NewFernetServiceClient(servetest.Dial(t, s.Addr))}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	sealed, err := a.client.Encrypt(ctx, &fernetv1.EncryptRequest{Plaintext: []byte("JBSWY3DPEHPK3PXP")})

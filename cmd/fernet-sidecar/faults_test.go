@@ -18,29 +18,18 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
-
-func dial(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
 
 // load runs callers that each encrypt and decrypt in a loop until stop is
 // closed or rounds run out, and reports every call's error.
@@ -79,11 +68,11 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	key := testkeys.New(t)
 	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + key.Encode()},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "", "--shutdown-timeout", "5s")
-	conn := dial(t, s.Addr)
+	conn := servetest.Dial(t, s.Addr)
 	client := fernetv1.NewFernetServiceClient(conn)
 	watching, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
-	watch, err := healthpb.NewHealthClient(dial(t, s.Addr)).Watch(watching, &healthpb.HealthCheckRequest{})
+	watch, err := healthpb.NewHealthClient(servetest.Dial(t, s.Addr)).Watch(watching, &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +142,7 @@ func TestKeyFileFaultsUnderLoad(t *testing.T) {
 	var calls atomic.Int64
 	var failures sync.Map
 	stop := make(chan struct{})
-	callers := load(fernetv1.NewFernetServiceClient(dial(t, s.Addr)), 8, 1_000_000, stop, func(err error) {
+	callers := load(fernetv1.NewFernetServiceClient(servetest.Dial(t, s.Addr)), 8, 1_000_000, stop, func(err error) {
 		calls.Add(1)
 		if err != nil {
 			failures.Store(err.Error(), true)
@@ -239,7 +228,7 @@ func TestSlowAndHammeredMetricsDoNotStallCalls(t *testing.T) {
 	}
 	var failed atomic.Int64
 	var calls atomic.Int64
-	load(fernetv1.NewFernetServiceClient(dial(t, s.Addr)), 8, 50, nil, func(err error) {
+	load(fernetv1.NewFernetServiceClient(servetest.Dial(t, s.Addr)), 8, 50, nil, func(err error) {
 		calls.Add(1)
 		if err != nil {
 			failed.Add(1)
@@ -265,7 +254,7 @@ func TestNoSecretLeavesTheProcess(t *testing.T) {
 	}
 	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY_FILE=" + keyFile, "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--audit-calls", "--log-level", "debug")
-	client := fernetv1.NewFernetServiceClient(dial(t, s.Addr))
+	client := fernetv1.NewFernetServiceClient(servetest.Dial(t, s.Addr))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

@@ -9,10 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
@@ -37,11 +35,7 @@ func TestKeyFileReloadsWithoutRestart(t *testing.T) {
 	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY_FILE=" + keyFile},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	defer s.Stop(t)
-	conn, err := grpc.NewClient(s.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := servetest.Dial(t, s.Addr)
 	client := fernetv1.NewFernetServiceClient(conn)
 	primaryIs := func(want *fernet.Key, within time.Duration) {
 		t.Helper()

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
@@ -40,7 +41,7 @@ func TestSoak(t *testing.T) {
 	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode(), "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()},
 		"--addr", "unix://"+t.TempDir()+"/fernet.sock", "--metrics-addr", "127.0.0.1:0")
 	defer s.Stop(t)
-	client := fernetv1.NewFernetServiceClient(dial(t, s.Addr))
+	client := fernetv1.NewFernetServiceClient(servetest.Dial(t, s.Addr))
 	// The connection's own goroutines belong to the baseline.
 	if _, err := client.GetStatus(context.Background(), &fernetv1.GetStatusRequest{}); err != nil {
 		t.Fatal(err)

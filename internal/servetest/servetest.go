@@ -1,5 +1,6 @@
-// Package servetest runs a gRPC server in process for one test. It does not
-// import server/, so that server's own tests can use it too.
+// Package servetest runs a gRPC server in process for one test, and dials
+// servers. It does not import server/, so that server's own tests can use
+// it too.
 package servetest
 
 import (
@@ -7,6 +8,9 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Server is what server.Server does to serve and stop.
@@ -39,4 +43,16 @@ func Serve(t testing.TB, srv Server, listen func(addr, socketGroup string) (net.
 		return "unix://" + lis.Addr().String()
 	}
 	return lis.Addr().String()
+}
+
+// Dial connects to addr without TLS, as the tests' clients do, and closes
+// the connection when the test ends.
+func Dial(t testing.TB, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
