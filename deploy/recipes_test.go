@@ -67,27 +67,22 @@ func shBlocks(markdown string) []string {
 // recipeKind names a block by the call it makes, so that every block is
 // checked for what it should print, and a new block needs a new check.
 func recipeKind(block string) string {
-	switch {
-	case strings.Contains(block, "/CreateTOTP"):
-		return "createtotp"
-	case strings.Contains(block, "last_counter"):
-		return "replayed"
-	case strings.Contains(block, "/VerifyTOTP"):
-		return "verifytotp"
-	case strings.Contains(block, " list"):
-		return "list"
-	case strings.Contains(block, "/Encrypt"):
-		return "encrypt"
-	case strings.Contains(block, "gAAAAAbad"):
-		return "refused"
-	case strings.Contains(block, "/Decrypt"):
-		return "decrypt"
-	case strings.Contains(block, "/ReEncrypt"):
-		return "reencrypt"
-	case strings.Contains(block, "/GetStatus"):
-		return "status"
-	case strings.Contains(block, "Health/Check"):
-		return "health"
+	for _, k := range []struct{ marker, kind string }{
+		// In this order: the first marker a block holds names it.
+		{"/CreateTOTP", "createtotp"},
+		{"last_counter", "replayed"},
+		{"/VerifyTOTP", "verifytotp"},
+		{" list", "list"},
+		{"/Encrypt", "encrypt"},
+		{"gAAAAAbad", "refused"},
+		{"/Decrypt", "decrypt"},
+		{"/ReEncrypt", "reencrypt"},
+		{"/GetStatus", "status"},
+		{"Health/Check", "health"},
+	} {
+		if strings.Contains(block, k.marker) {
+			return k.kind
+		}
 	}
 	return ""
 }

@@ -113,10 +113,7 @@ func TestCanonicalBase64MatchesLenient(t *testing.T) {
 	// Every canonical encoding takes the fast path and is seen as canonical.
 	rng := rand.New(rand.NewPCG(1, 2))
 	for n := range 300 {
-		raw := make([]byte, n)
-		for i := range raw {
-			raw[i] = byte(rng.Uint32())
-		}
+		raw := randomBytes(rng, n)
 		s := base64.URLEncoding.EncodeToString(raw)
 		got, canonical, ok := appendCanonicalBase64(nil, s)
 		if !ok || !canonical || !bytes.Equal(got, raw) {
@@ -134,13 +131,18 @@ func FuzzCanonicalBase64(f *testing.F) {
 	f.Fuzz(checkFastPath)
 }
 
+func randomBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
 func TestEncodeURLBase64(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for n := range 300 {
-		raw := make([]byte, n)
-		for i := range raw {
-			raw[i] = byte(rng.Uint32())
-		}
+		raw := randomBytes(rng, n)
 		want := base64.URLEncoding.EncodeToString(raw)
 		got := make([]byte, len(want))
 		encodeURLBase64(got, raw)
