@@ -17,7 +17,7 @@ import (
 )
 
 // python is Debian's interpreter, the one whose packages the tests need.
-const python = "/usr/bin/python3"
+const python = testenv.DebianPython
 
 // pythonModules are what the Python client and its tests import, with the
 // Debian package of each.

@@ -52,7 +52,7 @@ import (
 
 // pythonInterpreter is Debian's Python, which has python3-cryptography. The
 // python3 on PATH may be another one without it.
-const pythonInterpreter = "/usr/bin/python3"
+const pythonInterpreter = testenv.DebianPython
 
 // testNow is the "current time" of generated cases, in Unix seconds.
 const testNow = 1700000000

@@ -21,7 +21,7 @@ func TestStartMariaDB(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	python := "/usr/bin/python3" // Debian's, which has python3-mysqldb
+	python := testenv.DebianPython // Debian's, which has python3-mysqldb
 	script := `
 import sys, MySQLdb
 socket, user, password, db = sys.argv[1:]
