@@ -1,6 +1,6 @@
-// Package testkeys makes Fernet keys and key sources for the tests of every
-// package above fernet/ (fernet's own tests cannot import it: it imports
-// fernet).
+// Package testkeys makes Fernet keys, tokens and key sources for tests. It
+// imports fernet, so fernet's internal tests (package fernet) cannot use it;
+// its external ones (package fernet_test) can.
 package testkeys
 
 import (
