@@ -44,19 +44,6 @@ type ItemError struct {
 
 func (e *ItemError) Error() string { return e.Reason + ": " + e.Message }
 
-// The item reasons the job tells apart. They are the sidecar API's
-// (fernetv1.ReasonMalformed, fernetv1.ReasonInternal; a test in
-// cmd/fernetctl holds them equal), repeated here so that this package does
-// not import the gRPC code.
-const (
-	// ReasonMalformed: not a Fernet token at all, which is what a legacy
-	// plaintext secret looks like to the sidecar.
-	ReasonMalformed = "MALFORMED"
-	// ReasonInternal: the sidecar failed, not the data; the job stops
-	// rather than report a good row as undecryptable.
-	ReasonInternal = "INTERNAL"
-)
-
 // Keys are the key ids the sidecar has loaded.
 type Keys struct {
 	Primary     string

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 	"github.com/fernet-sidecar/fernet-sidecar/rotation/dbtest"
 )
 
@@ -36,11 +37,11 @@ func newFake(primary *fernet.Key, old ...*fernet.Key) *fakeCrypter {
 func reasonOf(err error) string {
 	switch {
 	case errors.Is(err, fernet.ErrMalformed):
-		return ReasonMalformed
+		return reasons.Malformed
 	case errors.Is(err, fernet.ErrInvalidSignature):
-		return "INVALID_SIGNATURE"
+		return reasons.InvalidSignature
 	}
-	return ReasonInternal
+	return reasons.Internal
 }
 
 func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Sealed, error) {
@@ -54,7 +55,7 @@ func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Sealed, e
 	out := make([]Sealed, len(tokens))
 	for i, tok := range tokens {
 		if tok == f.internal {
-			out[i] = Sealed{Err: &ItemError{Reason: ReasonInternal, Message: "boom"}}
+			out[i] = Sealed{Err: &ItemError{Reason: reasons.Internal, Message: "boom"}}
 			continue
 		}
 		re, err := f.keyring.ReEncrypt(tok)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // Mode is what a Job does with the rows it walks.
@@ -508,9 +510,9 @@ func (j *Job) plan(ctx context.Context, rows []row, r *Report) ([]write, error) 
 			writes = append(writes, write{row: row, token: s.Token})
 		case s.Err == nil:
 			r.Current++
-		case s.Err.Reason == ReasonInternal:
+		case s.Err.Reason == reasons.Internal:
 			return nil, fmt.Errorf("sidecar failed on row %s: %v", row.pk, s.Err)
-		case s.Err.Reason == ReasonMalformed && j.LegacyPlaintext.matches(row.val.text):
+		case s.Err.Reason == reasons.Malformed && j.LegacyPlaintext.matches(row.val.text):
 			if j.EncryptPlaintext {
 				plaintexts = append(plaintexts, []byte(row.val.text))
 				plainRows = append(plainRows, row)
@@ -618,9 +620,9 @@ func (j *Job) inspect(ctx context.Context, rows []row, r *Report, mode Mode) err
 		switch {
 		case o.Err == nil:
 			r.ByKey[o.KeyID]++
-		case o.Err.Reason == ReasonInternal:
+		case o.Err.Reason == reasons.Internal:
 			return fmt.Errorf("sidecar failed on row %s: %v", row.pk, o.Err)
-		case o.Err.Reason == ReasonMalformed && j.LegacyPlaintext.matches(row.val.text):
+		case o.Err.Reason == reasons.Malformed && j.LegacyPlaintext.matches(row.val.text):
 			r.Plaintext.add(row.pk, "plaintext", j.MaxIDs)
 		default:
 			r.Undecryptable.add(row.pk, o.Err.Reason, j.MaxIDs)

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 
-	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // Admission bounds the work in flight across all callers, so that many
@@ -98,9 +98,9 @@ func isBatch(fullMethod string) bool { return strings.HasSuffix(fullMethod, "Bat
 // admitStream is the tap run when a call's headers arrive, before its
 // message is read: it counts the call, or refuses it.
 func (a *admission) admitStream(ctx context.Context, info *tap.Info) (context.Context, error) {
-	count, limit, reason, refusal := &a.calls, a.limits.MaxCalls, rejectedCalls, fernetv1.ReasonTooManyCalls
+	count, limit, reason, refusal := &a.calls, a.limits.MaxCalls, rejectedCalls, reasons.TooManyCalls
 	if isBatch(info.FullMethodName) {
-		count, limit, reason, refusal = &a.batches, a.limits.MaxBatches, rejectedBatches, fernetv1.ReasonTooManyBatches
+		count, limit, reason, refusal = &a.batches, a.limits.MaxBatches, rejectedBatches, reasons.TooManyBatches
 	}
 	if count.Add(1) > limit {
 		count.Add(-1)
@@ -177,5 +177,5 @@ func batchItems(req any) int {
 // overloaded is the status of a refused call: a fixed message, and what
 // was full in the ErrorInfo reason.
 func overloaded(reason string) error {
-	return reasonedError(codes.ResourceExhausted, reason, "too many calls in flight; retry later")
+	return reasonedError(codes.ResourceExhausted, reason, reasons.Message(reason))
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
 
@@ -34,7 +35,7 @@ type Metrics struct {
 	totpVerifications [len(totpOutcomes)]prometheus.Counter // by totp.Outcome
 	methodDenied      *prometheus.CounterVec
 
-	decryptFailures      [len(decryptFailureReasons)]prometheus.Counter // in the order of decryptFailureReasons
+	decryptFailures      [len(reasons.Token)]prometheus.Counter // in the order of reasons.Token
 	decryptedPrimary     prometheus.Counter
 	decryptedDecryptOnly prometheus.Counter
 
@@ -126,7 +127,7 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 		lastReloadSucceeded:  lastReloadSucceeded,
 		publicKeyID:          (*fernet.Key).ID,
 	}
-	for i, reason := range decryptFailureReasons {
+	for i, reason := range reasons.Token {
 		m.decryptFailures[i] = failures.WithLabelValues(metricLabel(reason))
 	}
 	for _, outcome := range totpOutcomes {
@@ -171,7 +172,7 @@ func (m *Metrics) setKeys(keyring *fernet.Keyring) {
 type tally struct {
 	ok, failed           int
 	primary, decryptOnly int
-	failures             [len(decryptFailureReasons)]int
+	failures             [len(reasons.Token)]int
 }
 
 // sealed counts an item that made a token.
@@ -189,7 +190,7 @@ func (t *tally) opened(primary bool, err error) {
 	t.sealed(err)
 	switch {
 	case err != nil:
-		if i := slices.Index(decryptFailureReasons[:], reasonOf(err)); i >= 0 {
+		if i := slices.Index(reasons.Token[:], reasonOf(err)); i >= 0 {
 			t.failures[i]++
 		}
 	case primary:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // Service implements fernet.v1.FernetService. It only translates between
@@ -64,14 +65,14 @@ func (l Limits) maxTokenBytes() int {
 
 func (l Limits) checkPlaintext(plaintext []byte) error {
 	if len(plaintext) > l.MaxPlaintextBytes {
-		return tooLarge(fernetv1.ReasonPlaintextTooLarge, "the plaintext", l.MaxPlaintextBytes, "bytes")
+		return tooLarge(reasons.PlaintextTooLarge, "the plaintext", l.MaxPlaintextBytes, "bytes")
 	}
 	return nil
 }
 
 func (l Limits) checkToken(token string) error {
 	if limit := l.maxTokenBytes(); len(token) > limit {
-		return tooLarge(fernetv1.ReasonTokenTooLarge, "the token", limit, "bytes")
+		return tooLarge(reasons.TokenTooLarge, "the token", limit, "bytes")
 	}
 	return nil
 }
@@ -114,7 +115,7 @@ func runBatch[In, Out, Result any](
 	result func(Out, *fernetv1.ItemError) Result,
 ) ([]Result, error) {
 	if len(items) > s.limits.MaxBatchItems {
-		return nil, statusError(op.operation+" batch", tooLarge(fernetv1.ReasonBatchTooLarge, "the batch", s.limits.MaxBatchItems, "items"))
+		return nil, statusError(op.operation+" batch", tooLarge(reasons.BatchTooLarge, "the batch", s.limits.MaxBatchItems, "items"))
 	}
 	results := make([]Result, len(items))
 	var next atomic.Int64 // the first item of the next share

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/client"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 	"github.com/fernet-sidecar/fernet-sidecar/rotation"
 )
 
@@ -31,7 +32,7 @@ func itemError(err error) *rotation.ItemError {
 	if errors.As(err, &e) {
 		return &rotation.ItemError{Reason: e.Reason, Message: e.Message}
 	}
-	return &rotation.ItemError{Reason: rotation.ReasonInternal, Message: err.Error()}
+	return &rotation.ItemError{Reason: reasons.Internal, Message: err.Error()}
 }
 
 // convert turns a batch call's results into the job's, or passes its

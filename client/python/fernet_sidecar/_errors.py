@@ -10,7 +10,8 @@ except ImportError:  # pragma: no cover - exercised only without cryptography
         pass
 
 
-# The reasons the sidecar gives (proto/fernet/v1/reasons.go).
+# The reasons the sidecar gives: Go's package reasons (reasons/reasons.go),
+# held equal to these by client/python_reasons_test.go.
 MALFORMED = "MALFORMED"
 INVALID_SIGNATURE = "INVALID_SIGNATURE"
 EXPIRED = "EXPIRED"
@@ -22,6 +23,8 @@ INTERNAL = "INTERNAL"
 INVALID_TOTP_PARAMETER = "INVALID_TOTP_PARAMETER"
 INVALID_TOTP_SECRET = "INVALID_TOTP_SECRET"
 METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+TOO_MANY_BATCHES = "TOO_MANY_BATCHES"
+TOO_MANY_CALLS = "TOO_MANY_CALLS"
 
 #: The reasons a token is refused for: these raise InvalidToken.
 TOKEN_REASONS = frozenset({MALFORMED, INVALID_SIGNATURE, EXPIRED, FUTURE_TIMESTAMP, TOKEN_TOO_LARGE})
@@ -57,7 +60,8 @@ class SidecarError(Exception):
     ``code`` is the grpc.StatusCode of the failed call (None for a batch
     item's error), ``reason`` the sidecar's reason when it gave one
     (PLAINTEXT_TOO_LARGE, BATCH_TOO_LARGE, INVALID_TOTP_PARAMETER,
-    INVALID_TOTP_SECRET, METHOD_NOT_ALLOWED, INTERNAL), else None.
+    INVALID_TOTP_SECRET, METHOD_NOT_ALLOWED, TOO_MANY_BATCHES, TOO_MANY_CALLS,
+    INTERNAL), else None.
     """
 
     def __init__(self, message="", code=None, reason=None):
