@@ -10,19 +10,20 @@ type Crypter interface {
 	// ReEncrypt moves tokens to the primary key, keeping their timestamps
 	// (MultiFernet.rotate). Changed is false for a token that is already
 	// canonical under the primary key.
-	ReEncrypt(ctx context.Context, tokens []string) ([]Sealed, error)
+	ReEncrypt(ctx context.Context, tokens []string) ([]Encrypted, error)
 	// Inspect says which key verifies each token, with no TTL. It needs
 	// no plaintext, so an implementation may use a call that returns
 	// none (the sidecar's InspectBatch) or DecryptBatch and drop it.
 	Inspect(ctx context.Context, tokens []string) ([]Inspected, error)
 	// Encrypt makes new tokens under the primary key.
-	Encrypt(ctx context.Context, plaintexts [][]byte) ([]Sealed, error)
+	Encrypt(ctx context.Context, plaintexts [][]byte) ([]Encrypted, error)
 	// Keys reports the ids of the loaded keys.
 	Keys(ctx context.Context) (Keys, error)
 }
 
-// Sealed is a token under the primary key, or why there is none.
-type Sealed struct {
+// Encrypted is a token under the primary key, as Encrypt and ReEncrypt
+// return it, or why there is none.
+type Encrypted struct {
 	Token string
 	// Changed is false when ReEncrypt returned the token as it was given.
 	Changed bool

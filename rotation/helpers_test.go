@@ -44,7 +44,7 @@ func reasonOf(err error) string {
 	return reasons.Internal
 }
 
-func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Sealed, error) {
+func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Encrypted, error) {
 	f.mu.Lock()
 	f.reencryptCalls++
 	call, hook := f.reencryptCalls, f.beforeReEncrypt
@@ -52,18 +52,18 @@ func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Sealed, e
 	if hook != nil {
 		hook(call)
 	}
-	out := make([]Sealed, len(tokens))
+	out := make([]Encrypted, len(tokens))
 	for i, tok := range tokens {
 		if tok == f.internal {
-			out[i] = Sealed{Err: &ItemError{Reason: reasons.Internal, Message: "boom"}}
+			out[i] = Encrypted{Err: &ItemError{Reason: reasons.Internal, Message: "boom"}}
 			continue
 		}
 		re, err := f.keyring.ReEncrypt(tok)
 		if err != nil {
-			out[i] = Sealed{Err: &ItemError{Reason: reasonOf(err), Message: err.Error()}}
+			out[i] = Encrypted{Err: &ItemError{Reason: reasonOf(err), Message: err.Error()}}
 			continue
 		}
-		out[i] = Sealed{Token: re.Token, Changed: re.Changed}
+		out[i] = Encrypted{Token: re.Token, Changed: re.Changed}
 	}
 	return out, nil
 }
@@ -81,14 +81,14 @@ func (f *fakeCrypter) Inspect(_ context.Context, tokens []string) ([]Inspected, 
 	return out, nil
 }
 
-func (f *fakeCrypter) Encrypt(_ context.Context, plaintexts [][]byte) ([]Sealed, error) {
-	out := make([]Sealed, len(plaintexts))
+func (f *fakeCrypter) Encrypt(_ context.Context, plaintexts [][]byte) ([]Encrypted, error) {
+	out := make([]Encrypted, len(plaintexts))
 	for i, p := range plaintexts {
 		e, err := f.keyring.Encrypt(p)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = Sealed{Token: e.Token, Changed: true}
+		out[i] = Encrypted{Token: e.Token, Changed: true}
 	}
 	return out, nil
 }

@@ -489,17 +489,17 @@ func (j *Job) plan(ctx context.Context, rows []row, r *Report) ([]write, error) 
 	if len(tokens) == 0 {
 		return nil, nil
 	}
-	sealed, err := j.Crypter.ReEncrypt(ctx, tokens)
+	reencrypted, err := j.Crypter.ReEncrypt(ctx, tokens)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar ReEncrypt: %w", err)
 	}
-	if len(sealed) != len(tokens) {
-		return nil, fmt.Errorf("sidecar ReEncrypt returned %d results for %d tokens", len(sealed), len(tokens))
+	if len(reencrypted) != len(tokens) {
+		return nil, fmt.Errorf("sidecar ReEncrypt returned %d results for %d tokens", len(reencrypted), len(tokens))
 	}
 	var writes []write
 	var plaintexts [][]byte
 	var plainRows []row
-	for i, s := range sealed {
+	for i, s := range reencrypted {
 		row := withToken[i]
 		switch {
 		case s.Err == nil && s.Changed:
@@ -608,14 +608,14 @@ func (j *Job) inspect(ctx context.Context, rows []row, r *Report, mode Mode) err
 	if len(tokens) == 0 {
 		return nil
 	}
-	opened, err := j.Crypter.Inspect(ctx, tokens)
+	inspected, err := j.Crypter.Inspect(ctx, tokens)
 	if err != nil {
 		return fmt.Errorf("sidecar Inspect: %w", err)
 	}
-	if len(opened) != len(tokens) {
-		return fmt.Errorf("sidecar Inspect returned %d results for %d tokens", len(opened), len(tokens))
+	if len(inspected) != len(tokens) {
+		return fmt.Errorf("sidecar Inspect returned %d results for %d tokens", len(inspected), len(tokens))
 	}
-	for i, o := range opened {
+	for i, o := range inspected {
 		row := withToken[i]
 		switch {
 		case o.Err == nil:
@@ -634,14 +634,14 @@ func (j *Job) inspect(ctx context.Context, rows []row, r *Report, mode Mode) err
 	// What a run would write: ReEncrypt also rewrites tokens under the
 	// primary key that are not canonical (line breaks, '+/' alphabet),
 	// which Decrypt alone cannot tell.
-	sealed, err := j.Crypter.ReEncrypt(ctx, tokens)
+	reencrypted, err := j.Crypter.ReEncrypt(ctx, tokens)
 	if err != nil {
 		return fmt.Errorf("sidecar ReEncrypt: %w", err)
 	}
-	if len(sealed) != len(tokens) {
-		return fmt.Errorf("sidecar ReEncrypt returned %d results for %d tokens", len(sealed), len(tokens))
+	if len(reencrypted) != len(tokens) {
+		return fmt.Errorf("sidecar ReEncrypt returned %d results for %d tokens", len(reencrypted), len(tokens))
 	}
-	for _, s := range sealed {
+	for _, s := range reencrypted {
 		switch {
 		case s.Err != nil: // counted above
 		case s.Changed:

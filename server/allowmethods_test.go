@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -84,12 +83,7 @@ func TestAllowMethods(t *testing.T) {
 	}
 	for _, call := range refused {
 		st := status.Convert(call())
-		var reason string
-		for _, detail := range st.Details() {
-			if info, ok := detail.(*errdetails.ErrorInfo); ok {
-				reason = info.GetReason()
-			}
-		}
+		reason := errorReason(st)
 		if st.Code() != codes.PermissionDenied || reason != reasons.MethodNotAllowed {
 			t.Fatalf("a method left out: %v (reason %q), want PERMISSION_DENIED with METHOD_NOT_ALLOWED", st.Err(), reason)
 		}

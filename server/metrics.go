@@ -175,8 +175,8 @@ type tally struct {
 	failures             [len(reasons.Token)]int
 }
 
-// sealed counts an item that made a token.
-func (t *tally) sealed(err error) {
+// encrypted counts an item that made a token.
+func (t *tally) encrypted(err error) {
 	if err != nil {
 		t.failed++
 		return
@@ -184,10 +184,10 @@ func (t *tally) sealed(err error) {
 	t.ok++
 }
 
-// opened counts an item that had to decrypt a token: whether it failed
+// decrypted counts an item that had to decrypt a token: whether it failed
 // and why, or which role of key verified it.
-func (t *tally) opened(primary bool, err error) {
-	t.sealed(err)
+func (t *tally) decrypted(primary bool, err error) {
+	t.encrypted(err)
 	switch {
 	case err != nil:
 		if i := slices.Index(reasons.Token[:], reasonOf(err)); i >= 0 {
