@@ -132,7 +132,7 @@ func TestCallerLeavingMidBatch(t *testing.T) {
 	t.Fatal("no wait landed mid-batch: the server never stopped a batch early")
 }
 
-func TestBatchStopsWithinAStrideOfTheCallerLeaving(t *testing.T) {
+func TestBatchStopsWithinACheckOfTheCallerLeaving(t *testing.T) {
 	keys := &swappableKeys{}
 	keys.Store(fernet.NewKeyring(newKey(t)))
 	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "test")
@@ -147,8 +147,8 @@ func TestBatchStopsWithinAStrideOfTheCallerLeaving(t *testing.T) {
 	}
 	result := func(int, *fernetv1.ItemError) int { return 0 }
 	_, err := runBatch(leaving, service, service.metrics.encrypt, make([]int, 10_000), process, result)
-	// Each worker may finish the share it holds.
-	if limit := int64(100 + runtime.GOMAXPROCS(0)*cancellationStride); status.Code(err) != codes.Canceled || processed.Load() > limit {
+	// Each worker may run up to a check's worth of items after it.
+	if limit := int64(100 + runtime.GOMAXPROCS(0)*itemsPerCancelCheck); status.Code(err) != codes.Canceled || processed.Load() > limit {
 		t.Fatalf("runBatch = %v after %d items, want CANCELED within %d items", err, processed.Load(), limit)
 	}
 }

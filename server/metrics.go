@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -64,7 +65,7 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 	}, []string{"operation", "outcome"})
 	durations := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "fernet_operation_duration_seconds",
-		Help:    "Time to process one item, by operation. A batch observes the mean of each share of up to 64 items once.",
+		Help:    fmt.Sprintf("Time to process one item, by operation. A single call observes its item's time; a batch observes, once per share of up to %d items that a worker takes, the mean time of the share's items.", itemsPerShare),
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
 	}, []string{"operation"})
 	failures := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -202,7 +203,9 @@ func (t *tally) decrypted(primary bool, err error) {
 
 // record adds the items of t, which took elapsed in all, to operation's
 // series. The duration histogram gets their mean, once: for a single
-// call that is the item's own time.
+// call that is the item's own time. Timing each item of a batch instead
+// would add two clock reads (about 60 ns each here) and a touch of the
+// shared histogram to an item that takes the engine about a microsecond.
 func (m *Metrics) record(operation operationMetrics, t *tally, elapsed time.Duration) {
 	items := t.ok + t.failed
 	if items == 0 {
