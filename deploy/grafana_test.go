@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	_ "modernc.org/sqlite" // "sqlite", for the table fernetctl rotates
 
+	"github.com/fernet-sidecar/fernet-sidecar/internal/promtest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
@@ -65,13 +66,13 @@ func TestDashboardQueries(t *testing.T) {
 	s := sidecartest.Start(t, imageBinary(t),
 		[]string{"DJANGO_ENCRYPTION_KEY_FILE=" + primaryFile, "OLD_DJANGO_ENCRYPTION_KEY_FILE=" + oldFile},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
-	gateway := startPushgateway(t)
+	gateway := promtest.StartPushgateway(t)
 	rules := filepath.Join(root, "deploy", "prometheus", "rotation-alerts.yaml")
 	p := startPrometheus(t, fmt.Sprintf(scrapeSidecarEverySecond, rules, s.MetricsAddr)+fmt.Sprintf(`  - job_name: pushgateway
     honor_labels: true
     static_configs:
       - targets: [%q]
-`, strings.TrimPrefix(gateway.url, "http://")))
+`, strings.TrimPrefix(gateway.URL, "http://")))
 
 	driveTraffic(t, s.Addr, old)
 	if err := s.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -100,7 +101,7 @@ func TestDashboardQueries(t *testing.T) {
 		{"missing", nil, 1},
 	} {
 		args := append([]string{"reencrypt", "--dsn", dsn, "--table", run.table, "--column", "token",
-			"--batch-size", "10", "--sidecar", s.Addr, "--pushgateway", gateway.url}, run.extra...)
+			"--batch-size", "10", "--sidecar", s.Addr, "--pushgateway", gateway.URL}, run.extra...)
 		cmd := exec.Command(fernetctl, args...)
 		cmd.Dir = dir
 		out, _ := cmd.CombinedOutput()
@@ -177,20 +178,9 @@ func TestDashboardQueries(t *testing.T) {
 	}
 
 	p.waitForHealthyRules(t, time.Now(), rules)
-	p.stop()
-	gateway.stop()
+	p.Stop()
+	gateway.Stop()
 	s.Stop(t)
-}
-
-// startPushgateway runs Debian's prometheus-pushgateway on a loopback port,
-// keeping what is pushed in memory only: Debian's build otherwise persists
-// it to /var/lib/prometheus/pushgateway.data, shared by every run.
-func startPushgateway(t *testing.T) *daemon {
-	t.Helper()
-	bin := testenv.LookPath(t, "prometheus-pushgateway")
-	return startDaemon(t, "prometheus-pushgateway", t.TempDir(), func(addr string, _ int) []string {
-		return []string{bin, "--web.listen-address=" + addr, "--persistence.file=", "--log.level=info"}
-	})
 }
 
 // driveTraffic makes the sidecar encrypt, decrypt with either key, in
@@ -327,7 +317,7 @@ func waitForSeries(t *testing.T, p *prometheusServer, expr string, required bool
 // labelValues is what Grafana's label_values(selector, label) asks for.
 func (p *prometheusServer) labelValues(t *testing.T, label, selector string) []string {
 	t.Helper()
-	code, body := httpGet(t, p.url+"/api/v1/label/"+label+"/values?match[]="+url.QueryEscape(selector))
+	code, body := promtest.Get(p.URL + "/api/v1/label/" + label + "/values?match[]=" + url.QueryEscape(selector))
 	if code != http.StatusOK {
 		t.Errorf("label values of %s for %s: HTTP %d: %s", label, selector, code, body)
 		return nil
