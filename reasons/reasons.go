@@ -3,14 +3,18 @@
 // reason of a failed batch item. Clients, dashboards and the Python
 // package match on them, so a reason is never renamed.
 //
-// It is a package of its own, importing nothing, so that every layer can
-// name a reason without pulling in another: the server, the Go client and
-// the rotation job (which must not import the gRPC code), and tests. It is
-// not part of fernet/, because most reasons are not the engine's: limits,
-// TOTP parameters, --allow-methods and admission are the server's.
+// It is a package of its own, importing only the standard library, so that
+// every layer can use it without pulling in another: the engine (fernet
+// and totp, whose sentinel errors carry their reason), the server, the Go
+// client and the rotation job (which import no engine), and tests. It is
+// not part of fernet/, because most reasons are not that engine's: limits,
+// TOTP, --allow-methods and admission are the server's, and the Go client
+// would then build the engine into every app.
 // client/python's _errors.py spells the same list; a test in client/ holds
 // the two equal.
 package reasons
+
+import "errors"
 
 // Domain is the google.rpc.ErrorInfo domain of every error the sidecar
 // returns.
@@ -89,4 +93,27 @@ var messages = map[string]string{
 	TooManyBatches:       "too many calls in flight; retry later",
 	TooManyCalls:         "too many calls in flight; retry later",
 	Internal:             "internal error",
+}
+
+// Error is an error of a known reason. The engine's sentinel errors (the
+// fernet and totp packages') are Errors, so that Of finds the reason of
+// any error that wraps one, and no layer above keeps its own mapping.
+type Error struct {
+	Reason string
+	text   string
+}
+
+// New returns an error of reason, whose Error() is text.
+func New(reason, text string) *Error { return &Error{Reason: reason, text: text} }
+
+func (e *Error) Error() string { return e.text }
+
+// Of returns the reason of err: that of the first Error in its chain, or
+// Internal when there is none, since then the input was not to blame.
+func Of(err error) string {
+	var known *Error
+	if errors.As(err, &known) {
+		return known.Reason
+	}
+	return Internal
 }

@@ -1,6 +1,8 @@
 package reasons
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -23,5 +25,24 @@ func TestTable(t *testing.T) {
 	}
 	if IsToken(Internal) || IsToken("") {
 		t.Error("IsToken holds a reason that refuses no token")
+	}
+}
+
+func TestOf(t *testing.T) {
+	sentinel := New(Expired, "token expired")
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{sentinel, Expired},
+		{fmt.Errorf("decrypt: %w", fmt.Errorf("%w: 17 s late", sentinel)), Expired},
+		{errors.New("disk on fire"), Internal},
+	} {
+		if got := Of(tc.err); got != tc.want {
+			t.Errorf("Of(%v) = %s, want %s", tc.err, got, tc.want)
+		}
+	}
+	if wrapped := fmt.Errorf("%w: detail", sentinel); !errors.Is(wrapped, sentinel) || sentinel.Error() != "token expired" {
+		t.Error("a sentinel made by New is not matched by errors.Is, or lost its text")
 	}
 }

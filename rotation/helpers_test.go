@@ -3,7 +3,6 @@ package rotation
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -34,16 +33,6 @@ func newFake(primary *fernet.Key, old ...*fernet.Key) *fakeCrypter {
 	return &fakeCrypter{keyring: fernet.NewKeyring(primary, old...)}
 }
 
-func reasonOf(err error) string {
-	switch {
-	case errors.Is(err, fernet.ErrMalformed):
-		return reasons.Malformed
-	case errors.Is(err, fernet.ErrInvalidSignature):
-		return reasons.InvalidSignature
-	}
-	return reasons.Internal
-}
-
 func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Encrypted, error) {
 	f.mu.Lock()
 	f.reencryptCalls++
@@ -60,7 +49,7 @@ func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Encrypted
 		}
 		re, err := f.keyring.ReEncrypt(tok)
 		if err != nil {
-			out[i] = Encrypted{Err: &ItemError{Reason: reasonOf(err), Message: err.Error()}}
+			out[i] = Encrypted{Err: &ItemError{Reason: reasons.Of(err), Message: err.Error()}}
 			continue
 		}
 		out[i] = Encrypted{Token: re.Token, Changed: re.Changed}
@@ -73,7 +62,7 @@ func (f *fakeCrypter) Inspect(_ context.Context, tokens []string) ([]Inspected, 
 	for i, tok := range tokens {
 		d, err := f.keyring.Decrypt(tok)
 		if err != nil {
-			out[i] = Inspected{Err: &ItemError{Reason: reasonOf(err), Message: err.Error()}}
+			out[i] = Inspected{Err: &ItemError{Reason: reasons.Of(err), Message: err.Error()}}
 			continue
 		}
 		out[i] = Inspected{KeyID: d.KeyID}

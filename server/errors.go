@@ -9,10 +9,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 	"github.com/fernet-sidecar/fernet-sidecar/reasons"
-	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
 
 // requestError is input that a limit refuses before the engine sees it.
@@ -39,27 +37,14 @@ func messageOf(reason string, err error) string {
 	return reasons.Message(reason)
 }
 
-// reasonOf classifies an error of one item of work.
+// reasonOf classifies an error of one item of work: a limit's reason, or
+// the one the engine's error carries.
 func reasonOf(err error) string {
 	var reqErr *requestError
-	switch {
-	case errors.As(err, &reqErr):
+	if errors.As(err, &reqErr) {
 		return reqErr.reason
-	case errors.Is(err, fernet.ErrMalformed):
-		return reasons.Malformed
-	case errors.Is(err, fernet.ErrInvalidSignature):
-		return reasons.InvalidSignature
-	case errors.Is(err, fernet.ErrExpired):
-		return reasons.Expired
-	case errors.Is(err, fernet.ErrFutureTimestamp):
-		return reasons.FutureTimestamp
-	case errors.Is(err, totp.ErrInvalidParameter):
-		return reasons.InvalidTOTPParameter
-	case errors.Is(err, totp.ErrInvalidSecret):
-		return reasons.InvalidTOTPSecret
-	default:
-		return reasons.Internal
 	}
+	return reasons.Of(err)
 }
 
 // statusError is the gRPC status of a failed call: INVALID_ARGUMENT for
