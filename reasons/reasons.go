@@ -10,6 +10,7 @@
 // not part of fernet/, because most reasons are not that engine's: limits,
 // TOTP, --allow-methods and admission are the server's, and the Go client
 // would then build the engine into every app.
+//
 // client/python's _errors.py spells the same list; a test in client/ holds
 // the two equal.
 package reasons

@@ -13,45 +13,31 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
-// requestError is input that a limit refuses before the engine sees it.
-type requestError struct {
-	reason string
-	msg    string
-}
-
-func (e *requestError) Error() string { return e.msg }
-
-// tooLarge is input over a limit. Its message names the limit only, never
-// the input's size: a message holds nothing the caller sent.
+// tooLarge is input over a limit, refused before the engine sees it. Its
+// message names the limit only, never the input's size: a message holds
+// nothing the caller sent.
 func tooLarge(reason, what string, limit int, unit string) error {
-	return &requestError{reason: reason, msg: fmt.Sprintf("%s is over the limit of %d %s", what, limit, unit)}
+	return reasons.New(reason, fmt.Sprintf("%s is over the limit of %d %s", what, limit, unit))
 }
 
-// messageOf is the fixed text of err: a limit's own message, which names
-// only the limit, or the text of its reason.
+// messageOf is the fixed text of an error of reason: the reason's own, or
+// for a limit, which has none, the message tooLarge gave it.
 func messageOf(reason string, err error) string {
-	var reqErr *requestError
-	if errors.As(err, &reqErr) {
-		return reqErr.msg
+	if msg := reasons.Message(reason); msg != "" {
+		return msg
 	}
-	return reasons.Message(reason)
-}
-
-// reasonOf classifies an error of one item of work: a limit's reason, or
-// the one the engine's error carries.
-func reasonOf(err error) string {
-	var reqErr *requestError
-	if errors.As(err, &reqErr) {
-		return reqErr.reason
+	var limit *reasons.Error
+	if errors.As(err, &limit) {
+		return limit.Error()
 	}
-	return reasons.Of(err)
+	return ""
 }
 
 // statusError is the gRPC status of a failed call: INVALID_ARGUMENT for
 // anything about the input, INTERNAL otherwise, with an ErrorInfo reason
 // and a fixed message (messageOf).
 func statusError(operation string, err error) error {
-	reason := reasonOf(err)
+	reason := reasons.Of(err)
 	code := codes.InvalidArgument
 	if reason == reasons.Internal {
 		code = codes.Internal
@@ -71,7 +57,7 @@ func reasonedError(code codes.Code, reason, msg string) error {
 
 // itemError is the ItemError of one failed batch item.
 func itemError(operation string, err error) *fernetv1.ItemError {
-	reason := reasonOf(err)
+	reason := reasons.Of(err)
 	return &fernetv1.ItemError{Reason: reason, Message: operation + ": " + messageOf(reason, err)}
 }
 

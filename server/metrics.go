@@ -191,7 +191,7 @@ func (t *tally) decrypted(primary bool, err error) {
 	t.encrypted(err)
 	switch {
 	case err != nil:
-		if i := slices.Index(reasons.Token[:], reasonOf(err)); i >= 0 {
+		if i := slices.Index(reasons.Token[:], reasons.Of(err)); i >= 0 {
 			t.failures[i]++
 		}
 	case primary:
