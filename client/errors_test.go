@@ -12,7 +12,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/client"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
-	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 var allSentinels = []error{
@@ -39,7 +39,7 @@ func TestErrorReasons(t *testing.T) {
 		batchItem func() (error, error) // the item's error, the call's error
 	}{
 		{
-			fernetv1.ReasonMalformed, client.ErrMalformed, true,
+			reasons.Malformed, client.ErrMalformed, true,
 			func() error { _, err := c.Decrypt(ctx, "gAAAAA-not-a-token"); return err },
 			func() (error, error) {
 				r, err := c.ReEncryptBatch(ctx, []string{"gAAAAA-not-a-token"})
@@ -47,7 +47,7 @@ func TestErrorReasons(t *testing.T) {
 			},
 		},
 		{
-			fernetv1.ReasonInvalidSignature, client.ErrInvalidSignature, true,
+			reasons.InvalidSignature, client.ErrInvalidSignature, true,
 			func() error {
 				_, err := c.ReEncrypt(ctx, testkeys.Token(t, testkeys.New(t), "secret", now()))
 				return err
@@ -58,7 +58,7 @@ func TestErrorReasons(t *testing.T) {
 			},
 		},
 		{
-			fernetv1.ReasonExpired, client.ErrExpired, true,
+			reasons.Expired, client.ErrExpired, true,
 			func() error { _, err := c.Decrypt(ctx, testkeys.Token(t, s.primary, "secret", 1_000), ttl); return err },
 			func() (error, error) {
 				r, err := c.DecryptBatch(ctx, []string{testkeys.Token(t, s.primary, "secret", 1_000)}, ttl)
@@ -66,7 +66,7 @@ func TestErrorReasons(t *testing.T) {
 			},
 		},
 		{
-			fernetv1.ReasonFutureTimestamp, client.ErrFutureTimestamp, true,
+			reasons.FutureTimestamp, client.ErrFutureTimestamp, true,
 			func() error {
 				_, err := c.Decrypt(ctx, testkeys.Token(t, s.old, "secret", now()+3600), ttl)
 				return err
@@ -77,7 +77,7 @@ func TestErrorReasons(t *testing.T) {
 			},
 		},
 		{
-			fernetv1.ReasonTokenTooLarge, client.ErrTokenTooLarge, true,
+			reasons.TokenTooLarge, client.ErrTokenTooLarge, true,
 			func() error { _, err := c.Decrypt(ctx, tooLargeToken); return err },
 			func() (error, error) {
 				r, err := c.ReEncryptBatch(ctx, []string{tooLargeToken})
@@ -85,7 +85,7 @@ func TestErrorReasons(t *testing.T) {
 			},
 		},
 		{
-			fernetv1.ReasonPlaintextTooLarge, client.ErrPlaintextTooLarge, false,
+			reasons.PlaintextTooLarge, client.ErrPlaintextTooLarge, false,
 			func() error { _, err := c.Encrypt(ctx, make([]byte, testLimits.MaxPlaintextBytes+1)); return err },
 			func() (error, error) {
 				r, err := c.EncryptBatch(ctx, [][]byte{make([]byte, testLimits.MaxPlaintextBytes+1)})
@@ -94,7 +94,7 @@ func TestErrorReasons(t *testing.T) {
 		},
 		{
 			// BATCH_TOO_LARGE fails a whole batch call: it is never an item's.
-			fernetv1.ReasonBatchTooLarge, client.ErrBatchTooLarge, false,
+			reasons.BatchTooLarge, client.ErrBatchTooLarge, false,
 			func() error {
 				big := dial(t, s.addr, client.WithMaxBatchItems(testLimits.MaxBatchItems+1))
 				_, err := big.EncryptBatch(ctx, make([][]byte, testLimits.MaxBatchItems+1))
@@ -121,7 +121,7 @@ func TestErrorReasons(t *testing.T) {
 						info = i
 					}
 				}
-				if info.GetReason() != tt.reason || info.GetDomain() != fernetv1.ErrorDomain {
+				if info.GetReason() != tt.reason || info.GetDomain() != reasons.Domain {
 					t.Errorf("the status's ErrorInfo = %v", info)
 				}
 				if !strings.Contains(err.Error(), st.Message()) {

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -16,6 +15,7 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // totpOnlyProfile is the least-privilege profile of docs/totp.md.
@@ -77,13 +77,8 @@ func TestAllowMethods(t *testing.T) {
 	}
 	for _, call := range refused {
 		st := status.Convert(call())
-		var reason string
-		for _, detail := range st.Details() {
-			if info, ok := detail.(*errdetails.ErrorInfo); ok {
-				reason = info.GetReason()
-			}
-		}
-		if st.Code() != codes.PermissionDenied || reason != fernetv1.ReasonMethodNotAllowed {
+		reason := errorReason(st)
+		if st.Code() != codes.PermissionDenied || reason != reasons.MethodNotAllowed {
 			t.Fatalf("a method left out: %v (reason %q), want PERMISSION_DENIED with METHOD_NOT_ALLOWED", st.Err(), reason)
 		}
 	}
@@ -108,7 +103,7 @@ func TestAllowMethods(t *testing.T) {
 			continue
 		}
 		auditLines++
-		if entry["reason"] != fernetv1.ReasonMethodNotAllowed || !strings.Contains(entry["method"].(string), "cryptBatch") && !strings.HasSuffix(entry["method"].(string), "/Decrypt") ||
+		if entry["reason"] != reasons.MethodNotAllowed || !strings.Contains(entry["method"].(string), "cryptBatch") && !strings.HasSuffix(entry["method"].(string), "/Decrypt") ||
 			!strings.HasPrefix(entry["peer"].(string), "tcp:127.0.0.1:") {
 			t.Errorf("audit line %v, want the refused method, its peer and METHOD_NOT_ALLOWED", entry)
 		}

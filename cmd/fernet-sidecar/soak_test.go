@@ -21,6 +21,7 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // soakCalls is the CI run's size; FERNET_SIDECAR_SOAK_CALLS=1000000 gives
@@ -89,7 +90,7 @@ func TestSoak(t *testing.T) {
 
 	metrics := s.Metrics(t)
 	totalBad := int64(0)
-	for _, reason := range []string{fernetv1.ReasonMalformed, fernetv1.ReasonInvalidSignature, fernetv1.ReasonExpired, fernetv1.ReasonFutureTimestamp} {
+	for _, reason := range []string{reasons.Malformed, reasons.InvalidSignature, reasons.Expired, reasons.FutureTimestamp} {
 		var sent int64
 		if counter, ok := sentBad.Load(reason); ok {
 			sent = counter.(*atomic.Int64).Load()
@@ -143,10 +144,10 @@ func newSoakMix(t *testing.T, primary, old *fernet.Key) *soakMix {
 		token, reason string
 		ttl           *int64
 	}{
-		{m.good[:40], fernetv1.ReasonMalformed, nil},
-		{seal(testkeys.New(t), now), fernetv1.ReasonInvalidSignature, nil},
-		{seal(primary, now-7200), fernetv1.ReasonExpired, &ttl},
-		{seal(primary, now+7200), fernetv1.ReasonFutureTimestamp, &ttl},
+		{m.good[:40], reasons.Malformed, nil},
+		{seal(testkeys.New(t), now), reasons.InvalidSignature, nil},
+		{seal(primary, now-7200), reasons.Expired, &ttl},
+		{seal(primary, now+7200), reasons.FutureTimestamp, &ttl},
 	}
 	return m
 }
