@@ -56,12 +56,7 @@ func SQLiteFile(t testing.TB) string {
 // OpenSQLite opens a SQLite file the way an app would, waiting on locks.
 func OpenSQLite(t testing.TB, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_busy_timeout=10000&_txlock=immediate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	return open(t, "sqlite", "file:"+path+"?_busy_timeout=10000&_txlock=immediate")
 }
 
 // Postgres is a running PostgreSQL server.
@@ -228,7 +223,13 @@ func (pg *Postgres) CreateDatabase(t testing.TB, name string) string {
 // OpenPostgres opens a DSN the way an app would.
 func OpenPostgres(t testing.TB, dsn string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("pgx", dsn)
+	return open(t, "pgx", dsn)
+}
+
+// open opens dsn with driver, and closes it when the test ends.
+func open(t testing.TB, driver, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,10 +115,5 @@ func (my *MariaDB) CreateDatabase(t testing.TB, name string) string {
 // OpenMariaDB opens a go-sql-driver/mysql DSN the way an app would.
 func OpenMariaDB(t testing.TB, dsn string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	return open(t, "mysql", dsn)
 }
