@@ -94,7 +94,7 @@ class _Encrypted(TypeDecorator):
         if value is None:
             return None
         made = _flush_tokens.get()
-        token = made.pop(value) if made is not None else None
+        token = made.pop(self, value) if made is not None else None
         if token is None:
             token = self.client().encrypt(self._to_bytes(value))
         return self._store(token)
@@ -187,18 +187,28 @@ _flush_tokens = contextvars.ContextVar("fernet_sidecar_flush_tokens", default=No
 
 
 class _FlushTokens:
-    """Tokens made ahead for values a flush is about to bind. They are keyed
-    by the value object's identity (the flush binds the very objects the
-    instances hold) and used once each, so two rows never share a token."""
+    """Tokens made ahead for values a flush is about to bind, used once each
+    so that two rows never share a token. They are keyed by the value
+    object's identity (the flush binds the very objects the instances hold)
+    and by what made the token: the column type's class (how the value
+    becomes bytes) and its client. One value object in two columns with
+    different clients gets a token from each."""
 
     def __init__(self):
-        self._tokens = {}  # id(value) -> (value, [tokens])
+        self._tokens = {}  # (class, id(fernet), id(value)) -> (value, [tokens])
 
-    def put(self, value, token):
-        self._tokens.setdefault(id(value), (value, []))[1].append(token)
+    @staticmethod
+    def _key(coltype, value):
+        # coltype may be a copy the dialect made of the column's type, so
+        # its fields count, not its identity; the column type holds its
+        # fernet for as long as the flush runs.
+        return type(coltype), id(coltype.fernet), id(value)
 
-    def pop(self, value):
-        entry = self._tokens.get(id(value))
+    def put(self, coltype, value, token):
+        self._tokens.setdefault(self._key(coltype, value), (value, []))[1].append(token)
+
+    def pop(self, coltype, value):
+        entry = self._tokens.get(self._key(coltype, value))
         if entry is None or entry[0] is not value or not entry[1]:
             return None
         return entry[1].pop()
@@ -223,7 +233,7 @@ def _encrypt_before_flush(session, flush_context, instances):
     for coltype, values in pending.items():
         tokens = coltype.client().encrypt_many([coltype._to_bytes(v) for v in values])
         for value, token in zip(values, tokens):
-            made.put(value, token)
+            made.put(coltype, value, token)
     _flush_tokens.set(made)
 
 

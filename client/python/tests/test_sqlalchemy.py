@@ -145,6 +145,31 @@ class Database:
         self.assertNotEqual(first, second)
         self.assertEqual({self.primary.decrypt(first.encode()), self.primary.decrypt(second.encode())}, {shared.encode()})
 
+    def test_one_value_in_columns_of_two_clients(self):
+        """Each column's token is its own client's, even when both columns
+        hold the very same value object."""
+        keys = [Fernet.generate_key(), Fernet.generate_key()]
+        one, other = InProcessFernet([keys[0]]), InProcessFernet([keys[1]])
+        Base = orm.declarative_base()
+
+        class Pair(Base):
+            __tablename__ = "pair"
+            id = sa.Column(sa.Integer, primary_key=True)
+            first = sa.Column(fs.EncryptedString(200, fernet=one))
+            second = sa.Column(fs.EncryptedString(200, fernet=lambda: other))
+
+        Base.metadata.create_all(self.engine)
+        self.addCleanup(Base.metadata.drop_all, self.engine)
+        shared = TOTP + "SHARED"
+        with self.session() as session:
+            session.add(Pair(id=1, first=shared, second=shared))
+            session.commit()
+        self.assertEqual(Fernet(keys[0]).decrypt(self.stored("pair", "first")[0].encode()), shared.encode())
+        self.assertEqual(Fernet(keys[1]).decrypt(self.stored("pair", "second")[0].encode()), shared.encode())
+        with self.session() as session:
+            pair = session.get(Pair, 1)
+            self.assertEqual((pair.first, pair.second), (shared, shared))
+
     # -- batching ----------------------------------------------------------
 
     def test_a_flush_encrypts_in_one_call_per_column_type(self):
