@@ -17,11 +17,12 @@ flush or query costs one RPC per type, not one per value:
 - before a flush, the new and changed values of encrypted columns are
   encrypted with one encrypt_many per column type;
 - an ORM SELECT whose top-level entities have encrypted columns (queries,
-  Session.get, refreshes of expired attributes, selectin loads) is run to
-  the end, its tokens are decrypted with one decrypt_many per column type,
-  and the plaintexts are put in the loaded objects and rows. Such a query is
-  buffered (as .all() is); a query with yield_per or stream_results is not,
-  and decrypts value by value.
+  Session.get, refreshes of expired attributes, selectin loads) reads all
+  its rows, their tokens are decrypted with one decrypt_many per column
+  type before the first object is made of them, and the plaintexts are put
+  in each object before its load listeners and reconstructor run, and in
+  the rows. Such a query is buffered (as .all() is); a query with yield_per
+  or stream_results is not, and decrypts value by value.
 
 Anything else (Core statements, a joined eager load's related columns)
 decrypts and encrypts value by value, with the same results.
@@ -250,7 +251,12 @@ _read_batch = contextvars.ContextVar("fernet_sidecar_read_batch", default=None)
 
 class _Sealed:
     """A token read in a batch, standing in for its plaintext until the batch
-    is decrypted. Never seen outside this module."""
+    is decrypted, which happens before the load event of the first object
+    the query loads (all rows are read by then) or, in a query of columns
+    only, when it ends. Code that still gets hold of one (a load listener
+    reading the attributes of another object of the same query, whose own
+    load event has not run yet) gets a clear error on any use of it rather
+    than a value that holds the token."""
 
     __slots__ = ("coltype", "token", "plaintext")
 
@@ -258,21 +264,52 @@ class _Sealed:
         self.coltype = coltype
         self.token = token
 
+    def __repr__(self):
+        return "<encrypted value, not decrypted yet>"
+
+    def _refuse(self, *args):
+        raise RuntimeError(
+            "an encrypted attribute was used before its object finished loading: fernet_sidecar.sqlalchemy "
+            "decrypts a query's values in one batch, before the load event of each object; read the "
+            "attributes of an object in its own load event or reconstructor, or after the query"
+        )
+
+    def __getattr__(self, name):
+        self._refuse()
+
+    def __eq__(self, other):
+        if isinstance(other, _Sealed):
+            return self is other
+        self._refuse()
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = object.__hash__
+    __str__ = __bytes__ = __format__ = __bool__ = __len__ = __iter__ = __contains__ = _refuse
+    __add__ = __radd__ = __lt__ = __le__ = __gt__ = __ge__ = __getitem__ = _refuse
+
 
 class _ReadBatch:
+    """The tokens an ORM SELECT read, and the objects it loaded."""
+
     def __init__(self):
-        self.sealed = []
+        self.sealed = []  # every token read
+        self.unopened = []  # those not decrypted yet
         self.objects = []
 
     def add(self, coltype, token):
         sealed = _Sealed(coltype, token)
         self.sealed.append(sealed)
+        self.unopened.append(sealed)
         return sealed
 
     def open(self):
-        """Decrypts every token, one decrypt_many per column type."""
+        """Decrypts the tokens not decrypted yet, one decrypt_many per column
+        type."""
+        unopened, self.unopened = self.unopened, []
         by_type = {}
-        for sealed in self.sealed:
+        for sealed in unopened:
             by_type.setdefault(sealed.coltype, []).append(sealed)
         for coltype, group in by_type.items():
             results = coltype.client().decrypt_many([s.token for s in group], coltype.ttl, return_exceptions=True)
@@ -284,34 +321,46 @@ class _ReadBatch:
                 else:
                     sealed.plaintext = coltype._from_bytes(result)
 
+    def fill_object(self, obj):
+        """Puts the plaintexts in an object the query loaded, as committed
+        values (so it is not dirty)."""
+        self.objects.append(obj)
+        self.open()
+        for key in _sealed_keys(obj):
+            attributes.set_committed_value(obj, key, attributes.instance_state(obj).dict[key].plaintext)
+
+    def fill_rows(self, frozen):
+        """The frozen result's rows with their plaintexts."""
+        self.open()
+        rows = [[v.plaintext if isinstance(v, _Sealed) else v for v in row] for row in frozen.rewrite_rows()]
+        return frozen.with_new_rows(rows)
+
     def forget(self, session):
         """After a failure, expires what the objects loaded still hold
         sealed: the next access loads it again."""
         for obj in self.objects:
-            sealed = [k for k, v in attributes.instance_state(obj).dict.items() if isinstance(v, _Sealed)]
+            sealed = _sealed_keys(obj)
             if sealed:
                 session.expire(obj, sealed)
 
-    def fill(self, frozen):
-        """Puts the plaintexts in the objects loaded; the frozen result's
-        rows with their plaintexts."""
-        for obj in self.objects:
-            state = attributes.instance_state(obj)
-            for key, value in list(state.dict.items()):
-                if isinstance(value, _Sealed):
-                    attributes.set_committed_value(obj, key, value.plaintext)
-        rows = [[v.plaintext if isinstance(v, _Sealed) else v for v in row] for row in frozen.rewrite_rows()]
-        return frozen.with_new_rows(rows)
+
+def _sealed_keys(obj):
+    """The keys of the object's encrypted columns that hold a _Sealed."""
+    state = attributes.instance_state(obj)
+    return [key for key, _ in _encrypted_columns(state.mapper) if isinstance(state.dict.get(key), _Sealed)]
 
 
-@event.listens_for(Mapper, "load")
+# First of all load listeners (insert=True, and listeners on Mapper run
+# before those of a class, @reconstructor included), so that the app's
+# listeners see plaintexts.
+@event.listens_for(Mapper, "load", insert=True)
 def _loaded(obj, context):
     batch = _read_batch.get()
     if batch is not None and _encrypted_columns(attributes.instance_state(obj).mapper):
-        batch.objects.append(obj)
+        batch.fill_object(obj)
 
 
-@event.listens_for(Mapper, "refresh")
+@event.listens_for(Mapper, "refresh", insert=True)
 def _refreshed(obj, context, attrs):
     _loaded(obj, context)
 
@@ -337,8 +386,7 @@ def _decrypt_in_batches(orm_execute_state):
             _read_batch.reset(reset)
         if not batch.sealed:
             return frozen()
-        batch.open()
-        return batch.fill(frozen)()
+        return batch.fill_rows(frozen)()
     except BaseException:
         batch.forget(state.session)
         raise

@@ -247,6 +247,42 @@ class Database:
             self.assertEqual(device.note, "note 0")
             self.assertNotIn("decrypt", self.client.calls)
 
+    def test_load_listeners_and_reconstructors_see_plaintexts(self):
+        Base = orm.declarative_base()
+        client = self.client
+
+        class Copied(Base):
+            __tablename__ = "copied"
+            id = sa.Column(sa.Integer, primary_key=True)
+            secret = sa.Column(fs.EncryptedString(200, fernet=lambda: client))
+
+            @orm.reconstructor
+            def remember(self):
+                self.on_reconstruct = self.secret
+
+        @sa.event.listens_for(Copied, "load")
+        def copy_on_load(obj, context):
+            obj.on_load = obj.secret.lower()
+
+        Base.metadata.create_all(self.engine)
+        self.addCleanup(Base.metadata.drop_all, self.engine)
+        with self.session() as session:
+            session.add_all([Copied(id=i, secret="%s%04d" % (TOTP, i)) for i in range(5)])
+            session.commit()
+        self.client.calls.clear()
+        with self.session() as session:
+            rows = session.execute(sa.select(Copied).order_by(Copied.id)).scalars().all()
+            self.assertEqual([(c.secret, c.on_reconstruct, c.on_load) for c in rows], [("%s%04d" % (TOTP, i),) * 2 + (("%s%04d" % (TOTP, i)).lower(),) for i in range(5)])
+            self.assertEqual(self.client.calls, {"decrypt_many": 1})
+            self.assertFalse(session.dirty)
+
+    def test_a_value_used_before_its_batch_is_decrypted_says_so(self):
+        sealed = fs._Sealed(self.Device.secret.type, "token")
+        for use in (str, len, bool, lambda v: v.encode(), lambda v: v == "x", lambda v: "%s" % v):
+            with self.assertRaisesRegex(RuntimeError, "before its object finished loading"):
+                use(sealed)
+        self.assertNotIn("token", repr(sealed))
+
     def test_core_and_yield_per_decrypt_value_by_value(self):
         self.add_devices(5)
         expected = ["%s%04d" % (TOTP, i) for i in range(5)]
