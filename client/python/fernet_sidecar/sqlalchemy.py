@@ -65,8 +65,10 @@ class _Encrypted(TypeDecorator):
         :param legacy_plaintext: "totp-base32" or "totp-hex": a stored value
             that is not a token (MALFORMED) and has this shape is read as
             the plaintext it is, so rows written before encryption still
-            read; they become tokens when written again (or with
-            ``flask fernet reencrypt --encrypt-plaintext``).
+            read. Such a value becomes a token when the ORM next writes its
+            row (an UPDATE of the object for any column), not on a read
+            alone (or now, with ``flask fernet reencrypt
+            --encrypt-plaintext``).
         :param fernet: the client of this column, or a callable returning
             one; without it, the one given to configure().
         """
@@ -127,9 +129,10 @@ class _Encrypted(TypeDecorator):
         return fernet() if callable(fernet) else fernet
 
     def _legacy_or_raise(self, stored, err):
-        """The plaintext of a legacy row, or err raised."""
+        """The plaintext of a legacy row, marked as such, or err raised."""
         if self.legacy_plaintext and err.reason == _errors.MALFORMED and looks_like(self.legacy_plaintext, stored):
-            return self._from_bytes(stored.encode("ascii"))
+            plaintext = self._from_bytes(stored.encode("ascii"))
+            return _LegacyText(plaintext) if isinstance(plaintext, str) else _LegacyBytes(plaintext)
         raise err
 
 
@@ -171,6 +174,31 @@ class EncryptedBinary(_Encrypted):
 
     def _store(self, token):
         return token
+
+
+class _LegacyText(str):
+    """A legacy plaintext as read (a str equal to it), so that the load event
+    of its object notes that the column still holds plaintext and puts a
+    plain str in its place. A Core statement, which loads no object,
+    returns it as it is."""
+
+
+class _LegacyBytes(bytes):
+    """_LegacyText for bytes."""
+
+
+def _plain(value):
+    """value as its own type, without a legacy mark."""
+    if isinstance(value, _LegacyText):
+        return str(value)
+    if isinstance(value, _LegacyBytes):
+        return bytes(value)
+    return value
+
+
+# state.info's key for the set of an object's encrypted columns that were
+# read as legacy plaintext.
+_LEGACY_KEYS = "fernet_sidecar.legacy_plaintext"
 
 
 def _token_text(value):
@@ -217,6 +245,7 @@ class _FlushTokens:
 
 @event.listens_for(Session, "before_flush")
 def _encrypt_before_flush(session, flush_context, instances):
+    _rewrite_legacy(session)
     pending = {}  # column type -> [values]
     for obj in list(session.new) + list(session.dirty):
         state = attributes.instance_state(obj)
@@ -236,6 +265,19 @@ def _encrypt_before_flush(session, flush_context, instances):
         for value, token in zip(values, tokens):
             made.put(coltype, value, token)
     _flush_tokens.set(made)
+
+
+def _rewrite_legacy(session):
+    """Marks the columns read as legacy plaintext as modified in the objects
+    this flush writes, so that the UPDATE writes them as tokens: SQLAlchemy
+    writes only the values that changed."""
+    for obj in session.dirty:
+        state = attributes.instance_state(obj)
+        if not state.info.get(_LEGACY_KEYS) or not session.is_modified(obj):
+            continue
+        for key in state.info.pop(_LEGACY_KEYS):
+            if key in state.dict and key not in state.committed_state:
+                attributes.flag_modified(obj, key)
 
 
 @event.listens_for(Session, "after_flush_postexec")
@@ -321,18 +363,10 @@ class _ReadBatch:
                 else:
                     sealed.plaintext = coltype._from_bytes(result)
 
-    def fill_object(self, obj):
-        """Puts the plaintexts in an object the query loaded, as committed
-        values (so it is not dirty)."""
-        self.objects.append(obj)
-        self.open()
-        for key in _sealed_keys(obj):
-            attributes.set_committed_value(obj, key, attributes.instance_state(obj).dict[key].plaintext)
-
     def fill_rows(self, frozen):
         """The frozen result's rows with their plaintexts."""
         self.open()
-        rows = [[v.plaintext if isinstance(v, _Sealed) else v for v in row] for row in frozen.rewrite_rows()]
+        rows = [[_plain(v.plaintext) if isinstance(v, _Sealed) else v for v in row] for row in frozen.rewrite_rows()]
         return frozen.with_new_rows(rows)
 
     def forget(self, session):
@@ -355,14 +389,43 @@ def _sealed_keys(obj):
 # listeners see plaintexts.
 @event.listens_for(Mapper, "load", insert=True)
 def _loaded(obj, context):
-    batch = _read_batch.get()
-    if batch is not None and _encrypted_columns(attributes.instance_state(obj).mapper):
-        batch.fill_object(obj)
+    _settle(obj, None)
 
 
 @event.listens_for(Mapper, "refresh", insert=True)
 def _refreshed(obj, context, attrs):
-    _loaded(obj, context)
+    _settle(obj, attrs)
+
+
+def _settle(obj, loaded):
+    """Puts the plaintexts in an object the ORM loaded (the keys loaded, or
+    None for all), as committed values (so it is not dirty), and notes in
+    its state which encrypted columns hold legacy plaintext."""
+    state = attributes.instance_state(obj)
+    columns = _encrypted_columns(state.mapper)
+    if not columns:
+        return
+    batch = _read_batch.get()
+    if batch is not None:
+        batch.objects.append(obj)
+        batch.open()
+    legacy = set(state.info.get(_LEGACY_KEYS, ()))
+    for key, _ in columns:
+        if key not in state.dict:
+            continue
+        stored = state.dict[key]
+        read = stored.plaintext if isinstance(stored, _Sealed) else stored
+        if isinstance(read, (_LegacyText, _LegacyBytes)):
+            legacy.add(key)
+        elif loaded is None or key in loaded:
+            legacy.discard(key)
+        value = _plain(read)
+        if value is not stored:
+            attributes.set_committed_value(obj, key, value)
+    if legacy:
+        state.info[_LEGACY_KEYS] = legacy
+    else:
+        state.info.pop(_LEGACY_KEYS, None)
 
 
 @event.listens_for(Session, "do_orm_execute")

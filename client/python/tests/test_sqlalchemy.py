@@ -303,11 +303,36 @@ class Database:
         with self.session() as session:
             devices = session.execute(sa.select(self.Device).order_by(self.Device.id)).scalars().all()
             self.assertEqual([d.secret for d in devices], [TOTP, "NEWNEWNEWNEWNEWN", "jbswy3dpehpk3pxp"])
+            self.assertEqual([type(d.secret) for d in devices], [str] * 3)
             self.assertEqual(session.get(self.Device, 1).secret, TOTP)
-            devices[0].secret = devices[0].secret  # written again, as a token
-            orm.attributes.flag_modified(devices[0], "secret")
-            session.commit()
-        self.assertEqual(self.primary.decrypt(self.stored("device", "secret")[0].encode()), TOTP.encode())
+            self.assertFalse(session.dirty)
+
+    def test_legacy_plaintext_becomes_a_token_when_its_row_is_written(self):
+        reads = [
+            ("batched", lambda s, pk: s.execute(sa.select(self.Device).where(self.Device.id == pk)).scalars().one()),
+            ("get", lambda s, pk: s.get(self.Device, pk)),
+            ("yield_per", lambda s, pk: next(s.execute(sa.select(self.Device).where(self.Device.id == pk).execution_options(yield_per=5)).scalars())),
+            ("joined", lambda s, pk: s.execute(sa.select(self.Owner).where(self.Owner.id == pk).options(orm.joinedload(self.Owner.devices))).unique().scalars().one().devices[0]),
+        ]
+        for pk, (name, read) in enumerate(reads, 1):
+            with self.subTest(name):
+                self.insert_raw("owner", id=pk)
+                self.insert_raw("device", id=pk, name="old", secret=TOTP, owner_id=pk)
+                with self.session() as session:
+                    self.assertEqual(read(session, pk).secret, TOTP)
+                    session.commit()  # read only: nothing written
+                self.assertEqual(self.stored("device", "secret"), [TOTP])
+                with self.session() as session:
+                    device = read(session, pk)
+                    self.assertEqual(type(device.secret), str)
+                    device.name = "renamed"
+                    session.commit()
+                self.assertEqual(self.primary.decrypt(self.stored("device", "secret")[0].encode()), TOTP.encode())
+                with self.session() as session:
+                    self.assertEqual(session.get(self.Device, pk).secret, TOTP)
+                with self.engine.begin() as conn:
+                    conn.execute(sa.text("DELETE FROM device"))
+                    conn.execute(sa.text("DELETE FROM owner"))
 
     def test_what_is_not_legacy_plaintext_fails(self):
         cases = [
