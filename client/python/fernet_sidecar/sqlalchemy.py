@@ -33,6 +33,7 @@ import weakref
 
 from sqlalchemy import LargeBinary, String, Text, event
 from sqlalchemy.orm import Mapper, Session, attributes
+from sqlalchemy.sql import elements, operators
 from sqlalchemy.types import TypeDecorator
 
 from . import _errors
@@ -117,6 +118,29 @@ class _Encrypted(TypeDecorator):
     def process_literal_param(self, value, dialect):
         raise NotImplementedError("an encrypted value cannot be written as a SQL literal")
 
+    class comparator_factory(TypeDecorator.Comparator):
+        """Refuses every SQL operator but IS NULL and IS NOT NULL: each token
+        has a random IV, so a token made of the value compared never equals
+        the stored one, and a filter would silently match nothing."""
+
+        __slots__ = ()
+
+        def operate(self, op, *other, **kwargs):
+            if op in _NULL_TESTS and len(other) == 1 and (other[0] is None or isinstance(other[0], elements.Null)):
+                return super().operate(op, *other, **kwargs)
+            raise self._refuse(op)
+
+        def reverse_operate(self, op, other, **kwargs):
+            raise self._refuse(op)
+
+        def _refuse(self, op):
+            # The SQLAlchemy error for an operator a type does not support.
+            return NotImplementedError(
+                "%s is an encrypted column: its values cannot be compared or ordered in SQL (%s), since each token has "
+                "a random IV; only IS NULL and IS NOT NULL (== None, != None) work. Filter on another column."
+                % (self.expr, getattr(op, "__name__", op))
+            )
+
     # -- the rest ----------------------------------------------------------
 
     def client(self):
@@ -134,6 +158,9 @@ class _Encrypted(TypeDecorator):
             plaintext = self._from_bytes(stored.encode("ascii"))
             return _LegacyText(plaintext) if isinstance(plaintext, str) else _LegacyBytes(plaintext)
         raise err
+
+
+_NULL_TESTS = (operators.is_, operators.is_not, operators.eq, operators.ne)
 
 
 class EncryptedString(_Encrypted):

@@ -170,6 +170,37 @@ class Database:
             pair = session.get(Pair, 1)
             self.assertEqual((pair.first, pair.second), (shared, shared))
 
+    def test_comparisons_other_than_null_tests_are_refused(self):
+        self.add_devices(2)
+        with self.session() as session:
+            session.add(self.Device(id=3))
+            session.commit()
+        Device = self.Device
+        refused = [
+            ("==", lambda: Device.secret == TOTP + "0000"),
+            ("reversed ==", lambda: TOTP + "0000" == Device.secret),
+            ("!=", lambda: Device.note != "note 0"),
+            ("in_", lambda: Device.secret.in_([TOTP + "0000"])),
+            ("like", lambda: Device.secret.like("JBS%")),
+            ("binary ==", lambda: Device.blob == b"\x000"),
+            ("filter_by", lambda: sa.select(Device).filter_by(secret=TOTP + "0000")),
+            ("Core column", lambda: Device.__table__.c.secret == TOTP + "0000"),
+            ("order", lambda: Device.secret.desc()),
+        ]
+        for name, compare in refused:
+            with self.subTest(name):
+                with self.assertRaisesRegex(NotImplementedError, "is an encrypted column") as caught:
+                    compare()
+                self.assertNotIn("JBS", str(caught.exception))
+        with self.session() as session:
+            for where, ids in [
+                (Device.secret == None, [3]),  # noqa: E711 (SQLAlchemy's IS NULL)
+                (Device.secret != None, [1, 2]),  # noqa: E711
+                (Device.secret.is_(None), [3]),
+                (Device.secret.is_not(None), [1, 2]),
+            ]:
+                self.assertEqual(session.execute(sa.select(Device.id).where(where).order_by(Device.id)).scalars().all(), ids)
+
     # -- batching ----------------------------------------------------------
 
     def test_a_flush_encrypts_in_one_call_per_column_type(self):
