@@ -31,7 +31,7 @@ decrypts and encrypts value by value, with the same results.
 import contextvars
 import weakref
 
-from sqlalchemy import LargeBinary, String, Text, event
+from sqlalchemy import Column, LargeBinary, String, Text, event
 from sqlalchemy.orm import Mapper, Session, attributes
 from sqlalchemy.sql import elements, operators
 from sqlalchemy.types import TypeDecorator
@@ -79,6 +79,7 @@ class _Encrypted(TypeDecorator):
         self.ttl = ttl
         self.legacy_plaintext = legacy_plaintext
         self.fernet = fernet
+        self.column_name = None  # "table.column", for errors; set by _named
 
     # -- how a subclass stores things --------------------------------------
 
@@ -113,7 +114,10 @@ class _Encrypted(TypeDecorator):
         try:
             return self._from_bytes(self.client().decrypt(token, self.ttl))
         except _errors.InvalidToken as err:
-            return self._legacy_or_raise(token, err)
+            legacy = self._legacy(token, err)
+            if legacy is None:
+                raise _located(err, self.column_name) from err
+            return legacy
 
     def process_literal_param(self, value, dialect):
         raise NotImplementedError("an encrypted value cannot be written as a SQL literal")
@@ -152,12 +156,37 @@ class _Encrypted(TypeDecorator):
             )
         return fernet() if callable(fernet) else fernet
 
-    def _legacy_or_raise(self, stored, err):
-        """The plaintext of a legacy row, marked as such, or err raised."""
+    def _legacy(self, stored, err):
+        """The plaintext of a stored value the backend refused with err, marked
+        as legacy, if it is legacy plaintext; else None."""
         if self.legacy_plaintext and err.reason == _errors.MALFORMED and looks_like(self.legacy_plaintext, stored):
             plaintext = self._from_bytes(stored.encode("ascii"))
             return _LegacyText(plaintext) if isinstance(plaintext, str) else _LegacyBytes(plaintext)
-        raise err
+        return None
+
+
+@event.listens_for(Column, "after_parent_attach")
+def _named(column, table):
+    """Gives an encrypted column's type the column's name, for its errors.
+    One type object in several columns names them all."""
+    coltype = column.type
+    if isinstance(coltype, _Encrypted):
+        name = _column_name(column)
+        known = coltype.column_name
+        coltype.column_name = name if known in (None, name) else "%s or %s" % (known, name)
+
+
+def _column_name(column):
+    return "%s.%s" % (column.table.fullname, column.name)
+
+
+def _located(err, column_name, pk=None):
+    """err, an InvalidToken, as one that also says which column (and row,
+    when known) holds the value; never the value."""
+    where = column_name or "an encrypted column"
+    if pk is not None:
+        where += " of the row with primary key %s" % (pk[0] if len(pk) == 1 else pk,)
+    return _errors.InvalidToken("%s does not decrypt (%s): %s" % (where, err.reason, err), err.reason)
 
 
 _NULL_TESTS = (operators.is_, operators.is_not, operators.eq, operators.ne)
@@ -327,11 +356,12 @@ class _Sealed:
     load event has not run yet) gets a clear error on any use of it rather
     than a value that holds the token."""
 
-    __slots__ = ("coltype", "token", "plaintext")
+    __slots__ = ("coltype", "token", "plaintext", "error")
 
     def __init__(self, coltype, token):
         self.coltype = coltype
         self.token = token
+        self.error = None  # the InvalidToken, when it does not decrypt
 
     def __repr__(self):
         return "<encrypted value, not decrypted yet>"
@@ -384,15 +414,22 @@ class _ReadBatch:
             results = coltype.client().decrypt_many([s.token for s in group], coltype.ttl, return_exceptions=True)
             for sealed, result in zip(group, results):
                 if isinstance(result, _errors.InvalidToken):
-                    sealed.plaintext = coltype._legacy_or_raise(sealed.token, result)
+                    sealed.plaintext = coltype._legacy(sealed.token, result)
+                    if sealed.plaintext is None:
+                        sealed.error = result
                 elif isinstance(result, Exception):
                     raise result
                 else:
                     sealed.plaintext = coltype._from_bytes(result)
 
     def fill_rows(self, frozen):
-        """The frozen result's rows with their plaintexts."""
+        """The frozen result's rows with their plaintexts. Raises if any token
+        of the query did not decrypt, object loaded or not: a query reads
+        all its rows or fails."""
         self.open()
+        for sealed in self.sealed:
+            if sealed.error is not None:
+                raise _located(sealed.error, sealed.coltype.column_name) from sealed.error
         rows = [[_plain(v.plaintext) if isinstance(v, _Sealed) else v for v in row] for row in frozen.rewrite_rows()]
         return frozen.with_new_rows(rows)
 
@@ -441,6 +478,8 @@ def _settle(obj, loaded):
         if key not in state.dict:
             continue
         stored = state.dict[key]
+        if isinstance(stored, _Sealed) and stored.error is not None:
+            raise _located(stored.error, _column_name(state.mapper.columns[key]), state.identity) from stored.error
         read = stored.plaintext if isinstance(stored, _Sealed) else stored
         if isinstance(read, (_LegacyText, _LegacyBytes)):
             legacy.add(key)

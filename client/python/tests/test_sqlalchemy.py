@@ -375,9 +375,18 @@ class Database:
             with self.subTest(table=table, stored=stored[:20]):
                 self.insert_raw(table, id=99, secret=stored)
                 model = self.Device if table == "device" else self.Strict
-                for read in (lambda s: s.execute(sa.select(model)).scalars().all(), lambda s: s.get(model, 99)):
+                reads = [  # what the error says of where the value is
+                    (lambda s: s.execute(sa.select(model)).scalars().all(), "%s.secret of the row with primary key 99 " % table),
+                    (lambda s: s.get(model, 99), "%s.secret of the row with primary key 99 " % table),
+                    (lambda s: s.execute(sa.select(model.secret)).all(), "%s.secret does not" % table),
+                    (lambda s: s.execute(sa.select(model).execution_options(yield_per=5)).scalars().all(), "%s.secret does not" % table),
+                    (lambda s: s.connection().execute(sa.select(model.__table__)).all(), "%s.secret does not" % table),
+                ]
+                for read, where in reads:
                     with self.session() as session, self.assertRaises(InvalidToken) as caught:
                         read(session)
+                    self.assertIn(where, str(caught.exception))
+                    self.assertIn(caught.exception.reason, str(caught.exception))
                     self.assertNotIn(stored, str(caught.exception))
                 with self.engine.begin() as conn:
                     conn.execute(sa.text("DELETE FROM %s" % table))
@@ -393,7 +402,7 @@ class Database:
             # The failed query left no half-loaded value in the session.
             self.assertEqual(session.get(self.Strict, 2).secret, "fresh")
             with self.assertRaises(InvalidToken):
-                session.get(self.Strict, 1)
+                session.get(self.Strict, 1).secret
 
     def test_no_client_configured(self):
         self.addCleanup(fs.configure, fs._default_fernet)  # the Flask tests configure one
