@@ -336,8 +336,10 @@ def _rewrite_legacy(session):
                 attributes.flag_modified(obj, key)
 
 
+# After the flush, or its failure: a failed flush rolls back.
 @event.listens_for(Session, "after_flush_postexec")
-def _forget_flush_tokens(session, flush_context):
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_flush_tokens(session, flush_context_or_transaction):
     _flush_tokens.set(None)
 
 

@@ -211,6 +211,14 @@ class Database:
         # EncryptedString, EncryptedText and EncryptedBinary: one each.
         self.assertEqual(self.client.calls, {"encrypt_many": 3})
 
+    def test_a_failed_flush_keeps_no_tokens(self):
+        self.add_devices(1)
+        with self.session() as session:
+            session.add(self.Device(id=1, secret=TOTP))  # the primary key is taken
+            with self.assertRaises(sa.exc.IntegrityError):
+                session.commit()
+            self.assertIsNone(fs._flush_tokens.get())
+
     def test_an_update_encrypts_only_what_changed(self):
         self.add_devices(5)
         before = self.stored("device", "note")
