@@ -474,26 +474,29 @@ def _settle(obj, loaded):
     batch = _read_batch.get()
     if batch is not None:
         batch.objects.append(obj)
-        batch.open()
-    legacy = set(state.info.get(_LEGACY_KEYS, ()))
+        if batch.unopened:
+            batch.open()
+    noted = state.info.get(_LEGACY_KEYS, frozenset())
+    legacy = noted
     for key, _ in columns:
         if key not in state.dict:
             continue
         stored = state.dict[key]
-        if isinstance(stored, _Sealed) and stored.error is not None:
-            raise _located(stored.error, _column_name(state.mapper.columns[key]), state.identity) from stored.error
-        read = stored.plaintext if isinstance(stored, _Sealed) else stored
+        if isinstance(stored, _Sealed):
+            if stored.error is not None:
+                raise _located(stored.error, _column_name(state.mapper.columns[key]), state.identity) from stored.error
+            read = stored.plaintext
+        else:
+            read = stored
         if isinstance(read, (_LegacyText, _LegacyBytes)):
-            legacy.add(key)
-        elif loaded is None or key in loaded:
-            legacy.discard(key)
+            legacy = legacy | {key}
+        elif key in legacy and (loaded is None or key in loaded):
+            legacy = legacy - {key}
         value = _plain(read)
         if value is not stored:
             attributes.set_committed_value(obj, key, value)
-    if legacy:
+    if legacy is not noted:
         state.info[_LEGACY_KEYS] = legacy
-    else:
-        state.info.pop(_LEGACY_KEYS, None)
 
 
 @event.listens_for(Session, "do_orm_execute")
