@@ -349,7 +349,7 @@ def _forget_flush_tokens(session, flush_context_or_transaction):
 _read_batch = contextvars.ContextVar("fernet_sidecar_read_batch", default=None)
 
 
-class _Sealed:
+class _PendingToken:
     """A token read in a batch, standing in for its plaintext until the batch
     is decrypted, which happens before the load event of the first object
     the query loads (all rows are read by then) or, in a query of columns
@@ -379,7 +379,7 @@ class _Sealed:
         self._refuse()
 
     def __eq__(self, other):
-        if isinstance(other, _Sealed):
+        if isinstance(other, _PendingToken):
             return self is other
         self._refuse()
 
@@ -395,59 +395,59 @@ class _ReadBatch:
     """The tokens an ORM SELECT read, and the objects it loaded."""
 
     def __init__(self):
-        self.sealed = []  # every token read
-        self.unopened = []  # those not decrypted yet
+        self.pending = []  # every token read
+        self.undecrypted = []  # those of them not decrypted yet
         self.objects = []
 
     def add(self, coltype, token):
-        sealed = _Sealed(coltype, token)
-        self.sealed.append(sealed)
-        self.unopened.append(sealed)
-        return sealed
+        pending = _PendingToken(coltype, token)
+        self.pending.append(pending)
+        self.undecrypted.append(pending)
+        return pending
 
-    def open(self):
+    def decrypt(self):
         """Decrypts the tokens not decrypted yet, one decrypt_many per column
         type."""
-        unopened, self.unopened = self.unopened, []
+        undecrypted, self.undecrypted = self.undecrypted, []
         by_type = {}
-        for sealed in unopened:
-            by_type.setdefault(sealed.coltype, []).append(sealed)
+        for pending in undecrypted:
+            by_type.setdefault(pending.coltype, []).append(pending)
         for coltype, group in by_type.items():
             results = coltype.client().decrypt_many([s.token for s in group], coltype.ttl, return_exceptions=True)
-            for sealed, result in zip(group, results):
+            for pending, result in zip(group, results):
                 if isinstance(result, _errors.InvalidToken):
-                    sealed.plaintext = coltype._legacy(sealed.token, result)
-                    if sealed.plaintext is None:
-                        sealed.error = result
+                    pending.plaintext = coltype._legacy(pending.token, result)
+                    if pending.plaintext is None:
+                        pending.error = result
                 elif isinstance(result, Exception):
                     raise result
                 else:
-                    sealed.plaintext = coltype._from_bytes(result)
+                    pending.plaintext = coltype._from_bytes(result)
 
     def fill_rows(self, frozen):
         """The frozen result's rows with their plaintexts. Raises if any token
         of the query did not decrypt, object loaded or not: a query reads
         all its rows or fails."""
-        self.open()
-        for sealed in self.sealed:
-            if sealed.error is not None:
-                raise _located(sealed.error, sealed.coltype.column_name) from sealed.error
-        rows = [[_plain(v.plaintext) if isinstance(v, _Sealed) else v for v in row] for row in frozen.rewrite_rows()]
+        self.decrypt()
+        for pending in self.pending:
+            if pending.error is not None:
+                raise _located(pending.error, pending.coltype.column_name) from pending.error
+        rows = [[_plain(v.plaintext) if isinstance(v, _PendingToken) else v for v in row] for row in frozen.rewrite_rows()]
         return frozen.with_new_rows(rows)
 
     def forget(self, session):
         """After a failure, expires what the objects loaded still hold
-        sealed: the next access loads it again."""
+        encrypted: the next access loads it again."""
         for obj in self.objects:
-            sealed = _sealed_keys(obj)
-            if sealed:
-                session.expire(obj, sealed)
+            keys = _pending_keys(obj)
+            if keys:
+                session.expire(obj, keys)
 
 
-def _sealed_keys(obj):
-    """The keys of the object's encrypted columns that hold a _Sealed."""
+def _pending_keys(obj):
+    """The keys of the object's encrypted columns that hold a _PendingToken."""
     state = attributes.instance_state(obj)
-    return [key for key, _ in _encrypted_columns(state.mapper) if isinstance(state.dict.get(key), _Sealed)]
+    return [key for key, _ in _encrypted_columns(state.mapper) if isinstance(state.dict.get(key), _PendingToken)]
 
 
 # First of all load listeners (insert=True, and listeners on Mapper run
@@ -474,15 +474,15 @@ def _settle(obj, loaded):
     batch = _read_batch.get()
     if batch is not None:
         batch.objects.append(obj)
-        if batch.unopened:
-            batch.open()
+        if batch.undecrypted:
+            batch.decrypt()
     noted = state.info.get(_LEGACY_KEYS, frozenset())
     legacy = noted
     for key, _ in columns:
         if key not in state.dict:
             continue
         stored = state.dict[key]
-        if isinstance(stored, _Sealed):
+        if isinstance(stored, _PendingToken):
             if stored.error is not None:
                 raise _located(stored.error, _column_name(state.mapper.columns[key]), state.identity) from stored.error
             read = stored.plaintext
@@ -518,7 +518,7 @@ def _decrypt_in_batches(orm_execute_state):
             frozen = result.freeze()
         finally:
             _read_batch.reset(reset)
-        if not batch.sealed:
+        if not batch.pending:
             return frozen()
         return batch.fill_rows(frozen)()
     except BaseException:

@@ -316,11 +316,11 @@ class Database:
             self.assertFalse(session.dirty)
 
     def test_a_value_used_before_its_batch_is_decrypted_says_so(self):
-        sealed = fs._Sealed(self.Device.secret.type, "token")
+        pending = fs._PendingToken(self.Device.secret.type, "token")
         for use in (str, len, bool, lambda v: v.encode(), lambda v: v == "x", lambda v: "%s" % v):
             with self.assertRaisesRegex(RuntimeError, "before its object finished loading"):
-                use(sealed)
-        self.assertNotIn("token", repr(sealed))
+                use(pending)
+        self.assertNotIn("token", repr(pending))
 
     def test_core_and_yield_per_decrypt_value_by_value(self):
         self.add_devices(5)
