@@ -365,7 +365,9 @@ class Database:
                     device = read(session, pk)
                     self.assertEqual(type(device.secret), str)
                     device.name = "renamed"
+                    self.client.calls.clear()
                     session.commit()
+                    self.assertEqual(self.client.calls, {"encrypt_many": 1})  # in the flush's batch
                 self.assertEqual(self.primary.decrypt(self.stored("device", "secret")[0].encode()), TOTP.encode())
                 with self.session() as session:
                     self.assertEqual(session.get(self.Device, pk).secret, TOTP)
