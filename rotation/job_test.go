@@ -32,7 +32,7 @@ func TestJob(t *testing.T) {
 		{"bytes columns stay bytes", testBytesColumn},
 		{"check and dry run count and write nothing", testCheckAndDryRun},
 		{"INTERNAL from the sidecar stops the run before any write", testInternalStops},
-		{"a primary-key column that is not unique stops the run", testNonUniqueKey},
+		{"a --pk that is not unique on its own is refused", testNonUniqueKey},
 		{"django-otp's hex keys as legacy plaintext", testTOTPHex},
 		{"a stale checkpoint does not make a run complete", testStaleCheckpoint},
 		{"a composite primary key is refused", testCompositeKey},
@@ -570,19 +570,35 @@ func testInternalStops(t *testing.T, kind, dsn string) {
 	}
 }
 
+// testNonUniqueKey: keyset paging by a column that is not unique skips
+// the rows that share a value across a batch boundary, so such a --pk is
+// refused before anything is read; a column with a unique index of its
+// own is walked like a primary key.
 func testNonUniqueKey(t *testing.T, kind, dsn string) {
 	primary, old := mustKey(t), mustKey(t)
 	a := openApp(t, kind, dsn)
-	a.exec("CREATE TABLE totp (id BIGINT, secret TEXT)")
-	tok := mustToken(t, old, "s", baseTS)
-	a.insert("totp", []any{int64(1), int64(1)}, []any{tok, tok})
-	_, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret"}).Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "not unique") {
-		t.Errorf("Run = %v, want a not-unique error", err)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, grp BIGINT, uid VARCHAR(40), org BIGINT, part BIGINT, noidx BIGINT, secret TEXT)")
+	a.exec("CREATE UNIQUE INDEX totp_uid ON totp (uid)")
+	a.exec("CREATE UNIQUE INDEX totp_org_grp ON totp (org, grp)")
+	if kind != MySQL { // MySQL has no partial indexes
+		a.exec("CREATE UNIQUE INDEX totp_part ON totp (part) WHERE part > 0")
 	}
-	var n int
-	if err := a.db.QueryRow(a.rebind("SELECT count(*) FROM totp WHERE secret = ?"), tok).Scan(&n); err != nil || n != 2 {
-		t.Errorf("%d rows still hold the old token (%v), want 2: the batch must roll back", n, err)
+	for id := int64(1); id <= 10; id++ {
+		a.exec("INSERT INTO totp VALUES (?, ?, ?, ?, ?, ?, ?)", id, (id+1)/2, fmt.Sprint("u", id), id, id, id, mustToken(t, old, "s", baseTS))
+	}
+	before := a.snapshot("totp")
+	for _, pk := range []string{"grp", "org", "part", "noidx"} {
+		_, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: pk, Column: "secret", BatchSize: 3}).Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("column %q of table totp is not unique on its own", pk)) {
+			t.Errorf("--pk %s: %v, want it refused as not unique", pk, err)
+		}
+	}
+	if after := a.snapshot("totp"); !reflect.DeepEqual(after, before) {
+		t.Error("rows were written by a run whose --pk is not unique")
+	}
+	r := run(t, &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "uid", Column: "secret", BatchSize: 3})
+	if r.Scanned != 10 || r.Rewritten != 10 {
+		t.Errorf("--pk uid (a unique index): scanned %d, rewritten %d; want 10 10", r.Scanned, r.Rewritten)
 	}
 }
 
