@@ -154,7 +154,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 			return r, err
 		}
 		if ok {
-			if err := j.matches(st); err != nil {
+			if err := j.matches(st, keys.Primary); err != nil {
 				return r, err
 			}
 			if last, err = st.LastPK.value(); err != nil {
@@ -172,7 +172,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	saves := &saver{cp: j.Checkpoint}
 	err = j.walk(ctx, q, rest, j.Mode, r, func() error {
 		if j.Mode == Rotate && j.Checkpoint != nil {
-			if err := saves.save(j.state(r.LastPK, before+r.Scanned)); err != nil {
+			if err := saves.save(j.state(r.LastPK, before+r.Scanned, r.Keys.Primary)); err != nil {
 				return err
 			}
 		}
@@ -226,10 +226,11 @@ func (j *Job) queries(ctx context.Context) (queries, error) {
 	return q, nil
 }
 
-// state is the checkpoint after a committed batch ending at last.
-func (j *Job) state(last Value, scanned int64) State {
+// state is the checkpoint after a committed batch ending at last, with
+// every row up to it under the primary key primary.
+func (j *Job) state(last Value, scanned int64, primary string) State {
 	st := State{
-		Version: stateVersion, Database: j.DB.Fingerprint(),
+		Version: stateVersion, Database: j.DB.Fingerprint(), PrimaryKeyID: primary,
 		Table: j.Table, PK: j.PK, Column: j.Column, Where: j.Where, EncryptPlaintext: j.EncryptPlaintext,
 		LastPK: storeValue(last), Scanned: scanned, Updated: time.Now().UTC(),
 	}
@@ -348,9 +349,13 @@ func (j *Job) prepareBatches(ctx context.Context, q queries, b bounds, mode Mode
 	}
 }
 
-// matches refuses a checkpoint written by another job: resuming it would
-// skip rows that were never done.
-func (j *Job) matches(st State) error {
+// matches refuses a checkpoint written by another job, or under another
+// primary key than primary, the sidecar's now: resuming it would skip rows
+// that were never done, or that are under a key that is no longer the
+// primary. Walking the whole table again instead would be as safe, but a
+// primary key that changed during a rotation is something the operator
+// should know of and choose to do (--restart).
+func (j *Job) matches(st State, primary string) error {
 	mismatch := func(what string) error {
 		return fmt.Errorf("checkpoint %s was written for a different %s; use --restart to ignore it, or --state to choose another file", j.Checkpoint.Path, what)
 	}
@@ -369,8 +374,12 @@ func (j *Job) matches(st State) error {
 		return mismatch("--encrypt-plaintext")
 	case st.EncryptPlaintext && st.LegacyPlaintext != string(j.LegacyPlaintext):
 		return mismatch("--legacy-plaintext")
-	case st.Shard != j.state(Value{}, 0).Shard:
+	case st.Shard != j.state(Value{}, 0, "").Shard:
 		return mismatch("--shard")
+	case st.PrimaryKeyID != "" && st.PrimaryKeyID != primary:
+		return fmt.Errorf("checkpoint %s was written while the sidecar's primary key was %s; it is now %s, so the rows before "+
+			"the checkpoint are not under it. Use --restart to walk the whole table under the new primary key",
+			j.Checkpoint.Path, st.PrimaryKeyID, primary)
 	}
 	return nil
 }

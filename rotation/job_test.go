@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/rotation/dbtest"
 )
 
 const baseTS = 1_600_000_000
@@ -635,13 +636,14 @@ func testStaleCheckpoint(t *testing.T, kind, dsn string) {
 		return &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 10, Checkpoint: cp}
 	}
 	j := job()
-	if err := cp.Save(j.state(IntValue(25), 25)); err != nil {
+	if err := cp.Save(j.state(IntValue(25), 25, primary.ID())); err != nil {
 		t.Fatal(err)
 	}
 	r := run(t, j)
 	var out strings.Builder
 	r.Write(&out)
 	if r.ResumedAfter.String() != "25" || r.Scanned != 15 || r.StaleCheckpoint() != 25 || r.Remaining() != 25 ||
+		!strings.HasPrefix(out.String(), "rotated: complete, but 25 rows before the checkpoint are under an old key\n") ||
 		!strings.Contains(out.String(), "before the checkpoint       25 rows checked\n  under primary key "+primary.ID()+"  0\n  under old     key "+old.ID()+"  25\n") {
 		t.Errorf("resumed after %s, scanned %d, stale %d, remaining %d; want 25 15 25 25:\n%s", r.ResumedAfter, r.Scanned, r.StaleCheckpoint(), r.Remaining(), out.String())
 	}
@@ -670,5 +672,45 @@ func testCompositeKey(t *testing.T, kind, dsn string) {
 	}
 	if _, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "nope", PK: "id", Column: "secret"}).Run(context.Background()); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("a missing table: %v", err)
+	}
+}
+
+// TestCheckpointUnderAnotherPrimaryKey: the sidecar's primary key changed
+// since the checkpoint was written, so the rows before it are under a key
+// that is no longer the primary. The run refuses to resume, naming both
+// keys, and writes nothing; --restart walks the whole table.
+func TestCheckpointUnderAnotherPrimaryKey(t *testing.T) {
+	dsn := dbtest.SQLiteFile(t)
+	primary, old, newer := mustKey(t), mustKey(t), mustKey(t)
+	a := openApp(t, SQLite, dsn)
+	a.oldTable(old, 40)
+	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
+	stop := make(chan struct{})
+	job := &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 10,
+		Checkpoint: cp, Interrupt: stop, Progress: func(Progress) { close(stop) }}
+	if _, err := job.Run(context.Background()); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("Run = %v, want it interrupted after a batch", err)
+	}
+	st, ok, err := cp.Load()
+	if err != nil || !ok || st.PrimaryKeyID != primary.ID() {
+		t.Fatalf("checkpoint %+v, %v, %v: want the primary key id %s in it", st, ok, err, primary.ID())
+	}
+
+	before := a.snapshot("totp")
+	rerun := func(restart bool) (*Report, error) {
+		return (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(newer, primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 10,
+			Checkpoint: cp, Restart: restart}).Run(context.Background())
+	}
+	_, err = rerun(false)
+	want := fmt.Sprintf("primary key was %s; it is now %s", primary.ID(), newer.ID())
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "--restart") {
+		t.Errorf("resumed under another primary key: %v, want an error with %q and --restart", err, want)
+	}
+	if after := a.snapshot("totp"); !reflect.DeepEqual(after, before) {
+		t.Error("the refused run wrote rows")
+	}
+	r, err := rerun(true)
+	if err != nil || !r.ResumedAfter.IsZero() || r.Rewritten != 40 || r.Remaining() != 0 {
+		t.Errorf("--restart: %v, resumed after %s, rewritten %d; want all 40 under the new primary key", err, r.ResumedAfter, r.Rewritten)
 	}
 }

@@ -694,7 +694,8 @@ func TestInterruptFinishesTheBatchAndResumes(t *testing.T) {
 		t.Errorf("resume without --encrypt-plaintext: exit %d, want %d\n%s", code, exitFailed, stderr)
 	}
 	code, stdout, stderr = runTool(t, dir, 60*time.Second, append(common, "--encrypt-plaintext")...)
-	if code != exitRemaining || !strings.Contains(stdout, fmt.Sprintf("resumed after primary key   %d\n", last)) ||
+	if code != exitRemaining || !strings.HasPrefix(stdout, "rotated: complete\n") ||
+		!strings.Contains(stdout, fmt.Sprintf("resumed after primary key   %d\n", last)) ||
 		!strings.Contains(stdout, fmt.Sprintf("rows scanned                %d\n", rows-last)) {
 		t.Errorf("resume: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -832,7 +833,8 @@ func TestRestoreAfterCheckpoint(t *testing.T) {
 	}
 
 	code, stdout, stderr := runTool(t, dir, 60*time.Second, args...)
-	if code != exitRemaining || !strings.Contains(stdout, fmt.Sprintf("resumed after primary key   %d\n", last)) ||
+	if code != exitRemaining || !strings.HasPrefix(stdout, fmt.Sprintf("rotated: complete, but %d rows before the checkpoint are under an old key\n", stale)) ||
+		!strings.Contains(stdout, fmt.Sprintf("resumed after primary key   %d\n", last)) ||
 		!strings.Contains(stdout, fmt.Sprintf("  under old     key %s  %d\n", old.ID(), stale)) ||
 		!strings.Contains(stderr, fmt.Sprintf("%d rows before the checkpoint are under an old key", stale)) {
 		t.Errorf("resumed after a restore: exit %d, want %d, %d stale rows named\n%s\n%s", code, exitRemaining, stale, stdout, stderr)

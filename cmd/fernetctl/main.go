@@ -270,7 +270,8 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 	}
 	if stale := report.StaleCheckpoint(); stale > 0 {
 		fmt.Fprintf(stderr, "fernetctl: %d rows before the checkpoint are under an old key: the checkpoint claimed work the database does not hold "+
-			"(a restore from a backup?). The checkpoint is gone, so running the same command again walks the whole table.\n", stale)
+			"(the database restored from a backup, the checkpoint copied from elsewhere, or an app instance still encrypting under an old key?). "+
+			"The checkpoint is gone, so running the same command again walks the whole table.\n", stale)
 	}
 	if report.Remaining() > 0 {
 		fmt.Fprintf(stderr, "fernetctl: %d rows are not under the primary key %s (see the ids above)\n", report.Remaining(), report.Keys.Primary)
