@@ -125,8 +125,10 @@ func TestPushgatewayNeverHoldsUpTheRun(t *testing.T) {
 	p.Finish(&Report{Mode: Rotate, Scanned: 50, Rewritten: 50}, nil)
 	mu.Lock()
 	defer mu.Unlock()
-	if requests < 2 || requests > 3 || len(failed) > 0 {
-		t.Errorf("%d pushes, failed %v; want the start's, at most one for the 5 batches, and the outcome's, none failed", requests, failed)
+	// Three at most: the start's, one for the 5 batches, the outcome's;
+	// fewer if the pushing goroutine found them all wanted at once.
+	if requests < 1 || requests > 3 || len(failed) > 0 {
+		t.Errorf("%d pushes, failed %v; want 1 to 3 (the batches coalesced), none failed", requests, failed)
 	}
 }
 
