@@ -36,6 +36,7 @@ func TestJob(t *testing.T) {
 		{"django-otp's hex keys as legacy plaintext", testTOTPHex},
 		{"a stale checkpoint does not make a run complete", testStaleCheckpoint},
 		{"a composite primary key is refused", testCompositeKey},
+		{"Run leaves the caller's Job as it was", testRunLeavesJob},
 	}
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
@@ -654,5 +655,23 @@ func testCompositeKey(t *testing.T, kind, dsn string) {
 	}
 	if _, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "nope", PK: "id", Column: "secret"}).Run(context.Background()); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("a missing table: %v", err)
+	}
+}
+
+// testRunLeavesJob: Run fills in defaults on a copy, so a Job run twice, or
+// read after the run, is still what the caller wrote.
+func testRunLeavesJob(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	a.insert("totp", []any{int64(1), int64(2)}, []any{mustToken(t, old, "s", baseTS), "JBSWY3DPEHPK3PXP"})
+	job := &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", EncryptPlaintext: true}
+	before := *job
+	r := run(t, job)
+	if !reflect.DeepEqual(*job, before) {
+		t.Errorf("Run changed the caller's Job:\n%+v\nwas\n%+v", *job, before)
+	}
+	if r.Rewritten != 1 || r.PlaintextEncrypted != 1 {
+		t.Errorf("rewritten %d, plaintext encrypted %d; want 1 and 1 (the defaults applied to the run)", r.Rewritten, r.PlaintextEncrypted)
 	}
 }
