@@ -105,15 +105,18 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	if err := forbidCoreDumps(); err != nil {
 		return err
 	}
-	reloader, err := loadKeys(cfg, lookupEnv, logger)
+	source := keySource(cfg, lookupEnv)
+	loaded, err := source.Load()
+	if err != nil {
+		return fmt.Errorf("load keys: %w", err)
+	}
+	current := keysource.NewCurrent(loaded)
+	srv, err := newServer(cfg, current, logger)
 	if err != nil {
 		return err
 	}
-	srv, err := newServer(cfg, reloader, logger)
-	if err != nil {
-		return err
-	}
-	reloader.OnReload = srv.ObserveKeyReload
+	reloader := keysource.NewReloader(source, current, logger, srv.ObserveKeyReload)
+	warnOfUnsafeKeys(cfg, loaded, logger)
 	watching, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
 	if cfg.watchKeys {
@@ -149,9 +152,8 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	}
 }
 
-// loadKeys loads the keys, and warns of the ways they were given that are
-// not for production.
-func loadKeys(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logger) (*keysource.Reloader, error) {
+// keySource is where the flags say the keys are.
+func keySource(cfg config, lookupEnv func(string) (string, bool)) keysource.Source {
 	source := keysource.Source{
 		PrimaryVar:            cfg.keyVar,
 		DecryptOnlyVar:        cfg.oldKeysVar,
@@ -164,10 +166,12 @@ func loadKeys(cfg config, lookupEnv func(string) (string, bool), logger *slog.Lo
 	if cfg.dev {
 		source.DevKeyFile = cfg.devKeyFile
 	}
-	reloader, loaded, err := keysource.NewReloader(source, logger)
-	if err != nil {
-		return nil, fmt.Errorf("load keys: %w", err)
-	}
+	return source
+}
+
+// warnOfUnsafeKeys warns of the ways the keys were given that are not for
+// production.
+func warnOfUnsafeKeys(cfg config, loaded keysource.Loaded, logger *slog.Logger) {
 	if loaded.DevKey {
 		logger.Warn("DEVELOPMENT KEY IN USE: NOT FOR PRODUCTION. Data encrypted now is readable by anyone with this file.",
 			"dev_key_file", cfg.devKeyFile, "created", loaded.DevKeyCreated)
@@ -176,11 +180,10 @@ func loadKeys(cfg config, lookupEnv func(string) (string, bool), logger *slog.Lo
 		logger.Warn("a key was given in an environment variable: any process of this user can read it in /proc/PID/environ while the sidecar runs. Give it as a file instead (the _FILE form)",
 			"variables", loaded.FromEnvironment)
 	}
-	return reloader, nil
 }
 
 // newServer builds the server; it opens nothing yet.
-func newServer(cfg config, reloader *keysource.Reloader, logger *slog.Logger) (*server.Server, error) {
+func newServer(cfg config, keys *keysource.Current, logger *slog.Logger) (*server.Server, error) {
 	var tlsConfig *tls.Config
 	if cfg.tlsCertFile != "" {
 		var err error
@@ -192,11 +195,11 @@ func newServer(cfg config, reloader *keysource.Reloader, logger *slog.Logger) (*
 		TLS:             tlsConfig,
 		AuditCalls:      cfg.auditCalls,
 		AllowedMethods:  cfg.allowMethods,
-		Keys:            reloader,
+		Keys:            keys,
 		Limits:          cfg.limits,
 		MaxMessageBytes: cfg.maxMessageBytes,
 		MaxConnections:  cfg.maxConnections,
-		PublicKeyID:     reloader.PublicKeyID,
+		PublicKeyID:     keys.PublicKeyID,
 		Version:         buildVersion(),
 		Logger:          logger,
 	}), nil
