@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -16,7 +17,7 @@ import (
 
 // TestFailedStartLeavesNothingRunning: when one port is taken, or the key
 // watch cannot start, the sidecar exits 1 having closed every port it
-// opened and stopped every goroutine it started.
+// opened and stopped every goroutine it started, the key watch's included.
 func TestFailedStartLeavesNothingRunning(t *testing.T) {
 	key, err := fernet.GenerateKey()
 	if err != nil {
@@ -51,7 +52,13 @@ func TestFailedStartLeavesNothingRunning(t *testing.T) {
 				}
 				defer holder.Close()
 			}
-			vars := map[string]string{"DJANGO_ENCRYPTION_KEY": key.Encode()}
+			// A key file, so that the key watch is running when a port
+			// turns out to be taken.
+			keyFile := filepath.Join(t.TempDir(), "key")
+			if err := os.WriteFile(keyFile, []byte(key.Encode()), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			vars := map[string]string{"DJANGO_ENCRYPTION_KEY_FILE": keyFile}
 			for name, value := range tt.vars {
 				vars[name] = value
 			}
