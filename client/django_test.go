@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	"github.com/fernet-sidecar/fernet-sidecar/rotation/dbtest"
 )
@@ -32,12 +31,9 @@ func TestDjango(t *testing.T) {
 			testenv.Missing(t, fmt.Sprintf("Python module %s (Debian package %s; %v: %s)", m.module, m.deb, err, strings.TrimSpace(string(out))))
 		}
 	}
-	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	primary, old := newKey(t), newKey(t)
-	keys := []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode(), "OLD_DJANGO_ENCRYPTION_KEY=" + old.Encode()}
-	sidecar := sidecartest.Start(t, bin, keys, "--addr", "unix://"+filepath.Join(t.TempDir(), "fernet.sock"), "--metrics-addr", "")
 	env := []string{
-		"SIDECAR_TEST_UNIX_TARGET=" + sidecar.Addr,
+		"SIDECAR_TEST_UNIX_TARGET=" + startUnixSidecar(t, primary, old),
 		"SIDECAR_TEST_PRIMARY_KEY=" + primary.Encode(),
 		"SIDECAR_TEST_OLD_KEY=" + old.Encode(),
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testpki"
@@ -30,6 +31,7 @@ var pythonModules = []struct{ module, deb string }{
 	{"asgiref", "python3-asgiref"},
 	{"pyotp", "python3-pyotp"},
 	{"psycopg2", "python3-psycopg2"},
+	{"prometheus_client", "python3-prometheus-client"},
 }
 
 // requirePython returns python when it and every module are there; else
@@ -87,6 +89,20 @@ func TestPythonClient(t *testing.T) {
 // anything.
 func runPython(t *testing.T, py string, env []string, args ...string) {
 	t.Helper()
+	cmd := pythonCommand(t, py, env, args...)
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s %s:\n%s", py, strings.Join(args, " "), out)
+	if err != nil {
+		t.Fatalf("failed: %v", err)
+	}
+	if testenv.Full() && strings.Contains(string(out), "skipped") {
+		t.Fatalf("tests were skipped, and %s=1 runs everything", testenv.FullEnv)
+	}
+}
+
+// pythonCommand is Debian's Python with args, to run in client/python with
+// env added.
+func pythonCommand(t *testing.T, py string, env []string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(t.Context(), py, args...)
 	cmd.Dir = filepath.Join(testenv.RepoRoot(t), "client", "python")
 	cmd.Env = append(append(os.Environ(), env...),
@@ -97,12 +113,18 @@ func runPython(t *testing.T, py string, env []string, args ...string) {
 		// Debian's Django 3.2 on Python 3.11 warns about cgi and locale.
 		"PYTHONWARNINGS=ignore::DeprecationWarning",
 	)
-	out, err := cmd.CombinedOutput()
-	t.Logf("%s %s:\n%s", py, strings.Join(args, " "), out)
-	if err != nil {
-		t.Fatalf("failed: %v", err)
+	return cmd
+}
+
+// startUnixSidecar builds the real sidecar and starts it on a Unix socket
+// with the keys, primary first, as DJANGO_ENCRYPTION_KEY and
+// OLD_DJANGO_ENCRYPTION_KEY; it returns the address to dial.
+func startUnixSidecar(t *testing.T, primary *fernet.Key, old ...*fernet.Key) string {
+	t.Helper()
+	env := []string{"DJANGO_ENCRYPTION_KEY=" + primary.Encode()}
+	for _, k := range old {
+		env = append(env, "OLD_DJANGO_ENCRYPTION_KEY="+k.Encode())
 	}
-	if testenv.Full() && strings.Contains(string(out), "skipped") {
-		t.Fatalf("tests were skipped, and %s=1 runs everything", testenv.FullEnv)
-	}
+	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
+	return sidecartest.Start(t, bin, env, "--addr", "unix://"+filepath.Join(t.TempDir(), "fernet.sock"), "--metrics-addr", "").Addr
 }

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/fernet-sidecar/fernet-sidecar/internal/promtest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 )
 
@@ -367,7 +368,7 @@ func keyInfo(t *testing.T, key string) string {
 func waitForMetric(t *testing.T, url, line string) error {
 	t.Helper()
 	return waitFor(15*time.Second, func() error {
-		if code, body := httpGet(t, url); code != 200 || !strings.Contains(body, line) {
+		if code, body := promtest.Get(url); code != 200 || !strings.Contains(body, line) {
 			return fmt.Errorf("GET %s: %d, no %s", url, code, line)
 		}
 		return nil
@@ -514,7 +515,7 @@ func TestContainerPod(t *testing.T) {
 		t.Errorf("health status %q after the HEALTHCHECK ran, want healthy", status)
 	}
 
-	if code, body := httpGet(t, metricsURL); code != 200 || !strings.Contains(body, keyInfo(t, keyA)) {
+	if code, body := promtest.Get(metricsURL); code != 200 || !strings.Contains(body, keyInfo(t, keyA)) {
 		t.Errorf("GET %s: %d, want 200 with %s:\n%s", metricsURL, code, keyInfo(t, keyA), body)
 	}
 

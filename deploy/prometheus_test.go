@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,26 +20,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/fernet-sidecar/fernet-sidecar/internal/promtest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 )
-
-func httpGet(t *testing.T, rawURL string) (int, string) {
-	t.Helper()
-	client := http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(rawURL)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err.Error()
-	}
-	return resp.StatusCode, string(body)
-}
 
 // TestAlertRules runs promtool on the alert rules and their unit tests
 // (rotation-alerts.yaml's too, whose series come from fernetctl through a
@@ -73,7 +57,7 @@ func TestAlertRules(t *testing.T) {
 	}
 	s := sidecartest.Start(t, imageBinary(t), []string{"DJANGO_ENCRYPTION_KEY=" + newKey(t)},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
-	code, exported := httpGet(t, "http://"+s.MetricsAddr+"/metrics")
+	code, exported := promtest.Get("http://" + s.MetricsAddr + "/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("GET /metrics: %d %s", code, exported)
 	}
@@ -99,7 +83,7 @@ func TestAlertRules(t *testing.T) {
 // prometheusServer is Debian's prometheus, running on a loopback port with
 // its own config and storage: it neither uses nor disturbs a system
 // Prometheus on :9090.
-type prometheusServer struct{ *daemon }
+type prometheusServer struct{ *promtest.Daemon }
 
 func startPrometheus(t *testing.T, config string) *prometheusServer {
 	t.Helper()
@@ -109,7 +93,7 @@ func startPrometheus(t *testing.T, config string) *prometheusServer {
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &prometheusServer{startDaemon(t, "prometheus", dir, func(addr string, attempt int) []string {
+	return &prometheusServer{promtest.StartDaemon(t, "prometheus", dir, func(addr string, attempt int) []string {
 		return []string{bin,
 			"--config.file=" + configFile,
 			"--storage.tsdb.path=" + filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
@@ -118,97 +102,10 @@ func startPrometheus(t *testing.T, config string) *prometheusServer {
 	})}
 }
 
-// daemon is a server from Debian (prometheus, prometheus-pushgateway) that
-// the test runs on a loopback port, in dir.
-type daemon struct {
-	url    string
-	cmd    *exec.Cmd
-	log    *sidecartest.Lines
-	exited chan struct{}
-}
-
-// startDaemon runs the command line that argv makes for a listen address,
-// and waits until its /-/ready answers.
-func startDaemon(t *testing.T, name, dir string, argv func(addr string, attempt int) []string) *daemon {
-	t.Helper()
-	// The port is found free and then handed over, so another process may
-	// take it in between: try a few.
-	for attempt := 1; ; attempt++ {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		args := argv(addr, attempt)
-		p := &daemon{url: "http://" + addr, log: &sidecartest.Lines{}, exited: make(chan struct{})}
-		p.cmd = exec.Command(args[0], args[1:]...)
-		p.cmd.Dir = dir
-		pipe, err := p.cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.cmd.Stdout = nil
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			buf := make([]byte, 4096)
-			var pending string
-			for {
-				n, err := pipe.Read(buf)
-				pending += string(buf[:n])
-				for {
-					line, rest, ok := strings.Cut(pending, "\n")
-					if !ok {
-						break
-					}
-					p.log.Add(line)
-					pending = rest
-				}
-				if err != nil {
-					break
-				}
-			}
-			p.cmd.Wait()
-			close(p.exited)
-		}()
-		t.Cleanup(func() { p.stop() })
-		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) {
-			select {
-			case <-p.exited:
-				deadline = time.Time{}
-				continue
-			default:
-			}
-			if code, _ := httpGet(t, p.url+"/-/ready"); code == http.StatusOK {
-				return p
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		p.stop()
-		if attempt == 3 {
-			t.Fatalf("%s did not become ready on %s:\n%s", name, addr, p.log)
-		}
-		t.Logf("%s on %s did not start, trying another port:\n%s", name, addr, p.log)
-	}
-}
-
-func (p *daemon) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
 // query runs an instant query and returns the result's samples.
 func (p *prometheusServer) query(t *testing.T, expr string) ([]promSample, error) {
 	t.Helper()
-	code, body := httpGet(t, p.url+"/api/v1/query?query="+url.QueryEscape(expr))
+	code, body := promtest.Get(p.URL + "/api/v1/query?query=" + url.QueryEscape(expr))
 	if code != http.StatusOK {
 		return nil, fmt.Errorf("query %s: HTTP %d: %s", expr, code, body)
 	}
@@ -271,7 +168,7 @@ func (p *prometheusServer) waitForValues(t *testing.T, want map[string]float64) 
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: want %v; Prometheus answers %v, %v\nprometheus log:\n%s", expr, value, samples, err, p.log)
+				t.Fatalf("%s: want %v; Prometheus answers %v, %v\nprometheus log:\n%s", expr, value, samples, err, p.Log)
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
@@ -301,7 +198,7 @@ func (p *prometheusServer) waitForHealthyRules(t *testing.T, since time.Time, ru
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("alert rules in Prometheus: %v, %v; want %d evaluated without error\nprometheus log:\n%s", health, err, rules, p.log)
+			t.Fatalf("alert rules in Prometheus: %v, %v; want %d evaluated without error\nprometheus log:\n%s", health, err, rules, p.Log)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -351,7 +248,7 @@ func TestPrometheusScrapesSidecar(t *testing.T) {
 	// mismatch in a division, say, would show here and nowhere else), in
 	// an evaluation after the series above were there.
 	p.waitForHealthyRules(t, time.Now(), rules)
-	p.stop()
+	p.Stop()
 	s.Stop(t)
 }
 
@@ -359,7 +256,7 @@ func TestPrometheusScrapesSidecar(t *testing.T) {
 // since.
 func (p *prometheusServer) ruleHealth(t *testing.T, since time.Time) (map[string]string, error) {
 	t.Helper()
-	code, body := httpGet(t, p.url+"/api/v1/rules?type=alert")
+	code, body := promtest.Get(p.URL + "/api/v1/rules?type=alert")
 	if code != http.StatusOK {
 		return nil, fmt.Errorf("HTTP %d: %s", code, body)
 	}

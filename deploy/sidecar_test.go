@@ -10,7 +10,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,18 +65,6 @@ func imageBinary(t *testing.T) string {
 		t.Fatalf("build the sidecar as the Dockerfile does: %v\n%s", imageBuild.err, imageBuild.out)
 	}
 	return imageBuild.bin
-}
-
-// freePort returns a loopback TCP port that was free a moment ago, for
-// programs that cannot report the port they bound.
-func freePort(t *testing.T) int {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().(*net.TCPAddr).Port
 }
 
 // newKey returns a key as Python's Fernet.generate_key() makes it.

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
@@ -25,7 +24,7 @@ import (
 // MaxMessageBytes of MaxBatchBytes (its size is not known before it
 // arrives), gives back what it did not need once it is decoded, then waits
 // for its items of MaxBatchItems. Only a call past MaxBatches or MaxCalls
-// is refused, with RESOURCE_EXHAUSTED, before anything of it is read.
+// is refused, with RESOURCE_EXHAUSTED, before its message is read.
 type Admission struct {
 	// MaxBatches bounds the batch calls waiting or being worked on.
 	MaxBatches int64
@@ -84,7 +83,7 @@ func newAdmission(limits Admission, maxMessageBytes int, registry prometheus.Reg
 	rejected.WithLabelValues(rejectedCalls)
 	return &admission{
 		limits:          limits,
-		maxMessageBytes: int64(min(int64(maxMessageBytes), limits.MaxBatchBytes)),
+		maxMessageBytes: min(int64(maxMessageBytes), limits.MaxBatchBytes),
 		batchBytes:      semaphore.NewWeighted(limits.MaxBatchBytes),
 		batchItems:      semaphore.NewWeighted(limits.MaxBatchItems),
 		rejected:        rejected,
@@ -93,30 +92,44 @@ func newAdmission(limits Admission, maxMessageBytes int, registry prometheus.Reg
 
 // isBatch tells batch methods by name: they are the ones whose message
 // may be as large as MaxMessageBytes.
-func isBatch(fullMethod string) bool { return strings.HasSuffix(fullMethod, "Batch") }
+func isBatch(method string) bool { return strings.HasSuffix(method, "Batch") }
 
-// admitStream is the tap run when a call's headers arrive, before its
-// message is read: it counts the call, or refuses it.
-func (a *admission) admitStream(ctx context.Context, info *tap.Info) (context.Context, error) {
-	count, limit, reason, refusal := &a.calls, a.limits.MaxCalls, rejectedCalls, fernetv1.ReasonTooManyCalls
-	if isBatch(info.FullMethodName) {
-		count, limit, reason, refusal = &a.batches, a.limits.MaxBatches, rejectedBatches, fernetv1.ReasonTooManyBatches
+// admit wraps every method of desc: a call is counted from the start of
+// its handler, before its message is read, to its end, and refused at
+// once past MaxCalls, or past MaxBatches for a batch, which also waits for
+// its bytes and items (gate). It wraps the handlers rather than
+// intercepting calls because gRPC reads the message in the handler (dec),
+// before any interceptor runs; and a handler's end, unlike a stream's, is
+// known without a goroutine.
+func (a *admission) admit(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
+	admitted := *desc
+	admitted.Methods = make([]grpc.MethodDesc, len(desc.Methods))
+	for i, method := range desc.Methods {
+		if isBatch(method.MethodName) {
+			method.Handler = a.count(&a.batches, a.limits.MaxBatches, rejectedBatches, fernetv1.ReasonTooManyBatches, a.gate(method.Handler))
+		} else {
+			method.Handler = a.count(&a.calls, a.limits.MaxCalls, rejectedCalls, fernetv1.ReasonTooManyCalls, method.Handler)
+		}
+		admitted.Methods[i] = method
 	}
-	if count.Add(1) > limit {
-		count.Add(-1)
-		a.rejected.WithLabelValues(reason).Inc()
-		return nil, overloaded(refusal)
+	return &admitted
+}
+
+// count runs handler while fewer than limit calls are counted in count,
+// and refuses the call otherwise.
+func (a *admission) count(count *atomic.Int64, limit int64, label, reason string, handler grpc.MethodHandler) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		defer count.Add(-1)
+		if count.Add(1) > limit {
+			a.rejected.WithLabelValues(label).Inc()
+			return nil, overloaded(reason)
+		}
+		return handler(srv, ctx, dec, interceptor)
 	}
-	// gRPC cancels a stream's context when the stream ends, whether the
-	// call ran, failed before it ran, or the connection went away.
-	context.AfterFunc(ctx, func() { count.Add(-1) })
-	return ctx, nil
 }
 
 // gate makes a batch method's handler wait for room before its message is
-// read, and hold its bytes and items until it returns. It wraps the
-// handler rather than intercepting it because gRPC reads the message in
-// the handler (dec), before any interceptor runs.
+// read, and hold its bytes and items until it returns.
 func (a *admission) gate(handler grpc.MethodHandler) grpc.MethodHandler {
 	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 		reserved := a.maxMessageBytes
@@ -146,19 +159,6 @@ func (a *admission) gate(handler grpc.MethodHandler) grpc.MethodHandler {
 		}
 		return handler(srv, ctx, decode, interceptor)
 	}
-}
-
-// gateBatches is desc with every batch method gated by a.
-func (a *admission) gateBatches(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
-	gated := *desc
-	gated.Methods = make([]grpc.MethodDesc, len(desc.Methods))
-	for i, method := range desc.Methods {
-		if isBatch(method.MethodName) {
-			method.Handler = a.gate(method.Handler)
-		}
-		gated.Methods[i] = method
-	}
-	return &gated
 }
 
 // batchItems counts the items of a batch request: its tokens or its

@@ -37,9 +37,15 @@ func admissionServer(t *testing.T, bounds Admission) (*Server, fernetv1.FernetSe
 // holdBatch opens an EncryptBatch call that sends no message, so that it
 // sits at admission until cancel is called.
 func holdBatch(t *testing.T, conn *grpc.ClientConn) (cancel func()) {
+	return holdCall(t, conn, "EncryptBatch")
+}
+
+// holdCall opens a call of method that sends no message, so that it is in
+// flight until cancel is called.
+func holdCall(t *testing.T, conn *grpc.ClientConn, method string) (cancel func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	if _, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/fernet.v1.FernetService/EncryptBatch"); err != nil {
+	if _, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/fernet.v1.FernetService/"+method); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond) // let its headers reach the server
@@ -54,17 +60,16 @@ func encryptBatch(client fernetv1.FernetServiceClient, timeout time.Duration) er
 }
 
 // TestAdmissionGivesBackWhatACallHeld: with room for one call of each
-// kind, call after call gets in. gRPC ends a stream just after its answer
-// leaves, so the next call may find the last one still counted for a
-// moment, and is retried.
+// kind, call after call gets in.
 func TestAdmissionGivesBackWhatACallHeld(t *testing.T) {
 	_, client, _ := admissionServer(t, Admission{MaxBatches: 1, MaxBatchBytes: 4 << 20, MaxBatchItems: 2, MaxCalls: 1})
-	for range 50 {
-		waitFor(t, func() bool { return encryptBatch(client, 5*time.Second) == nil })
-		waitFor(t, func() bool {
-			_, err := client.Encrypt(ctx(t), &fernetv1.EncryptRequest{Plaintext: []byte("a")})
-			return err == nil
-		})
+	for i := range 50 {
+		if err := encryptBatch(client, 5*time.Second); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+		if _, err := client.Encrypt(ctx(t), &fernetv1.EncryptRequest{Plaintext: []byte("a")}); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
 	}
 }
 
@@ -83,6 +88,23 @@ func TestAdmissionRefusesABatchPastMaxBatches(t *testing.T) {
 	}
 	release()
 	waitFor(t, func() bool { return encryptBatch(client, 5*time.Second) == nil })
+}
+
+func TestAdmissionRefusesACallPastMaxCalls(t *testing.T) {
+	srv, client, conn := admissionServer(t, Admission{MaxBatches: 4, MaxBatchBytes: 4 << 20, MaxBatchItems: 100, MaxCalls: 1})
+	release := holdCall(t, conn, "Encrypt")
+	_, err := client.Encrypt(ctx(t), &fernetv1.EncryptRequest{Plaintext: []byte("a")})
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || errorReason(st) != fernetv1.ReasonTooManyCalls {
+		t.Fatalf("a call past MaxCalls = %v, want RESOURCE_EXHAUSTED %s", err, fernetv1.ReasonTooManyCalls)
+	}
+	if got := metricOf(t, srv, "fernet_admission_rejected_total", "reason", "calls"); got != 1 {
+		t.Fatalf("fernet_admission_rejected_total{reason=calls} = %v, want 1", got)
+	}
+	release()
+	waitFor(t, func() bool {
+		_, err := client.Encrypt(ctx(t), &fernetv1.EncryptRequest{Plaintext: []byte("a")})
+		return err == nil
+	})
 }
 
 // TestAdmissionMakesABatchWaitForBytes: with room for one batch's worth of

@@ -118,7 +118,6 @@ func New(cfg Config) *Server {
 		// each flush, so an idle connection holds only the read buffer.
 		grpc.ReadBufferSize(transportBufferBytes),
 		grpc.WriteBufferSize(transportBufferBytes),
-		grpc.InTapHandle(admission.admitStream),
 	}
 	options = append(options, transportOptions(apiStreamsPerConnection, apiIdleTimeout)...)
 	if cfg.TLS != nil {
@@ -127,7 +126,7 @@ func New(cfg Config) *Server {
 	s.grpc = grpc.NewServer(options...)
 	service := NewService(cfg.Keys, cfg.Limits, metrics, cfg.Version)
 	service.allowedMethods, service.maxMessageBytes = allowed, cfg.MaxMessageBytes
-	s.grpc.RegisterService(admission.gateBatches(&fernetv1.FernetService_ServiceDesc), service)
+	s.grpc.RegisterService(admission.admit(&fernetv1.FernetService_ServiceDesc), service)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.healthOnly = grpc.NewServer(healthServerOptions()...)
 	healthpb.RegisterHealthServer(s.healthOnly, s.health)

@@ -68,11 +68,10 @@ func DocCommandFlags(t testing.TB, command string) map[string][]string {
 }
 
 // isCommand reports whether fields[j:] starts with words, the first one
-// possibly as a path (./cmd/fernet-sidecar), and is not an image or a
-// container name (docker build -t fernet-sidecar, podman run --name
-// fernet-sidecar).
+// possibly as a path (./cmd/fernet-sidecar), and is not a flag's value
+// (docker build -t fernet-sidecar, podman run --name fernet-sidecar).
 func isCommand(fields []string, j int, words []string) bool {
-	if len(fields)-j < len(words) || (j > 0 && (fields[j-1] == "-t" || fields[j-1] == "--name")) {
+	if len(fields)-j < len(words) || (j > 0 && strings.HasPrefix(fields[j-1], "-")) {
 		return false
 	}
 	if fields[j] != words[0] && !strings.HasSuffix(fields[j], "/"+words[0]) {

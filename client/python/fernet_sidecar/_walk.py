@@ -104,6 +104,7 @@ class Report:
         self.undecryptable_pks = []  #: their primary keys (the first 20)
         self.conflicts = 0  #: rows the app changed between read and write: not written
         self.written = 0  #: rows updated
+        self.plaintext_written = 0  #: of those, legacy plaintext encrypted
         self.not_written = 0  #: rows a check or dry run would have updated
         self.last_pk = None  #: the last primary key walked
 
@@ -152,6 +153,7 @@ def walk(
     legacy_plaintext: Optional[str] = None,
     encrypt_plaintext: bool = False,
     progress: Optional[Callable[[Report], None]] = None,
+    monitor=None,
 ) -> Report:
     """Re-encrypts table.column under fernet's primary key.
 
@@ -165,6 +167,10 @@ def walk(
     :param encrypt_plaintext: also encrypt those in place (needs
         legacy_plaintext).
     :param progress: called with the report after each batch.
+    :param monitor: told how the walk goes (a
+        fernet_sidecar._pushgateway.Run): started(rows to scan)
+        first, progressed(report) after each batch, and finished(report,
+        error) at the end, with what the walk raised or None.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -177,34 +183,50 @@ def walk(
     after = "SELECT %s, %s FROM %s WHERE %s > {} ORDER BY %s LIMIT %d" % (q(pk), q(column), q(table), q(pk), q(pk), batch_size)
     update = "UPDATE %s SET %s = {} WHERE %s = {} AND %s = {}" % (q(table), q(column), q(pk), q(column))
     report = Report(table, column, check)
-    while True:
-        with db.cursor() as cursor:
-            if report.last_pk is None:
-                cursor.execute(first)
-            else:
-                cursor.execute(*db.sql(after, [report.last_pk]))
-            rows = cursor.fetchall()
-        if not rows:
-            return report
-        report.rows += len(rows)
-        report.last_pk = rows[-1][0]
-        writes = _batch(fernet, rows, report, check, legacy_plaintext, encrypt_plaintext)
-        if check or dry_run:
-            report.not_written += len(writes)
-        elif writes:
-            with db.transaction(), db.cursor() as cursor:
-                for row_pk, old, new in writes:
-                    cursor.execute(*db.sql(update, [new, row_pk, old]))
-                    if cursor.rowcount == 1:
-                        report.written += 1
-                    else:
-                        report.conflicts += 1
-        if progress is not None:
-            progress(report)
+    try:
+        if monitor is not None:
+            with db.cursor() as cursor:
+                cursor.execute("SELECT COUNT(*) FROM %s" % q(table))
+                monitor.started(cursor.fetchone()[0])
+        while True:
+            with db.cursor() as cursor:
+                if report.last_pk is None:
+                    cursor.execute(first)
+                else:
+                    cursor.execute(*db.sql(after, [report.last_pk]))
+                rows = cursor.fetchall()
+            if not rows:
+                break
+            report.rows += len(rows)
+            report.last_pk = rows[-1][0]
+            writes = _batch(fernet, rows, report, check, legacy_plaintext, encrypt_plaintext)
+            if check or dry_run:
+                report.not_written += len(writes)
+            elif writes:
+                with db.transaction(), db.cursor() as cursor:
+                    for row_pk, old, new, plaintext in writes:
+                        cursor.execute(*db.sql(update, [new, row_pk, old]))
+                        if cursor.rowcount == 1:
+                            report.written += 1
+                            report.plaintext_written += plaintext
+                        else:
+                            report.conflicts += 1
+            if monitor is not None:
+                monitor.progressed(report)
+            if progress is not None:
+                progress(report)
+    except BaseException as exc:
+        if monitor is not None:
+            monitor.finished(report, exc)
+        raise
+    if monitor is not None:
+        monitor.finished(report)
+    return report
 
 
 def _batch(fernet, rows, report, check, legacy_plaintext, encrypt_plaintext):
-    """Counts one batch into report, and returns its writes: (pk, old, new)."""
+    """Counts one batch into report, and returns its writes: (pk, old,
+    new, whether old is legacy plaintext)."""
     stored = [(row_pk, _text(value)) for row_pk, value in rows if value is not None]
     report.null += len(rows) - len(stored)
     tokens = [value for _, value in stored]
@@ -240,12 +262,12 @@ def _batch(fernet, rows, report, check, legacy_plaintext, encrypt_plaintext):
             report.primary += 1
             continue
         report.rotated += 1
-        writes.append((row_pk, old, new))
+        writes.append((row_pk, old, new, False))
     if encrypt_plaintext and plaintexts and not check:
         tokens = fernet.encrypt_many([value.encode("utf-8") for _, value in plaintexts])
         for (row_pk, old), token in zip(plaintexts, tokens):
             report.encrypted += 1
-            writes.append((row_pk, old, token.decode("ascii")))
+            writes.append((row_pk, old, token.decode("ascii"), True))
     return writes
 
 

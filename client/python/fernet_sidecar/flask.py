@@ -31,7 +31,7 @@ import click
 from flask import current_app, g, jsonify
 from flask.cli import AppGroup, with_appcontext
 
-from . import _backend, _errors, _walk
+from . import _backend, _errors, _pushgateway, _walk
 from ._client import DEFAULT_TARGET, DEFAULT_TIMEOUT
 from ._legacy import LEGACY_SHAPES
 
@@ -39,6 +39,8 @@ __all__ = ["FernetSidecar", "FernetState", "fernet", "async_fernet"]
 
 EXTENSION = "fernet_sidecar"
 _ASYNC_CLIENT = "_fernet_sidecar_async_client"
+#: the job label of `flask fernet reencrypt`'s pushes to a Pushgateway
+PUSHGATEWAY_JOB = "flask"
 
 _DEFAULTS = {
     "FERNET_SIDECAR_TARGET": DEFAULT_TARGET,
@@ -203,13 +205,19 @@ def status_command():
 @click.option("--column", "columns", required=True, multiple=True, help="A column holding tokens (repeat for more).")
 @click.option("--pk", default="id", show_default=True, help="The table's primary key column (one, ordered).")
 @click.option("--batch-size", default=_walk.DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(min=1))
-@click.option("--check", is_flag=True, help="Count rows by key and write nothing; exit 1 if any is left to do.")
+@click.option("--check", is_flag=True, help="Count rows by key and write nothing; exit 3 if any is left to do.")
 @click.option("--dry-run", is_flag=True, help="Count what would be written, and write nothing.")
 @click.option("--legacy-plaintext", type=click.Choice(LEGACY_SHAPES), help="Values of this shape that are not tokens are legacy plaintext.")
 @click.option("--encrypt-plaintext", is_flag=True, help="Encrypt legacy plaintext in place (needs --legacy-plaintext).")
 @click.option("--database-uri", help="SQLAlchemy URL; default: Flask-SQLAlchemy's engine, else SQLALCHEMY_DATABASE_URI.")
+@click.option(
+    "--pushgateway",
+    metavar="URL",
+    help="Prometheus Pushgateway (http://host:9091): push each column's progress and outcome there, as job %s grouped by table and column."
+    % PUSHGATEWAY_JOB,
+)
 @with_appcontext
-def reencrypt_command(table, columns, pk, batch_size, check, dry_run, legacy_plaintext, encrypt_plaintext, database_uri):
+def reencrypt_command(table, columns, pk, batch_size, check, dry_run, legacy_plaintext, encrypt_plaintext, database_uri, pushgateway):
     """Re-encrypt columns under the primary key, in batches, in place.
 
     Each batch is one SELECT, one rotate_many and one transaction of
@@ -218,6 +226,14 @@ def reencrypt_command(table, columns, pk, batch_size, check, dry_run, legacy_pla
     """
     if encrypt_plaintext and not legacy_plaintext:
         raise click.UsageError("--encrypt-plaintext needs --legacy-plaintext")
+    gateway = None
+    if pushgateway:
+        if check or dry_run:
+            raise click.UsageError("--pushgateway reports rotations; --dry-run and --check do not rotate")
+        try:
+            gateway = _pushgateway.Pushgateway(pushgateway, PUSHGATEWAY_JOB, warn=_echo_err)
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
     engine, dispose = _engine(database_uri)
     pending = 0
     try:
@@ -236,6 +252,7 @@ def reencrypt_command(table, columns, pk, batch_size, check, dry_run, legacy_pla
                     dry_run=dry_run,
                     legacy_plaintext=legacy_plaintext,
                     encrypt_plaintext=encrypt_plaintext,
+                    monitor=gateway and gateway.run(table, column),
                 )
             except _errors.SidecarError as err:
                 raise click.ClickException("%s.%s: %s" % (table, column, err)) from None
@@ -247,8 +264,16 @@ def reencrypt_command(table, columns, pk, batch_size, check, dry_run, legacy_pla
             pending += report.pending()
     finally:
         dispose()
-    if check and pending:
-        raise click.exceptions.Exit(1)
+    if pending:
+        # 3, as fernetctl and manage.py fernet_reencrypt: done, but rows are
+        # (or, for --check and --dry-run, would stay) off the primary key.
+        what = "would be left" if check or dry_run else "are"
+        click.echo("%d row(s) %s off the primary key" % (pending, what), err=True)
+        raise click.exceptions.Exit(3)
+
+
+def _echo_err(line):
+    click.echo(line, err=True)
 
 
 def _engine(database_uri):

@@ -3,8 +3,6 @@ the asyncio client, and what only the asyncio client has."""
 
 import asyncio
 import inspect
-import json
-import logging
 import unittest
 
 import grpc.aio
@@ -155,62 +153,6 @@ class EventLoopTest(unittest.TestCase):
 
         (result,) = asyncio.run(main())
         self.assertIsInstance(result, asyncio.CancelledError)
-
-
-# -- a Django async view -----------------------------------------------------
-
-
-async def django_open_secret(request):
-    """An async Django view: the asyncio client of this loop, one per loop."""
-    from django.http import JsonResponse
-
-    loop = asyncio.get_running_loop()
-    f = django_clients.get(loop)
-    if f is None:
-        f = django_clients[loop] = AsyncSidecarFernet(env.get("TCP_TARGET"))
-    try:
-        secret = await f.decrypt(json.loads(request.body)["token"], ttl=3600)
-    except InvalidToken as err:
-        return JsonResponse({"error": "invalid token", "reason": err.reason}, status=400)
-    return JsonResponse({"secret": secret.decode()})
-
-
-django_clients = {}
-urlpatterns = []  # ROOT_URLCONF of DjangoAsyncViewTest
-
-
-class DjangoAsyncViewTest(unittest.TestCase):
-    """Django 3.2's async views, through its ASGI request handler."""
-
-    def test_async_view(self):
-        import django
-        from django.conf import settings
-        from django.test import AsyncClient
-        from django.urls import path
-
-        if not settings.configured:
-            # Without Django's logging config: its handlers outlive sys at
-            # exit, where gRPC's poller thread still logs.
-            settings.configure(ROOT_URLCONF=__name__, ALLOWED_HOSTS=["testserver"], SECRET_KEY="not used", LOGGING_CONFIG=None)
-            django.setup()
-        urlpatterns[:] = [path("open", django_open_secret)]
-        quiet = logging.getLogger("django.request")  # it warns of the 400 below
-        self.addCleanup(quiet.setLevel, quiet.level)
-        quiet.setLevel(logging.ERROR)
-        primary = Fernet(env.get("PRIMARY_KEY"))
-        tokens = [primary.encrypt(b"secret %d" % i).decode() for i in range(20)]
-
-        async def main():
-            http = AsyncClient()
-            try:
-                responses = await asyncio.gather(*(http.post("/open", {"token": t}, content_type="application/json") for t in tokens + ["nope"]))
-            finally:
-                await django_clients.pop(asyncio.get_running_loop()).close()
-            return [(r.status_code, json.loads(r.content)) for r in responses]
-
-        got = asyncio.run(main())
-        self.assertEqual(got[:-1], [(200, {"secret": "secret %d" % i}) for i in range(20)])
-        self.assertEqual(got[-1], (400, {"error": "invalid token", "reason": "MALFORMED"}))
 
 
 if __name__ == "__main__":

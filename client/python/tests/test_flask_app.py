@@ -235,7 +235,7 @@ class Database:
         base = ["fernet", "reencrypt", "--table", "device", "--column", "secret", "--batch-size", "3"]
 
         got = self.cli(app, *base, "--check", "--legacy-plaintext", "totp-base32")
-        self.assertEqual(got.exit_code, 1, got.output)
+        self.assertEqual(got.exit_code, 3, got.output)
         self.assertIn("under decrypt-only key %s: 2" % _key_id(self.old_key), got.output)
         self.assertIn("legacy plaintext: 1", got.output)
         self.assertEqual(self.raw(app, "SELECT secret FROM device ORDER BY id"), [(s,) for _, s in rows])
@@ -243,7 +243,7 @@ class Database:
         # A dry run through an engine of its own: counts, and writes nothing.
         uri = app.config["SQLALCHEMY_DATABASE_URI"]
         got = self.cli(app, *base, "--dry-run", "--database-uri", uri, "--legacy-plaintext", "totp-base32", "--encrypt-plaintext")
-        self.assertEqual(got.exit_code, 0, got.output)
+        self.assertEqual(got.exit_code, 3, got.output)
         self.assertIn("to re-encrypt: 2", got.output)
         self.assertIn("rows written: 0", got.output)
         self.assertEqual(self.raw(app, "SELECT secret FROM device ORDER BY id"), [(s,) for _, s in rows])

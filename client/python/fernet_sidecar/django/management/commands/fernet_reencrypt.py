@@ -1,11 +1,16 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
+from .... import _pushgateway
 from ...._errors import SidecarError
 from ...._legacy import LEGACY_SHAPES
 from ...._walk import DEFAULT_BATCH_SIZE
 from ... import conf
 from ..._reencrypt import encrypted_fields, walk_field
+
+
+#: the job label of the command's pushes to a Pushgateway
+PUSHGATEWAY_JOB = "django"
 
 
 class Command(BaseCommand):
@@ -27,10 +32,24 @@ class Command(BaseCommand):
         )
         parser.add_argument("--legacy-plaintext", choices=LEGACY_SHAPES, help="the legacy shape of fields that do not set one")
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="the database alias (default %(default)s)")
+        parser.add_argument(
+            "--pushgateway",
+            metavar="URL",
+            help="Prometheus Pushgateway (http://host:9091): push each field's progress and outcome there, as job %s grouped by table and column"
+            % PUSHGATEWAY_JOB,
+        )
 
     def handle(self, **options):
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
+        gateway = None
+        if options["pushgateway"]:
+            if options["check"] or options["dry_run"]:
+                raise CommandError("--pushgateway reports rotations; --dry-run and --check do not rotate")
+            try:
+                gateway = _pushgateway.Pushgateway(options["pushgateway"], PUSHGATEWAY_JOB, warn=self.stderr.write)
+            except RuntimeError as exc:
+                raise CommandError(str(exc)) from None
         try:
             fields = encrypted_fields(options["fields"])
         except LookupError as exc:
@@ -67,6 +86,7 @@ class Command(BaseCommand):
                 legacy_plaintext=legacy,
                 encrypt_plaintext=options["encrypt_plaintext"] and legacy is not None,
                 progress=progress,
+                monitor=gateway and gateway.run(model._meta.db_table, field.column),
             )
             if tty and report.rows:
                 self.stdout.write("")
