@@ -119,20 +119,20 @@ func (r *Reloader) record(msg string, current *fernet.Keyring, err error, attrs 
 }
 
 // Watch reloads whenever a key file (a *_FILE path, or the --dev key file)
-// changes, until ctx ends. It watches the files' directories, because
-// Kubernetes and editors replace a file rather than write to it, and the
-// files themselves, because a file bind-mounted on its own (Docker and
-// Compose secrets) changes in place and its directory sees nothing. It
-// returns once the watches are in place, so that no change made after it
-// returns is missed.
-func (r *Reloader) Watch(ctx context.Context) error {
+// changes, until stop is called; stop returns once the watch has ended. It
+// watches the files' directories, because Kubernetes and editors replace a
+// file rather than write to it, and the files themselves, because a file
+// bind-mounted on its own (Docker and Compose secrets) changes in place
+// and its directory sees nothing. It returns once the watches are in
+// place, so that no change made after it returns is missed.
+func (r *Reloader) Watch() (stop func(), err error) {
 	files := r.source.files()
 	if len(files) == 0 {
-		return nil
+		return func() {}, nil
 	}
 	watcher, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("watch key files: %w", err)
+		return nil, fmt.Errorf("watch key files: %w", err)
 	}
 	var dirs []string
 	for _, file := range files {
@@ -142,12 +142,17 @@ func (r *Reloader) Watch(ctx context.Context) error {
 	for _, dir := range slices.Compact(dirs) {
 		if err := watcher.Add(dir); err != nil {
 			watcher.Close()
-			return fmt.Errorf("watch key directory %s: %w", dir, err)
+			return nil, fmt.Errorf("watch key directory %s: %w", dir, err)
 		}
 	}
 	watchFiles(watcher, files)
-	go r.reloadOnEvents(ctx, watcher, files)
-	return nil
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		r.reloadOnEvents(ctx, watcher, files)
+	}()
+	return func() { cancel(); <-ended }, nil
 }
 
 // watchFiles watches each file itself. A file replaced by a new one loses

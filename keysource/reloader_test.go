@@ -2,7 +2,6 @@ package keysource
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -72,11 +71,11 @@ func newReloader(t *testing.T, src Source, logger *slog.Logger, observe func(*fe
 
 func watch(t *testing.T, r *Reloader) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := r.Watch(ctx); err != nil {
+	stop, err := r.Watch()
+	if err != nil {
 		t.Fatalf("Watch: %v", err)
 	}
+	t.Cleanup(stop)
 }
 
 func waitForPrimary(t *testing.T, r *Reloader, want *fernet.Key) {
@@ -308,5 +307,24 @@ func TestWatchFollowsOneRenameOfTheKeyList(t *testing.T) {
 	waitForPrimary(t, r, b)
 	if got := ids(r.Keyring().DecryptOnly()); len(got) != 1 || got[0] != a.ID() {
 		t.Fatalf("decrypt-only keys after the rename = %v, want A (%s)", got, a.ID())
+	}
+}
+
+// TestStoppedWatchReloadsNothing: once stop has returned, the watch has
+// ended; a change after it is not read.
+func TestStoppedWatchReloadsNothing(t *testing.T) {
+	first, second := newKey(t), newKey(t)
+	path := writeFile(t, first.Encode())
+	loads := 0
+	r, _ := newReloaderForFile(t, path, func(*fernet.Keyring, error) { loads++ })
+	stop, err := r.Watch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	must(t, os.WriteFile(path, []byte(second.Encode()), 0o600))
+	time.Sleep(3 * settleTime)
+	if loads != 1 || r.Keyring().Primary().ID() != first.ID() {
+		t.Fatalf("%d loads after stop, primary %s; want the first load only", loads, r.Keyring().Primary().ID())
 	}
 }

@@ -117,12 +117,12 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	}
 	reloader := keysource.NewReloader(source, current, logger, srv.ObserveKeyReload)
 	warnOfUnsafeKeys(cfg, loaded, logger)
-	watching, stopWatching := context.WithCancel(context.Background())
-	defer stopWatching()
 	if cfg.watchKeys {
-		if err := reloader.Watch(watching); err != nil {
+		stopWatching, err := reloader.Watch()
+		if err != nil {
 			return err
 		}
+		defer stopWatching()
 	}
 	lis, err := listen(cfg)
 	if err != nil {
