@@ -238,7 +238,7 @@ def _forget_flush_tokens(session, flush_context):
 _read_batch = contextvars.ContextVar("fernet_sidecar_read_batch", default=None)
 
 
-class _Sealed:
+class _PendingToken:
     """A token read in a batch, standing in for its plaintext until the batch
     is decrypted. Never seen outside this module."""
 
@@ -251,36 +251,36 @@ class _Sealed:
 
 class _ReadBatch:
     def __init__(self):
-        self.sealed = []
+        self.pending = []
         self.objects = []
 
     def add(self, coltype, token):
-        sealed = _Sealed(coltype, token)
-        self.sealed.append(sealed)
-        return sealed
+        pending = _PendingToken(coltype, token)
+        self.pending.append(pending)
+        return pending
 
-    def open(self):
+    def decrypt(self):
         """Decrypts every token, one decrypt_many per column type."""
         by_type = {}
-        for sealed in self.sealed:
-            by_type.setdefault(sealed.coltype, []).append(sealed)
+        for pending in self.pending:
+            by_type.setdefault(pending.coltype, []).append(pending)
         for coltype, group in by_type.items():
             results = coltype.client().decrypt_many([s.token for s in group], coltype.ttl, return_exceptions=True)
-            for sealed, result in zip(group, results):
+            for pending, result in zip(group, results):
                 if isinstance(result, _errors.InvalidToken):
-                    sealed.plaintext = coltype._legacy_or_raise(sealed.token, result)
+                    pending.plaintext = coltype._legacy_or_raise(pending.token, result)
                 elif isinstance(result, Exception):
                     raise result
                 else:
-                    sealed.plaintext = coltype._from_bytes(result)
+                    pending.plaintext = coltype._from_bytes(result)
 
     def forget(self, session):
         """After a failure, expires what the objects loaded still hold
-        sealed: the next access loads it again."""
+        encrypted: the next access loads it again."""
         for obj in self.objects:
-            sealed = [k for k, v in attributes.instance_state(obj).dict.items() if isinstance(v, _Sealed)]
-            if sealed:
-                session.expire(obj, sealed)
+            pending = [k for k, v in attributes.instance_state(obj).dict.items() if isinstance(v, _PendingToken)]
+            if pending:
+                session.expire(obj, pending)
 
     def fill(self, frozen):
         """Puts the plaintexts in the objects loaded; the frozen result's
@@ -288,9 +288,9 @@ class _ReadBatch:
         for obj in self.objects:
             state = attributes.instance_state(obj)
             for key, value in list(state.dict.items()):
-                if isinstance(value, _Sealed):
+                if isinstance(value, _PendingToken):
                     attributes.set_committed_value(obj, key, value.plaintext)
-        rows = [[v.plaintext if isinstance(v, _Sealed) else v for v in row] for row in frozen.rewrite_rows()]
+        rows = [[v.plaintext if isinstance(v, _PendingToken) else v for v in row] for row in frozen.rewrite_rows()]
         return frozen.with_new_rows(rows)
 
 
@@ -325,9 +325,9 @@ def _decrypt_in_batches(orm_execute_state):
             frozen = result.freeze()
         finally:
             _read_batch.reset(reset)
-        if not batch.sealed:
+        if not batch.pending:
             return frozen()
-        batch.open()
+        batch.decrypt()
         return batch.fill(frozen)()
     except BaseException:
         batch.forget(state.session)
