@@ -37,6 +37,7 @@ func TestJob(t *testing.T) {
 		{"django-otp's hex keys as legacy plaintext", testTOTPHex},
 		{"a stale checkpoint does not make a run complete", testStaleCheckpoint},
 		{"a composite primary key is refused", testCompositeKey},
+		{"Run leaves the caller's Job as it was", testRunLeavesJob},
 	}
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
@@ -712,5 +713,23 @@ func TestCheckpointUnderAnotherPrimaryKey(t *testing.T) {
 	r, err := rerun(true)
 	if err != nil || !r.ResumedAfter.IsZero() || r.Rewritten != 40 || r.Remaining() != 0 {
 		t.Errorf("--restart: %v, resumed after %s, rewritten %d; want all 40 under the new primary key", err, r.ResumedAfter, r.Rewritten)
+	}
+}
+
+// testRunLeavesJob: Run fills in defaults on a copy, so a Job run twice, or
+// read after the run, is still what the caller wrote.
+func testRunLeavesJob(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	a.insert("totp", []any{int64(1), int64(2)}, []any{mustToken(t, old, "s", baseTS), "JBSWY3DPEHPK3PXP"})
+	job := &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", EncryptPlaintext: true}
+	before := *job
+	r := run(t, job)
+	if !reflect.DeepEqual(*job, before) {
+		t.Errorf("Run changed the caller's Job:\n%+v\nwas\n%+v", *job, before)
+	}
+	if r.Rewritten != 1 || r.PlaintextEncrypted != 1 {
+		t.Errorf("rewritten %d, plaintext encrypted %d; want 1 and 1 (the defaults applied to the run)", r.Rewritten, r.PlaintextEncrypted)
 	}
 }

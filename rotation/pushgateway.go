@@ -179,7 +179,6 @@ func countsOf(r *Report) runCounts {
 	}
 }
 
-
 var (
 	descToScan = prometheus.NewDesc("fernet_rotation_rows_to_scan",
 		"Rows this run had to scan when it started (after its checkpoint, if it resumed).", nil, nil)
