@@ -43,6 +43,7 @@ func startServer(t *testing.T, limits Limits) *testServer {
 		Version:         "test",
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
+	ts.ObserveKeyReload(ts.keys.Keyring(), nil) // the first load, as keysource.NewReloader records it
 	addr := servetest.Serve(t, ts.Server, Listen, "unix://"+filepath.Join(t.TempDir(), "fernet.sock"))
 	ts.conn = servetest.Dial(t, addr)
 	ts.client = fernetv1.NewFernetServiceClient(ts.conn)
