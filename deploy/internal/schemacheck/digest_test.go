@@ -8,6 +8,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 )
 
 // digestImage is an image named by digest: whoever can push a tag cannot
@@ -18,7 +20,7 @@ var digestImage = regexp.MustCompile(`^[^@\s]+@sha256:[0-9a-f]{64}$`)
 // examples to an image named by digest, as deployment.yaml's comment asks
 // of the images that replace the examples'.
 func TestImagesPinnedByDigest(t *testing.T) {
-	objects := decodeManifests(t, strictDecoder(t), filepath.Join(repoRoot(t), "deploy", "kubernetes"))
+	objects := decodeManifests(t, strictDecoder(t), filepath.Join(testenv.RepoRoot(t), "deploy", "kubernetes"))
 	var pods []corev1.PodSpec
 	for _, objs := range objects {
 		for _, obj := range objs {

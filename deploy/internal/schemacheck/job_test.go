@@ -130,7 +130,7 @@ func TestFernetctlJob(t *testing.T) {
 	}
 	// No fsGroup of the sidecar's: the pod's fsGroup is every
 	// container's, fernetctl's too.
-	if psc := pod.SecurityContext; psc != nil && psc.FSGroup != nil && strconv.FormatInt(*psc.FSGroup, 10) == readImage(t, repoRoot(t)).gid {
+	if psc := pod.SecurityContext; psc != nil && psc.FSGroup != nil && strconv.FormatInt(*psc.FSGroup, 10) == readImage(t, testenv.RepoRoot(t)).gid {
 		t.Errorf("fsGroup %d is the sidecar's group: Kubernetes gives it to fernetctl's container too", *psc.FSGroup)
 	}
 	for _, m := range tool.VolumeMounts {
