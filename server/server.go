@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -120,7 +121,7 @@ func New(cfg Config) *Server {
 		grpc.ReadBufferSize(transportBufferBytes),
 		grpc.WriteBufferSize(transportBufferBytes),
 	}
-	options = append(options, transportOptions(apiStreamsPerConnection, apiIdleTimeout)...)
+	options = append(options, transportOptions(apiStreamsPerConnection, keepalive.ServerParameters{MaxConnectionIdle: apiIdleTimeout})...)
 	if cfg.TLS != nil {
 		options = append(options, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
@@ -130,10 +131,19 @@ func New(cfg Config) *Server {
 	s.grpc.RegisterService(admission.admit(&fernetv1.FernetService_ServiceDesc), service)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.healthOnly = grpc.NewServer(healthServerOptions()...)
-	healthpb.RegisterHealthServer(s.healthOnly, s.health)
+	healthpb.RegisterHealthServer(s.healthOnly, checkOnly{s.health})
 	reflection.Register(s.grpc)
 	grpcMetrics.resolve(s.grpc)
 	return s
+}
+
+// checkOnly is the health service without Watch, for the health-only
+// server: probes only call Check, and an open Watch would keep its
+// connection, one of few, from ever being idle.
+type checkOnly struct{ *health.Server }
+
+func (checkOnly) Watch(*healthpb.HealthCheckRequest, healthpb.Health_WatchServer) error {
+	return status.Error(codes.Unimplemented, "Watch is not served on the health port; use Check")
 }
 
 // ObserveKeyReload reports a key reload (see keysource.Reloader.OnReload).
