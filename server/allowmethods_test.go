@@ -2,11 +2,14 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -121,5 +124,37 @@ func TestAllowMethods(t *testing.T) {
 	}
 	if auditLines != 3 || strings.Contains(logs.String(), sealed.GetToken()) {
 		t.Errorf("%d audit lines, want 3, none with the token:\n%s", auditLines, &logs)
+	}
+}
+
+// TestDeniedMethodIsNotRead: a method left out is refused before
+// admission and before its message is read, so it neither waits for room
+// nor takes any, even when it sends no message at all.
+func TestDeniedMethodIsNotRead(t *testing.T) {
+	keys := &swappableKeys{}
+	keys.Store(fernet.NewKeyring(newKey(t)))
+	srv := New(Config{
+		Keys: keys, Limits: DefaultLimits, MaxMessageBytes: 4 << 20, Version: "test",
+		AllowedMethods: []string{"InspectBatch"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Admission: Admission{MaxBatches: 1, MaxBatchBytes: 4 << 20, MaxBatchItems: 100, MaxCalls: 64},
+	})
+	conn, err := grpc.NewClient(serve(t, srv, "127.0.0.1:0"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	release := holdCall(t, conn, "InspectBatch") // every batch of admission
+	defer release()
+	for _, method := range []string{"DecryptBatch", "Decrypt"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/fernet.v1.FernetService/"+method)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = stream.RecvMsg(new(fernetv1.DecryptResponse))
+		cancel()
+		if st := status.Convert(err); st.Code() != codes.PermissionDenied || errorReason(st) != fernetv1.ReasonMethodNotAllowed {
+			t.Errorf("%s, sending no message while batches are full = %v, want PERMISSION_DENIED %s", method, err, fernetv1.ReasonMethodNotAllowed)
+		}
 	}
 }

@@ -101,11 +101,6 @@ func New(cfg Config) *Server {
 		allowed = FernetMethods()
 	}
 	interceptors := []grpc.UnaryServerInterceptor{grpcMetrics.unaryInterceptor}
-	if len(allowed) < len(FernetMethods()) {
-		// Before the audit log's interceptor: a refused call gets its own
-		// audit line.
-		interceptors = append(interceptors, denyMethods(allowed, metrics, cfg.Logger))
-	}
 	if cfg.AuditCalls {
 		interceptors = append(interceptors, auditCalls(cfg.Logger))
 	}
@@ -128,7 +123,7 @@ func New(cfg Config) *Server {
 	s.grpc = grpc.NewServer(options...)
 	service := NewService(cfg.Keys, cfg.Limits, metrics, cfg.Version)
 	service.allowedMethods, service.maxMessageBytes = allowed, cfg.MaxMessageBytes
-	s.grpc.RegisterService(admission.admit(&fernetv1.FernetService_ServiceDesc), service)
+	s.grpc.RegisterService(denyMethods(admission.admit(&fernetv1.FernetService_ServiceDesc), allowed, metrics, cfg.Logger), service)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.healthOnly = grpc.NewServer(healthServerOptions()...)
 	healthpb.RegisterHealthServer(s.healthOnly, checkOnly{s.health})
