@@ -130,7 +130,7 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 
 	var tlsConfig *tls.Config
 	if cfg.tlsCertFile != "" {
-		if tlsConfig, err = server.LoadTLS(cfg.tlsCertFile, cfg.tlsKeyFile, cfg.tlsClientCAFile, cfg.tlsClientAllow...); err != nil {
+		if tlsConfig, err = server.LoadTLS(logger, cfg.tlsCertFile, cfg.tlsKeyFile, cfg.tlsClientCAFile, cfg.tlsClientAllow...); err != nil {
 			return err
 		}
 	}
