@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,7 +29,9 @@ import (
 // of MaxBatchItems. A call past MaxBatches or MaxCalls is refused, with
 // RESOURCE_EXHAUSTED, before its message is read; so is one whose message
 // has not arrived MessageReadTimeout after it got its bytes, so that
-// callers that open calls and send nothing cannot hold the room.
+// callers that open calls and send nothing cannot hold the room for long.
+// And each connection reads one message of each kind at a time, so that
+// such calls on one connection hold no more than one message's room.
 type Admission struct {
 	// MaxBatches bounds the batch calls waiting or being worked on.
 	MaxBatches int64
@@ -86,6 +89,8 @@ type admission struct {
 	maxMessageBytes int64
 	batchBytes      *semaphore.Weighted
 	callBytes       *semaphore.Weighted
+	batchReads      *connectionReads
+	callReads       *connectionReads
 	batchItems      *semaphore.Weighted
 	batches, calls  atomic.Int64
 	rejected        *prometheus.CounterVec
@@ -111,6 +116,8 @@ func newAdmission(limits Admission, maxMessageBytes int, registry prometheus.Reg
 		maxMessageBytes: int64(maxMessageBytes),
 		batchBytes:      semaphore.NewWeighted(limits.MaxBatchBytes),
 		callBytes:       semaphore.NewWeighted(limits.MaxCallBytes),
+		batchReads:      newConnectionReads(),
+		callReads:       newConnectionReads(),
 		batchItems:      semaphore.NewWeighted(limits.MaxBatchItems),
 		rejected:        rejected,
 	}
@@ -133,10 +140,10 @@ func (a *admission) admit(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 	for i, method := range desc.Methods {
 		if isBatch(method.MethodName) {
 			method.Handler = a.count(&a.batches, a.limits.MaxBatches, rejectedBatches, fernetv1.ReasonTooManyBatches,
-				a.gate(a.batchBytes, fernetv1.ReasonTooManyBatches, true, method.Handler))
+				a.gate(a.batchReads, a.batchBytes, fernetv1.ReasonTooManyBatches, true, method.Handler))
 		} else {
 			method.Handler = a.count(&a.calls, a.limits.MaxCalls, rejectedCalls, fernetv1.ReasonTooManyCalls,
-				a.gate(a.callBytes, fernetv1.ReasonTooManyCalls, false, method.Handler))
+				a.gate(a.callReads, a.callBytes, fernetv1.ReasonTooManyCalls, false, method.Handler))
 		}
 		admitted.Methods[i] = method
 	}
@@ -156,17 +163,37 @@ func (a *admission) count(count *atomic.Int64, limit int64, label, reason string
 	}
 }
 
-// gate makes a method's handler wait for room in bytes before its message
-// is read, read it within MessageReadTimeout, and hold its bytes, and a
-// batch's items, until it returns.
-func (a *admission) gate(bytes *semaphore.Weighted, reason string, batch bool, handler grpc.MethodHandler) grpc.MethodHandler {
+// gate makes a method's handler wait for its connection's turn to read
+// (reads) and for room in bytes before its message is read, read it within
+// MessageReadTimeout, give back its turn once it is read, and hold its
+// bytes, and a batch's items, until it returns.
+func (a *admission) gate(reads *connectionReads, bytes *semaphore.Weighted, reason string, batch bool, handler grpc.MethodHandler) grpc.MethodHandler {
 	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-		reserved := a.maxMessageBytes
-		if err := bytes.Acquire(ctx, reserved); err != nil {
+		doneReading, err := reads.wait(ctx)
+		if err != nil {
 			return nil, status.FromContextError(err).Err()
 		}
-		release := func() { bytes.Release(reserved) }
-		defer func() { release() }()
+		finishReading := sync.OnceFunc(doneReading)
+		reserved := a.maxMessageBytes
+		if err := bytes.Acquire(ctx, reserved); err != nil {
+			finishReading()
+			return nil, status.FromContextError(err).Err()
+		}
+		var unfinished chan error // a read still going when the call ends
+		defer func() {
+			if unfinished == nil {
+				finishReading()
+				bytes.Release(reserved)
+				return
+			}
+			// The read ends soon after the call does (gRPC resets the
+			// stream); until then it may still take its bytes.
+			go func() {
+				<-unfinished
+				finishReading()
+				bytes.Release(reserved)
+			}()
+		}()
 		var items int64
 		defer func() { a.batchItems.Release(items) }()
 		decode := func(req any) error {
@@ -176,13 +203,12 @@ func (a *admission) gate(bytes *semaphore.Weighted, reason string, batch bool, h
 			defer timeout.Stop()
 			select {
 			case err := <-read:
+				finishReading()
 				if err != nil {
 					return err
 				}
 			case <-timeout.C:
-				// The read ends when the call does (gRPC resets the
-				// stream); until then it may still take its bytes.
-				release = func() { go func() { <-read; bytes.Release(reserved) }() }
+				unfinished = read
 				a.rejected.WithLabelValues(rejectedSlowMessages).Inc()
 				return reasonedError(codes.ResourceExhausted, reason, "the message did not arrive in time; retry later")
 			}

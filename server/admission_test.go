@@ -130,8 +130,8 @@ func TestAdmissionBoundsTheWaitForAMessage(t *testing.T) {
 			bounds.MessageReadTimeout = readTimeout
 			srv, client, conn := admissionServer(t, bounds)
 			var held []grpc.ClientStream
-			for range 2 { // two 4 MiB messages fill 8 MiB
-				stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/fernet.v1.FernetService/"+tc.method)
+			for range 2 { // two 4 MiB messages fill 8 MiB; one connection reads one at a time
+				stream, err := dialLike(t, conn).NewStream(context.Background(), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/fernet.v1.FernetService/"+tc.method)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -156,6 +156,39 @@ func TestAdmissionBoundsTheWaitForAMessage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAdmissionKeepsOneConnectionsIdleCallsToIt: however many calls one
+// connection opens without sending their message, they take one message's
+// room: another connection's calls get in.
+func TestAdmissionKeepsOneConnectionsIdleCallsToIt(t *testing.T) {
+	_, client, conn := admissionServer(t, AdmissionFor(64<<20, 4<<20, DefaultLimits))
+	idle := dialLike(t, conn)
+	for _, method := range []string{"Encrypt", "Decrypt", "EncryptBatch", "DecryptBatch"} {
+		for range 4 {
+			if _, err := idle.NewStream(context.Background(), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/fernet.v1.FernetService/"+method); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let their headers reach the server
+	if err := encryptBatch(client, 2*time.Second); err != nil {
+		t.Fatalf("a batch on another connection: %v", err)
+	}
+	if _, err := client.Encrypt(ctx(t), &fernetv1.EncryptRequest{Plaintext: []byte("a")}); err != nil {
+		t.Fatalf("a call on another connection: %v", err)
+	}
+}
+
+// dialLike opens another connection to conn's server.
+func dialLike(t *testing.T, conn *grpc.ClientConn) *grpc.ClientConn {
+	t.Helper()
+	other, err := grpc.NewClient(conn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	return other
 }
 
 func waitFor(t *testing.T, ok func() bool) {

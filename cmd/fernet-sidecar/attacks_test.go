@@ -470,12 +470,14 @@ func (rawCodec) Name() string { return "proto" }
 // message each held a batch's bytes forever, so that two (the whole
 // budget at the default 64 MiB limit) made every other batch wait past its
 // deadline. Now a call whose message has not come 10 s after it got its
-// bytes is refused, and the batch behind it gets in.
+// bytes is refused, and the batch behind it gets in; and the calls of one
+// connection take at most one message's room.
 func TestAttackIdleBatchStreams(t *testing.T) {
 	a := startUnderAttack(t)
 	defer a.Stop(t)
-	c := dialH2(t, a.Addr)
-	for range 2 {
+	for range 2 { // one connection reads one message at a time: two of them
+		c := dialH2(t, a.Addr)
+		defer c.conn.Close() // before Stop, which would wait for it
 		if !c.openStream("/fernet.v1.FernetService/InspectBatch") {
 			t.Fatal("the server closed the connection")
 		}
