@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // Mode is what a Job does with the rows it walks.
@@ -487,17 +489,17 @@ func (j *Job) plan(ctx context.Context, rows []row, r *Report) ([]write, error) 
 	if len(tokens) == 0 {
 		return nil, nil
 	}
-	sealed, err := j.Crypter.ReEncrypt(ctx, tokens)
+	reencrypted, err := j.Crypter.ReEncrypt(ctx, tokens)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar ReEncrypt: %w", err)
 	}
-	if len(sealed) != len(tokens) {
-		return nil, fmt.Errorf("sidecar ReEncrypt returned %d results for %d tokens", len(sealed), len(tokens))
+	if len(reencrypted) != len(tokens) {
+		return nil, fmt.Errorf("sidecar ReEncrypt returned %d results for %d tokens", len(reencrypted), len(tokens))
 	}
 	var writes []write
 	var plaintexts [][]byte
 	var plainRows []row
-	for i, s := range sealed {
+	for i, s := range reencrypted {
 		row := withToken[i]
 		switch {
 		case s.Err == nil && s.Changed:
@@ -508,9 +510,9 @@ func (j *Job) plan(ctx context.Context, rows []row, r *Report) ([]write, error) 
 			writes = append(writes, write{row: row, token: s.Token})
 		case s.Err == nil:
 			r.Current++
-		case s.Err.Reason == ReasonInternal:
+		case s.Err.Reason == reasons.Internal:
 			return nil, fmt.Errorf("sidecar failed on row %s: %v", row.pk, s.Err)
-		case s.Err.Reason == ReasonMalformed && j.LegacyPlaintext.matches(row.val.text):
+		case s.Err.Reason == reasons.Malformed && j.LegacyPlaintext.matches(row.val.text):
 			if j.EncryptPlaintext {
 				plaintexts = append(plaintexts, []byte(row.val.text))
 				plainRows = append(plainRows, row)
@@ -606,21 +608,21 @@ func (j *Job) inspect(ctx context.Context, rows []row, r *Report, mode Mode) err
 	if len(tokens) == 0 {
 		return nil
 	}
-	opened, err := j.Crypter.Inspect(ctx, tokens)
+	inspected, err := j.Crypter.Inspect(ctx, tokens)
 	if err != nil {
 		return fmt.Errorf("sidecar Inspect: %w", err)
 	}
-	if len(opened) != len(tokens) {
-		return fmt.Errorf("sidecar Inspect returned %d results for %d tokens", len(opened), len(tokens))
+	if len(inspected) != len(tokens) {
+		return fmt.Errorf("sidecar Inspect returned %d results for %d tokens", len(inspected), len(tokens))
 	}
-	for i, o := range opened {
+	for i, o := range inspected {
 		row := withToken[i]
 		switch {
 		case o.Err == nil:
 			r.ByKey[o.KeyID]++
-		case o.Err.Reason == ReasonInternal:
+		case o.Err.Reason == reasons.Internal:
 			return fmt.Errorf("sidecar failed on row %s: %v", row.pk, o.Err)
-		case o.Err.Reason == ReasonMalformed && j.LegacyPlaintext.matches(row.val.text):
+		case o.Err.Reason == reasons.Malformed && j.LegacyPlaintext.matches(row.val.text):
 			r.Plaintext.add(row.pk, "plaintext", j.MaxIDs)
 		default:
 			r.Undecryptable.add(row.pk, o.Err.Reason, j.MaxIDs)
@@ -632,14 +634,14 @@ func (j *Job) inspect(ctx context.Context, rows []row, r *Report, mode Mode) err
 	// What a run would write: ReEncrypt also rewrites tokens under the
 	// primary key that are not canonical (line breaks, '+/' alphabet),
 	// which Decrypt alone cannot tell.
-	sealed, err := j.Crypter.ReEncrypt(ctx, tokens)
+	reencrypted, err := j.Crypter.ReEncrypt(ctx, tokens)
 	if err != nil {
 		return fmt.Errorf("sidecar ReEncrypt: %w", err)
 	}
-	if len(sealed) != len(tokens) {
-		return fmt.Errorf("sidecar ReEncrypt returned %d results for %d tokens", len(sealed), len(tokens))
+	if len(reencrypted) != len(tokens) {
+		return fmt.Errorf("sidecar ReEncrypt returned %d results for %d tokens", len(reencrypted), len(tokens))
 	}
-	for _, s := range sealed {
+	for _, s := range reencrypted {
 		switch {
 		case s.Err != nil: // counted above
 		case s.Changed:

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // FernetMethods are the names of every FernetService method, e.g.
@@ -58,8 +59,8 @@ func denyMethods(desc *grpc.ServiceDesc, allowed []string, metrics *Metrics, log
 		refuse := func(ctx context.Context, _ any) (any, error) {
 			denied.Inc()
 			logger.Warn("call refused: method not allowed", "audit", true, "peer", peerOf(ctx), "method", fullMethod,
-				"code", codes.PermissionDenied.String(), "reason", fernetv1.ReasonMethodNotAllowed)
-			return nil, reasonedError(codes.PermissionDenied, fernetv1.ReasonMethodNotAllowed,
+				"code", codes.PermissionDenied.String(), "reason", reasons.MethodNotAllowed)
+			return nil, reasonedError(codes.PermissionDenied, reasons.MethodNotAllowed,
 				fullMethod+" is not allowed on this server (--allow-methods)")
 		}
 		served.Methods[i].Handler = func(srv any, ctx context.Context, _ func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {

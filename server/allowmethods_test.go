@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // totpOnlyProfile is the least-privilege profile of docs/totp.md.
@@ -86,13 +86,8 @@ func TestAllowMethods(t *testing.T) {
 	}
 	for _, call := range refused {
 		st := status.Convert(call())
-		var reason string
-		for _, detail := range st.Details() {
-			if info, ok := detail.(*errdetails.ErrorInfo); ok {
-				reason = info.GetReason()
-			}
-		}
-		if st.Code() != codes.PermissionDenied || reason != fernetv1.ReasonMethodNotAllowed {
+		reason := errorReason(st)
+		if st.Code() != codes.PermissionDenied || reason != reasons.MethodNotAllowed {
 			t.Fatalf("a method left out: %v (reason %q), want PERMISSION_DENIED with METHOD_NOT_ALLOWED", st.Err(), reason)
 		}
 	}
@@ -117,7 +112,7 @@ func TestAllowMethods(t *testing.T) {
 			continue
 		}
 		auditLines++
-		if entry["reason"] != fernetv1.ReasonMethodNotAllowed || !strings.Contains(entry["method"].(string), "cryptBatch") && !strings.HasSuffix(entry["method"].(string), "/Decrypt") ||
+		if entry["reason"] != reasons.MethodNotAllowed || !strings.Contains(entry["method"].(string), "cryptBatch") && !strings.HasSuffix(entry["method"].(string), "/Decrypt") ||
 			!strings.HasPrefix(entry["peer"].(string), "tcp:127.0.0.1:") {
 			t.Errorf("audit line %v, want the refused method, its peer and METHOD_NOT_ALLOWED", entry)
 		}
@@ -153,8 +148,8 @@ func TestDeniedMethodIsNotRead(t *testing.T) {
 		}
 		err = stream.RecvMsg(new(fernetv1.DecryptResponse))
 		cancel()
-		if st := status.Convert(err); st.Code() != codes.PermissionDenied || errorReason(st) != fernetv1.ReasonMethodNotAllowed {
-			t.Errorf("%s, sending no message while batches are full = %v, want PERMISSION_DENIED %s", method, err, fernetv1.ReasonMethodNotAllowed)
+		if st := status.Convert(err); st.Code() != codes.PermissionDenied || errorReason(st) != reasons.MethodNotAllowed {
+			t.Errorf("%s, sending no message while batches are full = %v, want PERMISSION_DENIED %s", method, err, reasons.MethodNotAllowed)
 		}
 	}
 }
