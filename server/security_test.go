@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testpki"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
@@ -223,7 +223,7 @@ func TestTLSReloadsChangedFiles(t *testing.T) {
 	dir := t.TempDir()
 	first, second := testpki.New(t), testpki.New(t)
 	_, serverCert, serverKey, _, _ := first.Write(t, dir)
-	var logs logBuffer
+	var logs testenv.LogBuffer
 	cfg, err := LoadTLS(slog.New(slog.NewJSONHandler(&logs, nil)), serverCert, serverKey, "")
 	if err != nil {
 		t.Fatal(err)
@@ -270,23 +270,4 @@ func clientCredentials(t *testing.T, p *testpki.PKI, withCert bool) credentials.
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return credentials.NewTLS(cfg)
-}
-
-// logBuffer is a log sink that the server's goroutines write to while the
-// test reads it.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
