@@ -23,7 +23,8 @@ from django.core.exceptions import FieldError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.backends.base.operations import BaseDatabaseOperations
-from django.db.models.expressions import Expression
+from django.db.models.expressions import Case, Expression, Value, When
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -130,11 +131,23 @@ class EncryptedFieldMixin:
         if value is None or isinstance(value, PendingEncryption):
             return value
         if hasattr(value, "resolve_expression"):
-            raise TypeError(
-                "%s is encrypted: it takes a value, not an SQL expression, which the database "
-                "would store unencrypted." % self._label()
-            )
+            self._refuse_expression()
         return PendingEncryption(self, value)
+
+    def get_placeholder(self, value, compiler, connection):
+        # Django asks for the placeholder of every value of an UPDATE,
+        # expressions included (QuerySet.update(), save(), bulk_update()):
+        # the one place an expression meant for this column passes through
+        # the field before the database stores what it yields.
+        if hasattr(value, "resolve_expression") and not _encrypts(value):
+            self._refuse_expression()
+        return "%s"  # a token in a text column, whatever the field's own type
+
+    def _refuse_expression(self):
+        raise TypeError(
+            "%s is encrypted: it takes a value, not an SQL expression, which the database "
+            "would store unencrypted." % self._label()
+        )
 
     # -- reading -------------------------------------------------------------
 
@@ -227,6 +240,22 @@ class PendingEncryption(Expression):
         return "<PendingEncryption of %s>" % self.output_field._label()
 
 
+def _encrypts(expression):
+    """Whether every value expression can yield is encrypted or NULL: a
+    PendingEncryption, a Value the field itself prepares, or what
+    bulk_update() builds of them (CASE WHEN pk = ... THEN <value>, cast on
+    PostgreSQL)."""
+    if isinstance(expression, PendingEncryption):
+        return True
+    if isinstance(expression, Value):
+        return expression.value is None or isinstance(expression._output_field_or_none, EncryptedFieldMixin)
+    if isinstance(expression, When):
+        return _encrypts(expression.result)
+    if isinstance(expression, (Case, Cast)):
+        return all(_encrypts(e) for e in expression.get_source_expressions())
+    return False
+
+
 _local = threading.local()
 
 
@@ -306,9 +335,6 @@ class EncryptedBinaryField(EncryptedFieldMixin, models.BinaryField):
 
     def from_plaintext(self, plaintext):
         return bytes(plaintext)
-
-    def get_placeholder(self, value, compiler, connection):
-        return "%s"  # a token in a text column, not a binary literal
 
 
 class EncryptedJSONField(EncryptedFieldMixin, models.JSONField):

@@ -7,7 +7,7 @@ import logging
 from django import forms
 from django.contrib.auth.models import User
 from django.core.exceptions import FieldError, ValidationError
-from django.db import connection
+from django.db import connection, transaction
 from django.conf import settings
 from django.test import TestCase, override_settings
 
@@ -105,6 +105,37 @@ class StoredValues(TestCase):
         account = Account(name="a", secret=Value("plain"))
         with self.assertRaisesRegex(TypeError, "not an SQL expression"):
             account.save()
+
+    def test_update_encrypts_every_field(self):
+        account = Account.objects.create(name="a")
+        Account.objects.filter(pk=account.pk).update(**VALUES)
+        read = Account.objects.get(pk=account.pk)
+        for name, value in VALUES.items():
+            with self.subTest(field=name):
+                self.assertEqual(getattr(read, name), value)
+                self.assertEqual(self.primary.decrypt(raw(Account, name, account.pk).encode()), PLAINTEXTS[name])
+
+    def test_update_refuses_an_sql_expression(self):
+        from django.db.models import Case, F, Value, When
+        from django.db.models.functions import Concat, Upper
+
+        account = Account.objects.create(name="a", secret="kept")
+        stored = raw(Account, "secret", account.pk)
+        for expression in [
+            Value("plaintext"),
+            F("name"),
+            Upper("name"),
+            Concat(Value("x"), "name"),
+            Case(When(pk=account.pk, then=Value("plaintext")), default=Value(None)),
+        ]:
+            with self.subTest(expression=expression):
+                # (update() marks the transaction for rollback on error.)
+                with self.assertRaisesRegex(TypeError, "djangotests.Account.secret is encrypted.*not an SQL expression"), transaction.atomic():
+                    Account.objects.filter(pk=account.pk).update(secret=expression)
+                self.assertEqual(raw(Account, "secret", account.pk), stored)
+        # A value the field prepares itself is encrypted like a plain one.
+        Account.objects.filter(pk=account.pk).update(secret=Value("v", output_field=Account._meta.get_field("secret")), code=None)
+        self.assertEqual(self.primary.decrypt(raw(Account, "secret", account.pk).encode()), b"v")
 
 
 class Validation(TestCase):
