@@ -23,7 +23,7 @@ from django.core.exceptions import FieldError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.backends.base.operations import BaseDatabaseOperations
-from django.db.models.expressions import Case, Expression, Value, When
+from django.db.models.expressions import Case, Expression, F, Value, When
 from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -95,7 +95,38 @@ class EncryptedFieldMixin:
                     id="fernet_sidecar.E102",
                 )
             )
+        for option in self._model_options_naming_me():
+            errors.append(
+                checks.Error(
+                    "An encrypted field cannot be in %s: equal values have different tokens, and "
+                    "full_clean(), model forms and the admin would filter on it." % option,
+                    hint="Remove %s from %s." % (self.name, option),
+                    obj=self,
+                    id="fernet_sidecar.E102",
+                )
+            )
         return errors
+
+    def _model_options_naming_me(self):
+        """The model's Meta options that make the database compare this
+        field's values: unique_together, index_together, indexes and
+        constraints."""
+        meta = getattr(getattr(self, "model", None), "_meta", None)
+        if meta is None:
+            return []
+        named = []
+        for option in ("unique_together", "index_together"):
+            if any(self.name in names for names in getattr(meta, option, ())):
+                named.append("Meta.%s" % option)
+        for option in ("indexes", "constraints"):
+            for item in getattr(meta, option, ()):
+                names = [name.lstrip("-") for name in getattr(item, "fields", ())]
+                for expression in getattr(item, "expressions", ()):
+                    parts = expression.flatten() if hasattr(expression, "flatten") else [expression]
+                    names += [part.name for part in parts if isinstance(part, F)]
+                if self.name in names:
+                    named.append("Meta.%s (%s)" % (option, getattr(item, "name", None) or type(item).__name__))
+        return named
 
     def get_internal_type(self):
         # The column holds a token, whatever the value's type; the backends'

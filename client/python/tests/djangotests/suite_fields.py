@@ -212,6 +212,39 @@ class Lookups(TestCase):
         field.set_attributes_from_name("x")
         self.assertIn("fernet_sidecar.E101", [e.id for e in field.check()])
 
+    def test_meta_options_that_compare_values_are_check_errors(self):
+        from django.db import models
+        from django.db.models.functions import Lower
+        from django.test.utils import isolate_apps
+
+        options = {
+            "unique_together": {"unique_together": [("name", "secret")]},
+            "index_together": {"index_together": [("name", "secret")]},
+            "indexes": {"indexes": [models.Index(fields=["name", "-secret"], name="by_secret")]},
+            "indexes (expression)": {"indexes": [models.Index(Lower("secret"), name="by_lower_secret")]},
+            "constraints": {"constraints": [models.UniqueConstraint(fields=["name", "secret"], name="one_secret")]},
+        }
+        for label, meta in options.items():
+            with self.subTest(option=label), isolate_apps("tests.djangotests"):
+                model = type("Checked", (models.Model,), {
+                    "__module__": __name__,
+                    "name": models.CharField(max_length=10),
+                    "secret": EncryptedTextField(),
+                    "Meta": type("Meta", (), dict(meta, app_label="djangotests")),
+                })
+                errors = [e for e in model.check() if e.id == "fernet_sidecar.E102"]
+                self.assertEqual(len(errors), 1, errors)
+                self.assertIn("Meta.%s" % label.split()[0], errors[0].msg)
+                self.assertIs(errors[0].obj, model._meta.get_field("secret"))
+        with isolate_apps("tests.djangotests"):
+            model = type("Fine", (models.Model,), {
+                "__module__": __name__,
+                "name": models.CharField(max_length=10),
+                "secret": EncryptedTextField(),
+                "Meta": type("Meta", (), {"app_label": "djangotests", "unique_together": [("name",)], "indexes": [models.Index(fields=["name"], name="by_name")]}),
+            })
+            self.assertEqual([e for e in model.check() if e.id.startswith("fernet_sidecar")], [])
+
     def test_deconstruct_keeps_legacy_plaintext(self):
         field = Device._meta.get_field("totp_secret")
         _, path, _, kwargs = field.deconstruct()
