@@ -13,6 +13,7 @@ from django.core import checks as django_checks
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections, transaction
+from django.db.transaction import TransactionManagementError
 from django.db.migrations.state import ProjectState
 from django.test import TestCase, TransactionTestCase, override_settings
 
@@ -204,9 +205,10 @@ class ReEncryptCommand(TestCase):
 
 
 class MigrationOperations(TransactionTestCase):
-    def run_operation(self, operation, backwards=False):
+    def run_operation(self, operation, backwards=False, atomic=False):
+        """Runs operation as a migration with this atomic would."""
         state = ProjectState.from_apps(__import__("django.apps", fromlist=["apps"]).apps)
-        with connection.schema_editor(atomic=True) as editor:
+        with connection.schema_editor(atomic=atomic) as editor:
             if backwards:
                 operation.database_backwards("djangotests", editor, state, state)
             else:
@@ -231,6 +233,21 @@ class MigrationOperations(TransactionTestCase):
         self.assertEqual(raw(Device, "totp_secret", device.pk), "JBSWY3DPEHPK3PXP")
         self.run_operation(EncryptPlaintext("djangotests", "Device", "totp_secret"))
         self.assertEqual(primary.decrypt(raw(Device, "totp_secret", device.pk).encode()), b"JBSWY3DPEHPK3PXP")
+
+    def test_refused_inside_the_migration_transaction(self):
+        _, old = keys()
+        note = Note.objects.create(body="x")
+        token = old.encrypt(b"note").decode()
+        set_raw(Note, "body", note.pk, token)
+        if connection.features.can_rollback_ddl:  # PostgreSQL, SQLite
+            for operation in [ReEncrypt("djangotests", "Note", "body"), EncryptPlaintext("djangotests", "Device", "totp_secret")]:
+                with self.subTest(operation=operation.describe()):
+                    with self.assertRaisesRegex(TransactionManagementError, "atomic = False on the Migration class"):
+                        self.run_operation(operation, atomic=True)
+            self.assertEqual(raw(Note, "body", note.pk), token)
+        else:  # MariaDB: Django runs no migration in a transaction
+            self.run_operation(ReEncrypt("djangotests", "Note", "body"), atomic=True)
+            self.assertNotEqual(raw(Note, "body", note.pk), token)
 
     def test_deconstruct_and_describe(self):
         op = ReEncrypt("accounts", "Account", "totp_secret", batch_size=50)
