@@ -2,6 +2,7 @@
 migration operations, and a re-encryption while the app writes."""
 
 import io
+import logging
 import os
 import random
 import threading
@@ -191,6 +192,24 @@ class ReEncryptCommand(TestCase):
         self.assertEqual(status, 0, out)
         self.assertEqual(self.primary.decrypt(raw(Device, "totp_secret", device.pk).encode()), b"JBSWY3DPEHPK3PXP")
         self.assertNotIn("JBSWY3DPEHPK3PXP", out)
+
+    def test_debug_logs_no_value(self):
+        from django.db import reset_queries
+
+        note = self.seed_old_rows(1)[0]
+        old_token = raw(Note, "body", note.pk)
+        device = Device.objects.create(totp_secret="x")
+        set_raw(Device, "totp_secret", device.pk, "JBSWY3DPEHPK3PXP")
+        reset_queries()
+        with override_settings(DEBUG=True), self.assertLogs("django.db.backends", "DEBUG") as logs:
+            logging.getLogger("django.db.backends").debug("(the log is captured)")
+            status, out = reencrypt("djangotests.Note", "djangotests.Device", "--encrypt-plaintext")
+            logged = list(connection.queries)
+        self.assertEqual(status, 0, out)
+        values = ["JBSWY3DPEHPK3PXP", old_token, raw(Note, "body", note.pk), raw(Device, "totp_secret", device.pk)]
+        for value in values:
+            self.assertNotIn(value, repr(logged))
+            self.assertNotIn(value, "\n".join(logs.output))
 
     def test_every_field_by_default_and_bad_labels(self):
         status, out = reencrypt()
