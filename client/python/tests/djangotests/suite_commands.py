@@ -211,6 +211,16 @@ class ReEncryptCommand(TestCase):
             self.assertNotIn(value, repr(logged))
             self.assertNotIn(value, "\n".join(logs.output))
 
+    @override_settings(DATABASE_ROUTERS=["tests.djangotests.suite_commands.NotesElsewhere"])
+    def test_fields_the_routers_keep_elsewhere_are_skipped(self):
+        note = self.seed_old_rows(1)[0]
+        token = raw(Note, "body", note.pk)
+        status, out = reencrypt("djangotests.Note", "djangotests.Device")
+        self.assertEqual(status, 0, out)
+        self.assertIn("djangotests.Note.body: skipped, the database routers do not put it in default", out)
+        self.assertIn("(djangotests_device.totp_secret)", out)
+        self.assertEqual(raw(Note, "body", note.pk), token)
+
     def test_every_field_by_default_and_bad_labels(self):
         status, out = reencrypt()
         self.assertEqual(status, 0, out)
@@ -221,6 +231,15 @@ class ReEncryptCommand(TestCase):
                 with self.assertRaises((CommandError, LookupError)) as caught:
                     call_command("fernet_reencrypt", label, stdout=io.StringIO())
                 self.assertIn(message, str(caught.exception))
+
+
+class NotesElsewhere:
+    """A database router that keeps Note out of the default database."""
+
+    def allow_migrate(self, db, app_label, model_name=None, **hints):
+        if model_name == "note":
+            return db != "default"
+        return None
 
 
 class MigrationOperations(TransactionTestCase):
