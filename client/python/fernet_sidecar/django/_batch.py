@@ -57,7 +57,7 @@ def install():
             return django_bulk_create(self, objs, *args, **kwargs)
 
     def bulk_update(self, objs, fields, batch_size=None):
-        objs = tuple(objs)
+        objs, fields = tuple(objs), list(fields)  # either may be a generator, read twice here
         with _pending_values(objs, [self.model._meta.get_field(name) for name in fields]):
             return django_bulk_update(self, objs, fields, batch_size)
 

@@ -421,3 +421,11 @@ class Batches(TestCase):
         self.assertEqual([n.body for n in Note.objects.order_by("pk")], ["new %d" % n.pk for n in notes])
         primary, _ = keys()
         self.assertEqual(primary.decrypt(raw(Note, "body", notes[5].pk).encode()), ("new %d" % notes[5].pk).encode())
+
+    def test_bulk_update_takes_generators(self):
+        Note.objects.bulk_create([Note(body="old %d" % i) for i in range(3)])
+        notes = list(Note.objects.order_by("pk"))
+        for note in notes:
+            note.body = "new %d" % note.pk
+        Note.objects.bulk_update((n for n in notes), (f for f in ["body"]))
+        self.assertEqual([n.body for n in Note.objects.order_by("pk")], ["new %d" % n.pk for n in notes])
