@@ -13,6 +13,7 @@ Reading a queryset decrypts its values in batches, and saving encrypts the
 values of one statement in one batch: see docs/django.md, "Batches".
 """
 
+import contextlib
 import datetime
 import json
 import logging
@@ -294,6 +295,19 @@ def _pending():
     if not hasattr(_local, "pending"):
         _local.pending = []
     return _local.pending
+
+
+@contextlib.contextmanager
+def dropping_unsent():
+    """Drops, at the end, the PendingEncryption values made inside that no
+    statement compiled (the call failed before it built one, or built
+    none): their plaintext must not wait in the thread for its next save."""
+    before = list(_pending())  # alive, so that no new value reuses an id
+    kept = {id(p) for p in before}
+    try:
+        yield
+    finally:
+        _local.pending = [p for p in _pending() if id(p) in kept and p.token is None]
 
 
 def _encrypt_pending(first):

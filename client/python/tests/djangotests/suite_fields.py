@@ -422,6 +422,25 @@ class Batches(TestCase):
         primary, _ = keys()
         self.assertEqual(primary.decrypt(raw(Note, "body", notes[5].pk).encode()), ("new %d" % notes[5].pk).encode())
 
+    def test_a_failed_write_leaves_no_plaintext_behind(self):
+        from django.db.models import Value
+
+        from fernet_sidecar.django import fields
+
+        saved = Note.objects.create(body="saved")
+        failures = {
+            # secret's pre_save() makes its value, then code's fails.
+            "save": lambda: Account(name="a", secret="left behind", code=Value("x")).save(),
+            # Django refuses the unsaved account before it builds a statement.
+            "bulk_create": lambda: Device.objects.bulk_create([Device(totp_secret="left behind", account=Account(name="unsaved"))]),
+            "bulk_update": lambda: Note.objects.bulk_update([Note(body="left behind"), saved], ["body"]),
+        }
+        for name, fail in failures.items():
+            with self.subTest(call=name):
+                with self.assertRaises((TypeError, ValueError)), transaction.atomic():
+                    fail()
+                self.assertEqual([p.plaintext for p in fields._pending()], [])
+
     def test_bulk_update_takes_generators(self):
         Note.objects.bulk_create([Note(body="old %d" % i) for i in range(3)])
         notes = list(Note.objects.order_by("pk"))
