@@ -26,6 +26,7 @@ from django.db import models
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models.expressions import Case, Expression, F, Value, When
 from django.db.models.functions import Cast
+from django.db.models.lookups import Exact
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -228,6 +229,8 @@ class EncryptedFieldMixin:
     def get_lookup(self, lookup_name):
         if lookup_name == "isnull":
             return super().get_lookup(lookup_name)
+        if lookup_name in ("exact", "iexact"):
+            return _ExactNone  # filter(secret=None): Django makes it isnull
         raise FieldError(_WHY_NO_LOOKUPS % (self._label(), self.name))
 
     def get_transform(self, lookup_name):
@@ -238,6 +241,17 @@ class EncryptedFieldMixin:
         if model is None:
             return self.name or type(self).__name__
         return "%s.%s" % (model._meta.label, self.name)
+
+
+class _ExactNone(Exact):
+    """exact (and iexact) with None, which Django turns into isnull when it
+    builds the lookup; refused, as every other lookup, with a value."""
+
+    def __init__(self, lhs, rhs):
+        if rhs is not None:
+            field = lhs.output_field
+            raise FieldError(_WHY_NO_LOOKUPS % (field._label(), field.name))
+        super().__init__(lhs, rhs)
 
 
 class PendingEncryption(Expression):

@@ -191,7 +191,7 @@ class Validation(TestCase):
 
 class Lookups(TestCase):
     def test_lookups_raise_field_error_saying_why(self):
-        for lookup in [{"secret": "x"}, {"secret__exact": "x"}, {"secret__icontains": "x"}, {"number__gt": 1}, {"data__a": 1}, {"secret__in": ["x"]}]:
+        for lookup in [{"secret": "x"}, {"secret__exact": "x"}, {"secret__iexact": "x"}, {"secret__icontains": "x"}, {"number__gt": 1}, {"data__a": 1}, {"secret__in": ["x"]}, {"data": {}}]:
             with self.subTest(lookup=lookup):
                 with self.assertRaisesRegex(FieldError, "is encrypted.*isnull"):
                     list(Account.objects.filter(**lookup))
@@ -201,6 +201,14 @@ class Lookups(TestCase):
         b = Account.objects.create(name="b")
         self.assertEqual(list(Account.objects.filter(secret__isnull=True)), [b])
         self.assertEqual(list(Account.objects.filter(secret__isnull=False)), [a])
+
+    def test_equal_to_none_is_isnull(self):
+        a = Account.objects.create(name="a", secret="s", data={"k": 1})
+        b = Account.objects.create(name="b")
+        for lookup in ["secret", "secret__exact", "secret__iexact", "data"]:
+            with self.subTest(lookup=lookup):
+                self.assertEqual(list(Account.objects.filter(**{lookup: None})), [b])
+                self.assertEqual(list(Account.objects.exclude(**{lookup: None})), [a])
 
     def test_unique_and_index_are_check_errors(self):
         for kwargs in [{"unique": True}, {"db_index": True}, {"primary_key": True}]:
