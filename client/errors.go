@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // The sentinel errors, one per reason the sidecar gives. Match them with
@@ -51,26 +52,17 @@ var (
 
 // sentinels maps each reason to its sentinel.
 var sentinels = map[string]error{
-	fernetv1.ReasonMalformed:            ErrMalformed,
-	fernetv1.ReasonInvalidSignature:     ErrInvalidSignature,
-	fernetv1.ReasonExpired:              ErrExpired,
-	fernetv1.ReasonFutureTimestamp:      ErrFutureTimestamp,
-	fernetv1.ReasonTokenTooLarge:        ErrTokenTooLarge,
-	fernetv1.ReasonPlaintextTooLarge:    ErrPlaintextTooLarge,
-	fernetv1.ReasonBatchTooLarge:        ErrBatchTooLarge,
-	fernetv1.ReasonInvalidTOTPParameter: ErrInvalidTOTPParameter,
-	fernetv1.ReasonInvalidTOTPSecret:    ErrInvalidTOTPSecret,
-	fernetv1.ReasonMethodNotAllowed:     ErrMethodNotAllowed,
-	fernetv1.ReasonInternal:             ErrInternal,
-}
-
-// tokenReasons are the reasons ErrInvalidToken stands for.
-var tokenReasons = map[string]bool{
-	fernetv1.ReasonMalformed:        true,
-	fernetv1.ReasonInvalidSignature: true,
-	fernetv1.ReasonExpired:          true,
-	fernetv1.ReasonFutureTimestamp:  true,
-	fernetv1.ReasonTokenTooLarge:    true,
+	reasons.Malformed:            ErrMalformed,
+	reasons.InvalidSignature:     ErrInvalidSignature,
+	reasons.Expired:              ErrExpired,
+	reasons.FutureTimestamp:      ErrFutureTimestamp,
+	reasons.TokenTooLarge:        ErrTokenTooLarge,
+	reasons.PlaintextTooLarge:    ErrPlaintextTooLarge,
+	reasons.BatchTooLarge:        ErrBatchTooLarge,
+	reasons.InvalidTOTPParameter: ErrInvalidTOTPParameter,
+	reasons.InvalidTOTPSecret:    ErrInvalidTOTPSecret,
+	reasons.MethodNotAllowed:     ErrMethodNotAllowed,
+	reasons.Internal:             ErrInternal,
 }
 
 // Error is a failure the sidecar gave a reason for: a failed call whose
@@ -82,7 +74,7 @@ var tokenReasons = map[string]bool{
 // status.FromError and status.Code see through the Error; for a batch item
 // it returns nil, since the call did not fail.
 type Error struct {
-	// Reason is one of the reasons in proto/fernet/v1/reasons.go, such as
+	// Reason is one of the reasons of package reasons, such as
 	// "EXPIRED". A reason this client does not know matches no sentinel.
 	Reason string
 	// Message is the sidecar's explanation, for people. It never holds a
@@ -100,7 +92,7 @@ func (e *Error) Error() string {
 // ErrInvalidToken for a token reason.
 func (e *Error) Is(target error) bool {
 	if target == ErrInvalidToken {
-		return tokenReasons[e.Reason]
+		return reasons.IsToken(e.Reason)
 	}
 	sentinel, ok := sentinels[e.Reason]
 	return ok && target == sentinel
@@ -122,7 +114,7 @@ func fromCall(err error) error {
 	}
 	for _, detail := range st.Details() {
 		info, isInfo := detail.(*errdetails.ErrorInfo)
-		if isInfo && info.GetDomain() == fernetv1.ErrorDomain && info.GetReason() != "" {
+		if isInfo && info.GetDomain() == reasons.Domain && info.GetReason() != "" {
 			return &Error{Reason: info.GetReason(), Message: st.Message(), status: st}
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/client"
-	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 var allSentinels = []error{
@@ -38,7 +38,7 @@ func TestErrorReasons(t *testing.T) {
 		batchItem func() (error, error) // the item's error, the call's error
 	}{
 		{
-			fernetv1.ReasonMalformed, client.ErrMalformed, true,
+			reasons.Malformed, client.ErrMalformed, true,
 			func() error { _, err := c.Decrypt(ctx, "gAAAAA-not-a-token"); return err },
 			func() (error, error) {
 				r, err := c.ReEncryptBatch(ctx, []string{"gAAAAA-not-a-token"})
@@ -46,7 +46,7 @@ func TestErrorReasons(t *testing.T) {
 			},
 		},
 		{
-			fernetv1.ReasonInvalidSignature, client.ErrInvalidSignature, true,
+			reasons.InvalidSignature, client.ErrInvalidSignature, true,
 			func() error { _, err := c.ReEncrypt(ctx, tokenUnder(t, newKey(t), "secret", now())); return err },
 			func() (error, error) {
 				r, err := c.DecryptBatch(ctx, []string{tokenUnder(t, newKey(t), "secret", now())})
@@ -54,7 +54,7 @@ func TestErrorReasons(t *testing.T) {
 			},
 		},
 		{
-			fernetv1.ReasonExpired, client.ErrExpired, true,
+			reasons.Expired, client.ErrExpired, true,
 			func() error { _, err := c.Decrypt(ctx, tokenUnder(t, s.primary, "secret", 1_000), ttl); return err },
 			func() (error, error) {
 				r, err := c.DecryptBatch(ctx, []string{tokenUnder(t, s.primary, "secret", 1_000)}, ttl)
@@ -62,7 +62,7 @@ func TestErrorReasons(t *testing.T) {
 			},
 		},
 		{
-			fernetv1.ReasonFutureTimestamp, client.ErrFutureTimestamp, true,
+			reasons.FutureTimestamp, client.ErrFutureTimestamp, true,
 			func() error { _, err := c.Decrypt(ctx, tokenUnder(t, s.old, "secret", now()+3600), ttl); return err },
 			func() (error, error) {
 				r, err := c.DecryptBatch(ctx, []string{tokenUnder(t, s.old, "secret", now()+3600)}, ttl)
@@ -70,7 +70,7 @@ func TestErrorReasons(t *testing.T) {
 			},
 		},
 		{
-			fernetv1.ReasonTokenTooLarge, client.ErrTokenTooLarge, true,
+			reasons.TokenTooLarge, client.ErrTokenTooLarge, true,
 			func() error { _, err := c.Decrypt(ctx, tooLargeToken); return err },
 			func() (error, error) {
 				r, err := c.ReEncryptBatch(ctx, []string{tooLargeToken})
@@ -78,7 +78,7 @@ func TestErrorReasons(t *testing.T) {
 			},
 		},
 		{
-			fernetv1.ReasonPlaintextTooLarge, client.ErrPlaintextTooLarge, false,
+			reasons.PlaintextTooLarge, client.ErrPlaintextTooLarge, false,
 			func() error { _, err := c.Encrypt(ctx, make([]byte, testLimits.MaxPlaintextBytes+1)); return err },
 			func() (error, error) {
 				r, err := c.EncryptBatch(ctx, [][]byte{make([]byte, testLimits.MaxPlaintextBytes+1)})
@@ -87,7 +87,7 @@ func TestErrorReasons(t *testing.T) {
 		},
 		{
 			// BATCH_TOO_LARGE fails a whole batch call: it is never an item's.
-			fernetv1.ReasonBatchTooLarge, client.ErrBatchTooLarge, false,
+			reasons.BatchTooLarge, client.ErrBatchTooLarge, false,
 			func() error {
 				big := dial(t, s.addr, client.WithMaxBatchItems(testLimits.MaxBatchItems+1))
 				_, err := big.EncryptBatch(ctx, make([][]byte, testLimits.MaxBatchItems+1))
@@ -114,7 +114,7 @@ func TestErrorReasons(t *testing.T) {
 						info = i
 					}
 				}
-				if info.GetReason() != tt.reason || info.GetDomain() != fernetv1.ErrorDomain {
+				if info.GetReason() != tt.reason || info.GetDomain() != reasons.Domain {
 					t.Errorf("the status's ErrorInfo = %v", info)
 				}
 				if !strings.Contains(err.Error(), st.Message()) {

@@ -15,6 +15,7 @@ import (
 var pythonStubs = []string{
 	"fernet_sidecar/_pb/fernet_pb2.py",
 	"fernet_sidecar/_pb/fernet_pb2_grpc.py",
+	"fernet_sidecar/_pb/rpc_pb2.py",
 }
 
 // TestPythonStubsUpToDate runs generate.sh into a temp dir and requires
@@ -45,7 +46,7 @@ func TestPythonStubsUpToDate(t *testing.T) {
 		case err != nil:
 			t.Fatal(err)
 		case !bytes.Equal(got, want):
-			t.Errorf("client/python/%s differs from what generate.sh makes from proto/fernet/v1/fernet.proto: do not edit it by hand; run client/python/generate.sh and commit the result", rel)
+			t.Errorf("client/python/%s differs from what generate.sh makes from its .proto: do not edit it by hand; run client/python/generate.sh and commit the result", rel)
 		}
 	}
 	// Everything in _pb is either made by generate.sh or its __init__.py.

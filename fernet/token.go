@@ -8,9 +8,10 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"unsafe"
+
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // Token layout: version | timestamp | IV | AES-128-CBC ciphertext | HMAC.
@@ -28,16 +29,17 @@ const (
 
 // The errors a token can fail with. Callers tell them apart with errors.Is;
 // the error's text adds detail but never the token, a plaintext or a key.
+// Each carries its reason (reasons.Of).
 var (
 	// ErrMalformed: not a Fernet token, or its ciphertext does not decrypt
 	// under the key that signed it.
-	ErrMalformed = errors.New("malformed token")
+	ErrMalformed error = reasons.New(reasons.Malformed, "malformed token")
 	// ErrInvalidSignature: no loaded key verifies the token.
-	ErrInvalidSignature = errors.New("no loaded key verifies the token")
+	ErrInvalidSignature error = reasons.New(reasons.InvalidSignature, "no loaded key verifies the token")
 	// ErrExpired: the token is older than the TTL.
-	ErrExpired = errors.New("token expired")
+	ErrExpired error = reasons.New(reasons.Expired, "token expired")
 	// ErrFutureTimestamp: the token's timestamp is more than 60 s ahead.
-	ErrFutureTimestamp = errors.New("token timestamp is in the future")
+	ErrFutureTimestamp error = reasons.New(reasons.FutureTimestamp, "token timestamp is in the future")
 )
 
 // tokenBytes decodes token the way Python does, appending to dst, and

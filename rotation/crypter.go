@@ -10,19 +10,20 @@ type Crypter interface {
 	// ReEncrypt moves tokens to the primary key, keeping their timestamps
 	// (MultiFernet.rotate). Changed is false for a token that is already
 	// canonical under the primary key.
-	ReEncrypt(ctx context.Context, tokens []string) ([]Sealed, error)
+	ReEncrypt(ctx context.Context, tokens []string) ([]Encrypted, error)
 	// Inspect says which key verifies each token, with no TTL. It needs
 	// no plaintext, so an implementation may use a call that returns
 	// none (the sidecar's InspectBatch) or DecryptBatch and drop it.
 	Inspect(ctx context.Context, tokens []string) ([]Inspected, error)
 	// Encrypt makes new tokens under the primary key.
-	Encrypt(ctx context.Context, plaintexts [][]byte) ([]Sealed, error)
+	Encrypt(ctx context.Context, plaintexts [][]byte) ([]Encrypted, error)
 	// Keys reports the ids of the loaded keys.
 	Keys(ctx context.Context) (Keys, error)
 }
 
-// Sealed is a token under the primary key, or why there is none.
-type Sealed struct {
+// Encrypted is a token under the primary key, as Encrypt and ReEncrypt
+// return it, or why there is none.
+type Encrypted struct {
 	Token string
 	// Changed is false when ReEncrypt returned the token as it was given.
 	Changed bool
@@ -43,19 +44,6 @@ type ItemError struct {
 }
 
 func (e *ItemError) Error() string { return e.Reason + ": " + e.Message }
-
-// The item reasons the job tells apart. They are the sidecar API's
-// (fernetv1.ReasonMalformed, fernetv1.ReasonInternal; a test in
-// cmd/fernetctl holds them equal), repeated here so that this package does
-// not import the gRPC code.
-const (
-	// ReasonMalformed: not a Fernet token at all, which is what a legacy
-	// plaintext secret looks like to the sidecar.
-	ReasonMalformed = "MALFORMED"
-	// ReasonInternal: the sidecar failed, not the data; the job stops
-	// rather than report a good row as undecryptable.
-	ReasonInternal = "INTERNAL"
-)
 
 // Keys are the key ids the sidecar has loaded.
 type Keys struct {

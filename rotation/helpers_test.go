@@ -3,7 +3,6 @@ package rotation
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 	"github.com/fernet-sidecar/fernet-sidecar/rotation/dbtest"
 )
 
@@ -33,17 +33,7 @@ func newFake(primary *fernet.Key, old ...*fernet.Key) *fakeCrypter {
 	return &fakeCrypter{keyring: fernet.NewKeyring(primary, old...)}
 }
 
-func reasonOf(err error) string {
-	switch {
-	case errors.Is(err, fernet.ErrMalformed):
-		return ReasonMalformed
-	case errors.Is(err, fernet.ErrInvalidSignature):
-		return "INVALID_SIGNATURE"
-	}
-	return ReasonInternal
-}
-
-func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Sealed, error) {
+func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Encrypted, error) {
 	f.mu.Lock()
 	f.reencryptCalls++
 	call, hook := f.reencryptCalls, f.beforeReEncrypt
@@ -51,18 +41,18 @@ func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Sealed, e
 	if hook != nil {
 		hook(call)
 	}
-	out := make([]Sealed, len(tokens))
+	out := make([]Encrypted, len(tokens))
 	for i, tok := range tokens {
 		if tok == f.internal {
-			out[i] = Sealed{Err: &ItemError{Reason: ReasonInternal, Message: "boom"}}
+			out[i] = Encrypted{Err: &ItemError{Reason: reasons.Internal, Message: "boom"}}
 			continue
 		}
 		re, err := f.keyring.ReEncrypt(tok)
 		if err != nil {
-			out[i] = Sealed{Err: &ItemError{Reason: reasonOf(err), Message: err.Error()}}
+			out[i] = Encrypted{Err: &ItemError{Reason: reasons.Of(err), Message: err.Error()}}
 			continue
 		}
-		out[i] = Sealed{Token: re.Token, Changed: re.Changed}
+		out[i] = Encrypted{Token: re.Token, Changed: re.Changed}
 	}
 	return out, nil
 }
@@ -72,7 +62,7 @@ func (f *fakeCrypter) Inspect(_ context.Context, tokens []string) ([]Inspected, 
 	for i, tok := range tokens {
 		d, err := f.keyring.Decrypt(tok)
 		if err != nil {
-			out[i] = Inspected{Err: &ItemError{Reason: reasonOf(err), Message: err.Error()}}
+			out[i] = Inspected{Err: &ItemError{Reason: reasons.Of(err), Message: err.Error()}}
 			continue
 		}
 		out[i] = Inspected{KeyID: d.KeyID}
@@ -80,14 +70,14 @@ func (f *fakeCrypter) Inspect(_ context.Context, tokens []string) ([]Inspected, 
 	return out, nil
 }
 
-func (f *fakeCrypter) Encrypt(_ context.Context, plaintexts [][]byte) ([]Sealed, error) {
-	out := make([]Sealed, len(plaintexts))
+func (f *fakeCrypter) Encrypt(_ context.Context, plaintexts [][]byte) ([]Encrypted, error) {
+	out := make([]Encrypted, len(plaintexts))
 	for i, p := range plaintexts {
 		e, err := f.keyring.Encrypt(p)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = Sealed{Token: e.Token, Changed: true}
+		out[i] = Encrypted{Token: e.Token, Changed: true}
 	}
 	return out, nil
 }

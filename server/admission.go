@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // Admission bounds the work in flight across all callers, so that many
@@ -106,9 +106,9 @@ func (a *admission) admit(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 	admitted.Methods = make([]grpc.MethodDesc, len(desc.Methods))
 	for i, method := range desc.Methods {
 		if isBatch(method.MethodName) {
-			method.Handler = a.count(&a.batches, a.limits.MaxBatches, rejectedBatches, fernetv1.ReasonTooManyBatches, a.gate(method.Handler))
+			method.Handler = a.count(&a.batches, a.limits.MaxBatches, rejectedBatches, reasons.TooManyBatches, a.gate(method.Handler))
 		} else {
-			method.Handler = a.count(&a.calls, a.limits.MaxCalls, rejectedCalls, fernetv1.ReasonTooManyCalls, method.Handler)
+			method.Handler = a.count(&a.calls, a.limits.MaxCalls, rejectedCalls, reasons.TooManyCalls, method.Handler)
 		}
 		admitted.Methods[i] = method
 	}
@@ -177,5 +177,5 @@ func batchItems(req any) int {
 // overloaded is the status of a refused call: a fixed message, and what
 // was full in the ErrorInfo reason.
 func overloaded(reason string) error {
-	return reasonedError(codes.ResourceExhausted, reason, "too many calls in flight; retry later")
+	return reasonedError(codes.ResourceExhausted, reason, reasons.Message(reason))
 }

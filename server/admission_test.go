@@ -15,6 +15,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // admissionServer serves with the given bounds and returns its server
@@ -77,8 +78,8 @@ func TestAdmissionRefusesABatchPastMaxBatches(t *testing.T) {
 	srv, client, conn := admissionServer(t, Admission{MaxBatches: 1, MaxBatchBytes: 4 << 20, MaxBatchItems: 100, MaxCalls: 64})
 	release := holdBatch(t, conn)
 	err := encryptBatch(client, 5*time.Second)
-	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || errorReason(st) != fernetv1.ReasonTooManyBatches {
-		t.Fatalf("a batch past MaxBatches = %v, want RESOURCE_EXHAUSTED %s", err, fernetv1.ReasonTooManyBatches)
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || errorReason(st) != reasons.TooManyBatches {
+		t.Fatalf("a batch past MaxBatches = %v, want RESOURCE_EXHAUSTED %s", err, reasons.TooManyBatches)
 	}
 	if got := metricOf(t, srv, "fernet_admission_rejected_total", "reason", "batches"); got != 1 {
 		t.Fatalf("fernet_admission_rejected_total{reason=batches} = %v, want 1", got)
@@ -94,8 +95,8 @@ func TestAdmissionRefusesACallPastMaxCalls(t *testing.T) {
 	srv, client, conn := admissionServer(t, Admission{MaxBatches: 4, MaxBatchBytes: 4 << 20, MaxBatchItems: 100, MaxCalls: 1})
 	release := holdCall(t, conn, "Encrypt")
 	_, err := client.Encrypt(ctx(t), &fernetv1.EncryptRequest{Plaintext: []byte("a")})
-	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || errorReason(st) != fernetv1.ReasonTooManyCalls {
-		t.Fatalf("a call past MaxCalls = %v, want RESOURCE_EXHAUSTED %s", err, fernetv1.ReasonTooManyCalls)
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || errorReason(st) != reasons.TooManyCalls {
+		t.Fatalf("a call past MaxCalls = %v, want RESOURCE_EXHAUSTED %s", err, reasons.TooManyCalls)
 	}
 	if got := metricOf(t, srv, "fernet_admission_rejected_total", "reason", "calls"); got != 1 {
 		t.Fatalf("fernet_admission_rejected_total{reason=calls} = %v, want 1", got)

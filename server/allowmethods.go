@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // FernetMethods are the names of every FernetService method, e.g.
@@ -61,8 +62,8 @@ func denyMethods(allowed []string, metrics *Metrics, logger *slog.Logger) grpc.U
 		}
 		count.Inc()
 		logger.Warn("call refused: method not allowed", "audit", true, "peer", peerOf(ctx), "method", info.FullMethod,
-			"code", codes.PermissionDenied.String(), "reason", fernetv1.ReasonMethodNotAllowed)
-		return nil, reasonedError(codes.PermissionDenied, fernetv1.ReasonMethodNotAllowed,
+			"code", codes.PermissionDenied.String(), "reason", reasons.MethodNotAllowed)
+		return nil, reasonedError(codes.PermissionDenied, reasons.MethodNotAllowed,
 			info.FullMethod+" is not allowed on this server (--allow-methods)")
 	}
 }

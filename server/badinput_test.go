@@ -16,6 +16,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // TestBadInput: each kind of bad input gets a clear status and reason, and
@@ -36,13 +37,13 @@ func TestBadInput(t *testing.T) {
 		code   codes.Code
 		reason string
 	}{
-		{"empty token", "", nil, codes.InvalidArgument, fernetv1.ReasonMalformed},
-		{"huge token", strings.Repeat("gAAAAA", 100_000), nil, codes.InvalidArgument, fernetv1.ReasonTokenTooLarge},
-		{"non-ASCII token", good[:20] + "ü" + good[20:], nil, codes.InvalidArgument, fernetv1.ReasonMalformed},
-		{"truncated token", good[:len(good)-10], nil, codes.InvalidArgument, fernetv1.ReasonMalformed},
-		{"re-signed but malformed", resigned, nil, codes.InvalidArgument, fernetv1.ReasonMalformed},
-		{"random bytes as base64", base64.URLEncoding.EncodeToString(random), nil, codes.InvalidArgument, fernetv1.ReasonMalformed},
-		{"random bytes with the version byte", base64.URLEncoding.EncodeToString(append([]byte{0x80}, random...)), nil, codes.InvalidArgument, fernetv1.ReasonInvalidSignature},
+		{"empty token", "", nil, codes.InvalidArgument, reasons.Malformed},
+		{"huge token", strings.Repeat("gAAAAA", 100_000), nil, codes.InvalidArgument, reasons.TokenTooLarge},
+		{"non-ASCII token", good[:20] + "ü" + good[20:], nil, codes.InvalidArgument, reasons.Malformed},
+		{"truncated token", good[:len(good)-10], nil, codes.InvalidArgument, reasons.Malformed},
+		{"re-signed but malformed", resigned, nil, codes.InvalidArgument, reasons.Malformed},
+		{"random bytes as base64", base64.URLEncoding.EncodeToString(random), nil, codes.InvalidArgument, reasons.Malformed},
+		{"random bytes with the version byte", base64.URLEncoding.EncodeToString(append([]byte{0x80}, random...)), nil, codes.InvalidArgument, reasons.InvalidSignature},
 	}
 	for _, tt := range decryptCases {
 		t.Run("decrypt/"+tt.name, func(t *testing.T) {
@@ -56,12 +57,12 @@ func TestBadInput(t *testing.T) {
 
 	t.Run("oversized plaintext", func(t *testing.T) {
 		_, err := ts.client.Encrypt(ctx(t), &fernetv1.EncryptRequest{Plaintext: make([]byte, 1025)})
-		wantReason(t, err, fernetv1.ReasonPlaintextTooLarge)
+		wantReason(t, err, reasons.PlaintextTooLarge)
 		stillServing(t, ts)
 	})
 	t.Run("oversized batch", func(t *testing.T) {
 		_, err := ts.client.DecryptBatch(ctx(t), &fernetv1.DecryptBatchRequest{Tokens: make([]string, 101)})
-		wantReason(t, err, fernetv1.ReasonBatchTooLarge)
+		wantReason(t, err, reasons.BatchTooLarge)
 		stillServing(t, ts)
 	})
 	t.Run("oversized message", func(t *testing.T) {
@@ -77,7 +78,7 @@ func TestBadInput(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []string{"", fernetv1.ReasonMalformed, fernetv1.ReasonMalformed, "", fernetv1.ReasonTokenTooLarge}
+		want := []string{"", reasons.Malformed, reasons.Malformed, "", reasons.TokenTooLarge}
 		for i, result := range resp.GetResults() {
 			if got := result.GetError().GetReason(); got != want[i] {
 				t.Errorf("item %d reason %q, want %q", i, got, want[i])
@@ -131,7 +132,7 @@ func TestCallerLeavingMidBatch(t *testing.T) {
 	t.Fatal("no wait landed mid-batch: the server never stopped a batch early")
 }
 
-func TestBatchStopsWithinAStrideOfTheCallerLeaving(t *testing.T) {
+func TestBatchStopsWithinACheckOfTheCallerLeaving(t *testing.T) {
 	keys := &swappableKeys{}
 	keys.Store(fernet.NewKeyring(newKey(t)))
 	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "test")
@@ -146,8 +147,8 @@ func TestBatchStopsWithinAStrideOfTheCallerLeaving(t *testing.T) {
 	}
 	result := func(int, *fernetv1.ItemError) int { return 0 }
 	_, err := runBatch(leaving, service, service.metrics.encrypt, make([]int, 10_000), process, result)
-	// Each worker may finish the share it holds.
-	if limit := int64(100 + runtime.GOMAXPROCS(0)*cancellationStride); status.Code(err) != codes.Canceled || processed.Load() > limit {
+	// Each worker may run up to a check's worth of items after it.
+	if limit := int64(100 + runtime.GOMAXPROCS(0)*itemsPerCancelCheck); status.Code(err) != codes.Canceled || processed.Load() > limit {
 		t.Fatalf("runBatch = %v after %d items, want CANCELED within %d items", err, processed.Load(), limit)
 	}
 }

@@ -89,7 +89,7 @@ func TestBatchMetricsCountEveryItem(t *testing.T) {
 	if err != nil || len(resp.GetResults()) != len(tokens) {
 		t.Fatalf("DecryptBatch = %d results, %v; want %d", len(resp.GetResults()), err, len(tokens))
 	}
-	shares := (len(tokens) + cancellationStride - 1) / cancellationStride
+	shares := (len(tokens) + itemsPerShare - 1) / itemsPerShare
 	for _, want := range []struct {
 		name   string
 		labels []string

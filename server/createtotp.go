@@ -15,7 +15,7 @@ import (
 func (s *Service) CreateTOTP(_ context.Context, req *fernetv1.CreateTOTPRequest) (*fernetv1.CreateTOTPResponse, error) {
 	return runUnary(s, s.metrics.createTOTP, func(_ time.Time, t *tally) (*fernetv1.CreateTOTPResponse, error) {
 		resp, err := s.createTOTP(s.keys.Keyring(), req)
-		t.sealed(err)
+		t.encrypted(err)
 		return resp, err
 	})
 }
@@ -40,13 +40,13 @@ func (s *Service) createTOTP(keyring *fernet.Keyring, req *fernetv1.CreateTOTPRe
 	defer clear(secret)
 	// The token holds the base32 text, as apps that use pyotp store it.
 	text := totp.EncodeBase32(secret)
-	sealed, err := s.seal(keyring, []byte(text))
+	encrypted, err := s.encryptPlaintext(keyring, []byte(text))
 	if err != nil {
 		return nil, err
 	}
 	return &fernetv1.CreateTOTPResponse{
-		Token:           sealed.Token,
-		KeyId:           sealed.KeyID,
+		Token:           encrypted.Token,
+		KeyId:           encrypted.KeyID,
 		ProvisioningUri: enrolment.ProvisioningURI(text),
 	}, nil
 }

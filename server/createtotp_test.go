@@ -7,6 +7,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
 
@@ -88,7 +89,7 @@ func TestCreateTOTPRefusesBadParameters(t *testing.T) {
 		{AccountName: "a", SecretBytes: totp.MaxSecretBytes + 1},
 	} {
 		_, err := ts.client.CreateTOTP(ctx(t), req)
-		wantReason(t, err, fernetv1.ReasonInvalidTOTPParameter)
+		wantReason(t, err, reasons.InvalidTOTPParameter)
 	}
 	if got := ts.metric(t, "fernet_operations_total", "operation", operationCreate, "outcome", "error"); got != 10 {
 		t.Errorf("fernet_operations_total{operation=create_totp,outcome=error} = %v, want 10", got)
@@ -103,5 +104,5 @@ func TestCreateTOTPHonoursThePlaintextLimit(t *testing.T) {
 		t.Fatalf("a 32-character secret: %v", err)
 	}
 	_, err := ts.client.CreateTOTP(ctx(t), &fernetv1.CreateTOTPRequest{AccountName: "a", SecretBytes: 32})
-	wantReason(t, err, fernetv1.ReasonPlaintextTooLarge)
+	wantReason(t, err, reasons.PlaintextTooLarge)
 }

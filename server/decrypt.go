@@ -31,20 +31,21 @@ func (s *Service) DecryptBatch(ctx context.Context, req *fernetv1.DecryptBatchRe
 // decrypt checks the TTL, when one is given, against now in whole seconds,
 // as Python's int(time.time()).
 func (s *Service) decrypt(keyring *fernet.Keyring, token string, ttlSeconds *int64, now time.Time, t *tally) (*fernetv1.DecryptResponse, error) {
-	opened, err := s.open(keyring, token, ttlSeconds, now)
-	t.opened(opened.Primary, err)
+	decrypted, err := s.decryptToken(keyring, token, ttlSeconds, now)
+	t.decrypted(decrypted.Primary, err)
 	if err != nil {
 		return nil, err
 	}
 	return &fernetv1.DecryptResponse{
-		Plaintext:      opened.Plaintext,
-		KeyId:          opened.KeyID,
-		Timestamp:      opened.Timestamp,
-		NeedsReencrypt: !opened.Primary,
+		Plaintext:      decrypted.Plaintext,
+		KeyId:          decrypted.KeyID,
+		Timestamp:      decrypted.Timestamp,
+		NeedsReencrypt: !decrypted.Primary,
 	}, nil
 }
 
-func (s *Service) open(keyring *fernet.Keyring, token string, ttlSeconds *int64, now time.Time) (fernet.Decrypted, error) {
+// decryptToken is the engine's Decrypt, for a token within the limit.
+func (s *Service) decryptToken(keyring *fernet.Keyring, token string, ttlSeconds *int64, now time.Time) (fernet.Decrypted, error) {
 	if err := s.limits.checkToken(token); err != nil {
 		return fernet.Decrypted{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 func TestDecrypt(t *testing.T) {
@@ -51,12 +52,12 @@ func TestDecryptFailures(t *testing.T) {
 		ttl    *int64
 		reason string
 	}{
-		{"garbage", "not a token", nil, fernetv1.ReasonMalformed},
-		{"non-ASCII", "gAAAAé", nil, fernetv1.ReasonMalformed},
-		{"unknown key", tokenUnder(t, newKey(t), "secret", now), nil, fernetv1.ReasonInvalidSignature},
-		{"expired", tokenUnder(t, ts.primary, "secret", now-120), proto.Int64(60), fernetv1.ReasonExpired},
-		{"from the future", tokenUnder(t, ts.primary, "secret", now+3600), proto.Int64(60), fernetv1.ReasonFutureTimestamp},
-		{"too large", strings.Repeat("A", 1000), nil, fernetv1.ReasonTokenTooLarge},
+		{"garbage", "not a token", nil, reasons.Malformed},
+		{"non-ASCII", "gAAAAé", nil, reasons.Malformed},
+		{"unknown key", tokenUnder(t, newKey(t), "secret", now), nil, reasons.InvalidSignature},
+		{"expired", tokenUnder(t, ts.primary, "secret", now-120), proto.Int64(60), reasons.Expired},
+		{"from the future", tokenUnder(t, ts.primary, "secret", now+3600), proto.Int64(60), reasons.FutureTimestamp},
+		{"too large", strings.Repeat("A", 1000), nil, reasons.TokenTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,10 +104,10 @@ func TestDecryptBatch(t *testing.T) {
 	if string(results[0].GetOk().GetPlaintext()) != "one" || results[0].GetOk().GetNeedsReencrypt() {
 		t.Errorf("item 0 = %v, want one under the primary key", results[0])
 	}
-	if results[1].GetError().GetReason() != fernetv1.ReasonExpired {
+	if results[1].GetError().GetReason() != reasons.Expired {
 		t.Errorf("item 1 = %v, want EXPIRED: the batch TTL applies to every item", results[1])
 	}
-	if results[2].GetError().GetReason() != fernetv1.ReasonMalformed {
+	if results[2].GetError().GetReason() != reasons.Malformed {
 		t.Errorf("item 2 = %v, want MALFORMED", results[2])
 	}
 	if string(results[3].GetOk().GetPlaintext()) != "four" || !results[3].GetOk().GetNeedsReencrypt() {

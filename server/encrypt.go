@@ -29,15 +29,16 @@ func (s *Service) EncryptBatch(ctx context.Context, req *fernetv1.EncryptBatchRe
 }
 
 func (s *Service) encrypt(keyring *fernet.Keyring, plaintext []byte, t *tally) (*fernetv1.EncryptResponse, error) {
-	sealed, err := s.seal(keyring, plaintext)
-	t.sealed(err)
+	encrypted, err := s.encryptPlaintext(keyring, plaintext)
+	t.encrypted(err)
 	if err != nil {
 		return nil, err
 	}
-	return &fernetv1.EncryptResponse{Token: sealed.Token, KeyId: sealed.KeyID}, nil
+	return &fernetv1.EncryptResponse{Token: encrypted.Token, KeyId: encrypted.KeyID}, nil
 }
 
-func (s *Service) seal(keyring *fernet.Keyring, plaintext []byte) (fernet.Encrypted, error) {
+// encryptPlaintext is the engine's Encrypt, for a plaintext within the limit.
+func (s *Service) encryptPlaintext(keyring *fernet.Keyring, plaintext []byte) (fernet.Encrypted, error) {
 	if err := s.limits.checkPlaintext(plaintext); err != nil {
 		return fernet.Encrypted{}, err
 	}

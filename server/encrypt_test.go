@@ -12,6 +12,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 func TestEncrypt(t *testing.T) {
@@ -36,7 +37,7 @@ func TestEncryptRefusesAnOversizedPlaintext(t *testing.T) {
 	ts := startServer(t, Limits{MaxPlaintextBytes: 16, MaxBatchItems: 10})
 	plaintext := bytes.Repeat([]byte("s"), 17)
 	_, err := ts.client.Encrypt(ctx(t), &fernetv1.EncryptRequest{Plaintext: plaintext})
-	wantReason(t, err, fernetv1.ReasonPlaintextTooLarge, string(plaintext))
+	wantReason(t, err, reasons.PlaintextTooLarge, string(plaintext))
 	if got := ts.metric(t, "fernet_operations_total", "operation", "encrypt", "outcome", "error"); got != 1 {
 		t.Fatalf("fernet_operations_total{encrypt,error} = %v, want 1", got)
 	}
@@ -57,8 +58,8 @@ func TestEncryptBatch(t *testing.T) {
 	keyring := fernet.NewKeyring(ts.primary)
 	for i, want := range []string{"first", "", ""} {
 		if i == 1 {
-			if reason := results[i].GetError().GetReason(); reason != fernetv1.ReasonPlaintextTooLarge {
-				t.Fatalf("item 1 reason = %q, want %s", reason, fernetv1.ReasonPlaintextTooLarge)
+			if reason := results[i].GetError().GetReason(); reason != reasons.PlaintextTooLarge {
+				t.Fatalf("item 1 reason = %q, want %s", reason, reasons.PlaintextTooLarge)
 			}
 			continue
 		}
@@ -72,7 +73,7 @@ func TestEncryptBatch(t *testing.T) {
 func TestBatchTooLargeProcessesNothing(t *testing.T) {
 	ts := startServer(t, Limits{MaxPlaintextBytes: 16, MaxBatchItems: 2})
 	_, err := ts.client.EncryptBatch(ctx(t), &fernetv1.EncryptBatchRequest{Plaintexts: [][]byte{{1}, {2}, {3}}})
-	wantReason(t, err, fernetv1.ReasonBatchTooLarge)
+	wantReason(t, err, reasons.BatchTooLarge)
 	for _, outcome := range []string{"ok", "error"} {
 		if got := ts.metric(t, "fernet_operations_total", "operation", "encrypt", "outcome", outcome); got != 0 {
 			t.Fatalf("fernet_operations_total{encrypt,%s} = %v: a refused batch must process nothing", outcome, got)

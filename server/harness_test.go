@@ -18,6 +18,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // testServer is a real Server on a Unix socket in a temp dir, with a
@@ -58,6 +59,7 @@ func startServer(t *testing.T, limits Limits) *testServer {
 		Version:         "test",
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
+	ts.ObserveKeyReload(ts.keys.Keyring(), nil) // the first load, as keysource.NewReloader records it
 	addr := serve(t, ts.Server, "unix://"+filepath.Join(t.TempDir(), "fernet.sock"))
 	var err error
 	ts.conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -131,8 +133,8 @@ func wantReason(t *testing.T, err error, reason string, secrets ...string) {
 			info = i
 		}
 	}
-	if info == nil || info.GetReason() != reason || info.GetDomain() != fernetv1.ErrorDomain {
-		t.Fatalf("ErrorInfo = %v, want reason %s in domain %s", info, reason, fernetv1.ErrorDomain)
+	if info == nil || info.GetReason() != reason || info.GetDomain() != reasons.Domain {
+		t.Fatalf("ErrorInfo = %v, want reason %s in domain %s", info, reason, reasons.Domain)
 	}
 	for _, secret := range secrets {
 		if secret != "" && strings.Contains(st.Message(), secret) {

@@ -31,16 +31,16 @@ func (s *Service) InspectBatch(ctx context.Context, req *fernetv1.InspectBatchRe
 // inspect decrypts the token, since only that proves it whole (its padding
 // is checked after the signature), and wipes the plaintext at once.
 func (s *Service) inspect(keyring *fernet.Keyring, token string, ttlSeconds *int64, now time.Time, t *tally) (*fernetv1.InspectResponse, error) {
-	opened, err := s.open(keyring, token, ttlSeconds, now)
-	clear(opened.Plaintext)
-	t.opened(opened.Primary, err)
+	decrypted, err := s.decryptToken(keyring, token, ttlSeconds, now)
+	clear(decrypted.Plaintext)
+	t.decrypted(decrypted.Primary, err)
 	if err != nil {
 		return nil, err
 	}
 	return &fernetv1.InspectResponse{
-		KeyId:          opened.KeyID,
-		Timestamp:      opened.Timestamp,
-		NeedsReencrypt: !opened.Primary,
+		KeyId:          decrypted.KeyID,
+		Timestamp:      decrypted.Timestamp,
+		NeedsReencrypt: !decrypted.Primary,
 	}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // TestInspectTellsWhatDecryptDoes: for tokens of every kind, Inspect and
@@ -68,7 +69,7 @@ func TestInspectTellsWhatDecryptDoes(t *testing.T) {
 	if _, err := ts.client.InspectBatch(ctx(t), &fernetv1.InspectBatchRequest{Tokens: make([]string, 11)}); err == nil {
 		t.Error("InspectBatch took more items than the limit")
 	} else {
-		wantReason(t, err, fernetv1.ReasonBatchTooLarge)
+		wantReason(t, err, reasons.BatchTooLarge)
 	}
 }
 
@@ -98,7 +99,7 @@ func TestInspectBatchAuditNamesKeys(t *testing.T) {
 	ok := func(id string) *fernetv1.InspectBatchResult {
 		return &fernetv1.InspectBatchResult{Result: &fernetv1.InspectBatchResult_Ok{Ok: &fernetv1.InspectResponse{KeyId: id}}}
 	}
-	failed := &fernetv1.InspectBatchResult{Result: &fernetv1.InspectBatchResult_Error{Error: &fernetv1.ItemError{Reason: fernetv1.ReasonMalformed}}}
+	failed := &fernetv1.InspectBatchResult{Result: &fernetv1.InspectBatchResult_Error{Error: &fernetv1.ItemError{Reason: reasons.Malformed}}}
 	got := keyIDsOf(&fernetv1.InspectBatchResponse{Results: []*fernetv1.InspectBatchResult{ok("a"), failed, ok("b"), ok("a")}})
 	if strings.Join(got, ",") != "a,b" {
 		t.Errorf("key ids %v, want [a b]", got)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // TestErrorMessagesAreFixedPerReason: a message depends on the reason
@@ -24,15 +25,15 @@ func TestErrorMessagesAreFixedPerReason(t *testing.T) {
 		ttl    *int64
 		reason string
 	}{
-		{"aGVsbG8gd29ybGQ=", nil, fernetv1.ReasonMalformed},                                      // version byte 0x68
-		{"JBSWY3DPEHPK3PXP", nil, fernetv1.ReasonMalformed},                                      // a bare TOTP secret
-		{"aGVsbG8gd29ybGQgdGhpcyBpcyBub3Q", nil, fernetv1.ReasonMalformed},                       // 31 characters
-		{strings.Repeat("x", 17), nil, fernetv1.ReasonMalformed},                                 // 17 data characters
-		{good[:len(good)-8], nil, fernetv1.ReasonMalformed},                                      // truncated
-		{tokenUnder(t, newKey(t), "other", 1_700_000_000), nil, fernetv1.ReasonInvalidSignature}, // unknown key
-		{tokenUnder(t, ts.primary, "old", 1_000_000_000), &ttl, fernetv1.ReasonExpired},
-		{tokenUnder(t, ts.primary, "future", 1<<40), &ttl, fernetv1.ReasonFutureTimestamp},
-		{strings.Repeat("gAAAAA", 1000), nil, fernetv1.ReasonTokenTooLarge},
+		{"aGVsbG8gd29ybGQ=", nil, reasons.Malformed},                                      // version byte 0x68
+		{"JBSWY3DPEHPK3PXP", nil, reasons.Malformed},                                      // a bare TOTP secret
+		{"aGVsbG8gd29ybGQgdGhpcyBpcyBub3Q", nil, reasons.Malformed},                       // 31 characters
+		{strings.Repeat("x", 17), nil, reasons.Malformed},                                 // 17 data characters
+		{good[:len(good)-8], nil, reasons.Malformed},                                      // truncated
+		{tokenUnder(t, newKey(t), "other", 1_700_000_000), nil, reasons.InvalidSignature}, // unknown key
+		{tokenUnder(t, ts.primary, "old", 1_000_000_000), &ttl, reasons.Expired},
+		{tokenUnder(t, ts.primary, "future", 1<<40), &ttl, reasons.FutureTimestamp},
+		{strings.Repeat("gAAAAA", 1000), nil, reasons.TokenTooLarge},
 	}
 	byReason := map[string]string{}
 	for _, in := range inputs {

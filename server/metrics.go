@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
 
@@ -34,7 +36,7 @@ type Metrics struct {
 	totpVerifications [len(totpOutcomes)]prometheus.Counter // by totp.Outcome
 	methodDenied      *prometheus.CounterVec
 
-	decryptFailures      [len(decryptFailureReasons)]prometheus.Counter // in the order of decryptFailureReasons
+	decryptFailures      [len(reasons.Token)]prometheus.Counter // in the order of reasons.Token
 	decryptedPrimary     prometheus.Counter
 	decryptedDecryptOnly prometheus.Counter
 
@@ -63,7 +65,7 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 	}, []string{"operation", "outcome"})
 	durations := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "fernet_operation_duration_seconds",
-		Help:    "Time to process one item, by operation. A batch observes the mean of each share of up to 64 items once.",
+		Help:    fmt.Sprintf("Time to process one item, by operation. A single call observes its item's time; a batch observes, once per share of up to %d items that a worker takes, the mean time of the share's items.", itemsPerShare),
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
 	}, []string{"operation"})
 	failures := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -126,7 +128,7 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 		lastReloadSucceeded:  lastReloadSucceeded,
 		publicKeyID:          (*fernet.Key).ID,
 	}
-	for i, reason := range decryptFailureReasons {
+	for i, reason := range reasons.Token {
 		m.decryptFailures[i] = failures.WithLabelValues(metricLabel(reason))
 	}
 	for _, outcome := range totpOutcomes {
@@ -171,11 +173,11 @@ func (m *Metrics) setKeys(keyring *fernet.Keyring) {
 type tally struct {
 	ok, failed           int
 	primary, decryptOnly int
-	failures             [len(decryptFailureReasons)]int
+	failures             [len(reasons.Token)]int
 }
 
-// sealed counts an item that made a token.
-func (t *tally) sealed(err error) {
+// encrypted counts an item that made a token.
+func (t *tally) encrypted(err error) {
 	if err != nil {
 		t.failed++
 		return
@@ -183,13 +185,13 @@ func (t *tally) sealed(err error) {
 	t.ok++
 }
 
-// opened counts an item that had to decrypt a token: whether it failed
+// decrypted counts an item that had to decrypt a token: whether it failed
 // and why, or which role of key verified it.
-func (t *tally) opened(primary bool, err error) {
-	t.sealed(err)
+func (t *tally) decrypted(primary bool, err error) {
+	t.encrypted(err)
 	switch {
 	case err != nil:
-		if i := slices.Index(decryptFailureReasons[:], reasonOf(err)); i >= 0 {
+		if i := slices.Index(reasons.Token[:], reasons.Of(err)); i >= 0 {
 			t.failures[i]++
 		}
 	case primary:
@@ -201,7 +203,9 @@ func (t *tally) opened(primary bool, err error) {
 
 // record adds the items of t, which took elapsed in all, to operation's
 // series. The duration histogram gets their mean, once: for a single
-// call that is the item's own time.
+// call that is the item's own time. Timing each item of a batch instead
+// would add two clock reads (about 60 ns each here) and a touch of the
+// shared histogram to an item that takes the engine about a microsecond.
 func (m *Metrics) record(operation operationMetrics, t *tally, elapsed time.Duration) {
 	items := t.ok + t.failed
 	if items == 0 {

@@ -29,15 +29,16 @@ func (s *Service) ReEncryptBatch(ctx context.Context, req *fernetv1.ReEncryptBat
 }
 
 func (s *Service) reencrypt(keyring *fernet.Keyring, token string, t *tally) (*fernetv1.ReEncryptResponse, error) {
-	rotated, err := s.rotate(keyring, token)
-	t.opened(rotated.FromPrimary, err)
+	reencrypted, err := s.reencryptToken(keyring, token)
+	t.decrypted(reencrypted.FromPrimary, err)
 	if err != nil {
 		return nil, err
 	}
-	return &fernetv1.ReEncryptResponse{Token: rotated.Token, KeyId: rotated.KeyID, Changed: rotated.Changed}, nil
+	return &fernetv1.ReEncryptResponse{Token: reencrypted.Token, KeyId: reencrypted.KeyID, Changed: reencrypted.Changed}, nil
 }
 
-func (s *Service) rotate(keyring *fernet.Keyring, token string) (fernet.ReEncrypted, error) {
+// reencryptToken is the engine's ReEncrypt, for a token within the limit.
+func (s *Service) reencryptToken(keyring *fernet.Keyring, token string) (fernet.ReEncrypted, error) {
 	if err := s.limits.checkToken(token); err != nil {
 		return fernet.ReEncrypted{}, err
 	}

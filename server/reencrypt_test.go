@@ -5,6 +5,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 func TestReEncrypt(t *testing.T) {
@@ -43,7 +44,7 @@ func TestReEncryptRefusesWhatItCannotDecrypt(t *testing.T) {
 	ts := startServer(t, DefaultLimits)
 	token := tokenUnder(t, newKey(t), "secret", 1234)
 	_, err := ts.client.ReEncrypt(ctx(t), &fernetv1.ReEncryptRequest{Token: token})
-	wantReason(t, err, fernetv1.ReasonInvalidSignature, token, "secret")
+	wantReason(t, err, reasons.InvalidSignature, token, "secret")
 	if got := ts.metric(t, "fernet_decrypt_failures_total", "reason", "invalid_signature"); got != 1 {
 		t.Fatalf("fernet_decrypt_failures_total{invalid_signature} = %v, want 1", got)
 	}
@@ -65,7 +66,7 @@ func TestReEncryptBatch(t *testing.T) {
 	if !results[0].GetOk().GetChanged() || results[1].GetOk().GetChanged() || results[1].GetOk().GetToken() != underPrimary {
 		t.Fatalf("results = %v: want item 0 changed, item 1 unchanged", results)
 	}
-	if results[2].GetError().GetReason() != fernetv1.ReasonMalformed {
+	if results[2].GetError().GetReason() != reasons.Malformed {
 		t.Fatalf("item 2 = %v, want MALFORMED", results[2])
 	}
 	if got := ts.metric(t, "fernet_decryptions_total", "key_role", keyRoleDecryptOnly); got != 1 {

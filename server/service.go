@@ -12,6 +12,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // Service implements fernet.v1.FernetService. It only translates between
@@ -64,22 +65,26 @@ func (l Limits) maxTokenBytes() int {
 
 func (l Limits) checkPlaintext(plaintext []byte) error {
 	if len(plaintext) > l.MaxPlaintextBytes {
-		return tooLarge(fernetv1.ReasonPlaintextTooLarge, "the plaintext", l.MaxPlaintextBytes, "bytes")
+		return tooLarge(reasons.PlaintextTooLarge, "the plaintext", l.MaxPlaintextBytes, "bytes")
 	}
 	return nil
 }
 
 func (l Limits) checkToken(token string) error {
 	if limit := l.maxTokenBytes(); len(token) > limit {
-		return tooLarge(fernetv1.ReasonTokenTooLarge, "the token", limit, "bytes")
+		return tooLarge(reasons.TokenTooLarge, "the token", limit, "bytes")
 	}
 	return nil
 }
 
-// cancellationStride is how many batch items a worker runs between checks
-// that the caller is still there; it is also the share a worker takes at a
-// time.
-const cancellationStride = 64
+// itemsPerShare is how many items a batch worker claims at a time. It
+// records them in the metrics together (see tally), so the duration
+// histogram gets one observation per share.
+const itemsPerShare = 64
+
+// itemsPerCancelCheck is how many items a batch worker runs between checks
+// that the caller is still there.
+const itemsPerCancelCheck = 64
 
 // itemsPerWorker: a batch gets one more worker, up to one per CPU, for
 // every this many items; below it, spreading the work costs more than it
@@ -87,7 +92,9 @@ const cancellationStride = 64
 const itemsPerWorker = 256
 
 // runUnary runs a call of one item: it records the item in op's metrics
-// and turns its error into a gRPC status. now is when the call started.
+// and turns its error into a gRPC status. now is when the call started:
+// the start of its duration, and the time a TTL or a TOTP code is checked
+// against, so that the call reads the clock once.
 func runUnary[Out any](s *Service, op operationMetrics, process func(now time.Time, t *tally) (Out, error)) (Out, error) {
 	var t tally
 	now := time.Now()
@@ -114,19 +121,24 @@ func runBatch[In, Out, Result any](
 	result func(Out, *fernetv1.ItemError) Result,
 ) ([]Result, error) {
 	if len(items) > s.limits.MaxBatchItems {
-		return nil, statusError(op.operation+" batch", tooLarge(fernetv1.ReasonBatchTooLarge, "the batch", s.limits.MaxBatchItems, "items"))
+		return nil, statusError(op.operation+" batch", tooLarge(reasons.BatchTooLarge, "the batch", s.limits.MaxBatchItems, "items"))
 	}
 	results := make([]Result, len(items))
 	var next atomic.Int64 // the first item of the next share
 	work := func() {
-		for ctx.Err() == nil {
-			start := int(next.Add(cancellationStride)) - cancellationStride
+		for {
+			start := int(next.Add(itemsPerShare)) - itemsPerShare
 			if start >= len(items) {
 				return
 			}
 			var share tally
 			started := time.Now()
-			for i := start; i < min(start+cancellationStride, len(items)); i++ {
+			left := false
+			for i := start; i < min(start+itemsPerShare, len(items)); i++ {
+				if i%itemsPerCancelCheck == 0 && ctx.Err() != nil {
+					left = true
+					break
+				}
 				out, err := process(items[i], &share)
 				if err != nil {
 					var zero Out
@@ -136,6 +148,9 @@ func runBatch[In, Out, Result any](
 				results[i] = result(out, nil)
 			}
 			s.metrics.record(op, &share, time.Since(started))
+			if left {
+				return
+			}
 		}
 	}
 	var workers sync.WaitGroup

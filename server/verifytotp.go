@@ -19,8 +19,8 @@ func (s *Service) VerifyTOTP(_ context.Context, req *fernetv1.VerifyTOTPRequest)
 }
 
 func (s *Service) verifyTOTP(keyring *fernet.Keyring, req *fernetv1.VerifyTOTPRequest, now time.Time, t *tally) (*fernetv1.VerifyTOTPResponse, error) {
-	opened, verification, err := s.checkTOTP(keyring, req, now)
-	t.opened(opened.Primary, err)
+	decrypted, verification, err := s.checkTOTP(keyring, req, now)
+	t.decrypted(decrypted.Primary, err)
 	if err != nil {
 		return nil, err
 	}
@@ -29,8 +29,8 @@ func (s *Service) verifyTOTP(keyring *fernet.Keyring, req *fernetv1.VerifyTOTPRe
 		Outcome:        totpOutcomeOf[verification.Outcome],
 		Counter:        verification.Counter,
 		Drift:          int32(verification.Drift),
-		KeyId:          opened.KeyID,
-		NeedsReencrypt: !opened.Primary,
+		KeyId:          decrypted.KeyID,
+		NeedsReencrypt: !decrypted.Primary,
 	}, nil
 }
 
@@ -56,20 +56,20 @@ func (s *Service) checkTOTP(keyring *fernet.Keyring, req *fernetv1.VerifyTOTPReq
 	if err != nil {
 		return fernet.Decrypted{}, totp.Verification{}, err
 	}
-	opened, err := s.open(keyring, req.GetToken(), nil, now)
-	plaintext := opened.Plaintext
+	decrypted, err := s.decryptToken(keyring, req.GetToken(), nil, now)
+	plaintext := decrypted.Plaintext
 	defer clear(plaintext)
-	opened.Plaintext = nil
+	decrypted.Plaintext = nil
 	if err != nil {
 		return fernet.Decrypted{}, totp.Verification{}, err
 	}
 	secret, err := decode(plaintext)
 	defer clear(secret)
 	if err != nil {
-		return opened, totp.Verification{}, err
+		return decrypted, totp.Verification{}, err
 	}
 	verification, err := totp.Verify(secret, req.GetCode(), now, check)
-	return opened, verification, err
+	return decrypted, verification, err
 }
 
 func secretDecoder(encoding fernetv1.TOTPSecretEncoding) (func([]byte) ([]byte, error), error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 	"github.com/fernet-sidecar/fernet-sidecar/totp"
 )
 
@@ -95,6 +96,12 @@ func TestVerifyTOTPEnrolAndLogIn(t *testing.T) {
 func TestVerifyTOTPParameters(t *testing.T) {
 	ts := startServer(t, DefaultLimits)
 	secret := []byte("12345678901234567890")
+	// The server checks each code against its own clock: start at least
+	// 5 s before the end of a 30 s (and so of a 60 s) step, so that no
+	// step ends between making a code and checking it.
+	for time.Now().Unix()%30 >= 25 {
+		time.Sleep(100 * time.Millisecond)
+	}
 	now := time.Now()
 	sha256x8 := totp.Params{Digits: 8, PeriodSeconds: 60, Algorithm: totp.SHA256}
 	codeAt := func(params totp.Params, drift int) string {
@@ -167,15 +174,15 @@ func TestVerifyTOTPFailures(t *testing.T) {
 		req    *fernetv1.VerifyTOTPRequest
 		reason string
 	}{
-		{"garbage token", &fernetv1.VerifyTOTPRequest{Token: "garbage", Code: "123456"}, fernetv1.ReasonMalformed},
-		{"unknown key", &fernetv1.VerifyTOTPRequest{Token: tokenUnder(t, newKey(t), secretText, 1), Code: "123456"}, fernetv1.ReasonInvalidSignature},
-		{"not base32", &fernetv1.VerifyTOTPRequest{Token: notBase32, Code: "123456"}, fernetv1.ReasonInvalidTOTPSecret},
-		{"base32 read as hex", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Encoding: fernetv1.TOTPSecretEncoding_TOTP_SECRET_ENCODING_HEX}, fernetv1.ReasonInvalidTOTPSecret},
-		{"window 11", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Window: proto.Uint32(11)}, fernetv1.ReasonInvalidTOTPParameter},
-		{"9 digits", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Digits: 9}, fernetv1.ReasonInvalidTOTPParameter},
-		{"period too long", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", PeriodSeconds: totp.MaxPeriodSeconds + 1}, fernetv1.ReasonInvalidTOTPParameter},
-		{"unknown algorithm", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Algorithm: 9}, fernetv1.ReasonInvalidTOTPParameter},
-		{"unknown encoding", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Encoding: 9}, fernetv1.ReasonInvalidTOTPParameter},
+		{"garbage token", &fernetv1.VerifyTOTPRequest{Token: "garbage", Code: "123456"}, reasons.Malformed},
+		{"unknown key", &fernetv1.VerifyTOTPRequest{Token: tokenUnder(t, newKey(t), secretText, 1), Code: "123456"}, reasons.InvalidSignature},
+		{"not base32", &fernetv1.VerifyTOTPRequest{Token: notBase32, Code: "123456"}, reasons.InvalidTOTPSecret},
+		{"base32 read as hex", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Encoding: fernetv1.TOTPSecretEncoding_TOTP_SECRET_ENCODING_HEX}, reasons.InvalidTOTPSecret},
+		{"window 11", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Window: proto.Uint32(11)}, reasons.InvalidTOTPParameter},
+		{"9 digits", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Digits: 9}, reasons.InvalidTOTPParameter},
+		{"period too long", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", PeriodSeconds: totp.MaxPeriodSeconds + 1}, reasons.InvalidTOTPParameter},
+		{"unknown algorithm", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Algorithm: 9}, reasons.InvalidTOTPParameter},
+		{"unknown encoding", &fernetv1.VerifyTOTPRequest{Token: good, Code: "123456", Encoding: 9}, reasons.InvalidTOTPParameter},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // Algorithm is the HMAC hash of a secret.
@@ -75,11 +77,11 @@ const (
 )
 
 // ErrInvalidParameter is returned for parameters out of range.
-var ErrInvalidParameter = errors.New("invalid TOTP parameter")
+var ErrInvalidParameter error = reasons.New(reasons.InvalidTOTPParameter, "invalid TOTP parameter")
 
 // ErrInvalidSecret is returned for a secret that does not decode. Its
 // messages never hold the secret.
-var ErrInvalidSecret = errors.New("invalid TOTP secret")
+var ErrInvalidSecret error = reasons.New(reasons.InvalidTOTPSecret, "invalid TOTP secret")
 
 // Params are how codes are made from a secret. The zero value is not
 // valid; Defaults gives pyotp's.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates the Python gRPC stubs of proto/fernet/v1/fernet.proto into
-# fernet_sidecar/_pb/, where they are committed. A Go test
+# Regenerates the Python gRPC stubs of proto/fernet/v1/fernet.proto, and the
+# messages of client/python/proto/fernet_sidecar/rpc.proto (the google.rpc
+# error details the client reads), into fernet_sidecar/_pb/, where they are
+# committed. A Go test
 # (client/python_stubs_test.go) fails when they drift from what this makes.
 #
 #   client/python/generate.sh [OUT_DIR]     (OUT_DIR defaults to client/python)
@@ -33,9 +35,11 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$protoc" -I "$root/proto" --python_out="$tmp" --grpc_python_out="$tmp" \
 	--plugin=protoc-gen-grpc_python="$plugin" fernet/v1/fernet.proto
+"$protoc" -I "$here/proto" --python_out="$tmp" fernet_sidecar/rpc.proto
 
 mkdir -p "$out/fernet_sidecar/_pb"
 cp "$tmp/fernet/v1/fernet_pb2.py" "$out/fernet_sidecar/_pb/fernet_pb2.py"
+cp "$tmp/fernet_sidecar/rpc_pb2.py" "$out/fernet_sidecar/_pb/rpc_pb2.py"
 # The plugin imports the messages as the top-level package fernet.v1; here
 # they are the sibling module.
 sed 's/^from fernet\.v1 import fernet_pb2 as /from . import fernet_pb2 as /' \

@@ -43,18 +43,18 @@ func newWorkload(batchItems int) (*workload, error) {
 	if _, err := rand.Read(w.plaintext); err != nil {
 		return nil, err
 	}
-	sealed, err := fernet.NewKeyring(primary).Encrypt(w.plaintext)
+	encrypted, err := fernet.NewKeyring(primary).Encrypt(w.plaintext)
 	if err != nil {
 		return nil, err
 	}
-	w.token = sealed.Token
+	w.token = encrypted.Token
 	underOld := fernet.NewKeyring(old)
 	for range batchItems {
-		sealed, err := underOld.Encrypt(w.plaintext)
+		encrypted, err := underOld.Encrypt(w.plaintext)
 		if err != nil {
 			return nil, err
 		}
-		w.oldTokens = append(w.oldTokens, sealed.Token)
+		w.oldTokens = append(w.oldTokens, encrypted.Token)
 	}
 	w.decryptRequest = &fernetv1.DecryptRequest{Token: w.token}
 	w.batchRequest = &fernetv1.ReEncryptBatchRequest{Tokens: w.oldTokens}
@@ -99,9 +99,9 @@ func (w *workload) checkBatch(resp *fernetv1.ReEncryptBatchResponse) error {
 		if ok == nil || !ok.GetChanged() {
 			return fmt.Errorf("batch item %d: not re-encrypted: %v", i, r.GetError())
 		}
-		opened, err := ring.Decrypt(ok.GetToken())
-		if err != nil || string(opened.Plaintext) != string(w.plaintext) {
-			return fmt.Errorf("batch item %d: the new token does not open under the primary: %v", i, err)
+		decrypted, err := ring.Decrypt(ok.GetToken())
+		if err != nil || string(decrypted.Plaintext) != string(w.plaintext) {
+			return fmt.Errorf("batch item %d: the new token does not decrypt under the primary: %v", i, err)
 		}
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
 // soakCalls is the CI run's size; FERNET_SIDECAR_SOAK_CALLS=1000000 gives
@@ -87,7 +88,7 @@ func TestSoak(t *testing.T) {
 
 	metrics := s.Metrics(t)
 	totalBad := int64(0)
-	for _, reason := range []string{fernetv1.ReasonMalformed, fernetv1.ReasonInvalidSignature, fernetv1.ReasonExpired, fernetv1.ReasonFutureTimestamp} {
+	for _, reason := range []string{reasons.Malformed, reasons.InvalidSignature, reasons.Expired, reasons.FutureTimestamp} {
 		var sent int64
 		if counter, ok := sentBad.Load(reason); ok {
 			sent = counter.(*atomic.Int64).Load()
@@ -141,10 +142,10 @@ func newSoakMix(t *testing.T, primary, old *fernet.Key) *soakMix {
 		token, reason string
 		ttl           *int64
 	}{
-		{m.good[:40], fernetv1.ReasonMalformed, nil},
-		{seal(mustGenerate(t), now), fernetv1.ReasonInvalidSignature, nil},
-		{seal(primary, now-7200), fernetv1.ReasonExpired, &ttl},
-		{seal(primary, now+7200), fernetv1.ReasonFutureTimestamp, &ttl},
+		{m.good[:40], reasons.Malformed, nil},
+		{seal(mustGenerate(t), now), reasons.InvalidSignature, nil},
+		{seal(primary, now-7200), reasons.Expired, &ttl},
+		{seal(primary, now+7200), reasons.FutureTimestamp, &ttl},
 	}
 	return m
 }

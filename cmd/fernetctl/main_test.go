@@ -7,16 +7,8 @@ import (
 	"testing"
 	"time"
 
-	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 	"github.com/fernet-sidecar/fernet-sidecar/rotation"
 )
-
-func TestReasonsAreTheAPIs(t *testing.T) {
-	// rotation repeats these so as not to import the gRPC code.
-	if rotation.ReasonMalformed != fernetv1.ReasonMalformed || rotation.ReasonInternal != fernetv1.ReasonInternal {
-		t.Fatal("rotation's reasons differ from proto/fernet/v1's")
-	}
-}
 
 func TestParseFlags(t *testing.T) {
 	env := map[string]string{}

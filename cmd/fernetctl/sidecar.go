@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/client"
+	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 	"github.com/fernet-sidecar/fernet-sidecar/rotation"
 )
 
@@ -31,7 +32,7 @@ func itemError(err error) *rotation.ItemError {
 	if errors.As(err, &e) {
 		return &rotation.ItemError{Reason: e.Reason, Message: e.Message}
 	}
-	return &rotation.ItemError{Reason: rotation.ReasonInternal, Message: err.Error()}
+	return &rotation.ItemError{Reason: reasons.Internal, Message: err.Error()}
 }
 
 // convert turns a batch call's results into the job's, or passes its
@@ -47,13 +48,13 @@ func convert[In, Out any](results []In, err error, one func(In) Out) ([]Out, err
 	return out, nil
 }
 
-func (s sidecar) ReEncrypt(ctx context.Context, tokens []string) ([]rotation.Sealed, error) {
+func (s sidecar) ReEncrypt(ctx context.Context, tokens []string) ([]rotation.Encrypted, error) {
 	results, err := s.c.ReEncryptBatch(ctx, tokens)
-	return convert(results, err, func(r client.ReEncryptResult) rotation.Sealed {
+	return convert(results, err, func(r client.ReEncryptResult) rotation.Encrypted {
 		if r.Err != nil {
-			return rotation.Sealed{Err: itemError(r.Err)}
+			return rotation.Encrypted{Err: itemError(r.Err)}
 		}
-		return rotation.Sealed{Token: r.Token, Changed: r.Changed}
+		return rotation.Encrypted{Token: r.Token, Changed: r.Changed}
 	})
 }
 
@@ -70,13 +71,13 @@ func (s sidecar) Inspect(ctx context.Context, tokens []string) ([]rotation.Inspe
 	})
 }
 
-func (s sidecar) Encrypt(ctx context.Context, plaintexts [][]byte) ([]rotation.Sealed, error) {
+func (s sidecar) Encrypt(ctx context.Context, plaintexts [][]byte) ([]rotation.Encrypted, error) {
 	results, err := s.c.EncryptBatch(ctx, plaintexts)
-	return convert(results, err, func(r client.EncryptResult) rotation.Sealed {
+	return convert(results, err, func(r client.EncryptResult) rotation.Encrypted {
 		if r.Err != nil {
-			return rotation.Sealed{Err: itemError(r.Err)}
+			return rotation.Encrypted{Err: itemError(r.Err)}
 		}
-		return rotation.Sealed{Token: r.Token, Changed: true}
+		return rotation.Encrypted{Token: r.Token, Changed: true}
 	})
 }
 

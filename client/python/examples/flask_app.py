@@ -69,18 +69,18 @@ def create_app(test_config=None):
         return jsonify(devices=[{"name": d.name, "secret_length": len(d.secret)} for d in devices])
 
     @app.post("/secrets")
-    def seal():
+    def encrypt_secret():
         return jsonify(token=fernet().encrypt(request.get_data()).decode("ascii"))
 
     @app.post("/secrets/open")
-    def open_secret():
+    def decrypt_secret():
         token = (request.get_json(silent=True) or {}).get("token", "")
         # The extension's decrypt applies FERNET_SIDECAR_TTL.
         secret = app.extensions["fernet_sidecar"].decrypt(token)
         return jsonify(secret=secret.decode("utf-8", "replace"))
 
     @app.post("/secrets/open-async")
-    async def open_secret_async():
+    async def decrypt_secret_async():
         # An async view (Flask 2.2 with asgiref): the asyncio client, which
         # does not block the event loop while the sidecar answers.
         token = (request.get_json(silent=True) or {}).get("token", "")

@@ -1,6 +1,9 @@
 """The exceptions, and how a failed RPC becomes one."""
 
 import grpc
+from google.protobuf.message import DecodeError
+
+from ._pb import rpc_pb2
 
 try:  # An app that has cryptography catches our InvalidToken as its own.
     from cryptography.fernet import InvalidToken as _InvalidTokenBase
@@ -10,7 +13,8 @@ except ImportError:  # pragma: no cover - exercised only without cryptography
         pass
 
 
-# The reasons the sidecar gives (proto/fernet/v1/reasons.go).
+# The reasons the sidecar gives: Go's package reasons (reasons/reasons.go),
+# held equal to these by client/python_reasons_test.go.
 MALFORMED = "MALFORMED"
 INVALID_SIGNATURE = "INVALID_SIGNATURE"
 EXPIRED = "EXPIRED"
@@ -22,6 +26,8 @@ INTERNAL = "INTERNAL"
 INVALID_TOTP_PARAMETER = "INVALID_TOTP_PARAMETER"
 INVALID_TOTP_SECRET = "INVALID_TOTP_SECRET"
 METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+TOO_MANY_BATCHES = "TOO_MANY_BATCHES"
+TOO_MANY_CALLS = "TOO_MANY_CALLS"
 
 #: The reasons a token is refused for: these raise InvalidToken.
 TOKEN_REASONS = frozenset({MALFORMED, INVALID_SIGNATURE, EXPIRED, FUTURE_TIMESTAMP, TOKEN_TOO_LARGE})
@@ -57,7 +63,8 @@ class SidecarError(Exception):
     ``code`` is the grpc.StatusCode of the failed call (None for a batch
     item's error), ``reason`` the sidecar's reason when it gave one
     (PLAINTEXT_TOO_LARGE, BATCH_TOO_LARGE, INVALID_TOTP_PARAMETER,
-    INVALID_TOTP_SECRET, METHOD_NOT_ALLOWED, INTERNAL), else None.
+    INVALID_TOTP_SECRET, METHOD_NOT_ALLOWED, TOO_MANY_BATCHES, TOO_MANY_CALLS,
+    INTERNAL), else None.
     """
 
     def __init__(self, message="", code=None, reason=None):
@@ -104,61 +111,20 @@ def _reason(err):
         if key == _STATUS_DETAILS_KEY:
             try:
                 return _error_info_reason(value)
-            except (IndexError, ValueError, UnicodeDecodeError):
+            except DecodeError:
                 return None
     return None
 
 
-# google.rpc.Status, google.protobuf.Any and google.rpc.ErrorInfo are read
-# straight from the wire, so that this package registers no google.rpc
-# types of its own (an app may have googleapis-common-protos) and needs no
-# package that Debian lacks.
 def _error_info_reason(status_bytes):
     """The reason of the first ErrorInfo in our domain in a serialized
-    google.rpc.Status {code = 1; message = 2; repeated Any details = 3}."""
-    for number, value in _fields(status_bytes):
-        if number != 3 or not isinstance(value, bytes):
+    google.rpc.Status, read with rpc_pb2's wire-identical copies of
+    google.rpc's messages (see client/python/proto/fernet_sidecar/rpc.proto
+    for why they are not google.rpc's own)."""
+    for detail in rpc_pb2.Status.FromString(status_bytes).details:
+        if detail.type_url != _ERROR_INFO_TYPE:
             continue
-        any_fields = dict(_fields(value))  # Any {type_url = 1; value = 2}
-        if any_fields.get(1) != _ERROR_INFO_TYPE.encode():
-            continue
-        info = dict(_fields(any_fields.get(2, b"")))  # ErrorInfo {reason = 1; domain = 2}
-        if info.get(2, b"").decode() == ERROR_DOMAIN and info.get(1):
-            return info[1].decode()
+        info = rpc_pb2.ErrorInfo.FromString(detail.value)
+        if info.domain == ERROR_DOMAIN and info.reason:
+            return info.reason
     return None
-
-
-def _fields(buf):
-    """Yields (field number, value) of a protobuf message: ints for
-    varints, bytes for length-delimited fields and fixed-width fields."""
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, i = _varint(buf, i)
-        elif wire_type == 2:
-            length, i = _varint(buf, i)
-            value, i = bytes(buf[i : i + length]), i + length
-            if i > len(buf):
-                raise ValueError("truncated field")
-        elif wire_type == 1:
-            value, i = bytes(buf[i : i + 8]), i + 8
-        elif wire_type == 5:
-            value, i = bytes(buf[i : i + 4]), i + 4
-        else:
-            raise ValueError("unsupported wire type %d" % wire_type)
-        yield number, value
-
-
-def _varint(buf, i):
-    result = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, i
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")

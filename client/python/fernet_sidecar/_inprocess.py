@@ -30,12 +30,13 @@ _MAX_CLOCK_SKEW = 60
 _CIPHERTEXT_START = 1 + 8 + 16
 _MIN_TOKEN_BYTES = _CIPHERTEXT_START + 16 + 32
 
-# Fixed texts per reason: a message never holds any part of the input.
+# The sidecar's fixed text per reason (package reasons): a message never
+# holds any part of the input.
 _MESSAGES = {
-    _errors.MALFORMED: "malformed token",
+    _errors.MALFORMED: "not a Fernet token",
     _errors.INVALID_SIGNATURE: "no loaded key verifies the token",
-    _errors.EXPIRED: "token expired",
-    _errors.FUTURE_TIMESTAMP: "token timestamp is in the future",
+    _errors.EXPIRED: "the token is older than the TTL",
+    _errors.FUTURE_TIMESTAMP: "the token's timestamp is in the future",
 }
 
 
@@ -95,6 +96,9 @@ class InProcessFernet:
         return self.decrypt_info(token, ttl).plaintext
 
     def decrypt_info(self, token: Union[bytes, str], ttl: Optional[int] = None) -> Decrypted:
+        return self._decrypt(token, ttl, "decrypt")
+
+    def _decrypt(self, token, ttl, operation):
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))):
             raise TypeError("ttl must be an int or None, not %s" % type(ttl).__name__)
         for index, key in enumerate(self._keys):
@@ -104,10 +108,10 @@ class InProcessFernet:
                 continue
             timestamp = Fernet._get_unverified_token_data(token)[0]
             return Decrypted(plaintext, key.id, timestamp, index != 0)
-        raise self._invalid(token, ttl)
+        raise self._invalid(token, ttl, operation)
 
     def rotate(self, msg: Union[bytes, str]) -> bytes:
-        info = self.decrypt_info(msg)
+        info = self._decrypt(msg, None, "reencrypt")
         if not info.needs_reencrypt and _is_canonical(msg):
             return msg.encode("ascii") if isinstance(msg, str) else msg
         return self._keys[0].fernet._encrypt_from_parts(info.plaintext, info.timestamp, os.urandom(16))
@@ -147,12 +151,12 @@ class InProcessFernet:
 
     # -- plumbing ----------------------------------------------------------
 
-    def _invalid(self, token, ttl):
-        """The InvalidToken for a token no key decrypts, with the reason the
-        sidecar gives: it checks the signature before the time, where Python
-        checks the time first."""
+    def _invalid(self, token, ttl, operation):
+        """The InvalidToken for a token no key decrypts, with the reason and
+        message the sidecar gives: it checks the signature before the time,
+        where Python checks the time first."""
         reason = self._reason(token, ttl)
-        return _errors.InvalidToken(_MESSAGES[reason], reason)
+        return _errors.InvalidToken("%s: %s" % (operation, _MESSAGES[reason]), reason)
 
     def _reason(self, token, ttl):
         try:

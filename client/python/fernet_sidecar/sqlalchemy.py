@@ -17,11 +17,12 @@ flush or query costs one RPC per type, not one per value:
 - before a flush, the new and changed values of encrypted columns are
   encrypted with one encrypt_many per column type;
 - an ORM SELECT whose top-level entities have encrypted columns (queries,
-  Session.get, refreshes of expired attributes, selectin loads) is run to
-  the end, its tokens are decrypted with one decrypt_many per column type,
-  and the plaintexts are put in the loaded objects and rows. Such a query is
-  buffered (as .all() is); a query with yield_per or stream_results is not,
-  and decrypts value by value.
+  Session.get, refreshes of expired attributes, selectin loads) reads all
+  its rows, their tokens are decrypted with one decrypt_many per column
+  type before the first object is made of them, and the plaintexts are put
+  in each object before its load listeners and reconstructor run, and in
+  the rows. Such a query is buffered (as .all() is); a query with yield_per
+  or stream_results is not, and decrypts value by value.
 
 Anything else (Core statements, a joined eager load's related columns)
 decrypts and encrypts value by value, with the same results.
@@ -30,8 +31,9 @@ decrypts and encrypts value by value, with the same results.
 import contextvars
 import weakref
 
-from sqlalchemy import LargeBinary, String, Text, event
+from sqlalchemy import Column, LargeBinary, String, Text, event
 from sqlalchemy.orm import Mapper, Session, attributes
+from sqlalchemy.sql import elements, operators
 from sqlalchemy.types import TypeDecorator
 
 from . import _errors
@@ -64,8 +66,10 @@ class _Encrypted(TypeDecorator):
         :param legacy_plaintext: "totp-base32" or "totp-hex": a stored value
             that is not a token (MALFORMED) and has this shape is read as
             the plaintext it is, so rows written before encryption still
-            read; they become tokens when written again (or with
-            ``flask fernet reencrypt --encrypt-plaintext``).
+            read. Such a value becomes a token when the ORM next writes its
+            row (an UPDATE of the object for any column), not on a read
+            alone (or now, with ``flask fernet reencrypt
+            --encrypt-plaintext``).
         :param fernet: the client of this column, or a callable returning
             one; without it, the one given to configure().
         """
@@ -75,6 +79,7 @@ class _Encrypted(TypeDecorator):
         self.ttl = ttl
         self.legacy_plaintext = legacy_plaintext
         self.fernet = fernet
+        self.column_name = None  # "table.column", for errors; set by _named
 
     # -- how a subclass stores things --------------------------------------
 
@@ -94,7 +99,7 @@ class _Encrypted(TypeDecorator):
         if value is None:
             return None
         made = _flush_tokens.get()
-        token = made.pop(value) if made is not None else None
+        token = made.pop(self, value) if made is not None else None
         if token is None:
             token = self.client().encrypt(self._to_bytes(value))
         return self._store(token)
@@ -109,10 +114,36 @@ class _Encrypted(TypeDecorator):
         try:
             return self._from_bytes(self.client().decrypt(token, self.ttl))
         except _errors.InvalidToken as err:
-            return self._legacy_or_raise(token, err)
+            legacy = self._legacy(token, err)
+            if legacy is None:
+                raise _located(err, self.column_name) from err
+            return legacy
 
     def process_literal_param(self, value, dialect):
         raise NotImplementedError("an encrypted value cannot be written as a SQL literal")
+
+    class comparator_factory(TypeDecorator.Comparator):
+        """Refuses every SQL operator but IS NULL and IS NOT NULL: each token
+        has a random IV, so a token made of the value compared never equals
+        the stored one, and a filter would silently match nothing."""
+
+        __slots__ = ()
+
+        def operate(self, op, *other, **kwargs):
+            if op in _NULL_TESTS and len(other) == 1 and (other[0] is None or isinstance(other[0], elements.Null)):
+                return super().operate(op, *other, **kwargs)
+            raise self._refuse(op)
+
+        def reverse_operate(self, op, other, **kwargs):
+            raise self._refuse(op)
+
+        def _refuse(self, op):
+            # The SQLAlchemy error for an operator a type does not support.
+            return NotImplementedError(
+                "%s is an encrypted column: its values cannot be compared or ordered in SQL (%s), since each token has "
+                "a random IV; only IS NULL and IS NOT NULL (== None, != None) work. Filter on another column."
+                % (self.expr, getattr(op, "__name__", op))
+            )
 
     # -- the rest ----------------------------------------------------------
 
@@ -125,11 +156,40 @@ class _Encrypted(TypeDecorator):
             )
         return fernet() if callable(fernet) else fernet
 
-    def _legacy_or_raise(self, stored, err):
-        """The plaintext of a legacy row, or err raised."""
+    def _legacy(self, stored, err):
+        """The plaintext of a stored value the backend refused with err, marked
+        as legacy, if it is legacy plaintext; else None."""
         if self.legacy_plaintext and err.reason == _errors.MALFORMED and looks_like(self.legacy_plaintext, stored):
-            return self._from_bytes(stored.encode("ascii"))
-        raise err
+            plaintext = self._from_bytes(stored.encode("ascii"))
+            return _LegacyText(plaintext) if isinstance(plaintext, str) else _LegacyBytes(plaintext)
+        return None
+
+
+@event.listens_for(Column, "after_parent_attach")
+def _named(column, table):
+    """Gives an encrypted column's type the column's name, for its errors.
+    One type object in several columns names them all."""
+    coltype = column.type
+    if isinstance(coltype, _Encrypted):
+        name = _column_name(column)
+        known = coltype.column_name
+        coltype.column_name = name if known in (None, name) else "%s or %s" % (known, name)
+
+
+def _column_name(column):
+    return "%s.%s" % (column.table.fullname, column.name)
+
+
+def _located(err, column_name, pk=None):
+    """err, an InvalidToken, as one that also says which column (and row,
+    when known) holds the value; never the value."""
+    where = column_name or "an encrypted column"
+    if pk is not None:
+        where += " of the row with primary key %s" % (pk[0] if len(pk) == 1 else pk,)
+    return _errors.InvalidToken("%s does not decrypt (%s): %s" % (where, err.reason, err), err.reason)
+
+
+_NULL_TESTS = (operators.is_, operators.is_not, operators.eq, operators.ne)
 
 
 class EncryptedString(_Encrypted):
@@ -172,6 +232,31 @@ class EncryptedBinary(_Encrypted):
         return token
 
 
+class _LegacyText(str):
+    """A legacy plaintext as read (a str equal to it), so that the load event
+    of its object notes that the column still holds plaintext and puts a
+    plain str in its place. A Core statement, which loads no object,
+    returns it as it is."""
+
+
+class _LegacyBytes(bytes):
+    """_LegacyText for bytes."""
+
+
+def _plain(value):
+    """value as its own type, without a legacy mark."""
+    if isinstance(value, _LegacyText):
+        return str(value)
+    if isinstance(value, _LegacyBytes):
+        return bytes(value)
+    return value
+
+
+# state.info's key for the set of an object's encrypted columns that were
+# read as legacy plaintext.
+_LEGACY_KEYS = "fernet_sidecar.legacy_plaintext"
+
+
 def _token_text(value):
     """A stored token as str: drivers return binary columns as bytes or
     memoryview."""
@@ -187,18 +272,28 @@ _flush_tokens = contextvars.ContextVar("fernet_sidecar_flush_tokens", default=No
 
 
 class _FlushTokens:
-    """Tokens made ahead for values a flush is about to bind. They are keyed
-    by the value object's identity (the flush binds the very objects the
-    instances hold) and used once each, so two rows never share a token."""
+    """Tokens made ahead for values a flush is about to bind, used once each
+    so that two rows never share a token. They are keyed by the value
+    object's identity (the flush binds the very objects the instances hold)
+    and by what made the token: the column type's class (how the value
+    becomes bytes) and its client. One value object in two columns with
+    different clients gets a token from each."""
 
     def __init__(self):
-        self._tokens = {}  # id(value) -> (value, [tokens])
+        self._tokens = {}  # (class, id(fernet), id(value)) -> (value, [tokens])
 
-    def put(self, value, token):
-        self._tokens.setdefault(id(value), (value, []))[1].append(token)
+    @staticmethod
+    def _key(coltype, value):
+        # coltype may be a copy the dialect made of the column's type, so
+        # its fields count, not its identity; the column type holds its
+        # fernet for as long as the flush runs.
+        return type(coltype), id(coltype.fernet), id(value)
 
-    def pop(self, value):
-        entry = self._tokens.get(id(value))
+    def put(self, coltype, value, token):
+        self._tokens.setdefault(self._key(coltype, value), (value, []))[1].append(token)
+
+    def pop(self, coltype, value):
+        entry = self._tokens.get(self._key(coltype, value))
         if entry is None or entry[0] is not value or not entry[1]:
             return None
         return entry[1].pop()
@@ -206,6 +301,7 @@ class _FlushTokens:
 
 @event.listens_for(Session, "before_flush")
 def _encrypt_before_flush(session, flush_context, instances):
+    _rewrite_legacy(session)
     pending = {}  # column type -> [values]
     for obj in list(session.new) + list(session.dirty):
         state = attributes.instance_state(obj)
@@ -223,12 +319,27 @@ def _encrypt_before_flush(session, flush_context, instances):
     for coltype, values in pending.items():
         tokens = coltype.client().encrypt_many([coltype._to_bytes(v) for v in values])
         for value, token in zip(values, tokens):
-            made.put(value, token)
+            made.put(coltype, value, token)
     _flush_tokens.set(made)
 
 
+def _rewrite_legacy(session):
+    """Marks the columns read as legacy plaintext as modified in the objects
+    this flush writes, so that the UPDATE writes them as tokens: SQLAlchemy
+    writes only the values that changed."""
+    for obj in session.dirty:
+        state = attributes.instance_state(obj)
+        if not state.info.get(_LEGACY_KEYS) or not session.is_modified(obj):
+            continue
+        for key in state.info.pop(_LEGACY_KEYS):
+            if key in state.dict and key not in state.committed_state:
+                attributes.flag_modified(obj, key)
+
+
+# After the flush, or its failure: a failed flush rolls back.
 @event.listens_for(Session, "after_flush_postexec")
-def _forget_flush_tokens(session, flush_context):
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_flush_tokens(session, flush_context_or_transaction):
     _flush_tokens.set(None)
 
 
@@ -238,72 +349,154 @@ def _forget_flush_tokens(session, flush_context):
 _read_batch = contextvars.ContextVar("fernet_sidecar_read_batch", default=None)
 
 
-class _Sealed:
+class _PendingToken:
     """A token read in a batch, standing in for its plaintext until the batch
-    is decrypted. Never seen outside this module."""
+    is decrypted, which happens before the load event of the first object
+    the query loads (all rows are read by then) or, in a query of columns
+    only, when it ends. Code that still gets hold of one (a load listener
+    reading the attributes of another object of the same query, whose own
+    load event has not run yet) gets a clear error on any use of it rather
+    than a value that holds the token."""
 
-    __slots__ = ("coltype", "token", "plaintext")
+    __slots__ = ("coltype", "token", "plaintext", "error")
 
     def __init__(self, coltype, token):
         self.coltype = coltype
         self.token = token
+        self.error = None  # the InvalidToken, when it does not decrypt
+
+    def __repr__(self):
+        return "<encrypted value, not decrypted yet>"
+
+    def _refuse(self, *args):
+        raise RuntimeError(
+            "an encrypted attribute was used before its object finished loading: fernet_sidecar.sqlalchemy "
+            "decrypts a query's values in one batch, before the load event of each object; read the "
+            "attributes of an object in its own load event or reconstructor, or after the query"
+        )
+
+    def __getattr__(self, name):
+        self._refuse()
+
+    def __eq__(self, other):
+        if isinstance(other, _PendingToken):
+            return self is other
+        self._refuse()
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = object.__hash__
+    __str__ = __bytes__ = __format__ = __bool__ = __len__ = __iter__ = __contains__ = _refuse
+    __add__ = __radd__ = __lt__ = __le__ = __gt__ = __ge__ = __getitem__ = _refuse
 
 
 class _ReadBatch:
+    """The tokens an ORM SELECT read, and the objects it loaded."""
+
     def __init__(self):
-        self.sealed = []
+        self.pending = []  # every token read
+        self.undecrypted = []  # those of them not decrypted yet
         self.objects = []
 
     def add(self, coltype, token):
-        sealed = _Sealed(coltype, token)
-        self.sealed.append(sealed)
-        return sealed
+        pending = _PendingToken(coltype, token)
+        self.pending.append(pending)
+        self.undecrypted.append(pending)
+        return pending
 
-    def open(self):
-        """Decrypts every token, one decrypt_many per column type."""
+    def decrypt(self):
+        """Decrypts the tokens not decrypted yet, one decrypt_many per column
+        type."""
+        undecrypted, self.undecrypted = self.undecrypted, []
         by_type = {}
-        for sealed in self.sealed:
-            by_type.setdefault(sealed.coltype, []).append(sealed)
+        for pending in undecrypted:
+            by_type.setdefault(pending.coltype, []).append(pending)
         for coltype, group in by_type.items():
             results = coltype.client().decrypt_many([s.token for s in group], coltype.ttl, return_exceptions=True)
-            for sealed, result in zip(group, results):
+            for pending, result in zip(group, results):
                 if isinstance(result, _errors.InvalidToken):
-                    sealed.plaintext = coltype._legacy_or_raise(sealed.token, result)
+                    pending.plaintext = coltype._legacy(pending.token, result)
+                    if pending.plaintext is None:
+                        pending.error = result
                 elif isinstance(result, Exception):
                     raise result
                 else:
-                    sealed.plaintext = coltype._from_bytes(result)
+                    pending.plaintext = coltype._from_bytes(result)
+
+    def fill_rows(self, frozen):
+        """The frozen result's rows with their plaintexts. Raises if any token
+        of the query did not decrypt, object loaded or not: a query reads
+        all its rows or fails."""
+        self.decrypt()
+        for pending in self.pending:
+            if pending.error is not None:
+                raise _located(pending.error, pending.coltype.column_name) from pending.error
+        rows = [[_plain(v.plaintext) if isinstance(v, _PendingToken) else v for v in row] for row in frozen.rewrite_rows()]
+        return frozen.with_new_rows(rows)
 
     def forget(self, session):
         """After a failure, expires what the objects loaded still hold
-        sealed: the next access loads it again."""
+        encrypted: the next access loads it again."""
         for obj in self.objects:
-            sealed = [k for k, v in attributes.instance_state(obj).dict.items() if isinstance(v, _Sealed)]
-            if sealed:
-                session.expire(obj, sealed)
-
-    def fill(self, frozen):
-        """Puts the plaintexts in the objects loaded; the frozen result's
-        rows with their plaintexts."""
-        for obj in self.objects:
-            state = attributes.instance_state(obj)
-            for key, value in list(state.dict.items()):
-                if isinstance(value, _Sealed):
-                    attributes.set_committed_value(obj, key, value.plaintext)
-        rows = [[v.plaintext if isinstance(v, _Sealed) else v for v in row] for row in frozen.rewrite_rows()]
-        return frozen.with_new_rows(rows)
+            keys = _pending_keys(obj)
+            if keys:
+                session.expire(obj, keys)
 
 
-@event.listens_for(Mapper, "load")
+def _pending_keys(obj):
+    """The keys of the object's encrypted columns that hold a _PendingToken."""
+    state = attributes.instance_state(obj)
+    return [key for key, _ in _encrypted_columns(state.mapper) if isinstance(state.dict.get(key), _PendingToken)]
+
+
+# First of all load listeners (insert=True, and listeners on Mapper run
+# before those of a class, @reconstructor included), so that the app's
+# listeners see plaintexts.
+@event.listens_for(Mapper, "load", insert=True)
 def _loaded(obj, context):
-    batch = _read_batch.get()
-    if batch is not None and _encrypted_columns(attributes.instance_state(obj).mapper):
-        batch.objects.append(obj)
+    _settle(obj, None)
 
 
-@event.listens_for(Mapper, "refresh")
+@event.listens_for(Mapper, "refresh", insert=True)
 def _refreshed(obj, context, attrs):
-    _loaded(obj, context)
+    _settle(obj, attrs)
+
+
+def _settle(obj, loaded):
+    """Puts the plaintexts in an object the ORM loaded (the keys loaded, or
+    None for all), as committed values (so it is not dirty), and notes in
+    its state which encrypted columns hold legacy plaintext."""
+    state = attributes.instance_state(obj)
+    columns = _encrypted_columns(state.mapper)
+    if not columns:
+        return
+    batch = _read_batch.get()
+    if batch is not None:
+        batch.objects.append(obj)
+        if batch.undecrypted:
+            batch.decrypt()
+    noted = state.info.get(_LEGACY_KEYS, frozenset())
+    legacy = noted
+    for key, _ in columns:
+        if key not in state.dict:
+            continue
+        stored = state.dict[key]
+        if isinstance(stored, _PendingToken):
+            if stored.error is not None:
+                raise _located(stored.error, _column_name(state.mapper.columns[key]), state.identity) from stored.error
+            read = stored.plaintext
+        else:
+            read = stored
+        if isinstance(read, (_LegacyText, _LegacyBytes)):
+            legacy = legacy | {key}
+        elif key in legacy and (loaded is None or key in loaded):
+            legacy = legacy - {key}
+        value = _plain(read)
+        if value is not stored:
+            attributes.set_committed_value(obj, key, value)
+    if legacy is not noted:
+        state.info[_LEGACY_KEYS] = legacy
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -325,10 +518,9 @@ def _decrypt_in_batches(orm_execute_state):
             frozen = result.freeze()
         finally:
             _read_batch.reset(reset)
-        if not batch.sealed:
+        if not batch.pending:
             return frozen()
-        batch.open()
-        return batch.fill(frozen)()
+        return batch.fill_rows(frozen)()
     except BaseException:
         batch.forget(state.session)
         raise

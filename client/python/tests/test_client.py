@@ -13,6 +13,8 @@ import unittest
 import grpc
 from cryptography.fernet import Fernet, MultiFernet
 from cryptography.fernet import InvalidToken as CryptographyInvalidToken
+from google.protobuf import descriptor_pool
+from google.protobuf.message import DecodeError
 
 import fernet_sidecar
 from fernet_sidecar import InvalidToken, SidecarError, SidecarFernet, SidecarUnavailable
@@ -401,8 +403,17 @@ class WireTest(unittest.TestCase):
         self.assertEqual(_errors._error_info_reason(status), "EXPIRED")
         other_domain = field(3, field(1, b"type.googleapis.com/google.rpc.ErrorInfo") + field(2, field(1, b"X") + field(2, b"other")))
         self.assertIsNone(_errors._error_info_reason(other_domain))
-        with self.assertRaises((IndexError, ValueError)):
+        with self.assertRaises(DecodeError):
             _errors._error_info_reason(status[:-3])  # truncated
+
+    def test_registers_no_google_rpc_types(self):
+        # An app's googleapis-common-protos registers these; a second,
+        # different registration would fail its import.
+        import fernet_sidecar._errors  # noqa: F401
+
+        for name in ["google.rpc.Status", "google.rpc.ErrorInfo"]:
+            with self.subTest(name=name), self.assertRaises(KeyError):
+                descriptor_pool.Default().FindMessageTypeByName(name)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ class InProcessAgainstSidecar(unittest.TestCase):
             return "ok", call(f)(*args)
         except InvalidToken as err:
             self.assertNotIn(str(args[0])[:20], err.message)
-            return "invalid", err.reason
+            return "invalid", err.reason, err.message
 
     def test_status_names_the_same_keys(self):
         sidecar, local = self.sidecar.status(), self.local.status()

@@ -145,6 +145,62 @@ class Database:
         self.assertNotEqual(first, second)
         self.assertEqual({self.primary.decrypt(first.encode()), self.primary.decrypt(second.encode())}, {shared.encode()})
 
+    def test_one_value_in_columns_of_two_clients(self):
+        """Each column's token is its own client's, even when both columns
+        hold the very same value object."""
+        keys = [Fernet.generate_key(), Fernet.generate_key()]
+        one, other = InProcessFernet([keys[0]]), InProcessFernet([keys[1]])
+        Base = orm.declarative_base()
+
+        class Pair(Base):
+            __tablename__ = "pair"
+            id = sa.Column(sa.Integer, primary_key=True)
+            first = sa.Column(fs.EncryptedString(200, fernet=one))
+            second = sa.Column(fs.EncryptedString(200, fernet=lambda: other))
+
+        Base.metadata.create_all(self.engine)
+        self.addCleanup(Base.metadata.drop_all, self.engine)
+        shared = TOTP + "SHARED"
+        with self.session() as session:
+            session.add(Pair(id=1, first=shared, second=shared))
+            session.commit()
+        self.assertEqual(Fernet(keys[0]).decrypt(self.stored("pair", "first")[0].encode()), shared.encode())
+        self.assertEqual(Fernet(keys[1]).decrypt(self.stored("pair", "second")[0].encode()), shared.encode())
+        with self.session() as session:
+            pair = session.get(Pair, 1)
+            self.assertEqual((pair.first, pair.second), (shared, shared))
+
+    def test_comparisons_other_than_null_tests_are_refused(self):
+        self.add_devices(2)
+        with self.session() as session:
+            session.add(self.Device(id=3))
+            session.commit()
+        Device = self.Device
+        refused = [
+            ("==", lambda: Device.secret == TOTP + "0000"),
+            ("reversed ==", lambda: TOTP + "0000" == Device.secret),
+            ("!=", lambda: Device.note != "note 0"),
+            ("in_", lambda: Device.secret.in_([TOTP + "0000"])),
+            ("like", lambda: Device.secret.like("JBS%")),
+            ("binary ==", lambda: Device.blob == b"\x000"),
+            ("filter_by", lambda: sa.select(Device).filter_by(secret=TOTP + "0000")),
+            ("Core column", lambda: Device.__table__.c.secret == TOTP + "0000"),
+            ("order", lambda: Device.secret.desc()),
+        ]
+        for name, compare in refused:
+            with self.subTest(name):
+                with self.assertRaisesRegex(NotImplementedError, "is an encrypted column") as caught:
+                    compare()
+                self.assertNotIn("JBS", str(caught.exception))
+        with self.session() as session:
+            for where, ids in [
+                (Device.secret == None, [3]),  # noqa: E711 (SQLAlchemy's IS NULL)
+                (Device.secret != None, [1, 2]),  # noqa: E711
+                (Device.secret.is_(None), [3]),
+                (Device.secret.is_not(None), [1, 2]),
+            ]:
+                self.assertEqual(session.execute(sa.select(Device.id).where(where).order_by(Device.id)).scalars().all(), ids)
+
     # -- batching ----------------------------------------------------------
 
     def test_a_flush_encrypts_in_one_call_per_column_type(self):
@@ -154,6 +210,14 @@ class Database:
             session.commit()
         # EncryptedString, EncryptedText and EncryptedBinary: one each.
         self.assertEqual(self.client.calls, {"encrypt_many": 3})
+
+    def test_a_failed_flush_keeps_no_tokens(self):
+        self.add_devices(1)
+        with self.session() as session:
+            session.add(self.Device(id=1, secret=TOTP))  # the primary key is taken
+            with self.assertRaises(sa.exc.IntegrityError):
+                session.commit()
+            self.assertIsNone(fs._flush_tokens.get())
 
     def test_an_update_encrypts_only_what_changed(self):
         self.add_devices(5)
@@ -222,6 +286,45 @@ class Database:
             self.assertEqual(device.note, "note 0")
             self.assertNotIn("decrypt", self.client.calls)
 
+    def test_load_listeners_and_reconstructors_see_plaintexts(self):
+        Base = orm.declarative_base()
+        client = self.client
+
+        class Copied(Base):
+            __tablename__ = "copied"
+            id = sa.Column(sa.Integer, primary_key=True)
+            secret = sa.Column(fs.EncryptedString(200, fernet=lambda: client))
+
+            @orm.reconstructor
+            def remember(self):
+                self.on_reconstruct = self.secret
+
+        @sa.event.listens_for(Copied, "load")
+        def copy_on_load(obj, context):
+            obj.on_load = obj.secret.lower()
+
+        Base.metadata.create_all(self.engine)
+        self.addCleanup(Base.metadata.drop_all, self.engine)
+        with self.session() as session:
+            session.add_all([Copied(id=i, secret="%s%04d" % (TOTP, i)) for i in range(5)])
+            session.commit()
+        self.client.calls.clear()
+        with self.session() as session:
+            rows = session.execute(sa.select(Copied).order_by(Copied.id)).scalars().all()
+            secrets = ["%s%04d" % (TOTP, i) for i in range(5)]
+            self.assertEqual([(c.secret, c.on_reconstruct, c.on_load) for c in rows], [(s, s, s.lower()) for s in secrets])
+            self.assertEqual(self.client.calls, {"decrypt_many": 1})
+            self.assertFalse(session.dirty)
+
+    def test_a_value_used_before_its_batch_is_decrypted_says_so(self):
+        token = self.primary.encrypt(TOTP.encode()).decode()
+        pending = fs._PendingToken(self.Device.secret.type, token)
+        for use in (str, len, bool, lambda v: v.encode(), lambda v: v == "x", lambda v: "%s" % v):
+            with self.assertRaisesRegex(RuntimeError, "before its object finished loading") as caught:
+                use(pending)
+            self.assertNotIn(token, str(caught.exception))
+        self.assertNotIn(token, repr(pending))
+
     def test_core_and_yield_per_decrypt_value_by_value(self):
         self.add_devices(5)
         expected = ["%s%04d" % (TOTP, i) for i in range(5)]
@@ -242,11 +345,40 @@ class Database:
         with self.session() as session:
             devices = session.execute(sa.select(self.Device).order_by(self.Device.id)).scalars().all()
             self.assertEqual([d.secret for d in devices], [TOTP, "NEWNEWNEWNEWNEWN", "jbswy3dpehpk3pxp"])
+            self.assertEqual([type(d.secret) for d in devices], [str] * 3)
             self.assertEqual(session.get(self.Device, 1).secret, TOTP)
-            devices[0].secret = devices[0].secret  # written again, as a token
-            orm.attributes.flag_modified(devices[0], "secret")
-            session.commit()
-        self.assertEqual(self.primary.decrypt(self.stored("device", "secret")[0].encode()), TOTP.encode())
+            self.assertFalse(session.dirty)
+
+    def test_legacy_plaintext_becomes_a_token_when_its_row_is_written(self):
+        Device, Owner = self.Device, self.Owner
+        reads = [
+            ("batched", lambda s, pk: s.execute(sa.select(Device).where(Device.id == pk)).scalars().one()),
+            ("get", lambda s, pk: s.get(Device, pk)),
+            # Value by value: a stream, and a joined load from a class without encrypted columns.
+            ("yield_per", lambda s, pk: next(s.execute(sa.select(Device).where(Device.id == pk).execution_options(yield_per=5)).scalars())),
+            ("joined", lambda s, pk: s.execute(sa.select(Owner).where(Owner.id == pk).options(orm.joinedload(Owner.devices))).unique().scalars().one().devices[0]),
+        ]
+        for pk, (name, read) in enumerate(reads, 1):
+            with self.subTest(name):
+                self.insert_raw("owner", id=pk)
+                self.insert_raw("device", id=pk, name="old", secret=TOTP, owner_id=pk)
+                with self.session() as session:
+                    self.assertEqual(read(session, pk).secret, TOTP)
+                    session.commit()  # read only: nothing written
+                self.assertEqual(self.stored("device", "secret"), [TOTP])
+                with self.session() as session:
+                    device = read(session, pk)
+                    self.assertEqual(type(device.secret), str)
+                    device.name = "renamed"
+                    self.client.calls.clear()
+                    session.commit()
+                    self.assertEqual(self.client.calls, {"encrypt_many": 1})  # in the flush's batch
+                self.assertEqual(self.primary.decrypt(self.stored("device", "secret")[0].encode()), TOTP.encode())
+                with self.session() as session:
+                    self.assertEqual(session.get(self.Device, pk).secret, TOTP)
+                with self.engine.begin() as conn:
+                    conn.execute(sa.text("DELETE FROM device"))
+                    conn.execute(sa.text("DELETE FROM owner"))
 
     def test_what_is_not_legacy_plaintext_fails(self):
         cases = [
@@ -258,9 +390,18 @@ class Database:
             with self.subTest(table=table, stored=stored[:20]):
                 self.insert_raw(table, id=99, secret=stored)
                 model = self.Device if table == "device" else self.Strict
-                for read in (lambda s: s.execute(sa.select(model)).scalars().all(), lambda s: s.get(model, 99)):
+                reads = [  # what the error says of where the value is
+                    (lambda s: s.execute(sa.select(model)).scalars().all(), "%s.secret of the row with primary key 99 " % table),
+                    (lambda s: s.get(model, 99), "%s.secret of the row with primary key 99 " % table),
+                    (lambda s: s.execute(sa.select(model.secret)).all(), "%s.secret does not" % table),
+                    (lambda s: s.execute(sa.select(model).execution_options(yield_per=5)).scalars().all(), "%s.secret does not" % table),
+                    (lambda s: s.connection().execute(sa.select(model.__table__)).all(), "%s.secret does not" % table),
+                ]
+                for read, where in reads:
                     with self.session() as session, self.assertRaises(InvalidToken) as caught:
                         read(session)
+                    self.assertIn(where, str(caught.exception))
+                    self.assertIn(caught.exception.reason, str(caught.exception))
                     self.assertNotIn(stored, str(caught.exception))
                 with self.engine.begin() as conn:
                     conn.execute(sa.text("DELETE FROM %s" % table))
@@ -276,7 +417,7 @@ class Database:
             # The failed query left no half-loaded value in the session.
             self.assertEqual(session.get(self.Strict, 2).secret, "fresh")
             with self.assertRaises(InvalidToken):
-                session.get(self.Strict, 1)
+                session.get(self.Strict, 1).secret
 
     def test_no_client_configured(self):
         self.addCleanup(fs.configure, fs._default_fernet)  # the Flask tests configure one
