@@ -19,40 +19,30 @@ import (
 // symlink dance of several steps) end before the keys are read once.
 const settleTime = 200 * time.Millisecond
 
-// Reloader holds the current keyring and replaces it, whole, when the keys
-// change. Callers take one Keyring() per call, so a reload never mixes two
-// key sets within a call.
-type Reloader struct {
-	source  Source
-	logger  *slog.Logger
-	current atomic.Pointer[fernet.Keyring]
+// Current is the key set in use. A Reloader replaces it whole, and callers
+// take one Keyring() per call, so a reload never mixes two key sets within
+// a call.
+type Current struct {
+	keyring atomic.Pointer[fernet.Keyring]
 	// derived holds the ids of the derived keys in use (Loaded.Derived).
 	derived atomic.Pointer[map[string]bool]
-	// reloading serializes reloads, so a slow read cannot overwrite a
-	// newer one.
-	reloading sync.Mutex
-
-	// OnReload, when set, is told the outcome of every reload: the keyring
-	// now in use, and the error of a failed attempt. Set it before Watch.
-	OnReload func(current *fernet.Keyring, err error)
 }
 
-// NewReloader loads the keys once; an error here means the process must not
-// start. The load is audit-logged.
-func NewReloader(source Source, logger *slog.Logger) (*Reloader, Loaded, error) {
-	loaded, err := source.Load()
-	if err != nil {
-		return nil, Loaded{}, err
-	}
-	r := &Reloader{source: source, logger: logger}
-	r.current.Store(loaded.Keyring)
-	r.derived.Store(&loaded.Derived)
-	logger.Info("keys loaded", append([]any{"audit", true}, keyringAttrs("", loaded.Keyring)...)...)
-	return r, loaded, nil
+// NewCurrent holds the keys of a first load, which a Reloader then
+// records.
+func NewCurrent(loaded Loaded) *Current {
+	c := &Current{}
+	c.set(loaded)
+	return c
+}
+
+func (c *Current) set(loaded Loaded) {
+	c.derived.Store(&loaded.Derived)
+	c.keyring.Store(loaded.Keyring)
 }
 
 // Keyring is the key set in use now.
-func (r *Reloader) Keyring() *fernet.Keyring { return r.current.Load() }
+func (c *Current) Keyring() *fernet.Keyring { return c.keyring.Load() }
 
 // DerivedKeyLabel is what stands for a derived key where an id would
 // confirm a guess: the id of a key derived from a secret with public
@@ -61,11 +51,34 @@ func (r *Reloader) Keyring() *fernet.Keyring { return r.current.Load() }
 const DerivedKeyLabel = "derived"
 
 // PublicKeyID is key's id, or DerivedKeyLabel for a derived key in use.
-func (r *Reloader) PublicKeyID(key *fernet.Key) string {
-	if (*r.derived.Load())[key.ID()] {
+func (c *Current) PublicKeyID(key *fernet.Key) string {
+	if (*c.derived.Load())[key.ID()] {
 		return DerivedKeyLabel
 	}
 	return key.ID()
+}
+
+// Reloader reloads its Current from its Source. It is the one place where
+// each load of the keys is recorded, the first one included: audit-logged,
+// and told to the observer it was made with.
+type Reloader struct {
+	*Current
+	source  Source
+	logger  *slog.Logger
+	observe func(current *fernet.Keyring, err error)
+	// reloading serializes reloads, so a slow read cannot overwrite a
+	// newer one.
+	reloading sync.Mutex
+}
+
+// NewReloader records the first load, of current from source, and reloads
+// current from source when told to. observe, when not nil, is told the
+// outcome of each load: the keyring in use after it, and the error of a
+// failed reload.
+func NewReloader(source Source, current *Current, logger *slog.Logger, observe func(current *fernet.Keyring, err error)) *Reloader {
+	r := &Reloader{Current: current, source: source, logger: logger, observe: observe}
+	r.record("keys loaded", current.Keyring(), nil, keyringAttrs("", current.Keyring()))
+	return r
 }
 
 // Reload reads the keys again. On failure the keys in use stay, and the
@@ -73,51 +86,53 @@ func (r *Reloader) PublicKeyID(key *fernet.Key) string {
 func (r *Reloader) Reload() error {
 	r.reloading.Lock()
 	defer r.reloading.Unlock()
-	before := r.current.Load()
+	before := r.Keyring()
 	loaded, err := r.source.Load()
 	if err != nil {
-		r.logger.Warn("key reload failed; keeping the keys in use",
-			append([]any{"audit", true, "error", err.Error()}, keyringAttrs("", before)...)...)
-		r.report(before, err)
+		r.record("key reload failed; keeping the keys in use", before, err, append([]any{"error", err.Error()}, keyringAttrs("", before)...))
 		return err
 	}
 	after := loaded.Keyring
 	if sameKeys(before, after) {
-		r.logger.Info("keys reloaded, unchanged", append([]any{"audit", true}, keyringAttrs("", before)...)...)
-		r.report(before, nil)
+		r.record("keys reloaded, unchanged", before, nil, keyringAttrs("", before))
 		return nil
 	}
-	r.derived.Store(&loaded.Derived)
-	r.current.Store(after)
-	attrs := []any{"audit", true, "primary_changed", before.Primary().ID() != after.Primary().ID()}
+	r.set(loaded)
+	attrs := []any{"primary_changed", before.Primary().ID() != after.Primary().ID()}
 	attrs = append(attrs, keyringAttrs("before_", before)...)
 	attrs = append(attrs, keyringAttrs("after_", after)...)
-	r.logger.Info("keys changed", attrs...)
-	r.report(after, nil)
+	r.record("keys changed", after, nil, attrs)
 	return nil
 }
 
-func (r *Reloader) report(current *fernet.Keyring, err error) {
-	if r.OnReload != nil {
-		r.OnReload(current, err)
+// record writes the audit line of a load, a failed one at warning level,
+// and tells the observer: current is the keyring in use after it.
+func (r *Reloader) record(msg string, current *fernet.Keyring, err error, attrs []any) {
+	level := slog.LevelInfo
+	if err != nil {
+		level = slog.LevelWarn
+	}
+	r.logger.Log(context.Background(), level, msg, append([]any{"audit", true}, attrs...)...)
+	if r.observe != nil {
+		r.observe(current, err)
 	}
 }
 
 // Watch reloads whenever a key file (a *_FILE path, or the --dev key file)
-// changes, until ctx ends. It watches the files' directories, because
-// Kubernetes and editors replace a file rather than write to it, and the
-// files themselves, because a file bind-mounted on its own (Docker and
-// Compose secrets) changes in place and its directory sees nothing. It
-// returns once the watches are in place, so that no change made after it
-// returns is missed.
-func (r *Reloader) Watch(ctx context.Context) error {
+// changes, until stop is called; stop returns once the watch has ended. It
+// watches the files' directories, because Kubernetes and editors replace a
+// file rather than write to it, and the files themselves, because a file
+// bind-mounted on its own (Docker and Compose secrets) changes in place
+// and its directory sees nothing. It returns once the watches are in
+// place, so that no change made after it returns is missed.
+func (r *Reloader) Watch() (stop func(), err error) {
 	files := r.source.files()
 	if len(files) == 0 {
-		return nil
+		return func() {}, nil
 	}
 	watcher, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("watch key files: %w", err)
+		return nil, fmt.Errorf("watch key files: %w", err)
 	}
 	var dirs []string
 	for _, file := range files {
@@ -127,12 +142,17 @@ func (r *Reloader) Watch(ctx context.Context) error {
 	for _, dir := range slices.Compact(dirs) {
 		if err := watcher.Add(dir); err != nil {
 			watcher.Close()
-			return fmt.Errorf("watch key directory %s: %w", dir, err)
+			return nil, fmt.Errorf("watch key directory %s: %w", dir, err)
 		}
 	}
 	watchFiles(watcher, files)
-	go r.reloadOnEvents(ctx, watcher, files)
-	return nil
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		r.reloadOnEvents(ctx, watcher, files)
+	}()
+	return func() { cancel(); <-ended }, nil
 }
 
 // watchFiles watches each file itself. A file replaced by a new one loses

@@ -2,13 +2,13 @@ package keysource
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -51,24 +51,31 @@ func (b *logBuffer) events(t *testing.T, msg string) []map[string]any {
 	return found
 }
 
-func newReloaderForFile(t *testing.T, path string) (*Reloader, *logBuffer) {
+func newReloaderForFile(t *testing.T, path string, observe func(*fernet.Keyring, error)) (*Reloader, *logBuffer) {
 	t.Helper()
 	logs := &logBuffer{}
-	r, _, err := NewReloader(source(map[string]string{"DJANGO_ENCRYPTION_KEY_FILE": path}),
-		slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	return newReloader(t, source(map[string]string{"DJANGO_ENCRYPTION_KEY_FILE": path}),
+		slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), observe), logs
+}
+
+// newReloader loads the keys of src once and makes a Reloader of them, as
+// the sidecar does.
+func newReloader(t *testing.T, src Source, logger *slog.Logger, observe func(*fernet.Keyring, error)) *Reloader {
+	t.Helper()
+	loaded, err := src.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r, logs
+	return NewReloader(src, NewCurrent(loaded), logger, observe)
 }
 
 func watch(t *testing.T, r *Reloader) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := r.Watch(ctx); err != nil {
+	stop, err := r.Watch()
+	if err != nil {
 		t.Fatalf("Watch: %v", err)
 	}
+	t.Cleanup(stop)
 }
 
 func waitForPrimary(t *testing.T, r *Reloader, want *fernet.Key) {
@@ -85,7 +92,7 @@ func waitForPrimary(t *testing.T, r *Reloader, want *fernet.Key) {
 func TestWatchReloadsARewrittenFile(t *testing.T) {
 	first, second := newKey(t), newKey(t)
 	path := writeFile(t, first.Encode())
-	r, logs := newReloaderForFile(t, path)
+	r, logs := newReloaderForFile(t, path, nil)
 	watch(t, r)
 
 	if err := os.WriteFile(path, []byte(second.Encode()+"\n"), 0o600); err != nil {
@@ -124,7 +131,7 @@ func TestWatchFollowsAKubernetesSecretSwap(t *testing.T) {
 	must(t, os.Symlink("..2026_11_01", filepath.Join(mount, "..data")))
 	must(t, os.Symlink("..data/key", filepath.Join(mount, "key")))
 
-	r, _ := newReloaderForFile(t, filepath.Join(mount, "key"))
+	r, _ := newReloaderForFile(t, filepath.Join(mount, "key"), nil)
 	watch(t, r)
 
 	writeVersion("..2026_11_22", second)
@@ -144,14 +151,14 @@ func must(t *testing.T, err error) {
 func TestFailedReloadKeepsTheKeysInUse(t *testing.T) {
 	good, next := newKey(t), newKey(t)
 	path := writeFile(t, good.Encode())
-	r, logs := newReloaderForFile(t, path)
 	var outcomes []error
-	r.OnReload = func(current *fernet.Keyring, err error) {
+	r, logs := newReloaderForFile(t, path, func(current *fernet.Keyring, err error) {
 		if current.Primary().ID() != good.ID() && err != nil {
 			t.Errorf("a failed reload reported keyring %s, want the kept %s", current.Primary().ID(), good.ID())
 		}
 		outcomes = append(outcomes, err)
-	}
+	})
+	outcomes = outcomes[:0] // the first load; TestEveryLoadIsRecorded checks it
 	const garbage = "this is not a key, and it must not be logged"
 	tests := []struct {
 		name   string
@@ -173,7 +180,7 @@ func TestFailedReloadKeepsTheKeysInUse(t *testing.T) {
 		})
 	}
 	if len(outcomes) != 3 || outcomes[0] == nil || outcomes[2] == nil {
-		t.Fatalf("OnReload saw %v, want three failures", outcomes)
+		t.Fatalf("the observer saw %v, want three failures", outcomes)
 	}
 	if failures := logs.events(t, "key reload failed; keeping the keys in use"); len(failures) != 3 {
 		t.Fatalf("%d failure log lines, want 3", len(failures))
@@ -187,13 +194,45 @@ func TestFailedReloadKeepsTheKeysInUse(t *testing.T) {
 		t.Fatalf("Reload after the file is fixed = %v, primary %s; want %s", err, r.Keyring().Primary().ID(), next.ID())
 	}
 	if outcomes[len(outcomes)-1] != nil {
-		t.Fatal("OnReload was not told of the successful reload")
+		t.Fatal("the observer was not told of the successful reload")
+	}
+}
+
+// TestEveryLoadIsRecorded: the first load and each reload, changed,
+// unchanged or failed, are told to the observer given to NewReloader, with
+// the keyring in use after them, and audit-logged, one line each.
+func TestEveryLoadIsRecorded(t *testing.T) {
+	first, second := newKey(t), newKey(t)
+	path := writeFile(t, first.Encode())
+	type event struct {
+		primary string
+		failed  bool
+	}
+	var events []event
+	r, logs := newReloaderForFile(t, path, func(current *fernet.Keyring, err error) {
+		events = append(events, event{current.Primary().ID(), err != nil})
+	})
+	must(t, r.Reload())
+	must(t, os.WriteFile(path, []byte(second.Encode()), 0o600))
+	must(t, r.Reload())
+	must(t, os.WriteFile(path, []byte("not a key"), 0o600))
+	if r.Reload() == nil {
+		t.Fatal("Reload succeeded on a broken key file")
+	}
+	want := []event{{first.ID(), false}, {first.ID(), false}, {second.ID(), false}, {second.ID(), true}}
+	if !slices.Equal(events, want) {
+		t.Errorf("the observer saw %v, want %v (loaded, unchanged, changed, failed)", events, want)
+	}
+	for _, msg := range []string{"keys loaded", "keys reloaded, unchanged", "keys changed", "key reload failed; keeping the keys in use"} {
+		if lines := logs.events(t, msg); len(lines) != 1 || lines[0]["audit"] != true {
+			t.Errorf("audit lines %q: %v, want one", msg, lines)
+		}
 	}
 }
 
 func TestReloadOfUnchangedKeysChangesNothing(t *testing.T) {
 	key := newKey(t)
-	r, logs := newReloaderForFile(t, writeFile(t, key.Encode()))
+	r, logs := newReloaderForFile(t, writeFile(t, key.Encode()), nil)
 	before := r.Keyring()
 	if err := r.Reload(); err != nil || r.Keyring() != before {
 		t.Fatalf("Reload = %v; the keyring must stay the same object when the keys did not change", err)
@@ -216,7 +255,7 @@ func TestReloadOfUnchangedKeysChangesNothing(t *testing.T) {
 func TestReloadDropsTheReplacedKeys(t *testing.T) {
 	first, second := newKey(t), newKey(t)
 	path := writeFile(t, first.Encode())
-	r, _ := newReloaderForFile(t, path)
+	r, _ := newReloaderForFile(t, path, nil)
 	dropped := make(chan struct{})
 	runtime.AddCleanup(r.Keyring(), func(ch chan struct{}) { close(ch) }, dropped)
 	must(t, os.WriteFile(path, []byte(second.Encode()), 0o600))
@@ -243,10 +282,7 @@ func TestPublicKeyIDHidesDerivedKeys(t *testing.T) {
 	plain := newKey(t)
 	src := source(map[string]string{"DJANGO_ENCRYPTION_KEY": plain.Encode(), "OLD_DJANGO_ENCRYPTION_KEY": "old django secret"})
 	src.DecryptOnlyDerivation = DerivationDjangoFernetFields
-	r, _, err := NewReloader(src, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newReloader(t, src, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if got := r.PublicKeyID(r.Keyring().Primary()); got != plain.ID() {
 		t.Errorf("a plain key's public id = %s, want its id %s", got, plain.ID())
 	}
@@ -264,15 +300,31 @@ func TestWatchFollowsOneRenameOfTheKeyList(t *testing.T) {
 	must(t, os.WriteFile(list, []byte(a.Encode()+"\n"+b.Encode()+"\n"), 0o600))
 	src := source(map[string]string{"FERNET_KEYS_FILE": list})
 	src.ListVar = "FERNET_KEYS"
-	r, _, err := NewReloader(src, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newReloader(t, src, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	watch(t, r)
 	must(t, os.WriteFile(filepath.Join(dir, "keys.new"), []byte(b.Encode()+"\n"+a.Encode()+"\n"), 0o600))
 	must(t, os.Rename(filepath.Join(dir, "keys.new"), list))
 	waitForPrimary(t, r, b)
 	if got := ids(r.Keyring().DecryptOnly()); len(got) != 1 || got[0] != a.ID() {
 		t.Fatalf("decrypt-only keys after the rename = %v, want A (%s)", got, a.ID())
+	}
+}
+
+// TestStoppedWatchReloadsNothing: once stop has returned, the watch has
+// ended; a change after it is not read.
+func TestStoppedWatchReloadsNothing(t *testing.T) {
+	first, second := newKey(t), newKey(t)
+	path := writeFile(t, first.Encode())
+	loads := 0
+	r, _ := newReloaderForFile(t, path, func(*fernet.Keyring, error) { loads++ })
+	stop, err := r.Watch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	must(t, os.WriteFile(path, []byte(second.Encode()), 0o600))
+	time.Sleep(3 * settleTime)
+	if loads != 1 || r.Keyring().Primary().ID() != first.ID() {
+		t.Fatalf("%d loads after stop, primary %s; want the first load only", loads, r.Keyring().Primary().ID())
 	}
 }

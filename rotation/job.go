@@ -122,21 +122,32 @@ type write struct {
 
 // Run walks the table. On success the Report covers every row; on error
 // (including ErrInterrupted and a cancelled ctx) it covers the rows done so
-// far. Cancelling ctx aborts the batch in flight, which rolls back.
+// far. Cancelling ctx aborts the batch in flight, which rolls back. Run
+// works on a copy of j with the defaults filled in: j is left as it is.
 func (j *Job) Run(ctx context.Context) (*Report, error) {
+	return j.withDefaults().run(ctx)
+}
+
+// withDefaults is a copy of j with the defaults in its zero fields.
+func (j *Job) withDefaults() *Job {
+	job := *j
+	if job.BatchSize <= 0 {
+		job.BatchSize = DefaultBatchSize
+	}
+	if job.MaxAttempts <= 0 {
+		job.MaxAttempts = DefaultMaxAttempts
+	}
+	if job.MaxIDs <= 0 {
+		job.MaxIDs = DefaultMaxIDs
+	}
+	if job.EncryptPlaintext && job.LegacyPlaintext == NoPlaintext {
+		job.LegacyPlaintext = Base32
+	}
+	return &job
+}
+
+func (j *Job) run(ctx context.Context) (*Report, error) {
 	started := time.Now()
-	if j.BatchSize <= 0 {
-		j.BatchSize = DefaultBatchSize
-	}
-	if j.MaxAttempts <= 0 {
-		j.MaxAttempts = DefaultMaxAttempts
-	}
-	if j.MaxIDs <= 0 {
-		j.MaxIDs = DefaultMaxIDs
-	}
-	if j.EncryptPlaintext && j.LegacyPlaintext == NoPlaintext {
-		j.LegacyPlaintext = Base32
-	}
 	keys, err := j.Crypter.Keys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar status: %w", err)
@@ -147,47 +158,11 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	}
 	r := newReport(j, keys)
 	defer func() { r.Elapsed = time.Since(started) }()
-
-	var last Value
-	var before int64 // rows scanned by earlier runs, from the checkpoint
-	if j.Mode == Rotate && j.Checkpoint != nil && !j.Restart {
-		st, ok, err := j.Checkpoint.Load()
-		if err != nil {
-			return r, err
-		}
-		if ok {
-			if err := j.matches(st); err != nil {
-				return r, err
-			}
-			if last, err = st.LastPK.value(); err != nil {
-				return r, fmt.Errorf("checkpoint %s: %w", j.Checkpoint.Path, err)
-			}
-			r.ResumedAfter, before = last, st.Scanned
-		}
-	}
-
-	rest := bounds{lower: last}
-	total, err := j.count(ctx, q, rest)
+	scannedBefore, err := j.resume(r)
 	if err != nil {
 		return r, err
 	}
-	saves := &saver{cp: j.Checkpoint}
-	err = j.walk(ctx, q, rest, j.Mode, r, func() error {
-		if j.Mode == Rotate && j.Checkpoint != nil {
-			if err := saves.save(j.state(r.LastPK, before+r.Scanned)); err != nil {
-				return err
-			}
-		}
-		if j.Progress != nil {
-			j.Progress(Progress{Done: r.Scanned, Total: total, Written: r.Rewritten + r.PlaintextEncrypted, LastPK: r.LastPK, Report: r})
-		}
-		return nil
-	})
-	// Stopped or done, the last checkpoint is on disk before Run returns.
-	if serr := saves.wait(); err == nil {
-		err = serr
-	}
-	if err != nil {
+	if err := j.walkRest(ctx, q, r, scannedBefore); err != nil {
 		return r, err
 	}
 	if !r.ResumedAfter.IsZero() {
@@ -196,12 +171,65 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		}
 	}
 	r.Complete = true
-	if j.Mode == Rotate && j.Checkpoint != nil {
+	if j.checkpoints() {
 		if err := j.Checkpoint.Remove(); err != nil {
 			return r, err
 		}
 	}
 	return r, nil
+}
+
+// checkpoints says whether the job keeps a checkpoint: only Rotate does.
+func (j *Job) checkpoints() bool {
+	return j.Mode == Rotate && j.Checkpoint != nil
+}
+
+// resume sets r.ResumedAfter from the checkpoint, if there is one to
+// resume from, and returns how many rows the earlier runs scanned.
+func (j *Job) resume(r *Report) (scannedBefore int64, err error) {
+	if !j.checkpoints() || j.Restart {
+		return 0, nil
+	}
+	st, ok, err := j.Checkpoint.Load()
+	if err != nil || !ok {
+		return 0, err
+	}
+	if err := j.matches(st, r.Keys.Primary); err != nil {
+		return 0, err
+	}
+	last, err := st.LastPK.value()
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint %s: %w", j.Checkpoint.Path, err)
+	}
+	r.ResumedAfter = last
+	return st.Scanned, nil
+}
+
+// walkRest walks the rows after r.ResumedAfter, saving a checkpoint and
+// reporting progress after each batch. Stopped or done, the last
+// checkpoint is on disk when it returns.
+func (j *Job) walkRest(ctx context.Context, q queries, r *Report, scannedBefore int64) error {
+	rest := bounds{lower: r.ResumedAfter}
+	total, err := j.count(ctx, q, rest)
+	if err != nil {
+		return err
+	}
+	saves := &saver{cp: j.Checkpoint}
+	err = j.walk(ctx, q, rest, j.Mode, r, func() error {
+		if j.checkpoints() {
+			if err := saves.save(j.state(r.LastPK, scannedBefore+r.Scanned, r.Keys.Primary)); err != nil {
+				return err
+			}
+		}
+		if j.Progress != nil {
+			j.Progress(Progress{Done: r.Scanned, Total: total, Written: r.Rewritten + r.PlaintextEncrypted, LastPK: r.LastPK, Report: r})
+		}
+		return nil
+	})
+	if serr := saves.wait(); err == nil {
+		err = serr
+	}
+	return err
 }
 
 // queries checks the table and the job's columns against the database's
@@ -228,10 +256,11 @@ func (j *Job) queries(ctx context.Context) (queries, error) {
 	return q, nil
 }
 
-// state is the checkpoint after a committed batch ending at last.
-func (j *Job) state(last Value, scanned int64) State {
+// state is the checkpoint after a committed batch ending at last, with
+// every row up to it under the primary key primary.
+func (j *Job) state(last Value, scanned int64, primary string) State {
 	st := State{
-		Version: stateVersion, Database: j.DB.Fingerprint(),
+		Version: stateVersion, Database: j.DB.Fingerprint(), PrimaryKeyID: primary,
 		Table: j.Table, PK: j.PK, Column: j.Column, Where: j.Where, EncryptPlaintext: j.EncryptPlaintext,
 		LastPK: storeValue(last), Scanned: scanned, Updated: time.Now().UTC(),
 	}
@@ -350,9 +379,13 @@ func (j *Job) prepareBatches(ctx context.Context, q queries, b bounds, mode Mode
 	}
 }
 
-// matches refuses a checkpoint written by another job: resuming it would
-// skip rows that were never done.
-func (j *Job) matches(st State) error {
+// matches refuses a checkpoint written by another job, or under another
+// primary key than primary, the sidecar's now: resuming it would skip rows
+// that were never done, or that are under a key that is no longer the
+// primary. Walking the whole table again instead would be as safe, but a
+// primary key that changed during a rotation is something the operator
+// should know of and choose to do (--restart).
+func (j *Job) matches(st State, primary string) error {
 	mismatch := func(what string) error {
 		return fmt.Errorf("checkpoint %s was written for a different %s; use --restart to ignore it, or --state to choose another file", j.Checkpoint.Path, what)
 	}
@@ -371,8 +404,12 @@ func (j *Job) matches(st State) error {
 		return mismatch("--encrypt-plaintext")
 	case st.EncryptPlaintext && st.LegacyPlaintext != string(j.LegacyPlaintext):
 		return mismatch("--legacy-plaintext")
-	case st.Shard != j.state(Value{}, 0).Shard:
+	case st.Shard != j.state(Value{}, 0, "").Shard:
 		return mismatch("--shard")
+	case st.PrimaryKeyID != "" && st.PrimaryKeyID != primary:
+		return fmt.Errorf("checkpoint %s was written while the sidecar's primary key was %s; it is now %s, so the rows before "+
+			"the checkpoint are not under it. Use --restart to walk the whole table under the new primary key",
+			j.Checkpoint.Path, st.PrimaryKeyID, primary)
 	}
 	return nil
 }

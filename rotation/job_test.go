@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/rotation/dbtest"
 )
 
 const baseTS = 1_600_000_000
@@ -32,10 +33,11 @@ func TestJob(t *testing.T) {
 		{"bytes columns stay bytes", testBytesColumn},
 		{"check and dry run count and write nothing", testCheckAndDryRun},
 		{"INTERNAL from the sidecar stops the run before any write", testInternalStops},
-		{"a primary-key column that is not unique stops the run", testNonUniqueKey},
+		{"a --pk that is not unique on its own is refused", testNonUniqueKey},
 		{"django-otp's hex keys as legacy plaintext", testTOTPHex},
 		{"a stale checkpoint does not make a run complete", testStaleCheckpoint},
 		{"a composite primary key is refused", testCompositeKey},
+		{"Run leaves the caller's Job as it was", testRunLeavesJob},
 	}
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
@@ -570,19 +572,35 @@ func testInternalStops(t *testing.T, kind, dsn string) {
 	}
 }
 
+// testNonUniqueKey: keyset paging by a column that is not unique skips
+// the rows that share a value across a batch boundary, so such a --pk is
+// refused before anything is read; a column with a unique index of its
+// own is walked like a primary key.
 func testNonUniqueKey(t *testing.T, kind, dsn string) {
 	primary, old := mustKey(t), mustKey(t)
 	a := openApp(t, kind, dsn)
-	a.exec("CREATE TABLE totp (id BIGINT, secret TEXT)")
-	tok := mustToken(t, old, "s", baseTS)
-	a.insert("totp", []any{int64(1), int64(1)}, []any{tok, tok})
-	_, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret"}).Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "not unique") {
-		t.Errorf("Run = %v, want a not-unique error", err)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, grp BIGINT, uid VARCHAR(40), org BIGINT, part BIGINT, noidx BIGINT, secret TEXT)")
+	a.exec("CREATE UNIQUE INDEX totp_uid ON totp (uid)")
+	a.exec("CREATE UNIQUE INDEX totp_org_grp ON totp (org, grp)")
+	if kind != MySQL { // MySQL has no partial indexes
+		a.exec("CREATE UNIQUE INDEX totp_part ON totp (part) WHERE part > 0")
 	}
-	var n int
-	if err := a.db.QueryRow(a.rebind("SELECT count(*) FROM totp WHERE secret = ?"), tok).Scan(&n); err != nil || n != 2 {
-		t.Errorf("%d rows still hold the old token (%v), want 2: the batch must roll back", n, err)
+	for id := int64(1); id <= 10; id++ {
+		a.exec("INSERT INTO totp VALUES (?, ?, ?, ?, ?, ?, ?)", id, (id+1)/2, fmt.Sprint("u", id), id, id, id, mustToken(t, old, "s", baseTS))
+	}
+	before := a.snapshot("totp")
+	for _, pk := range []string{"grp", "org", "part", "noidx"} {
+		_, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: pk, Column: "secret", BatchSize: 3}).Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("column %q of table totp is not unique on its own", pk)) {
+			t.Errorf("--pk %s: %v, want it refused as not unique", pk, err)
+		}
+	}
+	if after := a.snapshot("totp"); !reflect.DeepEqual(after, before) {
+		t.Error("rows were written by a run whose --pk is not unique")
+	}
+	r := run(t, &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "uid", Column: "secret", BatchSize: 3})
+	if r.Scanned != 10 || r.Rewritten != 10 {
+		t.Errorf("--pk uid (a unique index): scanned %d, rewritten %d; want 10 10", r.Scanned, r.Rewritten)
 	}
 }
 
@@ -619,13 +637,14 @@ func testStaleCheckpoint(t *testing.T, kind, dsn string) {
 		return &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 10, Checkpoint: cp}
 	}
 	j := job()
-	if err := cp.Save(j.state(IntValue(25), 25)); err != nil {
+	if err := cp.Save(j.state(IntValue(25), 25, primary.ID())); err != nil {
 		t.Fatal(err)
 	}
 	r := run(t, j)
 	var out strings.Builder
 	r.Write(&out)
 	if r.ResumedAfter.String() != "25" || r.Scanned != 15 || r.StaleCheckpoint() != 25 || r.Remaining() != 25 ||
+		!strings.HasPrefix(out.String(), "rotated: complete, but 25 rows before the checkpoint are under an old key\n") ||
 		!strings.Contains(out.String(), "before the checkpoint       25 rows checked\n  under primary key "+primary.ID()+"  0\n  under old     key "+old.ID()+"  25\n") {
 		t.Errorf("resumed after %s, scanned %d, stale %d, remaining %d; want 25 15 25 25:\n%s", r.ResumedAfter, r.Scanned, r.StaleCheckpoint(), r.Remaining(), out.String())
 	}
@@ -654,5 +673,63 @@ func testCompositeKey(t *testing.T, kind, dsn string) {
 	}
 	if _, err := (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "nope", PK: "id", Column: "secret"}).Run(context.Background()); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("a missing table: %v", err)
+	}
+}
+
+// TestCheckpointUnderAnotherPrimaryKey: the sidecar's primary key changed
+// since the checkpoint was written, so the rows before it are under a key
+// that is no longer the primary. The run refuses to resume, naming both
+// keys, and writes nothing; --restart walks the whole table.
+func TestCheckpointUnderAnotherPrimaryKey(t *testing.T) {
+	dsn := dbtest.SQLiteFile(t)
+	primary, old, newer := mustKey(t), mustKey(t), mustKey(t)
+	a := openApp(t, SQLite, dsn)
+	a.oldTable(old, 40)
+	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
+	stop := make(chan struct{})
+	job := &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 10,
+		Checkpoint: cp, Interrupt: stop, Progress: func(Progress) { close(stop) }}
+	if _, err := job.Run(context.Background()); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("Run = %v, want it interrupted after a batch", err)
+	}
+	st, ok, err := cp.Load()
+	if err != nil || !ok || st.PrimaryKeyID != primary.ID() {
+		t.Fatalf("checkpoint %+v, %v, %v: want the primary key id %s in it", st, ok, err, primary.ID())
+	}
+
+	before := a.snapshot("totp")
+	rerun := func(restart bool) (*Report, error) {
+		return (&Job{DB: openJobDB(t, dsn, false), Crypter: newFake(newer, primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 10,
+			Checkpoint: cp, Restart: restart}).Run(context.Background())
+	}
+	_, err = rerun(false)
+	want := fmt.Sprintf("primary key was %s; it is now %s", primary.ID(), newer.ID())
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "--restart") {
+		t.Errorf("resumed under another primary key: %v, want an error with %q and --restart", err, want)
+	}
+	if after := a.snapshot("totp"); !reflect.DeepEqual(after, before) {
+		t.Error("the refused run wrote rows")
+	}
+	r, err := rerun(true)
+	if err != nil || !r.ResumedAfter.IsZero() || r.Rewritten != 40 || r.Remaining() != 0 {
+		t.Errorf("--restart: %v, resumed after %s, rewritten %d; want all 40 under the new primary key", err, r.ResumedAfter, r.Rewritten)
+	}
+}
+
+// testRunLeavesJob: Run fills in defaults on a copy, so a Job run twice, or
+// read after the run, is still what the caller wrote.
+func testRunLeavesJob(t *testing.T, kind, dsn string) {
+	primary, old := mustKey(t), mustKey(t)
+	a := openApp(t, kind, dsn)
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret TEXT)")
+	a.insert("totp", []any{int64(1), int64(2)}, []any{mustToken(t, old, "s", baseTS), "JBSWY3DPEHPK3PXP"})
+	job := &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", EncryptPlaintext: true}
+	before := *job
+	r := run(t, job)
+	if !reflect.DeepEqual(*job, before) {
+		t.Errorf("Run changed the caller's Job:\n%+v\nwas\n%+v", *job, before)
+	}
+	if r.Rewritten != 1 || r.PlaintextEncrypted != 1 {
+		t.Errorf("rewritten %d, plaintext encrypted %d; want 1 and 1 (the defaults applied to the run)", r.Rewritten, r.PlaintextEncrypted)
 	}
 }

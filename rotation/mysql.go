@@ -2,6 +2,8 @@ package rotation
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -9,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -33,10 +36,34 @@ func isMySQLURL(dsn string) bool {
 //	mysql://user:pass@%2Frun%2Fmysqld%2Fmysqld.sock/db    a Unix socket, as dj-database-url takes it
 //	mysql://user:pass@localhost/db?unix_socket=/run/mysqld/mysqld.sock
 //	mysql://...?tls=true                              TLS (also skip-verify, preferred)
+//	mysql://...?ssl-ca=/etc/ssl/db-ca.pem             TLS, the server verified against this CA (dj-database-url's OPTIONS ssl.ca)
+//	mysql://...?charset=utf8mb4                       the connection's character set (SET NAMES)
 //
 // The other mysqlSchemes are the same. The password may be left out
 // and given in MYSQL_PWD instead, as the mysql client takes it.
 func openMySQL(dsn string, readOnly bool) (*Database, error) {
+	cfg, err := mysqlConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, errors.New("invalid MySQL DSN")
+	}
+	if readOnly {
+		connector = readOnlyConnector{connector}
+	}
+	identity := fmt.Sprintf("mysql %s %s/%s as %s", cfg.Net, cfg.Addr, cfg.DBName, cfg.User)
+	return &Database{SQL: sql.OpenDB(connector), Kind: MySQL, identity: identity}, nil
+}
+
+// charsetPattern is what a charset parameter may be: a MySQL character
+// set's name, such as utf8mb4 or latin1.
+var charsetPattern = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+
+// mysqlConfig reads a MySQL URL, as openMySQL takes it, into the driver's
+// configuration.
+func mysqlConfig(dsn string) (*mysql.Config, error) {
 	dsn, socket := socketHost(dsn)
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -76,9 +103,26 @@ func openMySQL(dsn string, readOnly bool) (*Database, error) {
 		case "unix_socket":
 		case "tls":
 			cfg.TLSConfig = query.Get("tls")
+		case "charset":
+			charset := query.Get("charset")
+			if !charsetPattern.MatchString(charset) {
+				return nil, errors.New("invalid MySQL DSN: charset must be a character set's name, e.g. utf8mb4")
+			}
+			// SET NAMES charset, in the charset's default collation.
+			if err := cfg.Apply(mysql.Charset(charset, "")); err != nil {
+				return nil, fmt.Errorf("invalid MySQL DSN: %w", err)
+			}
+		case "ssl-ca":
+			var err error
+			if cfg.TLS, err = verifiedTLS(query.Get("ssl-ca")); err != nil {
+				return nil, err
+			}
 		default:
-			return nil, fmt.Errorf("MySQL DSN parameter %q is not supported (only unix_socket and tls)", key)
+			return nil, fmt.Errorf("MySQL DSN parameter %q is not supported (only unix_socket, tls, ssl-ca and charset)", key)
 		}
+	}
+	if cfg.TLS != nil && cfg.TLSConfig != "" && cfg.TLSConfig != "true" {
+		return nil, fmt.Errorf("invalid MySQL DSN: ssl-ca verifies the server, which tls=%s does not", cfg.TLSConfig)
 	}
 	if cfg.TLSConfig != "" {
 		// NewConnector checks the value and loads the TLS settings.
@@ -86,15 +130,22 @@ func openMySQL(dsn string, readOnly bool) (*Database, error) {
 			return nil, errors.New("invalid MySQL DSN: tls must be true, false, skip-verify or preferred")
 		}
 	}
-	connector, err := mysql.NewConnector(cfg)
+	return cfg, nil
+}
+
+// verifiedTLS is TLS that verifies the server's certificate against the
+// CA certificates in the PEM file at path (the driver sets the server
+// name to the DSN's host).
+func verifiedTLS(path string) (*tls.Config, error) {
+	pem, err := os.ReadFile(path)
 	if err != nil {
-		return nil, errors.New("invalid MySQL DSN")
+		return nil, fmt.Errorf("MySQL DSN ssl-ca: %w", err)
 	}
-	if readOnly {
-		connector = readOnlyConnector{connector}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("MySQL DSN ssl-ca: %s holds no PEM certificate", path)
 	}
-	identity := fmt.Sprintf("mysql %s %s/%s as %s", cfg.Net, cfg.Addr, cfg.DBName, cfg.User)
-	return &Database{SQL: sql.OpenDB(connector), Kind: MySQL, identity: identity}, nil
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // socketHost finds a socket path given as the host, percent-encoded

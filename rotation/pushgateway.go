@@ -26,6 +26,11 @@ var runStates = []string{StateRunning, StateComplete, StateRemaining, StateFaile
 // small batches does not send a request per batch.
 const PushInterval = time.Second
 
+// PushTimeout bounds each push. Pushes happen beside the run, never in its
+// way: a Pushgateway that is slow or gone costs the run at most two of
+// these, at the end (the push in flight, then the outcome's).
+const PushTimeout = 2 * time.Second
+
 // Pushgateway reports a run to a Prometheus Pushgateway, the way Prometheus
 // documents for batch jobs: the run's progress after each batch (at most
 // every PushInterval) and its outcome at the end, in one group per job,
@@ -33,24 +38,40 @@ const PushInterval = time.Second
 // sends, so fernet_rotation_last_success_timestamp_seconds stays from the
 // last run that succeeded until another one does. docs/deployment.md lists
 // the metrics.
+//
+// The pushes run in a goroutine of their own, so the run never waits for
+// the Pushgateway between batches. Each push sends the state at the time
+// it is made, so while one is in flight, the batches after it coalesce
+// into the next.
 type Pushgateway struct {
 	pusher *push.Pusher
 	now    func() time.Time
+	// pushed is called, in the pushing goroutine, after each push.
+	pushed func(error)
 
-	mu         sync.Mutex // Collect runs in the pusher, the setters in the job
+	start sync.Once
+	wake  chan struct{} // a push is wanted; holds at most one
+	final chan struct{} // closed by Finish: push the outcome, then end
+	done  chan struct{} // closed when the pushing goroutine has ended
+
+	mu         sync.Mutex // Collect runs in the pushing goroutine, the setters in the job
 	state      string
 	toScan     int64
 	counts     runCounts
 	progressed time.Time
 	finished   time.Time // zero while running
-	lastPush   time.Time
+	lastWanted time.Time // when a push was last asked for
 }
 
 // NewPushgateway reports to the Pushgateway at url (http://host:9091) under
 // job, grouped by table and column, and by shard ("i/n") when the run is
 // one of several shards, so that the shards do not overwrite each other.
-func NewPushgateway(url, job, table, column string, shard Shard) *Pushgateway {
-	p := &Pushgateway{now: time.Now, state: StateRunning}
+// pushed, if not nil, is told how each push went, from another goroutine.
+func NewPushgateway(url, job, table, column string, shard Shard, pushed func(error)) *Pushgateway {
+	p := &Pushgateway{
+		now: time.Now, pushed: pushed, state: StateRunning,
+		wake: make(chan struct{}, 1), final: make(chan struct{}), done: make(chan struct{}),
+	}
 	p.pusher = push.New(url, job).
 		Grouping("table", table).
 		Grouping("column", column)
@@ -58,39 +79,40 @@ func NewPushgateway(url, job, table, column string, shard Shard) *Pushgateway {
 		p.pusher = p.pusher.Grouping("shard", shard.String())
 	}
 	p.pusher = p.pusher.
-		Client(&http.Client{Timeout: 5 * time.Second}).
+		Client(&http.Client{Timeout: PushTimeout}).
 		Collector(pushCollector{p})
 	return p
 }
 
 // Start reports a run that has begun and scanned nothing yet.
-func (p *Pushgateway) Start(ctx context.Context) error {
+func (p *Pushgateway) Start() {
 	p.mu.Lock()
 	p.state, p.progressed = StateRunning, p.now()
 	p.mu.Unlock()
-	return p.push(ctx)
+	p.want()
 }
 
-// Progress reports the state after a batch, unless the last push was less
-// than PushInterval ago; pushed says whether it did.
-func (p *Pushgateway) Progress(ctx context.Context, pr Progress) (pushed bool, err error) {
+// Progress records the state after a batch, and asks for a push unless
+// the last one was asked for less than PushInterval ago. It never waits
+// for the Pushgateway.
+func (p *Pushgateway) Progress(pr Progress) {
 	p.mu.Lock()
 	now := p.now()
 	p.toScan, p.progressed = pr.Total, now
 	if pr.Report != nil {
 		p.counts = countsOf(pr.Report)
 	}
-	due := now.Sub(p.lastPush) >= PushInterval
+	due := now.Sub(p.lastWanted) >= PushInterval
 	p.mu.Unlock()
-	if !due {
-		return false, nil
+	if due {
+		p.want()
 	}
-	return true, p.push(ctx)
 }
 
 // Finish reports how the run ended: r is what Job.Run returned (nil if it
-// failed before scanning) and err its error.
-func (p *Pushgateway) Finish(ctx context.Context, r *Report, err error) error {
+// failed before scanning) and err its error. It returns once the outcome
+// is pushed, or its push failed: within two PushTimeouts.
+func (p *Pushgateway) Finish(r *Report, err error) {
 	p.mu.Lock()
 	switch {
 	case errors.Is(err, ErrInterrupted), errors.Is(err, context.Canceled):
@@ -107,7 +129,42 @@ func (p *Pushgateway) Finish(ctx context.Context, r *Report, err error) error {
 	}
 	p.finished = p.now()
 	p.mu.Unlock()
-	return p.push(ctx)
+	p.start.Do(func() { go p.run() })
+	close(p.final)
+	<-p.done
+}
+
+// want asks the pushing goroutine, started on first use, for a push.
+func (p *Pushgateway) want() {
+	p.mu.Lock()
+	p.lastWanted = p.now()
+	p.mu.Unlock()
+	p.start.Do(func() { go p.run() })
+	select {
+	case p.wake <- struct{}{}:
+	default: // a push is already wanted; it will send this state too
+	}
+}
+
+// run pushes when asked, and the outcome last.
+func (p *Pushgateway) run() {
+	defer close(p.done)
+	for {
+		select {
+		case <-p.wake:
+			p.push()
+		case <-p.final:
+			p.push()
+			return
+		}
+	}
+}
+
+func (p *Pushgateway) push() {
+	err := p.pusher.AddContext(context.Background())
+	if p.pushed != nil {
+		p.pushed(err)
+	}
 }
 
 // runCounts are the figures of a Report that are pushed.
@@ -120,13 +177,6 @@ func countsOf(r *Report) runCounts {
 		scanned: r.Scanned, reencrypted: r.Rewritten, current: r.Current,
 		undecryptable: r.Undecryptable.Count, plaintextEncrypted: r.PlaintextEncrypted, conflicts: r.Conflicts,
 	}
-}
-
-func (p *Pushgateway) push(ctx context.Context) error {
-	p.mu.Lock()
-	p.lastPush = p.now()
-	p.mu.Unlock()
-	return p.pusher.AddContext(ctx)
 }
 
 var (

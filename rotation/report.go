@@ -158,6 +158,9 @@ func (r *Report) Write(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	verb := map[Mode]string{Rotate: "rotated", DryRun: "dry run", Check: "check"}[r.Mode]
 	state := "complete"
+	if stale := r.StaleCheckpoint(); stale > 0 {
+		state = fmt.Sprintf("complete, but %d rows before the checkpoint are under an old key", stale)
+	}
 	if !r.Complete {
 		state = "INCOMPLETE, stopped after primary key " + r.LastPK.String()
 	}

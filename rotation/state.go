@@ -37,6 +37,10 @@ type State struct {
 	// Shard is "i/n" for a sharded run: each shard has its own
 	// checkpoint, and one must not resume another's.
 	Shard string `json:"shard,omitempty"`
+	// PrimaryKeyID is the sidecar's primary key when the checkpoint was
+	// written: the rows before LastPK are under that key, which says
+	// nothing of another one. Empty in checkpoints of earlier versions.
+	PrimaryKeyID string `json:"primary_key_id,omitempty"`
 	// LastPK is the primary key of the last row of the last committed batch.
 	LastPK  StoredValue `json:"last_pk"`
 	Scanned int64       `json:"rows_scanned"`

@@ -12,10 +12,15 @@ import (
 type column struct {
 	name, typ string
 	primary   bool // part of the table's primary key
+	// unique is true when a unique index (or constraint) covers this
+	// column alone, and all of the table's rows: keyset paging by a
+	// column that is not unique skips the rows sharing a value across a
+	// batch boundary.
+	unique bool
 }
 
 // describe reads the table's columns from the database's catalog, so that
-// a wrong name, a composite primary key or a key type the job cannot
+// a wrong name, a --pk that is not unique or a key type the job cannot
 // shard fails before anything is read.
 func describe(ctx context.Context, db *Database, table string) ([]column, error) {
 	schema, name, qualified := strings.Cut(table, ".")
@@ -27,19 +32,37 @@ func describe(ctx context.Context, db *Database, table string) ([]column, error)
 	switch db.Kind {
 	case Postgres:
 		quoted, _ := db.quoteIdentifier("table", table) // checked by buildQueries
+		// A unique index counts if it is valid (a failed CREATE INDEX
+		// CONCURRENTLY leaves an invalid one), whole (no WHERE) and on
+		// this one column (INCLUDE columns aside).
 		query = `SELECT a.attname, format_type(a.atttypid, a.atttypmod),
-			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY (i.indkey))
+			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY (i.indkey)),
+			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indisvalid
+				AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL AND i.indexprs IS NULL)
 			FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
 		args = []any{quoted}
 	case MySQL:
-		query = `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY = 'PRI' FROM information_schema.COLUMNS
-			WHERE TABLE_SCHEMA = COALESCE(NULLIF(?, ''), DATABASE()) AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`
+		// A unique index counts if it has no second column.
+		query = `SELECT c.COLUMN_NAME, c.DATA_TYPE, c.COLUMN_KEY = 'PRI',
+			EXISTS (SELECT 1 FROM information_schema.STATISTICS s
+				WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME AND s.COLUMN_NAME = c.COLUMN_NAME AND s.NON_UNIQUE = 0
+				AND NOT EXISTS (SELECT 1 FROM information_schema.STATISTICS o
+					WHERE o.TABLE_SCHEMA = s.TABLE_SCHEMA AND o.TABLE_NAME = s.TABLE_NAME AND o.INDEX_NAME = s.INDEX_NAME AND o.SEQ_IN_INDEX > 1))
+			FROM information_schema.COLUMNS c
+			WHERE c.TABLE_SCHEMA = COALESCE(NULLIF(?, ''), DATABASE()) AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION`
 		args = []any{schema, name}
 	default:
 		if schema == "" {
 			schema = "main"
 		}
-		query = `SELECT name, type, pk > 0 FROM pragma_table_info(?, ?) ORDER BY cid`
+		// A unique index counts if it is whole (not partial) and on this
+		// one column. An INTEGER PRIMARY KEY (the rowid) has no index;
+		// checkColumns counts a single-column primary key as unique.
+		query = `SELECT t.name, t.type, t.pk > 0,
+			EXISTS (SELECT 1 FROM pragma_index_list(?1, ?2) l WHERE l."unique" AND NOT l.partial
+				AND (SELECT count(*) FROM pragma_index_info(l.name, ?2)) = 1
+				AND (SELECT i.name FROM pragma_index_info(l.name, ?2) i) = t.name)
+			FROM pragma_table_info(?1, ?2) t ORDER BY t.cid`
 		args = []any{name, schema}
 	}
 	rows, err := db.SQL.QueryContext(ctx, query, args...)
@@ -51,7 +74,7 @@ func describe(ctx context.Context, db *Database, table string) ([]column, error)
 	for rows.Next() {
 		var c column
 		var typ []byte // MySQL's information_schema gives some text as bytes
-		if err := rows.Scan(&c.name, &typ, &c.primary); err != nil {
+		if err := rows.Scan(&c.name, &typ, &c.primary, &c.unique); err != nil {
 			return nil, fmt.Errorf("reading the columns of %s: %w", table, err)
 		}
 		c.typ = strings.ToLower(string(typ))
@@ -67,8 +90,9 @@ func describe(ctx context.Context, db *Database, table string) ([]column, error)
 }
 
 // checkColumns finds pk and token among cols and refuses what the job
-// cannot walk: a missing column, or a pk that is one part of a composite
-// primary key (it is not unique on its own). It returns pk's type.
+// cannot walk: a missing column, a pk that is one part of a composite
+// primary key, or any other pk that no unique index covers alone. It
+// returns pk's type.
 func checkColumns(db *Database, table string, cols []column, pk, token string) (pkType string, err error) {
 	// PostgreSQL's quoted names are case-sensitive; MySQL's and SQLite's
 	// column names are not.
@@ -100,6 +124,10 @@ func checkColumns(db *Database, table string, cols []column, pk, token string) (
 	if len(key) > 1 && p.primary {
 		return "", fmt.Errorf("table %s has a composite primary key (%s): composite keys are not supported; "+
 			"give --pk a column that is unique on its own", table, strings.Join(key, ", "))
+	}
+	if !p.unique && !(p.primary && len(key) == 1) {
+		return "", fmt.Errorf("column %q of table %s is not unique on its own: --pk must be the table's primary key "+
+			"or a column with a unique index of its own, or rows sharing a value would be skipped", p.name, table)
 	}
 	return p.typ, nil
 }

@@ -70,6 +70,7 @@ func TestOpenChoosesTheDriver(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	ca := writeCA(t, dir)
 	t.Chdir(dir)
 	for _, tc := range []struct{ dsn, kind, err string }{
 		{"postgres://app:hunter2@db.internal:5432/app?sslmode=disable", "postgres", ""},
@@ -89,7 +90,14 @@ func TestOpenChoosesTheDriver(t *testing.T) {
 		{"mysql-connector://app@db/app", "mysql", ""},
 		{"mysqlgis://app@db/app", "mysql", ""},
 		{"mysql://app:hunter2@db/", "", "names no database"},
-		{"mysql://app:hunter2@db/app?charset=latin1", "", "not supported"},
+		{"mysql://app:hunter2@db/app?charset=utf8mb4", "mysql", ""},
+		{"mysql://app:hunter2@db/app?ssl-ca=" + ca, "mysql", ""}, // dj-database-url's OPTIONS {"ssl": {"ca": ...}}
+		{"mysql://app:hunter2@db/app?ssl-ca=" + ca + "&tls=true", "mysql", ""},
+		{"mysql://app:hunter2@db/app?ssl-ca=" + ca + "&tls=skip-verify", "", "ssl-ca verifies the server"},
+		{"mysql://app:hunter2@db/app?ssl-ca=" + file, "", "holds no PEM certificate"},
+		{"mysql://app:hunter2@db/app?ssl-ca=" + filepath.Join(dir, "nope.pem"), "", "no such file"},
+		{"mysql://app:hunter2@db/app?charset=utf8mb4%27", "", "charset must be"},
+		{"mysql://app:hunter2@db/app?collation=latin1_bin", "", "not supported"},
 		{"mysql://app:hunter2@db/app?tls=maybe", "", "tls must be"},
 		{"oracle://app@db/app", "", "cannot tell"},
 		{"postgres://app:hunter2@db:notaport/app", "", "invalid PostgreSQL DSN"},

@@ -59,6 +59,7 @@ func startServer(t *testing.T, limits Limits) *testServer {
 		Version:         "test",
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
+	ts.ObserveKeyReload(ts.keys.Keyring(), nil) // the first load, as keysource.NewReloader records it
 	addr := serve(t, ts.Server, "unix://"+filepath.Join(t.TempDir(), "fernet.sock"))
 	var err error
 	ts.conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

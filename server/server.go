@@ -51,7 +51,7 @@ type Config struct {
 	// the Go memory limit (AdmissionFor).
 	Admission Admission
 	// PublicKeyID, when set, is what metrics show for a key instead of
-	// its id (see keysource.Reloader.PublicKeyID).
+	// its id (see keysource.Current.PublicKeyID).
 	PublicKeyID func(*fernet.Key) string
 
 	// AllowedMethods are the FernetService methods served (see
@@ -86,7 +86,6 @@ func New(cfg Config) *Server {
 	if cfg.PublicKeyID != nil {
 		metrics.publicKeyID = cfg.PublicKeyID
 	}
-	metrics.ObserveKeyReload(cfg.Keys.Keyring(), nil)
 
 	s := &Server{metrics: metrics, health: health.NewServer(), registry: registry, logger: cfg.Logger, maxConns: cfg.MaxConnections}
 	if s.maxConns <= 0 {
@@ -141,7 +140,8 @@ func (checkOnly) Watch(*healthpb.HealthCheckRequest, healthpb.Health_WatchServer
 	return status.Error(codes.Unimplemented, "Watch is not served on the health port; use Check")
 }
 
-// ObserveKeyReload reports a key reload (see keysource.Reloader.OnReload).
+// ObserveKeyReload records a load of the keys, the first one included (see
+// keysource.NewReloader).
 func (s *Server) ObserveKeyReload(keyring *fernet.Keyring, err error) {
 	s.metrics.ObserveKeyReload(keyring, err)
 }

@@ -20,7 +20,7 @@ import (
 // plaintext.
 func TestTOTPOnlyProfile(t *testing.T) {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	const profile = "Encrypt,ReEncrypt,ReEncryptBatch,Inspect,InspectBatch,CreateTOTP,VerifyTOTP,GetStatus"
+	const profile = "Encrypt,EncryptBatch,ReEncrypt,ReEncryptBatch,Inspect,InspectBatch,CreateTOTP,VerifyTOTP,GetStatus"
 	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + mustGenerate(t).Encode(), "FERNET_SIDECAR_ALLOW_METHODS=" + profile},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	client := fernetv1.NewFernetServiceClient(dial(t, s.Addr))
@@ -33,6 +33,9 @@ func TestTOTPOnlyProfile(t *testing.T) {
 	}
 	if _, err := client.VerifyTOTP(ctx, &fernetv1.VerifyTOTPRequest{Token: enrolled.GetToken(), Code: "000000"}); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := client.EncryptBatch(ctx, &fernetv1.EncryptBatchRequest{Plaintexts: [][]byte{[]byte("3132333435363738393031323334353637383930")}}); err != nil {
+		t.Fatal(err) // fernetctl --encrypt-plaintext: tokens out, no plaintext
 	}
 	if _, err := client.ReEncryptBatch(ctx, &fernetv1.ReEncryptBatchRequest{Tokens: []string{enrolled.GetToken()}}); err != nil {
 		t.Fatal(err)

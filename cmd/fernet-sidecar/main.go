@@ -15,7 +15,9 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/keysource"
@@ -91,7 +93,7 @@ func genkey(stdout, stderr io.Writer) int {
 	return 0
 }
 
-func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logger) error {
+func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logger) (err error) {
 	// Catch signals first: a SIGTERM or SIGHUP that arrives while starting
 	// must not kill the process.
 	signals, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -103,6 +105,55 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	if err := forbidCoreDumps(); err != nil {
 		return err
 	}
+	source := keySource(cfg, lookupEnv)
+	loaded, err := source.Load()
+	if err != nil {
+		return fmt.Errorf("load keys: %w", err)
+	}
+	current := keysource.NewCurrent(loaded)
+	srv, err := newServer(cfg, current, logger)
+	if err != nil {
+		return err
+	}
+	reloader := keysource.NewReloader(source, current, logger, srv.ObserveKeyReload)
+	warnOfUnsafeKeys(cfg, loaded, logger)
+	if cfg.watchKeys {
+		stopWatching, err := reloader.Watch()
+		if err != nil {
+			return err
+		}
+		defer stopWatching()
+	}
+	lis, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	running := startServers(srv, lis)
+	defer func() {
+		if stopErr := running.stop(cfg.shutdownTimeout); err == nil {
+			err = stopErr
+		}
+		if err == nil {
+			logger.Info("stopped")
+		}
+	}()
+	logger.Info("serving", "addr", listenerAddr(lis.api), "health_addr", listenerAddr(lis.health),
+		"metrics_addr", listenerAddr(lis.metrics), "version", buildVersion())
+	for {
+		select {
+		case err := <-running.failed:
+			return err
+		case <-hangups:
+			_ = reloader.Reload() // reported and logged by Reload
+		case <-signals.Done():
+			logger.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
+			return nil
+		}
+	}
+}
+
+// keySource is where the flags say the keys are.
+func keySource(cfg config, lookupEnv func(string) (string, bool)) keysource.Source {
 	source := keysource.Source{
 		PrimaryVar:            cfg.keyVar,
 		DecryptOnlyVar:        cfg.oldKeysVar,
@@ -115,10 +166,12 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 	if cfg.dev {
 		source.DevKeyFile = cfg.devKeyFile
 	}
-	reloader, loaded, err := keysource.NewReloader(source, logger)
-	if err != nil {
-		return fmt.Errorf("load keys: %w", err)
-	}
+	return source
+}
+
+// warnOfUnsafeKeys warns of the ways the keys were given that are not for
+// production.
+func warnOfUnsafeKeys(cfg config, loaded keysource.Loaded, logger *slog.Logger) {
 	if loaded.DevKey {
 		logger.Warn("DEVELOPMENT KEY IN USE: NOT FOR PRODUCTION. Data encrypted now is readable by anyone with this file.",
 			"dev_key_file", cfg.devKeyFile, "created", loaded.DevKeyCreated)
@@ -127,104 +180,129 @@ func serve(cfg config, lookupEnv func(string) (string, bool), logger *slog.Logge
 		logger.Warn("a key was given in an environment variable: any process of this user can read it in /proc/PID/environ while the sidecar runs. Give it as a file instead (the _FILE form)",
 			"variables", loaded.FromEnvironment)
 	}
+}
 
+// newServer builds the server; it opens nothing yet.
+func newServer(cfg config, keys *keysource.Current, logger *slog.Logger) (*server.Server, error) {
 	var tlsConfig *tls.Config
 	if cfg.tlsCertFile != "" {
+		var err error
 		if tlsConfig, err = server.LoadTLS(logger, cfg.tlsCertFile, cfg.tlsKeyFile, cfg.tlsClientCAFile, cfg.tlsClientAllow...); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	grpcListener, err := server.Listen(cfg.addr, cfg.socketGroup)
-	if err != nil {
-		return err
-	}
-	var healthListener net.Listener
-	if cfg.healthAddr != "" {
-		if healthListener, err = server.Listen(cfg.healthAddr, ""); err != nil {
-			grpcListener.Close()
-			return err
-		}
-	}
-	srv := server.New(server.Config{
+	return server.New(server.Config{
 		TLS:             tlsConfig,
 		AuditCalls:      cfg.auditCalls,
 		AllowedMethods:  cfg.allowMethods,
-		Keys:            reloader,
+		Keys:            keys,
 		Limits:          cfg.limits,
 		MaxMessageBytes: cfg.maxMessageBytes,
 		MaxConnections:  cfg.maxConnections,
-		PublicKeyID:     reloader.PublicKeyID,
+		PublicKeyID:     keys.PublicKeyID,
 		Version:         buildVersion(),
 		Logger:          logger,
-	})
-	serveErrs := make(chan error, 2)
-	metricsServer, metricsAddr, err := startMetrics(cfg.metricsAddr, srv.HTTPHandler(), serveErrs)
-	if err != nil {
-		grpcListener.Close()
-		return err
-	}
-	go func() { serveErrs <- srv.Serve(grpcListener) }()
-	if healthListener != nil {
-		go func() { serveErrs <- srv.ServeHealth(healthListener) }()
-	}
+	}), nil
+}
 
-	reloader.OnReload = srv.ObserveKeyReload
-	watching, stopWatching := context.WithCancel(context.Background())
-	defer stopWatching()
-	if cfg.watchKeys {
-		if err := reloader.Watch(watching); err != nil {
-			return err
+// listeners are the process's open ports; health and metrics are nil when
+// turned off.
+type listeners struct {
+	api, health, metrics net.Listener
+}
+
+// listen opens every port before anything is served, so that a port taken
+// stops the start-up with nothing running. On an error it closes the ports
+// it opened.
+func listen(cfg config) (lis listeners, err error) {
+	defer func() {
+		if err != nil {
+			lis.close()
+		}
+	}()
+	if lis.api, err = server.Listen(cfg.addr, cfg.socketGroup); err != nil {
+		return lis, err
+	}
+	if cfg.healthAddr != "" {
+		if lis.health, err = server.Listen(cfg.healthAddr, ""); err != nil {
+			return lis, err
 		}
 	}
-	healthAddr := ""
-	if healthListener != nil {
-		healthAddr = listenerAddr(healthListener)
-	}
-	logger.Info("serving", "addr", listenerAddr(grpcListener), "health_addr", healthAddr,
-		"metrics_addr", metricsAddr, "version", buildVersion())
-	for running := true; running; {
-		select {
-		case err := <-serveErrs:
-			return err
-		case <-hangups:
-			_ = reloader.Reload() // reported and logged by Reload
-		case <-signals.Done():
-			running = false
+	if cfg.metricsAddr != "" {
+		if lis.metrics, err = net.Listen("tcp", cfg.metricsAddr); err != nil {
+			return lis, fmt.Errorf("listen for metrics on %s: %w", cfg.metricsAddr, err)
 		}
 	}
-	logger.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	return lis, nil
+}
+
+func (lis listeners) close() {
+	for _, l := range []net.Listener{lis.api, lis.health, lis.metrics} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+// servers are the servers running on the listeners, which they own:
+// stopping a server closes its listener.
+type servers struct {
+	srv     *server.Server
+	metrics *http.Server // nil when --metrics-addr is ""
+	// failed gets the error of each server that returns; one that
+	// returns before stop is a failure of the process.
+	failed  chan error
+	running sync.WaitGroup
+}
+
+func startServers(srv *server.Server, lis listeners) *servers {
+	s := &servers{srv: srv, failed: make(chan error, 3)}
+	s.start(func() error { return srv.Serve(lis.api) })
+	if lis.health != nil {
+		s.start(func() error { return srv.ServeHealth(lis.health) })
+	}
+	if lis.metrics != nil {
+		s.metrics = server.NewHTTPServer(srv.HTTPHandler())
+		s.start(func() error {
+			if err := s.metrics.Serve(server.LimitHTTPListener(lis.metrics)); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve metrics: %w", err)
+			}
+			return nil
+		})
+	}
+	return s
+}
+
+func (s *servers) start(serve func() error) {
+	s.running.Add(1)
+	go func() {
+		defer s.running.Done()
+		if err := serve(); err != nil {
+			s.failed <- err
+		}
+	}()
+}
+
+// stop lets the calls in flight finish, for up to timeout, and returns
+// once every server has.
+func (s *servers) stop(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	srv.Shutdown(ctx)
-	if metricsServer != nil {
-		if err := metricsServer.Shutdown(ctx); err != nil {
+	defer s.running.Wait()
+	s.srv.Shutdown(ctx)
+	if s.metrics != nil {
+		if err := s.metrics.Shutdown(ctx); err != nil {
 			return fmt.Errorf("stop metrics server: %w", err)
 		}
 	}
-	logger.Info("stopped")
 	return nil
 }
 
-// startMetrics serves handler on addr unless addr is empty. It listens
-// before returning, so a bad address stops the start-up.
-func startMetrics(addr string, handler http.Handler, errs chan<- error) (*http.Server, string, error) {
-	if addr == "" {
-		return nil, "", nil
-	}
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, "", fmt.Errorf("listen for metrics on %s: %w", addr, err)
-	}
-	srv := server.NewHTTPServer(handler)
-	go func() {
-		if err := srv.Serve(server.LimitHTTPListener(lis)); !errors.Is(err, http.ErrServerClosed) {
-			errs <- fmt.Errorf("serve metrics: %w", err)
-		}
-	}()
-	return srv, lis.Addr().String(), nil
-}
-
+// listenerAddr is where lis listens, "" for none.
 func listenerAddr(lis net.Listener) string {
+	if lis == nil {
+		return ""
+	}
 	if lis.Addr().Network() == "unix" {
 		return "unix://" + lis.Addr().String()
 	}

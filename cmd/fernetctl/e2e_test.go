@@ -694,21 +694,23 @@ func TestInterruptFinishesTheBatchAndResumes(t *testing.T) {
 		t.Errorf("resume without --encrypt-plaintext: exit %d, want %d\n%s", code, exitFailed, stderr)
 	}
 	code, stdout, stderr = runTool(t, dir, 60*time.Second, append(common, "--encrypt-plaintext")...)
-	if code != exitRemaining || !strings.Contains(stdout, fmt.Sprintf("resumed after primary key   %d\n", last)) ||
+	if code != exitRemaining || !strings.HasPrefix(stdout, "rotated: complete\n") ||
+		!strings.Contains(stdout, fmt.Sprintf("resumed after primary key   %d\n", last)) ||
 		!strings.Contains(stdout, fmt.Sprintf("rows scanned                %d\n", rows-last)) {
 		t.Errorf("resume: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	f.verify()
 }
 
-// TestLeastPrivilegeProfile runs --check and a rotation against a sidecar
-// that serves only docs/totp.md's TOTP-only profile: no method that returns
-// a plaintext, yet fernetctl checks and rotates.
+// TestLeastPrivilegeProfile runs --check, a rotation and django-otp's
+// plaintext migration against a sidecar that serves only docs/totp.md's
+// TOTP-only profile: no method that returns a plaintext, yet fernetctl
+// checks, rotates and encrypts legacy rows.
 func TestLeastPrivilegeProfile(t *testing.T) {
 	dsn := dbtest.SQLiteFile(t)
 	app := dbtest.OpenSQLite(t, dsn)
 	primary, old := mustKey(t), mustKey(t)
-	const profile = "Encrypt,ReEncrypt,ReEncryptBatch,Inspect,InspectBatch,CreateTOTP,VerifyTOTP,GetStatus"
+	const profile = "Encrypt,EncryptBatch,ReEncrypt,ReEncryptBatch,Inspect,InspectBatch,CreateTOTP,VerifyTOTP,GetStatus"
 	addr := startSidecar(t, primary, old, "127.0.0.1:0", "--allow-methods", profile)
 	const rows = 2000
 	f := newFixture(t, "sqlite", app, primary, old, rows)
@@ -729,6 +731,26 @@ func TestLeastPrivilegeProfile(t *testing.T) {
 		t.Errorf("--check after the rotation: exit %d, and rows still under the old key?\n%s\n%s", code, stdout, stderr)
 	}
 	f.noValues(stdout + stderr)
+
+	// django-otp's migration: its plaintext hex keys go in through
+	// EncryptBatch, which returns only tokens.
+	hexKeys := map[int64]string{rows + 1: "3132333435363738393031323334353637383930", rows + 2: "0123456789abcdef0123456789abcdef01234567"}
+	for id, key := range hexKeys {
+		f.exec(`INSERT INTO otp_totpdevice (id, name, "key") VALUES (?, 'device', ?)`, id, key)
+	}
+	code, stdout, stderr = runTool(t, dir, 60*time.Second, append(common, "--encrypt-plaintext", "--legacy-plaintext", "totp-hex")...)
+	if code != exitRemaining || !strings.Contains(stdout, "plaintext encrypted         2\n") {
+		t.Fatalf("--encrypt-plaintext --legacy-plaintext totp-hex: exit %d, want %d and 2 rows encrypted\n%s\n%s", code, exitRemaining, stdout, stderr)
+	}
+	for id, key := range hexKeys {
+		var token string
+		if err := app.QueryRow(`SELECT "key" FROM otp_totpdevice WHERE id = ?`, id).Scan(&token); err != nil {
+			t.Fatal(err)
+		}
+		if d, err := fernet.NewKeyring(primary).Decrypt(token); err != nil || string(d.Plaintext) != key {
+			t.Errorf("row %d: %v, want its hex key encrypted under the primary key", id, err)
+		}
+	}
 }
 
 func snapshot(t *testing.T, db *sql.DB) map[int64]any {
@@ -811,7 +833,8 @@ func TestRestoreAfterCheckpoint(t *testing.T) {
 	}
 
 	code, stdout, stderr := runTool(t, dir, 60*time.Second, args...)
-	if code != exitRemaining || !strings.Contains(stdout, fmt.Sprintf("resumed after primary key   %d\n", last)) ||
+	if code != exitRemaining || !strings.HasPrefix(stdout, fmt.Sprintf("rotated: complete, but %d rows before the checkpoint are under an old key\n", stale)) ||
+		!strings.Contains(stdout, fmt.Sprintf("resumed after primary key   %d\n", last)) ||
 		!strings.Contains(stdout, fmt.Sprintf("  under old     key %s  %d\n", old.ID(), stale)) ||
 		!strings.Contains(stderr, fmt.Sprintf("%d rows before the checkpoint are under an old key", stale)) {
 		t.Errorf("resumed after a restore: exit %d, want %d, %d stale rows named\n%s\n%s", code, exitRemaining, stale, stdout, stderr)

@@ -165,13 +165,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 }
 
 func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, tty bool) int {
-	mode := rotation.Rotate
-	switch {
-	case cfg.check:
-		mode = rotation.Check
-	case cfg.dryRun:
-		mode = rotation.DryRun
-	}
+	mode := cfg.mode()
 	db, err := rotation.Open(cfg.dsn, mode != rotation.Rotate)
 	if err != nil {
 		fmt.Fprintln(stderr, "fernetctl:", err)
@@ -184,16 +178,44 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 		return exitUsage
 	}
 	defer conn.Close()
+	ctx, interrupt, stopHandling := handleSignals(signals, stderr)
+	defer stopHandling()
 
-	// The first signal stops the job between batches: the batch in flight
-	// commits whole and the checkpoint names it. A second one cancels the
-	// batch in flight, which rolls back.
-	interrupt := make(chan struct{})
+	show := newProgress(stderr, tty, cfg.progressInterval, time.Now)
+	push := newPushReporter(cfg, stderr)
+	job := newJob(cfg, mode, db, sidecar{conn}, interrupt, func(pr rotation.Progress) { show.update(pr); push.progress(pr) })
+	announce(cfg, mode, db, stderr)
+	push.start()
+	report, err := job.Run(ctx)
+	show.done()
+	push.finish(report, err)
+	if report != nil {
+		report.Write(stdout)
+	}
+	return outcome(cfg, mode, report, err, ctx.Err() != nil, stderr)
+}
+
+// mode is what --check and --dry-run ask for: a rotation without either.
+func (c config) mode() rotation.Mode {
+	switch {
+	case c.check:
+		return rotation.Check
+	case c.dryRun:
+		return rotation.DryRun
+	}
+	return rotation.Rotate
+}
+
+// handleSignals makes the first signal stop the job between batches: the
+// batch in flight commits whole and the checkpoint names it. A second one
+// cancels ctx, which aborts the batch in flight: it rolls back. stop ends
+// the handling, and returns once it has.
+func handleSignals(signals <-chan os.Signal, stderr io.Writer) (ctx context.Context, interrupt <-chan struct{}, stop func()) {
+	interrupted := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	finished := make(chan struct{})
-	defer close(finished)
+	finished, handled := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(handled)
 		for n := 0; ; n++ {
 			select {
 			case <-finished:
@@ -201,7 +223,7 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 			case sig := <-signals:
 				if n == 0 {
 					fmt.Fprintf(stderr, "\nfernetctl: %v: stopping after the batch in flight (again to abort it)\n", sig)
-					close(interrupt)
+					close(interrupted)
 				} else {
 					fmt.Fprintf(stderr, "\nfernetctl: %v: aborting the batch in flight; it rolls back\n", sig)
 					cancel()
@@ -209,12 +231,17 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 			}
 		}
 	}()
+	return ctx, interrupted, func() {
+		close(finished)
+		<-handled
+		cancel()
+	}
+}
 
-	show := newProgress(stderr, tty, cfg.progressInterval, time.Now)
-	push := newPushReporter(cfg, stderr)
+func newJob(cfg config, mode rotation.Mode, db *rotation.Database, crypter rotation.Crypter, interrupt <-chan struct{}, progress func(rotation.Progress)) *rotation.Job {
 	job := &rotation.Job{
 		DB:               db,
-		Crypter:          sidecar{conn},
+		Crypter:          crypter,
 		Table:            cfg.table,
 		PK:               cfg.pk,
 		Column:           cfg.column,
@@ -226,11 +253,16 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 		EncryptPlaintext: cfg.encryptPlaintext,
 		Restart:          cfg.restart,
 		Interrupt:        interrupt,
-		Progress:         func(pr rotation.Progress) { show.update(pr); push.progress(pr) },
+		Progress:         progress,
 	}
 	if mode == rotation.Rotate {
 		job.Checkpoint = &rotation.Checkpoint{Path: cfg.state}
 	}
+	return job
+}
+
+// announce says what the run is about to do.
+func announce(cfg config, mode rotation.Mode, db *rotation.Database, stderr io.Writer) {
 	part := ""
 	if cfg.shard.Count > 1 {
 		part = ", shard " + cfg.shard.String()
@@ -240,41 +272,42 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 	if mode == rotation.Rotate {
 		fmt.Fprintf(stderr, "fernetctl: checkpoint %s\n", cfg.state)
 	}
+}
 
-	push.start()
-	report, err := job.Run(ctx)
-	show.done()
-	push.finish(report, err)
-	if report != nil {
-		report.Write(stdout)
-	}
-	resume := func() {
-		if report == nil {
-			return // stopped before the walk began
-		}
-		if mode == rotation.Rotate && report.LastPK.IsZero() && report.ResumedAfter.IsZero() {
-			fmt.Fprintln(stderr, "fernetctl: nothing was committed; run the same command again to start over")
-		} else if mode == rotation.Rotate {
-			fmt.Fprintf(stderr, "fernetctl: every batch up to the checkpoint in %s committed; run the same command again to resume from it\n", cfg.state)
-		}
-	}
+// outcome says what the run's end means for the operator, and is the exit
+// code. aborted is true when a second signal cancelled the run.
+func outcome(cfg config, mode rotation.Mode, report *rotation.Report, err error, aborted bool, stderr io.Writer) int {
 	switch {
-	case errors.Is(err, rotation.ErrInterrupted), err != nil && ctx.Err() != nil:
+	case errors.Is(err, rotation.ErrInterrupted), err != nil && aborted:
 		fmt.Fprintln(stderr, "fernetctl: interrupted")
-		resume()
+		howToResume(cfg, mode, report, stderr)
 		return exitInterrupted
 	case err != nil:
 		fmt.Fprintln(stderr, "fernetctl:", err)
-		resume()
+		howToResume(cfg, mode, report, stderr)
 		return exitFailed
 	}
 	if stale := report.StaleCheckpoint(); stale > 0 {
 		fmt.Fprintf(stderr, "fernetctl: %d rows before the checkpoint are under an old key: the checkpoint claimed work the database does not hold "+
-			"(a restore from a backup?). The checkpoint is gone, so running the same command again walks the whole table.\n", stale)
+			"(the database restored from a backup, the checkpoint copied from elsewhere, or an app instance still encrypting under an old key?). "+
+			"The checkpoint is gone, so running the same command again walks the whole table.\n", stale)
 	}
 	if report.Remaining() > 0 {
 		fmt.Fprintf(stderr, "fernetctl: %d rows are not under the primary key %s (see the ids above)\n", report.Remaining(), report.Keys.Primary)
 		return exitRemaining
 	}
 	return exitOK
+}
+
+// howToResume says, after a rotation that stopped, what running it again
+// does.
+func howToResume(cfg config, mode rotation.Mode, report *rotation.Report, stderr io.Writer) {
+	switch {
+	case report == nil || mode != rotation.Rotate:
+		// stopped before the walk began, or nothing to resume
+	case report.LastPK.IsZero() && report.ResumedAfter.IsZero():
+		fmt.Fprintln(stderr, "fernetctl: nothing was committed; run the same command again to start over")
+	default:
+		fmt.Fprintf(stderr, "fernetctl: every batch up to the checkpoint in %s committed; run the same command again to resume from it\n", cfg.state)
+	}
 }

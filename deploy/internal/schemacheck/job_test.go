@@ -115,6 +115,22 @@ func TestFernetctlJob(t *testing.T) {
 	same("probes", []any{sidecar.StartupProbe, sidecar.ReadinessProbe, sidecar.LivenessProbe}, []any{theirs.StartupProbe, theirs.ReadinessProbe, theirs.LivenessProbe})
 	same("security context", sidecar.SecurityContext, theirs.SecurityContext)
 	same("volume mounts", sidecar.VolumeMounts, theirs.VolumeMounts)
+	volume := func(spec corev1.PodSpec, name string) *corev1.VolumeSource {
+		for _, v := range spec.Volumes {
+			if v.Name == name {
+				return &v.VolumeSource
+			}
+		}
+		return nil
+	}
+	for _, m := range sidecar.VolumeMounts {
+		same("volume "+m.Name, volume(pod, m.Name), volume(deployment.Spec.Template.Spec, m.Name))
+	}
+	// No fsGroup of the sidecar's: the pod's fsGroup is every
+	// container's, fernetctl's too.
+	if psc := pod.SecurityContext; psc != nil && psc.FSGroup != nil && strconv.FormatInt(*psc.FSGroup, 10) == readImage(t, repoRoot(t)).gid {
+		t.Errorf("fsGroup %d is the sidecar's group: Kubernetes gives it to fernetctl's container too", *psc.FSGroup)
+	}
 	for _, m := range tool.VolumeMounts {
 		if m.MountPath == "/etc/fernet" {
 			t.Error("fernetctl mounts the keys; only the sidecar may")
