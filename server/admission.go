@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
@@ -19,12 +21,17 @@ import (
 // calls at once cannot take the process past its memory limit, while
 // small calls keep flowing.
 //
-// A batch waits for room before its message is read: until then HTTP/2
+// Every call waits for room before its message is read: until then HTTP/2
 // flow control keeps all but its first 64 KiB at the caller. It waits for
-// MaxMessageBytes of MaxBatchBytes (its size is not known before it
-// arrives), gives back what it did not need once it is decoded, then waits
-// for its items of MaxBatchItems. Only a call past MaxBatches or MaxCalls
-// is refused, with RESOURCE_EXHAUSTED, before its message is read.
+// MaxMessageBytes of MaxBatchBytes, or of MaxCallBytes for a call that is
+// not a batch (its size is not known before it arrives), gives back what
+// it did not need once it is decoded, and a batch then waits for its items
+// of MaxBatchItems. A call past MaxBatches or MaxCalls is refused, with
+// RESOURCE_EXHAUSTED, before its message is read; so is one whose message
+// has not arrived MessageReadTimeout after it got its bytes, so that
+// callers that open calls and send nothing cannot hold the room for long.
+// And each connection reads one message of each kind at a time, so that
+// such calls on one connection hold no more than one message's room.
 type Admission struct {
 	// MaxBatches bounds the batch calls waiting or being worked on.
 	MaxBatches int64
@@ -32,9 +39,18 @@ type Admission struct {
 	// of the batch calls being received or worked on.
 	MaxBatchBytes int64
 	MaxBatchItems int64
-	// MaxCalls bounds the other calls in flight.
-	MaxCalls int64
+	// MaxCalls bounds the other calls in flight, and MaxCallBytes their
+	// request bytes being received.
+	MaxCalls     int64
+	MaxCallBytes int64
+	// MessageReadTimeout bounds the time from a call getting its bytes to
+	// its message being read; 0 means defaultMessageReadTimeout.
+	MessageReadTimeout time.Duration
 }
+
+// defaultMessageReadTimeout: a caller on loopback or a Unix socket sends
+// a 4 MiB message in milliseconds.
+const defaultMessageReadTimeout = 10 * time.Second
 
 // bytesPerBatchItem is what one batch item costs beyond its own bytes
 // while it is worked on: its result, its token and their protobuf
@@ -46,7 +62,9 @@ const bytesPerBatchItem = 400
 // its request (the request, its results, their encoding), so an eighth of
 // the limit goes to the request bytes of batches (two 10,000-item, 4 MiB
 // batches at the default 64 MiB), and as many items as that many bytes
-// pay for. However small the limit, one batch always fits.
+// pay for. Another eighth goes to the messages of other calls being read
+// (two of 4 MiB at the default; once read, a call keeps only its own
+// size). However small the limit, one message of each kind always fits.
 func AdmissionFor(memoryLimit int64, maxMessageBytes int, limits Limits) Admission {
 	eighth := memoryLimit / 8
 	return Admission{
@@ -54,13 +72,15 @@ func AdmissionFor(memoryLimit int64, maxMessageBytes int, limits Limits) Admissi
 		MaxBatchBytes: max(int64(maxMessageBytes), eighth),
 		MaxBatchItems: max(int64(limits.MaxBatchItems), eighth/bytesPerBatchItem),
 		MaxCalls:      max(64, memoryLimit/4/(64<<10)),
+		MaxCallBytes:  max(int64(maxMessageBytes), eighth),
 	}
 }
 
 // Label values of fernet_admission_rejected_total.
 const (
-	rejectedBatches = "batches"
-	rejectedCalls   = "calls"
+	rejectedBatches      = "batches"
+	rejectedCalls        = "calls"
+	rejectedSlowMessages = "slow_messages"
 )
 
 // admission counts the work in flight against an Admission.
@@ -68,6 +88,9 @@ type admission struct {
 	limits          Admission
 	maxMessageBytes int64
 	batchBytes      *semaphore.Weighted
+	callBytes       *semaphore.Weighted
+	batchReads      *connectionReads
+	callReads       *connectionReads
 	batchItems      *semaphore.Weighted
 	batches, calls  atomic.Int64
 	rejected        *prometheus.CounterVec
@@ -76,15 +99,25 @@ type admission struct {
 func newAdmission(limits Admission, maxMessageBytes int, registry prometheus.Registerer) *admission {
 	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fernet_admission_rejected_total",
-		Help: "Calls refused with RESOURCE_EXHAUSTED, before their message was read, because too many were in flight, by kind (batches, calls).",
+		Help: "Calls refused with RESOURCE_EXHAUSTED, before their message was read, because too many were in flight (batches, calls) or their message did not arrive in time (slow_messages).",
 	}, []string{"reason"})
 	registry.MustRegister(rejected)
-	rejected.WithLabelValues(rejectedBatches)
-	rejected.WithLabelValues(rejectedCalls)
+	for _, label := range []string{rejectedBatches, rejectedCalls, rejectedSlowMessages} {
+		rejected.WithLabelValues(label)
+	}
+	if limits.MessageReadTimeout <= 0 {
+		limits.MessageReadTimeout = defaultMessageReadTimeout
+	}
+	// One message of each kind always fits.
+	limits.MaxBatchBytes = max(limits.MaxBatchBytes, int64(maxMessageBytes))
+	limits.MaxCallBytes = max(limits.MaxCallBytes, int64(maxMessageBytes))
 	return &admission{
 		limits:          limits,
-		maxMessageBytes: min(int64(maxMessageBytes), limits.MaxBatchBytes),
+		maxMessageBytes: int64(maxMessageBytes),
 		batchBytes:      semaphore.NewWeighted(limits.MaxBatchBytes),
+		callBytes:       semaphore.NewWeighted(limits.MaxCallBytes),
+		batchReads:      newConnectionReads(),
+		callReads:       newConnectionReads(),
 		batchItems:      semaphore.NewWeighted(limits.MaxBatchItems),
 		rejected:        rejected,
 	}
@@ -96,19 +129,21 @@ func isBatch(method string) bool { return strings.HasSuffix(method, "Batch") }
 
 // admit wraps every method of desc: a call is counted from the start of
 // its handler, before its message is read, to its end, and refused at
-// once past MaxCalls, or past MaxBatches for a batch, which also waits for
-// its bytes and items (gate). It wraps the handlers rather than
-// intercepting calls because gRPC reads the message in the handler (dec),
-// before any interceptor runs; and a handler's end, unlike a stream's, is
-// known without a goroutine.
+// once past MaxCalls, or past MaxBatches for a batch; then it waits for
+// its bytes, and a batch for its items (gate). It wraps the handlers
+// rather than intercepting calls because gRPC reads the message in the
+// handler (dec), before any interceptor runs; and a handler's end, unlike
+// a stream's, is known without a goroutine.
 func (a *admission) admit(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 	admitted := *desc
 	admitted.Methods = make([]grpc.MethodDesc, len(desc.Methods))
 	for i, method := range desc.Methods {
 		if isBatch(method.MethodName) {
-			method.Handler = a.count(&a.batches, a.limits.MaxBatches, rejectedBatches, reasons.TooManyBatches, a.gate(method.Handler))
+			method.Handler = a.count(&a.batches, a.limits.MaxBatches, rejectedBatches, reasons.TooManyBatches,
+				a.gate(a.batchReads, a.batchBytes, reasons.TooManyBatches, true, method.Handler))
 		} else {
-			method.Handler = a.count(&a.calls, a.limits.MaxCalls, rejectedCalls, reasons.TooManyCalls, method.Handler)
+			method.Handler = a.count(&a.calls, a.limits.MaxCalls, rejectedCalls, reasons.TooManyCalls,
+				a.gate(a.callReads, a.callBytes, reasons.TooManyCalls, false, method.Handler))
 		}
 		admitted.Methods[i] = method
 	}
@@ -128,25 +163,62 @@ func (a *admission) count(count *atomic.Int64, limit int64, label, reason string
 	}
 }
 
-// gate makes a batch method's handler wait for room before its message is
-// read, and hold its bytes and items until it returns.
-func (a *admission) gate(handler grpc.MethodHandler) grpc.MethodHandler {
+// gate makes a method's handler wait for its connection's turn to read
+// (reads) and for room in bytes before its message is read, read it within
+// MessageReadTimeout, give back its turn once it is read, and hold its
+// bytes, and a batch's items, until it returns.
+func (a *admission) gate(reads *connectionReads, bytes *semaphore.Weighted, reason string, batch bool, handler grpc.MethodHandler) grpc.MethodHandler {
 	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-		reserved := a.maxMessageBytes
-		if err := a.batchBytes.Acquire(ctx, reserved); err != nil {
+		doneReading, err := reads.wait(ctx)
+		if err != nil {
 			return nil, status.FromContextError(err).Err()
 		}
-		defer func() { a.batchBytes.Release(reserved) }()
+		finishReading := sync.OnceFunc(doneReading)
+		reserved := a.maxMessageBytes
+		if err := bytes.Acquire(ctx, reserved); err != nil {
+			finishReading()
+			return nil, status.FromContextError(err).Err()
+		}
+		var unfinished chan error // a read still going when the call ends
+		defer func() {
+			if unfinished == nil {
+				finishReading()
+				bytes.Release(reserved)
+				return
+			}
+			// The read ends soon after the call does (gRPC resets the
+			// stream); until then it may still take its bytes.
+			go func() {
+				<-unfinished
+				finishReading()
+				bytes.Release(reserved)
+			}()
+		}()
 		var items int64
 		defer func() { a.batchItems.Release(items) }()
 		decode := func(req any) error {
-			if err := dec(req); err != nil {
-				return err
+			read := make(chan error, 1)
+			go func() { read <- dec(req) }()
+			timeout := time.NewTimer(a.limits.MessageReadTimeout)
+			defer timeout.Stop()
+			select {
+			case err := <-read:
+				finishReading()
+				if err != nil {
+					return err
+				}
+			case <-timeout.C:
+				unfinished = read
+				a.rejected.WithLabelValues(rejectedSlowMessages).Inc()
+				return reasonedError(codes.ResourceExhausted, reason, "the message did not arrive in time; retry later")
 			}
 			if msg, ok := req.(proto.Message); ok {
 				size := min(int64(proto.Size(msg)), reserved)
-				a.batchBytes.Release(reserved - size)
+				bytes.Release(reserved - size)
 				reserved = size
+			}
+			if !batch {
+				return nil
 			}
 			// A batch over the item limit is refused by the service;
 			// it must not wait for more than there is.

@@ -103,16 +103,83 @@ func TestAdmissionRefusesACallPastMaxCalls(t *testing.T) {
 	})
 }
 
-// TestAdmissionMakesABatchWaitForBytes: with room for one batch's worth of
-// bytes, a second batch waits, unread, until the first is done.
-func TestAdmissionMakesABatchWaitForBytes(t *testing.T) {
-	_, client, conn := admissionServer(t, Admission{MaxBatches: 8, MaxBatchBytes: 4 << 20, MaxBatchItems: 100, MaxCalls: 64})
-	release := holdBatch(t, conn)
-	if err := encryptBatch(client, 300*time.Millisecond); status.Code(err) != codes.DeadlineExceeded {
-		t.Fatalf("a batch while another holds every byte = %v, want it to wait past its deadline", err)
+// TestAdmissionBoundsTheWaitForAMessage: at the default sizing, calls
+// that hold every byte of their kind and send nothing make the next call
+// of that kind wait, unread, but only until the holders are refused for
+// sending no message within MessageReadTimeout.
+func TestAdmissionBoundsTheWaitForAMessage(t *testing.T) {
+	const readTimeout = time.Second
+	for _, tc := range []struct {
+		method string
+		call   func(fernetv1.FernetServiceClient, time.Duration) error
+	}{
+		{"EncryptBatch", encryptBatch},
+		{"Encrypt", func(client fernetv1.FernetServiceClient, timeout time.Duration) error {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			_, err := client.Encrypt(ctx, &fernetv1.EncryptRequest{Plaintext: []byte("a")})
+			return err
+		}},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			bounds := AdmissionFor(64<<20, 4<<20, DefaultLimits)
+			bounds.MessageReadTimeout = readTimeout
+			srv, client, conn := admissionServer(t, bounds)
+			var held []grpc.ClientStream
+			for range 2 { // two 4 MiB messages fill 8 MiB; one connection reads one at a time
+				stream, err := dialLike(t, conn).NewStream(context.Background(), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/fernet.v1.FernetService/"+tc.method)
+				if err != nil {
+					t.Fatal(err)
+				}
+				held = append(held, stream)
+			}
+			time.Sleep(100 * time.Millisecond) // let their headers reach the server
+			if err := tc.call(client, 200*time.Millisecond); status.Code(err) != codes.DeadlineExceeded {
+				t.Fatalf("a call while others hold every byte = %v, want it to wait past its deadline", err)
+			}
+			started := time.Now()
+			if err := tc.call(client, readTimeout+3*time.Second); err != nil {
+				t.Fatalf("a call after %v held by streams that send nothing: %v", time.Since(started), err)
+			}
+			for _, stream := range held {
+				err := stream.RecvMsg(new(fernetv1.EncryptResponse))
+				if st := status.Convert(err); st.Code() != codes.ResourceExhausted || errorReason(st) == "" {
+					t.Errorf("a call that sent no message = %v, want RESOURCE_EXHAUSTED with a reason", err)
+				}
+			}
+			if got := metricOf(t, srv, "fernet_admission_rejected_total", "reason", "slow_messages"); got != 2 {
+				t.Errorf("fernet_admission_rejected_total{reason=slow_messages} = %v, want 2", got)
+			}
+		})
 	}
-	release()
-	waitFor(t, func() bool { return encryptBatch(client, 5*time.Second) == nil })
+}
+
+// TestAdmissionKeepsOneConnectionsIdleCallsToIt: however many calls one
+// connection opens without sending their message, they take one message's
+// room: another connection's calls get in.
+func TestAdmissionKeepsOneConnectionsIdleCallsToIt(t *testing.T) {
+	_, client, conn := admissionServer(t, AdmissionFor(64<<20, 4<<20, DefaultLimits))
+	idle := dialLike(t, conn)
+	for _, method := range []string{"Encrypt", "Decrypt", "EncryptBatch", "DecryptBatch"} {
+		for range 4 {
+			if _, err := idle.NewStream(context.Background(), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/fernet.v1.FernetService/"+method); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let their headers reach the server
+	if err := encryptBatch(client, 2*time.Second); err != nil {
+		t.Fatalf("a batch on another connection: %v", err)
+	}
+	if _, err := client.Encrypt(ctx(t), &fernetv1.EncryptRequest{Plaintext: []byte("a")}); err != nil {
+		t.Fatalf("a call on another connection: %v", err)
+	}
+}
+
+// dialLike opens another connection to conn's server.
+func dialLike(t *testing.T, conn *grpc.ClientConn) *grpc.ClientConn {
+	t.Helper()
+	return servetest.Dial(t, conn.Target())
 }
 
 func waitFor(t *testing.T, ok func() bool) {

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
@@ -42,28 +41,34 @@ func ParseMethods(list string) ([]string, error) {
 	return names, nil
 }
 
-// denyMethods refuses the FernetService methods not in allowed, each with
-// PERMISSION_DENIED and METHOD_NOT_ALLOWED, counts them and logs each one
-// with the peer: a call the app's profile leaves out is either a bug in
-// the app or someone using its access. Other services (health,
-// reflection) pass.
-func denyMethods(allowed []string, metrics *Metrics, logger *slog.Logger) grpc.UnaryServerInterceptor {
-	denied := map[string]prometheus.Counter{}
-	service := fernetv1.FernetService_ServiceDesc.ServiceName
-	for _, name := range FernetMethods() {
-		if !slices.Contains(allowed, name) {
-			denied["/"+service+"/"+name] = metrics.methodDenied.WithLabelValues(name)
+// denyMethods makes the FernetService methods of desc not in allowed
+// refuse every call with PERMISSION_DENIED and METHOD_NOT_ALLOWED, count
+// it and log it with the peer: a call the app's profile leaves out is
+// either a bug in the app or someone using its access. It replaces their
+// handlers, admission's included, so that a refused call is not read and
+// takes no room; the interceptors still see it, with no request.
+func denyMethods(desc *grpc.ServiceDesc, allowed []string, metrics *Metrics, logger *slog.Logger) *grpc.ServiceDesc {
+	served := *desc
+	served.Methods = slices.Clone(desc.Methods)
+	for i, method := range served.Methods {
+		if slices.Contains(allowed, method.MethodName) {
+			continue
+		}
+		fullMethod := "/" + desc.ServiceName + "/" + method.MethodName
+		denied := metrics.methodDenied.WithLabelValues(method.MethodName)
+		refuse := func(ctx context.Context, _ any) (any, error) {
+			denied.Inc()
+			logger.Warn("call refused: method not allowed", "audit", true, "peer", peerOf(ctx), "method", fullMethod,
+				"code", codes.PermissionDenied.String(), "reason", reasons.MethodNotAllowed)
+			return nil, reasonedError(codes.PermissionDenied, reasons.MethodNotAllowed,
+				fullMethod+" is not allowed on this server (--allow-methods)")
+		}
+		served.Methods[i].Handler = func(srv any, ctx context.Context, _ func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+			if interceptor == nil {
+				return refuse(ctx, nil)
+			}
+			return interceptor(ctx, nil, &grpc.UnaryServerInfo{Server: srv, FullMethod: fullMethod}, refuse)
 		}
 	}
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		count, ok := denied[info.FullMethod]
-		if !ok {
-			return handler(ctx, req)
-		}
-		count.Inc()
-		logger.Warn("call refused: method not allowed", "audit", true, "peer", peerOf(ctx), "method", info.FullMethod,
-			"code", codes.PermissionDenied.String(), "reason", reasons.MethodNotAllowed)
-		return nil, reasonedError(codes.PermissionDenied, reasons.MethodNotAllowed,
-			info.FullMethod+" is not allowed on this server (--allow-methods)")
-	}
+	return &served
 }

@@ -2,12 +2,16 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -109,5 +113,32 @@ func TestAllowMethods(t *testing.T) {
 	}
 	if auditLines != len(refused) || strings.Contains(logs.String(), sealed.GetToken()) {
 		t.Errorf("%d audit lines, want %d, none with the token:\n%s", auditLines, len(refused), &logs)
+	}
+}
+
+// TestDeniedMethodIsNotRead: a method left out is refused before
+// admission and before its message is read, so it neither waits for room
+// nor takes any, even when it sends no message at all.
+func TestDeniedMethodIsNotRead(t *testing.T) {
+	keys := testkeys.NewSource(testkeys.New(t))
+	srv := New(Config{
+		Keys: keys, Limits: DefaultLimits, MaxMessageBytes: 4 << 20, Version: "test",
+		AllowedMethods: []string{"InspectBatch"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Admission: Admission{MaxBatches: 1, MaxBatchBytes: 4 << 20, MaxBatchItems: 100, MaxCalls: 64},
+	})
+	conn := servetest.Dial(t, servetest.Serve(t, srv, Listen, "127.0.0.1:0"))
+	release := holdCall(t, conn, "InspectBatch") // every batch of admission
+	defer release()
+	for _, method := range []string{"DecryptBatch", "Decrypt"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/fernet.v1.FernetService/"+method)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = stream.RecvMsg(new(fernetv1.DecryptResponse))
+		cancel()
+		if st := status.Convert(err); st.Code() != codes.PermissionDenied || errorReason(st) != reasons.MethodNotAllowed {
+			t.Errorf("%s, sending no message while batches are full = %v, want PERMISSION_DENIED %s", method, err, reasons.MethodNotAllowed)
+		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testpki"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
@@ -96,11 +97,11 @@ func statusCall(t *testing.T, addr string, creds credentials.TransportCredential
 func TestTLSAndMutualTLS(t *testing.T) {
 	p := testpki.New(t)
 	caFile, serverCert, serverKey, _, _ := p.Write(t, t.TempDir())
-	serverOnly, err := LoadTLS(serverCert, serverKey, "")
+	serverOnly, err := LoadTLS(slog.New(slog.DiscardHandler), serverCert, serverKey, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mutual, err := LoadTLS(serverCert, serverKey, caFile)
+	mutual, err := LoadTLS(slog.New(slog.DiscardHandler), serverCert, serverKey, caFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func TestTLSAndMutualTLS(t *testing.T) {
 		t.Fatal("mTLS server accepted a client without a certificate")
 	}
 
-	if _, err := LoadTLS(serverCert, serverKey, serverKey); err == nil {
+	if _, err := LoadTLS(slog.New(slog.DiscardHandler), serverCert, serverKey, serverKey); err == nil {
 		t.Fatal("a client CA file without a certificate must be refused")
 	}
 }
@@ -196,7 +197,7 @@ func TestMutualTLSAllowsOnlyListedClients(t *testing.T) {
 		{[]string{"spiffe://cluster.local/ns/app/sa/app", "app"}, true},
 		{[]string{"spiffe://cluster.local/ns/other/sa/other", "other"}, false},
 	} {
-		cfg, err := LoadTLS(serverCert, serverKey, caFile, tt.allowed...)
+		cfg, err := LoadTLS(slog.New(slog.DiscardHandler), serverCert, serverKey, caFile, tt.allowed...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,12 +209,14 @@ func TestMutualTLSAllowsOnlyListedClients(t *testing.T) {
 }
 
 // TestTLSReloadsChangedFiles: new connections get the certificate now in
-// the files; a broken change keeps the one in use.
+// the files; a broken change keeps the one in use, and is logged once,
+// without the files' contents.
 func TestTLSReloadsChangedFiles(t *testing.T) {
 	dir := t.TempDir()
 	first, second := testpki.New(t), testpki.New(t)
 	_, serverCert, serverKey, _, _ := first.Write(t, dir)
-	cfg, err := LoadTLS(serverCert, serverKey, "")
+	var logs testenv.LogBuffer
+	cfg, err := LoadTLS(slog.New(slog.NewJSONHandler(&logs, nil)), serverCert, serverKey, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,11 +225,18 @@ func TestTLSReloadsChangedFiles(t *testing.T) {
 	if err := statusCall(t, addr, trusting(first)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(serverCert, []byte("not a certificate"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := statusCall(t, addr, trusting(first)); err != nil {
-		t.Fatalf("a broken certificate file must keep the certificate in use: %v", err)
+	for i, garbage := range []string{"not a certificate", "still not one"} {
+		if err := os.WriteFile(serverCert, []byte(garbage), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if err := statusCall(t, addr, trusting(first)); err != nil {
+				t.Fatalf("a broken certificate file must keep the certificate in use: %v", err)
+			}
+		}
+		if warnings := strings.Count(logs.String(), "do not load"); warnings != i+1 || strings.Contains(logs.String(), garbage) {
+			t.Fatalf("after %d broken files, %d warnings, want one each, without the file's contents:\n%s", i+1, warnings, logs.String())
+		}
 	}
 	second.Write(t, dir)
 	if err := statusCall(t, addr, trusting(second)); err != nil {

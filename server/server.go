@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -99,11 +100,6 @@ func New(cfg Config) *Server {
 		allowed = FernetMethods()
 	}
 	interceptors := []grpc.UnaryServerInterceptor{grpcMetrics.unaryInterceptor}
-	if len(allowed) < len(FernetMethods()) {
-		// Before the audit log's interceptor: a refused call gets its own
-		// audit line.
-		interceptors = append(interceptors, denyMethods(allowed, metrics, cfg.Logger))
-	}
 	if cfg.AuditCalls {
 		interceptors = append(interceptors, auditCalls(cfg.Logger))
 	}
@@ -119,20 +115,29 @@ func New(cfg Config) *Server {
 		grpc.ReadBufferSize(transportBufferBytes),
 		grpc.WriteBufferSize(transportBufferBytes),
 	}
-	options = append(options, transportOptions(apiStreamsPerConnection, apiIdleTimeout)...)
+	options = append(options, transportOptions(apiStreamsPerConnection, keepalive.ServerParameters{MaxConnectionIdle: apiIdleTimeout})...)
 	if cfg.TLS != nil {
 		options = append(options, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	s.grpc = grpc.NewServer(options...)
 	service := NewService(cfg.Keys, cfg.Limits, metrics, cfg.Version)
 	service.allowedMethods, service.maxMessageBytes = allowed, cfg.MaxMessageBytes
-	s.grpc.RegisterService(admission.admit(&fernetv1.FernetService_ServiceDesc), service)
+	s.grpc.RegisterService(denyMethods(admission.admit(&fernetv1.FernetService_ServiceDesc), allowed, metrics, cfg.Logger), service)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.healthOnly = grpc.NewServer(healthServerOptions()...)
-	healthpb.RegisterHealthServer(s.healthOnly, s.health)
+	healthpb.RegisterHealthServer(s.healthOnly, checkOnly{s.health})
 	reflection.Register(s.grpc)
 	grpcMetrics.resolve(s.grpc)
 	return s
+}
+
+// checkOnly is the health service without Watch, for the health-only
+// server: probes only call Check, and an open Watch would keep its
+// connection, one of few, from ever being idle.
+type checkOnly struct{ *health.Server }
+
+func (checkOnly) Watch(*healthpb.HealthCheckRequest, healthpb.Health_WatchServer) error {
+	return status.Error(codes.Unimplemented, "Watch is not served on the health port; use Check")
 }
 
 // ObserveKeyReload records a load of the keys, the first one included (see

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -19,9 +20,10 @@ import (
 //
 // The files are read again, for new connections, whenever one of them
 // changes (cert-manager, a kubelet-updated Secret), as the keys are. A
-// change that does not load keeps the settings in use until it does.
-func LoadTLS(certFile, keyFile, clientCAFile string, allowedClients ...string) (*tls.Config, error) {
-	files := &tlsFiles{cert: certFile, key: keyFile, clientCA: clientCAFile, allowed: allowedClients}
+// change that does not load keeps the settings in use until it does, and
+// is logged to logger once.
+func LoadTLS(logger *slog.Logger, certFile, keyFile, clientCAFile string, allowedClients ...string) (*tls.Config, error) {
+	files := &tlsFiles{cert: certFile, key: keyFile, clientCA: clientCAFile, allowed: allowedClients, logger: logger}
 	if _, err := files.current(); err != nil {
 		return nil, err
 	}
@@ -35,10 +37,14 @@ func LoadTLS(certFile, keyFile, clientCAFile string, allowedClients ...string) (
 type tlsFiles struct {
 	cert, key, clientCA string
 	allowed             []string
+	logger              *slog.Logger
 
 	mu       sync.Mutex
 	loaded   *tls.Config
 	loadedAt string // the files' fileStamp when loaded
+	// failedAt is the files' fileStamp when they last failed to load:
+	// they are not read again, at every handshake, until they change.
+	failedAt string
 }
 
 // current is the settings of the files as they are now, loaded again if
@@ -47,15 +53,18 @@ func (f *tlsFiles) current() (*tls.Config, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	stamp := fileStamp(f.cert, f.key, f.clientCA)
-	if f.loaded != nil && stamp == f.loadedAt {
+	if f.loaded != nil && (stamp == f.loadedAt || stamp == f.failedAt) {
 		return f.loaded, nil
 	}
 	cfg, err := f.load()
 	if err != nil {
-		if f.loaded != nil {
-			return f.loaded, nil
+		if f.loaded == nil {
+			return nil, err
 		}
-		return nil, err
+		// The error names the file and what is wrong, never its contents.
+		f.logger.Warn("TLS files changed but do not load; keeping the certificates in use", "audit", true, "error", err.Error())
+		f.failedAt = stamp
+		return f.loaded, nil
 	}
 	f.loaded, f.loadedAt = cfg, stamp
 	return cfg, nil

@@ -48,25 +48,30 @@ const (
 	healthMaxConnections       = 16
 	healthStreamsPerConnection = 4
 	healthMaxMessageBytes      = 1 << 10
-	healthIdleTimeout          = 30 * time.Second
-	healthTransportBufferBytes = 4 << 10
-	metricsMaxConnections      = 16
-	metricsMaxHeaderBytes      = 16 << 10
-	metricsReadTimeout         = 10 * time.Second
-	metricsWriteTimeout        = 30 * time.Second
-	metricsIdleTimeout         = 30 * time.Second
-	metricsReadHeaderTimeout   = 5 * time.Second
+	// healthIdleTimeout: the kubelet makes a connection per probe.
+	healthIdleTimeout = 5 * time.Second
+	// healthMaxConnectionAge closes even a busy health connection, so
+	// that no one holds one of its few connections for long.
+	healthMaxConnectionAge      = 30 * time.Second
+	healthMaxConnectionAgeGrace = 5 * time.Second
+	healthTransportBufferBytes  = 4 << 10
+	metricsMaxConnections       = 16
+	metricsMaxHeaderBytes       = 16 << 10
+	metricsReadTimeout          = 10 * time.Second
+	metricsWriteTimeout         = 30 * time.Second
+	metricsIdleTimeout          = 30 * time.Second
+	metricsReadHeaderTimeout    = 5 * time.Second
 )
 
 // transportOptions bound the HTTP/2 connections of a gRPC server.
-func transportOptions(streamsPerConnection uint32, idleTimeout time.Duration) []grpc.ServerOption {
+func transportOptions(streamsPerConnection uint32, keepaliveParams keepalive.ServerParameters) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxHeaderListSize(maxHeaderListBytes),
 		grpc.MaxConcurrentStreams(streamsPerConnection),
 		grpc.ConnectionTimeout(handshakeTimeout),
 		grpc.InitialWindowSize(streamWindowBytes),
 		grpc.InitialConnWindowSize(connectionWindowBytes),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
+		grpc.KeepaliveParams(keepaliveParams),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: minClientPingInterval, PermitWithoutStream: true}),
 	}
 }
@@ -74,7 +79,12 @@ func transportOptions(streamsPerConnection uint32, idleTimeout time.Duration) []
 // healthServerOptions are the health-only server's: small messages, few
 // streams, small buffers.
 func healthServerOptions() []grpc.ServerOption {
-	return append(transportOptions(healthStreamsPerConnection, healthIdleTimeout),
+	keepaliveParams := keepalive.ServerParameters{
+		MaxConnectionIdle:     healthIdleTimeout,
+		MaxConnectionAge:      healthMaxConnectionAge,
+		MaxConnectionAgeGrace: healthMaxConnectionAgeGrace,
+	}
+	return append(transportOptions(healthStreamsPerConnection, keepaliveParams),
 		grpc.MaxRecvMsgSize(healthMaxMessageBytes),
 		grpc.ReadBufferSize(healthTransportBufferBytes),
 		grpc.WriteBufferSize(healthTransportBufferBytes),

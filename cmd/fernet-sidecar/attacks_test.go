@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -466,3 +467,112 @@ func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 func (rawCodec) Unmarshal(mem.BufferSlice, any) error { return nil }
 
 func (rawCodec) Name() string { return "proto" }
+
+// TestAttackIdleBatchStreams: batch calls opened with headers and no
+// message each held a batch's bytes forever, so that two (the whole
+// budget at the default 64 MiB limit) made every other batch wait past its
+// deadline. Now a call whose message has not come 10 s after it got its
+// bytes is refused, and the batch behind it gets in; and the calls of one
+// connection take at most one message's room.
+func TestAttackIdleBatchStreams(t *testing.T) {
+	a := startUnderAttack(t)
+	defer a.Stop(t)
+	for range 2 { // one connection reads one message at a time: two of them
+		c := dialH2(t, a.Addr)
+		defer c.conn.Close() // before Stop, which would wait for it
+		if !c.openStream("/fernet.v1.FernetService/InspectBatch") {
+			t.Fatal("the server closed the connection")
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let their headers reach the server
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := a.client.InspectBatch(ctx, &fernetv1.InspectBatchRequest{Tokens: []string{a.token}}); err != nil {
+		t.Fatalf("InspectBatch after %v behind two streams that send nothing: %v", time.Since(started), err)
+	}
+	t.Logf("InspectBatch answered after %v", time.Since(started))
+	// The second is refused a moment after the first made room.
+	waitForMetric(t, a.Sidecar, `fernet_admission_rejected_total{reason="slow_messages"} 2`)
+	a.stillAnswers(t)
+}
+
+// TestAttackLargeUnaryCalls: 200 concurrent Encrypt calls of 4 MiB, the
+// largest message gRPC takes, on 8 connections. Each was read in full
+// before its plaintext was refused as over 64 KiB, and RSS peaked at
+// 921 MiB. Now they wait, unread, for room in the bytes of calls being
+// read, as batches do.
+func TestAttackLargeUnaryCalls(t *testing.T) {
+	scale := attackScale(t)
+	a := startUnderAttack(t)
+	defer a.Stop(t)
+	request, err := proto.Marshal(&fernetv1.EncryptRequest{Plaintext: bytes.Repeat([]byte{'p'}, 4<<20-64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make([]*grpc.ClientConn, 8)
+	for i := range conns {
+		conn, err := grpc.NewClient(a.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conns[i] = conn
+	}
+	var callers sync.WaitGroup
+	var refused, tooLarge atomic.Int64
+	for i := range scale * 200 {
+		callers.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			err := conns[i%len(conns)].Invoke(ctx, "/fernet.v1.FernetService/Encrypt", request, new([]byte))
+			switch status.Code(err) {
+			case codes.InvalidArgument:
+				tooLarge.Add(1)
+			case codes.ResourceExhausted:
+				refused.Add(1)
+			default:
+				t.Errorf("a 4 MiB Encrypt = %v, want INVALID_ARGUMENT or RESOURCE_EXHAUSTED", err)
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond) // let the calls pile up
+	a.stillAnswers(t)
+	callers.Wait()
+	t.Logf("%d refused as too large, %d as too many", tooLarge.Load(), refused.Load())
+	a.checkPeakRSS(t, "large unary calls")
+}
+
+// TestAttackHealthWatches: 16 connections to the health port, its cap,
+// each holding a Watch open, kept it from ever answering a new probe's
+// Check, and the kubelet would restart the pod forever. Now Watch is not
+// served there, and a connection left idle is closed within 5 s.
+func TestAttackHealthWatches(t *testing.T) {
+	a := startUnderAttack(t)
+	defer a.Stop(t)
+	for range 16 {
+		conn := servetest.Dial(t, a.HealthAddr)
+		watch, err := healthpb.NewHealthClient(conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				if _, err := watch.Recv(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // let the watches reach the server
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	probe := healthpb.NewHealthClient(servetest.Dial(t, a.HealthAddr))
+	resp, err := probe.Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("a probe's Check after %v behind 16 watchers = %v, %v; want SERVING", time.Since(started), resp, err)
+	}
+	t.Logf("the probe was answered after %v", time.Since(started))
+}

@@ -187,7 +187,7 @@ func newServer(cfg config, keys *keysource.Current, logger *slog.Logger) (*serve
 	var tlsConfig *tls.Config
 	if cfg.tlsCertFile != "" {
 		var err error
-		if tlsConfig, err = server.LoadTLS(cfg.tlsCertFile, cfg.tlsKeyFile, cfg.tlsClientCAFile, cfg.tlsClientAllow...); err != nil {
+		if tlsConfig, err = server.LoadTLS(logger, cfg.tlsCertFile, cfg.tlsKeyFile, cfg.tlsClientCAFile, cfg.tlsClientAllow...); err != nil {
 			return nil, err
 		}
 	}

@@ -3,6 +3,7 @@ settings, and one of it per process."""
 
 import os
 import threading
+import weakref
 
 from ._client import DEFAULT_TARGET, DEFAULT_TIMEOUT, SidecarFernet
 
@@ -38,7 +39,9 @@ class PerProcess:
 
     A gRPC channel does not survive a fork: a child (a gunicorn or uwsgi
     worker forked after the app was imported) gets an object of its own on
-    first use, and never touches its parent's.
+    first use, and never touches its parent's. It gets a lock of its own
+    too: the parent's may have been held, at the fork, by a thread the
+    child does not have.
     """
 
     def __init__(self, factory):
@@ -46,6 +49,7 @@ class PerProcess:
         self._lock = threading.Lock()
         self._pid = None
         self._value = None
+        _instances.add(self)
 
     def get(self):
         pid = os.getpid()
@@ -65,3 +69,14 @@ class PerProcess:
             self._value = self._pid = None
         if value is not None and same_process:
             value.close()
+
+
+_instances = weakref.WeakSet()
+
+
+def _new_locks_in_child():
+    for instance in _instances:
+        instance._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_locks_in_child)

@@ -226,10 +226,12 @@ def walk(
 
 def _batch(fernet, rows, report, check, legacy_plaintext, encrypt_plaintext):
     """Counts one batch into report, and returns its writes: (pk, old,
-    new, whether old is legacy plaintext)."""
-    stored = [(row_pk, _text(value)) for row_pk, value in rows if value is not None]
+    new, whether old is legacy plaintext), old as the driver gave it and
+    new of the same type (bytes for a binary value), so that the write's
+    WHERE column = old matches on every database."""
+    stored = [(row_pk, _bytes_or_text(value)) for row_pk, value in rows if value is not None]
     report.null += len(rows) - len(stored)
-    tokens = [value for _, value in stored]
+    tokens = [_text(value) for _, value in stored]
     # A check needs no new tokens: inspect_many (no plaintext crosses the
     # wire) where the backend has it.
     inspecting = check and hasattr(fernet, "inspect_many")
@@ -238,11 +240,11 @@ def _batch(fernet, rows, report, check, legacy_plaintext, encrypt_plaintext):
     else:
         results = fernet.rotate_many(tokens, return_exceptions=True)
     writes, plaintexts = [], []
-    for (row_pk, old), result in zip(stored, results):
+    for (row_pk, stored_value), old, result in zip(stored, tokens, results):
         if isinstance(result, _errors.InvalidToken):
             if result.reason == _errors.MALFORMED and legacy_plaintext and _legacy.looks_like(legacy_plaintext, old):
                 report.legacy += 1
-                plaintexts.append((row_pk, old))
+                plaintexts.append((row_pk, stored_value, old))
                 continue
             report.undecryptable[result.reason] += 1
             if len(report.undecryptable_pks) < 20:
@@ -257,25 +259,30 @@ def _batch(fernet, rows, report, check, legacy_plaintext, encrypt_plaintext):
             else:
                 report.decrypt_only[info.key_id] += 1
             continue
-        new = result.decode("ascii")
-        if new == old:
+        if result.decode("ascii") == old:
             report.primary += 1
             continue
         report.rotated += 1
-        writes.append((row_pk, old, new, False))
+        writes.append((row_pk, stored_value, _like(stored_value, result), False))
     if encrypt_plaintext and plaintexts and not check:
-        tokens = fernet.encrypt_many([value.encode("utf-8") for _, value in plaintexts])
-        for (row_pk, old), token in zip(plaintexts, tokens):
+        new_tokens = fernet.encrypt_many([text.encode("utf-8") for _, _, text in plaintexts])
+        for (row_pk, stored_value, _), token in zip(plaintexts, new_tokens):
             report.encrypted += 1
-            writes.append((row_pk, old, token.decode("ascii"), True))
+            writes.append((row_pk, stored_value, _like(stored_value, token), True))
     return writes
 
 
-def _text(value):
+def _bytes_or_text(value):
     # A text column reads as str; some drivers give bytes or memoryview
-    # for other column types.
-    if isinstance(value, memoryview):
-        value = value.tobytes()
-    if isinstance(value, bytes):
-        return value.decode("ascii", "replace")
-    return value
+    # for binary ones (and SQLite for a BLOB in any column).
+    return value.tobytes() if isinstance(value, memoryview) else value
+
+
+def _text(value):
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
+
+
+def _like(stored_value, token):
+    """token (bytes), as the type the column gave: bytes for bytes. SQLite
+    never finds a BLOB equal to a text value."""
+    return token if isinstance(stored_value, bytes) else token.decode("ascii")

@@ -5,7 +5,10 @@ plaintext shapes."""
 
 import base64
 import os
+import select
+import signal
 import struct
+import threading
 import time
 import unittest
 
@@ -196,6 +199,40 @@ class PerProcessTest(unittest.TestCase):
         holder.reset()
         self.assertTrue(first.closed)
         self.assertIsNot(holder.get(), first)
+
+
+    def test_a_fork_while_another_thread_holds_the_lock(self):
+        parent = os.getpid()
+        entered, release = threading.Event(), threading.Event()
+
+        def factory():
+            if os.getpid() == parent:  # the parent's thread makes it slowly
+                entered.set()
+                release.wait(10)
+            return object()
+
+        holder = PerProcess(factory)
+        thread = threading.Thread(target=holder.get)
+        thread.start()
+        try:
+            self.assertTrue(entered.wait(10))  # the thread holds the lock
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: get() must not wait for a thread it does not have
+                holder.get()
+                os.write(write, b"1")
+                os._exit(0)
+            os.close(write)
+            ready, _, _ = select.select([read], [], [], 10)
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            self.assertTrue(ready, "the child's get() deadlocked on the lock its parent's thread held")
+            self.assertEqual(os.read(read, 1), b"1")
+            os.close(read)
+        finally:
+            release.set()
+            thread.join()
 
 
 class LegacyShapes(unittest.TestCase):

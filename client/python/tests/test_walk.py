@@ -102,6 +102,21 @@ class WalkTests:
         with self.assertRaises(ValueError):
             self.run_walk(encrypt_plaintext=True)
 
+    def test_binary_values_rotate_and_stay_binary(self):
+        # SQLite keeps bytes as a BLOB in any column, and never finds a BLOB
+        # equal to a text value; a bytea or BLOB column reads as bytes too.
+        old_token = self.old.encrypt(b"old secret")
+        self.insert([(1, old_token), (2, b"JBSWY3DPEHPK3PXP"), (3, self.new.encrypt(b"new"))])
+        report = self.run_walk(legacy_plaintext="totp-base32", encrypt_plaintext=True)
+        self.assertEqual((report.rotated, report.encrypted, report.primary), (1, 1, 1))
+        self.assertEqual((report.written, report.conflicts, report.pending()), (2, 0, 0))
+        after = self.column()
+        self.assertIsInstance(after[1], bytes)
+        self.assertEqual(self.new.decrypt(after[1]), b"old secret")
+        self.assertEqual(self.new.extract_timestamp(after[1]), self.old.extract_timestamp(old_token))
+        self.assertIsInstance(after[2], bytes)
+        self.assertEqual(self.new.decrypt(after[2]), b"JBSWY3DPEHPK3PXP")
+
     def test_a_row_the_app_changed_meanwhile_keeps_the_apps_value(self):
         self.insert([(1, self.old.encrypt(b"a").decode()), (2, self.old.encrypt(b"b").decode())])
         app_token = self.new.encrypt(b"written by the app").decode()

@@ -61,13 +61,18 @@ class SidecarTOTPDevice(ThrottlingMixin, Device):
             period=self.step,
             encoding=self.encoding,
         )
-        if not result.valid:
-            self.throttle_increment(commit=True)
-            return False
-        self.last_t = result.counter
-        self.throttle_reset(commit=False)
-        self.save()
-        return True
+        # Two logins with the same code can both get this far, each with the
+        # last_t it read: only the one whose update moves last_t past the
+        # code's step passes; the other is a replay.
+        valid = result.valid and type(self).objects.filter(pk=self.pk, last_t__lt=result.counter).update(last_t=result.counter) == 1
+        if valid:
+            self.last_t = result.counter
+            self.throttle_reset(commit=False)
+        else:
+            self.throttle_increment(commit=False)
+        # Not save(): it would write back the last_t this request read.
+        self.save(update_fields=["throttling_failure_timestamp", "throttling_failure_count"])
+        return valid
 
     def get_throttle_factor(self):
         return getattr(settings, "OTP_TOTP_THROTTLE_FACTOR", 1)

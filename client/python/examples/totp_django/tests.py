@@ -83,6 +83,18 @@ class LoginTest(TestCase):
         self.assertNotIn(DEVICE_ID_SESSION_KEY, self.client.session)
 
 
+    def test_two_logins_with_the_same_code_pass_once(self):
+        # Both requests read the device before either verifies the code.
+        first = SidecarTOTPDevice.objects.get(pk=self.device.pk)
+        second = SidecarTOTPDevice.objects.get(pk=self.device.pk)
+        code = self.otp.at(time.time() + 30)
+        self.assertTrue(first.verify_token(code))
+        self.assertFalse(second.verify_token(code))
+        self.device.refresh_from_db()
+        self.assertEqual(self.device.last_t, first.last_t)
+        self.assertEqual(self.device.throttling_failure_count, 1)
+
+
 class ImportTest(TestCase):
     def test_import_totp_devices(self):
         user = User.objects.create_user("carol")

@@ -17,32 +17,36 @@ fields.PendingEncryption). bulk_create() inserts in statements of its own
 (500 rows on SQLite), and bulk_update() builds its CASE expressions from
 getattr(obj, field), with no pre_save(): the wrappers of both give the
 objects PendingEncryption values for the duration of the call, so that the
-whole call encrypts in one batch.
+whole call encrypts in one batch. All three wrappers (save()'s is
+Model.save_base) drop, at the end, the values made in the call that no
+statement sent, so that a failed call leaves no plaintext in the thread.
 """
 
 import contextlib
 from itertools import islice
 
+from django.db.models import Model
 from django.db.models.expressions import Col
 from django.db.models.query import QuerySet
 from django.db.models.sql.compiler import SQLCompiler
 
 from .. import _errors
 from . import conf
-from .fields import EncryptedFieldMixin
+from .fields import EncryptedFieldMixin, dropping_unsent
 
 #: The most values one DecryptBatch carries (the client splits at this too).
 MAX_BATCH_VALUES = 1000
 
 
 def install():
-    """Wraps SQLCompiler.apply_converters, QuerySet.bulk_create and
-    QuerySet.bulk_update, once."""
+    """Wraps SQLCompiler.apply_converters, QuerySet.bulk_create,
+    QuerySet.bulk_update and Model.save_base, once."""
     if getattr(SQLCompiler.apply_converters, "_fernet_sidecar", False):
         return
     django_apply_converters = SQLCompiler.apply_converters
     django_bulk_create = QuerySet.bulk_create
     django_bulk_update = QuerySet.bulk_update
+    django_save_base = Model.save_base
 
     def apply_converters(self, rows, converters):
         encrypted = _encrypted_columns(converters)
@@ -57,15 +61,22 @@ def install():
             return django_bulk_create(self, objs, *args, **kwargs)
 
     def bulk_update(self, objs, fields, batch_size=None):
-        objs = tuple(objs)
+        objs, fields = tuple(objs), list(fields)  # either may be a generator, read twice here
         with _pending_values(objs, [self.model._meta.get_field(name) for name in fields]):
             return django_bulk_update(self, objs, fields, batch_size)
 
+    def save_base(self, *args, **kwargs):
+        # pre_save() makes the values; a later field's pre_save() (a
+        # FileField's storage, say) can fail before the statement is built.
+        with dropping_unsent():
+            return django_save_base(self, *args, **kwargs)
+
     apply_converters._fernet_sidecar = True
-    bulk_create.alters_data = bulk_update.alters_data = True
+    bulk_create.alters_data = bulk_update.alters_data = save_base.alters_data = True
     SQLCompiler.apply_converters = apply_converters
     QuerySet.bulk_create = bulk_create
     QuerySet.bulk_update = bulk_update
+    Model.save_base = save_base
 
 
 @contextlib.contextmanager
@@ -74,20 +85,21 @@ def _pending_values(objs, fields):
     duration, so that the whole call encrypts them in one batch when the
     first statement is compiled. The objects keep their own values after."""
     swapped = []
-    try:
-        for field in fields:
-            if not isinstance(field, EncryptedFieldMixin):
-                continue
-            for obj in objs:
-                value = getattr(obj, field.attname)
-                pending = field.pending_encryption(value)
-                if pending is not value:
-                    obj.__dict__[field.attname] = pending
-                    swapped.append((obj, field.attname, value))
-        yield
-    finally:
-        for obj, attname, value in swapped:
-            obj.__dict__[attname] = value
+    with dropping_unsent():
+        try:
+            for field in fields:
+                if not isinstance(field, EncryptedFieldMixin):
+                    continue
+                for obj in objs:
+                    value = getattr(obj, field.attname)
+                    pending = field.pending_encryption(value)
+                    if pending is not value:
+                        obj.__dict__[field.attname] = pending
+                        swapped.append((obj, field.attname, value))
+            yield
+        finally:
+            for obj, attname, value in swapped:
+                obj.__dict__[attname] = value
 
 
 def _encrypted_columns(converters):

@@ -52,9 +52,15 @@ def walk_field(model, field, using="default", *, legacy_plaintext=None, **option
     named using; options as walk's. legacy_plaintext defaults to the
     field's own."""
     connection = connections[using]
+    # The driver's own connection, not Django's cursors: with DEBUG on,
+    # those keep every statement's parameters in connection.queries and log
+    # them (django.db.backends), and the walk's parameters are tokens and,
+    # with encrypt_plaintext, legacy plaintext. Django's atomic() still
+    # makes each batch's transaction on it.
+    connection.ensure_connection()
     db = Database(
-        connection,
-        paramstyle="format",  # Django's cursors take %s on every backend
+        connection.connection,
+        paramstyle=connection.Database.paramstyle,
         quote=connection.ops.quote_name,
         atomic=lambda: transaction.atomic(using=using),
     )

@@ -13,6 +13,7 @@ Reading a queryset decrypts its values in batches, and saving encrypts the
 values of one statement in one batch: see docs/django.md, "Batches".
 """
 
+import contextlib
 import datetime
 import json
 import logging
@@ -23,7 +24,9 @@ from django.core.exceptions import FieldError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.backends.base.operations import BaseDatabaseOperations
-from django.db.models.expressions import Expression
+from django.db.models.expressions import Case, Expression, F, Value, When
+from django.db.models.functions import Cast
+from django.db.models.lookups import Exact
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -94,7 +97,38 @@ class EncryptedFieldMixin:
                     id="fernet_sidecar.E102",
                 )
             )
+        for option in self._model_options_naming_me():
+            errors.append(
+                checks.Error(
+                    "An encrypted field cannot be in %s: equal values have different tokens, and "
+                    "full_clean(), model forms and the admin would filter on it." % option,
+                    hint="Remove %s from %s." % (self.name, option),
+                    obj=self,
+                    id="fernet_sidecar.E102",
+                )
+            )
         return errors
+
+    def _model_options_naming_me(self):
+        """The model's Meta options that make the database compare this
+        field's values: unique_together, index_together, indexes and
+        constraints."""
+        meta = getattr(getattr(self, "model", None), "_meta", None)
+        if meta is None:
+            return []
+        named = []
+        for option in ("unique_together", "index_together"):
+            if any(self.name in names for names in getattr(meta, option, ())):
+                named.append("Meta.%s" % option)
+        for option in ("indexes", "constraints"):
+            for item in getattr(meta, option, ()):
+                names = [name.lstrip("-") for name in getattr(item, "fields", ())]
+                for expression in getattr(item, "expressions", ()):
+                    parts = expression.flatten() if hasattr(expression, "flatten") else [expression]
+                    names += [part.name for part in parts if isinstance(part, F)]
+                if self.name in names:
+                    named.append("Meta.%s (%s)" % (option, getattr(item, "name", None) or type(item).__name__))
+        return named
 
     def get_internal_type(self):
         # The column holds a token, whatever the value's type; the backends'
@@ -130,11 +164,23 @@ class EncryptedFieldMixin:
         if value is None or isinstance(value, PendingEncryption):
             return value
         if hasattr(value, "resolve_expression"):
-            raise TypeError(
-                "%s is encrypted: it takes a value, not an SQL expression, which the database "
-                "would store unencrypted." % self._label()
-            )
+            self._refuse_expression()
         return PendingEncryption(self, value)
+
+    def get_placeholder(self, value, compiler, connection):
+        # Django asks for the placeholder of every value of an UPDATE,
+        # expressions included (QuerySet.update(), save(), bulk_update()):
+        # the one place an expression meant for this column passes through
+        # the field before the database stores what it yields.
+        if hasattr(value, "resolve_expression") and not _encrypts(value):
+            self._refuse_expression()
+        return "%s"  # a token in a text column, whatever the field's own type
+
+    def _refuse_expression(self):
+        raise TypeError(
+            "%s is encrypted: it takes a value, not an SQL expression, which the database "
+            "would store unencrypted." % self._label()
+        )
 
     # -- reading -------------------------------------------------------------
 
@@ -183,6 +229,8 @@ class EncryptedFieldMixin:
     def get_lookup(self, lookup_name):
         if lookup_name == "isnull":
             return super().get_lookup(lookup_name)
+        if lookup_name in ("exact", "iexact"):
+            return _ExactNone  # filter(secret=None): Django makes it isnull
         raise FieldError(_WHY_NO_LOOKUPS % (self._label(), self.name))
 
     def get_transform(self, lookup_name):
@@ -193,6 +241,17 @@ class EncryptedFieldMixin:
         if model is None:
             return self.name or type(self).__name__
         return "%s.%s" % (model._meta.label, self.name)
+
+
+class _ExactNone(Exact):
+    """exact (and iexact) with None, which Django turns into isnull when it
+    builds the lookup; refused, as every other lookup, with a value."""
+
+    def __init__(self, lhs, rhs):
+        if rhs is not None:
+            field = lhs.output_field
+            raise FieldError(_WHY_NO_LOOKUPS % (field._label(), field.name))
+        super().__init__(lhs, rhs)
 
 
 class PendingEncryption(Expression):
@@ -227,6 +286,22 @@ class PendingEncryption(Expression):
         return "<PendingEncryption of %s>" % self.output_field._label()
 
 
+def _encrypts(expression):
+    """Whether every value expression can yield is encrypted or NULL: a
+    PendingEncryption, a Value the field itself prepares, or what
+    bulk_update() builds of them (CASE WHEN pk = ... THEN <value>, cast on
+    PostgreSQL)."""
+    if isinstance(expression, PendingEncryption):
+        return True
+    if isinstance(expression, Value):
+        return expression.value is None or isinstance(expression._output_field_or_none, EncryptedFieldMixin)
+    if isinstance(expression, When):
+        return _encrypts(expression.result)
+    if isinstance(expression, (Case, Cast)):
+        return all(_encrypts(e) for e in expression.get_source_expressions())
+    return False
+
+
 _local = threading.local()
 
 
@@ -234,6 +309,19 @@ def _pending():
     if not hasattr(_local, "pending"):
         _local.pending = []
     return _local.pending
+
+
+@contextlib.contextmanager
+def dropping_unsent():
+    """Drops, at the end, the PendingEncryption values made inside that no
+    statement compiled (the call failed before it built one, or built
+    none): their plaintext must not wait in the thread for its next save."""
+    before = list(_pending())  # alive, so that no new value reuses an id
+    kept = {id(p) for p in before}
+    try:
+        yield
+    finally:
+        _local.pending = [p for p in _pending() if id(p) in kept and p.token is None]
 
 
 def _encrypt_pending(first):
@@ -306,9 +394,6 @@ class EncryptedBinaryField(EncryptedFieldMixin, models.BinaryField):
 
     def from_plaintext(self, plaintext):
         return bytes(plaintext)
-
-    def get_placeholder(self, value, compiler, connection):
-        return "%s"  # a token in a text column, not a binary literal
 
 
 class EncryptedJSONField(EncryptedFieldMixin, models.JSONField):

@@ -8,6 +8,11 @@ manage.py fernet_reencrypt does:
         dependencies = [("accounts", "0007_previous")]
         operations = [ReEncrypt("accounts", "Account", "totp_secret")]
 
+The Migration must say atomic = False where the database runs a migration
+in one transaction (PostgreSQL, SQLite): there, every row rewritten would
+stay locked until the migration ended and an interruption would commit
+nothing, so the operations refuse to run inside it.
+
 Both are reversible as no-ops: the tokens they write read under the same
 keys as before. Rows that do not decrypt are left as they are and logged
 (counts and primary keys only); fernet_reencrypt --check lists them.
@@ -17,6 +22,7 @@ import logging
 
 from django.db import router
 from django.db.migrations.operations.base import Operation
+from django.db.transaction import TransactionManagementError
 
 from .._walk import DEFAULT_BATCH_SIZE
 from ._reencrypt import walk_field
@@ -48,9 +54,18 @@ class ReEncrypt(Operation):
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         model = to_state.apps.get_model(self.app_label, self.model_name)
-        alias = schema_editor.connection.alias
-        if not router.allow_migrate_model(alias, model):
+        connection = schema_editor.connection
+        if not router.allow_migrate_model(connection.alias, model):
             return
+        # Where DDL cannot be rolled back (MySQL, MariaDB) Django runs no
+        # migration in a transaction, and this check never fires.
+        if connection.in_atomic_block and connection.features.can_rollback_ddl:
+            raise TransactionManagementError(
+                "%s commits each batch on its own, but this migration runs in one transaction on %s: "
+                "every row it rewrote would stay locked until the migration ended, and an interruption "
+                "would commit nothing. Set atomic = False on the Migration class." % (self.describe(), connection.vendor)
+            )
+        alias = connection.alias
         field = model._meta.get_field(self.field_name)
         report = walk_field(model, field, alias, batch_size=self.batch_size, encrypt_plaintext=self.encrypt_plaintext and bool(field.legacy_plaintext))
         if report.pending():

@@ -2,6 +2,7 @@
 migration operations, and a re-encryption while the app writes."""
 
 import io
+import logging
 import os
 import random
 import threading
@@ -13,6 +14,7 @@ from django.core import checks as django_checks
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections, transaction
+from django.db.transaction import TransactionManagementError
 from django.db.migrations.state import ProjectState
 from django.test import TestCase, TransactionTestCase, override_settings
 
@@ -191,6 +193,34 @@ class ReEncryptCommand(TestCase):
         self.assertEqual(self.primary.decrypt(raw(Device, "totp_secret", device.pk).encode()), b"JBSWY3DPEHPK3PXP")
         self.assertNotIn("JBSWY3DPEHPK3PXP", out)
 
+    def test_debug_logs_no_value(self):
+        from django.db import reset_queries
+
+        note = self.seed_old_rows(1)[0]
+        old_token = raw(Note, "body", note.pk)
+        device = Device.objects.create(totp_secret="x")
+        set_raw(Device, "totp_secret", device.pk, "JBSWY3DPEHPK3PXP")
+        reset_queries()
+        with override_settings(DEBUG=True), self.assertLogs("django.db.backends", "DEBUG") as logs:
+            logging.getLogger("django.db.backends").debug("(the log is captured)")
+            status, out = reencrypt("djangotests.Note", "djangotests.Device", "--encrypt-plaintext")
+            logged = list(connection.queries)
+        self.assertEqual(status, 0, out)
+        values = ["JBSWY3DPEHPK3PXP", old_token, raw(Note, "body", note.pk), raw(Device, "totp_secret", device.pk)]
+        for value in values:
+            self.assertNotIn(value, repr(logged))
+            self.assertNotIn(value, "\n".join(logs.output))
+
+    @override_settings(DATABASE_ROUTERS=["tests.djangotests.suite_commands.NotesElsewhere"])
+    def test_fields_the_routers_keep_elsewhere_are_skipped(self):
+        note = self.seed_old_rows(1)[0]
+        token = raw(Note, "body", note.pk)
+        status, out = reencrypt("djangotests.Note", "djangotests.Device")
+        self.assertEqual(status, 0, out)
+        self.assertIn("djangotests.Note.body: skipped, the database routers do not put it in default", out)
+        self.assertIn("(djangotests_device.totp_secret)", out)
+        self.assertEqual(raw(Note, "body", note.pk), token)
+
     def test_every_field_by_default_and_bad_labels(self):
         status, out = reencrypt()
         self.assertEqual(status, 0, out)
@@ -203,10 +233,20 @@ class ReEncryptCommand(TestCase):
                 self.assertIn(message, str(caught.exception))
 
 
+class NotesElsewhere:
+    """A database router that keeps Note out of the default database."""
+
+    def allow_migrate(self, db, app_label, model_name=None, **hints):
+        if model_name == "note":
+            return db != "default"
+        return None
+
+
 class MigrationOperations(TransactionTestCase):
-    def run_operation(self, operation, backwards=False):
+    def run_operation(self, operation, backwards=False, atomic=False):
+        """Runs operation as a migration with this atomic would."""
         state = ProjectState.from_apps(__import__("django.apps", fromlist=["apps"]).apps)
-        with connection.schema_editor(atomic=True) as editor:
+        with connection.schema_editor(atomic=atomic) as editor:
             if backwards:
                 operation.database_backwards("djangotests", editor, state, state)
             else:
@@ -231,6 +271,21 @@ class MigrationOperations(TransactionTestCase):
         self.assertEqual(raw(Device, "totp_secret", device.pk), "JBSWY3DPEHPK3PXP")
         self.run_operation(EncryptPlaintext("djangotests", "Device", "totp_secret"))
         self.assertEqual(primary.decrypt(raw(Device, "totp_secret", device.pk).encode()), b"JBSWY3DPEHPK3PXP")
+
+    def test_refused_inside_the_migration_transaction(self):
+        _, old = keys()
+        note = Note.objects.create(body="x")
+        token = old.encrypt(b"note").decode()
+        set_raw(Note, "body", note.pk, token)
+        if connection.features.can_rollback_ddl:  # PostgreSQL, SQLite
+            for operation in [ReEncrypt("djangotests", "Note", "body"), EncryptPlaintext("djangotests", "Device", "totp_secret")]:
+                with self.subTest(operation=operation.describe()):
+                    with self.assertRaisesRegex(TransactionManagementError, "atomic = False on the Migration class"):
+                        self.run_operation(operation, atomic=True)
+            self.assertEqual(raw(Note, "body", note.pk), token)
+        else:  # MariaDB: Django runs no migration in a transaction
+            self.run_operation(ReEncrypt("djangotests", "Note", "body"), atomic=True)
+            self.assertNotEqual(raw(Note, "body", note.pk), token)
 
     def test_deconstruct_and_describe(self):
         op = ReEncrypt("accounts", "Account", "totp_secret", batch_size=50)

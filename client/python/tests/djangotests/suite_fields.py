@@ -7,7 +7,7 @@ import logging
 from django import forms
 from django.contrib.auth.models import User
 from django.core.exceptions import FieldError, ValidationError
-from django.db import connection
+from django.db import connection, transaction
 from django.conf import settings
 from django.test import TestCase, override_settings
 
@@ -106,6 +106,37 @@ class StoredValues(TestCase):
         with self.assertRaisesRegex(TypeError, "not an SQL expression"):
             account.save()
 
+    def test_update_encrypts_every_field(self):
+        account = Account.objects.create(name="a")
+        Account.objects.filter(pk=account.pk).update(**VALUES)
+        read = Account.objects.get(pk=account.pk)
+        for name, value in VALUES.items():
+            with self.subTest(field=name):
+                self.assertEqual(getattr(read, name), value)
+                self.assertEqual(self.primary.decrypt(raw(Account, name, account.pk).encode()), PLAINTEXTS[name])
+
+    def test_update_refuses_an_sql_expression(self):
+        from django.db.models import Case, F, Value, When
+        from django.db.models.functions import Concat, Upper
+
+        account = Account.objects.create(name="a", secret="kept")
+        stored = raw(Account, "secret", account.pk)
+        for expression in [
+            Value("plaintext"),
+            F("name"),
+            Upper("name"),
+            Concat(Value("x"), "name"),
+            Case(When(pk=account.pk, then=Value("plaintext")), default=Value(None)),
+        ]:
+            with self.subTest(expression=expression):
+                # (update() marks the transaction for rollback on error.)
+                with self.assertRaisesRegex(TypeError, "djangotests.Account.secret is encrypted.*not an SQL expression"), transaction.atomic():
+                    Account.objects.filter(pk=account.pk).update(secret=expression)
+                self.assertEqual(raw(Account, "secret", account.pk), stored)
+        # A value the field prepares itself is encrypted like a plain one.
+        Account.objects.filter(pk=account.pk).update(secret=Value("v", output_field=Account._meta.get_field("secret")), code=None)
+        self.assertEqual(self.primary.decrypt(raw(Account, "secret", account.pk).encode()), b"v")
+
 
 class Validation(TestCase):
     def test_limits_apply_to_the_value_not_the_token(self):
@@ -160,7 +191,7 @@ class Validation(TestCase):
 
 class Lookups(TestCase):
     def test_lookups_raise_field_error_saying_why(self):
-        for lookup in [{"secret": "x"}, {"secret__exact": "x"}, {"secret__icontains": "x"}, {"number__gt": 1}, {"data__a": 1}, {"secret__in": ["x"]}]:
+        for lookup in [{"secret": "x"}, {"secret__exact": "x"}, {"secret__iexact": "x"}, {"secret__icontains": "x"}, {"number__gt": 1}, {"data__a": 1}, {"secret__in": ["x"]}, {"data": {}}]:
             with self.subTest(lookup=lookup):
                 with self.assertRaisesRegex(FieldError, "is encrypted.*isnull"):
                     list(Account.objects.filter(**lookup))
@@ -171,6 +202,14 @@ class Lookups(TestCase):
         self.assertEqual(list(Account.objects.filter(secret__isnull=True)), [b])
         self.assertEqual(list(Account.objects.filter(secret__isnull=False)), [a])
 
+    def test_equal_to_none_is_isnull(self):
+        a = Account.objects.create(name="a", secret="s", data={"k": 1})
+        b = Account.objects.create(name="b")
+        for lookup in ["secret", "secret__exact", "secret__iexact", "data"]:
+            with self.subTest(lookup=lookup):
+                self.assertEqual(list(Account.objects.filter(**{lookup: None})), [b])
+                self.assertEqual(list(Account.objects.exclude(**{lookup: None})), [a])
+
     def test_unique_and_index_are_check_errors(self):
         for kwargs in [{"unique": True}, {"db_index": True}, {"primary_key": True}]:
             with self.subTest(kwargs=kwargs):
@@ -180,6 +219,39 @@ class Lookups(TestCase):
         field = EncryptedCharField(max_length=5, legacy_plaintext="rot13")
         field.set_attributes_from_name("x")
         self.assertIn("fernet_sidecar.E101", [e.id for e in field.check()])
+
+    def test_meta_options_that_compare_values_are_check_errors(self):
+        from django.db import models
+        from django.db.models.functions import Lower
+        from django.test.utils import isolate_apps
+
+        options = {
+            "unique_together": {"unique_together": [("name", "secret")]},
+            "index_together": {"index_together": [("name", "secret")]},
+            "indexes": {"indexes": [models.Index(fields=["name", "-secret"], name="by_secret")]},
+            "indexes (expression)": {"indexes": [models.Index(Lower("secret"), name="by_lower_secret")]},
+            "constraints": {"constraints": [models.UniqueConstraint(fields=["name", "secret"], name="one_secret")]},
+        }
+        for label, meta in options.items():
+            with self.subTest(option=label), isolate_apps("tests.djangotests"):
+                model = type("Checked", (models.Model,), {
+                    "__module__": __name__,
+                    "name": models.CharField(max_length=10),
+                    "secret": EncryptedTextField(),
+                    "Meta": type("Meta", (), dict(meta, app_label="djangotests")),
+                })
+                errors = [e for e in model.check() if e.id == "fernet_sidecar.E102"]
+                self.assertEqual(len(errors), 1, errors)
+                self.assertIn("Meta.%s" % label.split()[0], errors[0].msg)
+                self.assertIs(errors[0].obj, model._meta.get_field("secret"))
+        with isolate_apps("tests.djangotests"):
+            model = type("Fine", (models.Model,), {
+                "__module__": __name__,
+                "name": models.CharField(max_length=10),
+                "secret": EncryptedTextField(),
+                "Meta": type("Meta", (), {"app_label": "djangotests", "unique_together": [("name",)], "indexes": [models.Index(fields=["name"], name="by_name")]}),
+            })
+            self.assertEqual([e for e in model.check() if e.id.startswith("fernet_sidecar")], [])
 
     def test_deconstruct_keeps_legacy_plaintext(self):
         field = Device._meta.get_field("totp_secret")
@@ -357,3 +429,30 @@ class Batches(TestCase):
         self.assertEqual([n.body for n in Note.objects.order_by("pk")], ["new %d" % n.pk for n in notes])
         primary, _ = keys()
         self.assertEqual(primary.decrypt(raw(Note, "body", notes[5].pk).encode()), ("new %d" % notes[5].pk).encode())
+
+    def test_a_failed_write_leaves_no_plaintext_behind(self):
+        from django.db.models import Value
+
+        from fernet_sidecar.django import fields
+
+        saved = Note.objects.create(body="saved")
+        failures = {
+            # secret's pre_save() makes its value, then code's fails.
+            "save": lambda: Account(name="a", secret="left behind", code=Value("x")).save(),
+            # Django refuses the unsaved account before it builds a statement.
+            "bulk_create": lambda: Device.objects.bulk_create([Device(totp_secret="left behind", account=Account(name="unsaved"))]),
+            "bulk_update": lambda: Note.objects.bulk_update([Note(body="left behind"), saved], ["body"]),
+        }
+        for name, fail in failures.items():
+            with self.subTest(call=name):
+                with self.assertRaises((TypeError, ValueError)), transaction.atomic():
+                    fail()
+                self.assertEqual([p.plaintext for p in fields._pending()], [])
+
+    def test_bulk_update_takes_generators(self):
+        Note.objects.bulk_create([Note(body="old %d" % i) for i in range(3)])
+        notes = list(Note.objects.order_by("pk"))
+        for note in notes:
+            note.body = "new %d" % note.pk
+        Note.objects.bulk_update((n for n in notes), (f for f in ["body"]))
+        self.assertEqual([n.body for n in Note.objects.order_by("pk")], ["new %d" % n.pk for n in notes])

@@ -1,5 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, router
 
 from .... import _pushgateway
 from ...._errors import SidecarError
@@ -66,6 +66,10 @@ class Command(BaseCommand):
         pending = 0
         for model, field in fields:
             name = "%s.%s" % (model._meta.label, field.name)
+            if not router.allow_migrate_model(options["database"], model):
+                # As migrate does: the routers keep this table elsewhere.
+                self.stdout.write("%s: skipped, the database routers do not put it in %s" % (name, options["database"]))
+                continue
             legacy = field.legacy_plaintext or options["legacy_plaintext"]
 
             def progress(report, name=name):
