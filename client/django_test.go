@@ -103,7 +103,8 @@ func TestDjangoInstall(t *testing.T) {
 	}
 	run(py, "-m", "venv", "--system-site-packages", venv)
 	run(filepath.Join(venv, "bin", "pip"), "install", "--no-index", "--no-build-isolation", src+"[django]")
-	key := testkeys.New(t).Encode()
+	primary := testkeys.New(t)
+	key := primary.Encode()
 	const app = `
 import sys
 import django
@@ -125,5 +126,21 @@ call_command("fernet_status")
 	}
 	if !strings.Contains(out, "primary key") || !strings.Contains(out, "in-process") {
 		t.Errorf("fernet_status in the venv said:\n%s", out)
+	}
+
+	// The same installed package against the real sidecar binary: a
+	// token it makes there decrypts in Python's own Fernet.
+	const client = `
+import sys
+from cryptography.fernet import Fernet
+import fernet_sidecar
+f = fernet_sidecar.SidecarFernet(sys.argv[1])
+token = f.encrypt(b"JBSWY3DPEHPK3PXP")
+assert Fernet(sys.argv[2]).decrypt(token) == b"JBSWY3DPEHPK3PXP"
+print(fernet_sidecar.__file__, f.status().primary_key_id)
+`
+	out = run(filepath.Join(venv, "bin", "python"), "-c", client, startUnixSidecar(t, primary), key)
+	if !strings.Contains(out, filepath.Join(venv, "lib")) || !strings.Contains(out, primary.ID()) {
+		t.Errorf("the venv's client against the sidecar said:\n%s", out)
 	}
 }
