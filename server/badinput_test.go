@@ -139,14 +139,14 @@ func TestBatchStopsWithinACheckOfTheCallerLeaving(t *testing.T) {
 	leaving, leave := context.WithCancel(context.Background())
 	defer leave()
 	var processed atomic.Int64
-	process := func(int, *tally) (int, error) {
+	process := func(call, int, *tally) (int, error) {
 		if processed.Add(1) == 100 {
 			leave()
 		}
 		return 0, nil
 	}
 	result := func(int, *fernetv1.ItemError) int { return 0 }
-	_, err := runBatch(leaving, service, service.metrics.encrypt, make([]int, 10_000), process, result)
+	_, err := runBatch(leaving, service, service.metrics.encrypt, nil, make([]int, 10_000), process, result)
 	// Each worker may run up to a check's worth of items after it.
 	if limit := int64(100 + runtime.GOMAXPROCS(0)*itemsPerCancelCheck); status.Code(err) != codes.Canceled || processed.Load() > limit {
 		t.Fatalf("runBatch = %v after %d items, want CANCELED within %d items", err, processed.Load(), limit)

@@ -25,7 +25,7 @@ func TestLargeBatchUsesEveryCPUAndKeepsOrder(t *testing.T) {
 		items[i] = i
 	}
 	var running, mostAtOnce atomic.Int64
-	process := func(item int, _ *tally) (int, error) {
+	process := func(_ call, item int, _ *tally) (int, error) {
 		now := running.Add(1)
 		for seen := mostAtOnce.Load(); now > seen && !mostAtOnce.CompareAndSwap(seen, now); seen = mostAtOnce.Load() {
 		}
@@ -34,7 +34,7 @@ func TestLargeBatchUsesEveryCPUAndKeepsOrder(t *testing.T) {
 		return item * 2, nil
 	}
 	result := func(out int, _ *fernetv1.ItemError) int { return out }
-	results, err := runBatch(context.Background(), service, service.metrics.encrypt, items, process, result)
+	results, err := runBatch(context.Background(), service, service.metrics.encrypt, nil, items, process, result)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,11 +53,11 @@ func TestSmallBatchRunsOnTheCallersGoroutine(t *testing.T) {
 	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "test")
 	before := runtime.NumGoroutine()
 	var mostGoroutines atomic.Int64
-	process := func(item int, _ *tally) (int, error) {
+	process := func(_ call, item int, _ *tally) (int, error) {
 		mostGoroutines.Store(max(mostGoroutines.Load(), int64(runtime.NumGoroutine())))
 		return item, nil
 	}
-	if _, err := runBatch(context.Background(), service, service.metrics.encrypt, make([]int, itemsPerWorker-1), process,
+	if _, err := runBatch(context.Background(), service, service.metrics.encrypt, nil, make([]int, itemsPerWorker-1), process,
 		func(out int, _ *fernetv1.ItemError) int { return out }); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
@@ -13,14 +12,18 @@ import (
 // CreateTOTP makes a fresh secret and returns it as a token under the
 // primary key and in the provisioning URI, and nowhere else.
 func (s *Service) CreateTOTP(_ context.Context, req *fernetv1.CreateTOTPRequest) (*fernetv1.CreateTOTPResponse, error) {
-	return runUnary(s, s.metrics.createTOTP, func(_ time.Time, t *tally) (*fernetv1.CreateTOTPResponse, error) {
-		resp, err := s.createTOTP(s.keys.Keyring(), req)
-		t.encrypted(err)
-		return resp, err
-	})
+	return runUnary(s, s.metrics.createTOTP, nil, req, s.createTOTP)
 }
 
-func (s *Service) createTOTP(keyring *fernet.Keyring, req *fernetv1.CreateTOTPRequest) (*fernetv1.CreateTOTPResponse, error) {
+func (s *Service) createTOTP(c call, req *fernetv1.CreateTOTPRequest, t *tally) (*fernetv1.CreateTOTPResponse, error) {
+	resp, err := s.enrolTOTP(c.keyring, req)
+	t.encrypted(err)
+	return resp, err
+}
+
+// enrolTOTP makes the secret, the token that holds it and the
+// provisioning URI.
+func (s *Service) enrolTOTP(keyring *fernet.Keyring, req *fernetv1.CreateTOTPRequest) (*fernetv1.CreateTOTPResponse, error) {
 	params, err := totpParams(req.GetDigits(), req.GetPeriodSeconds(), req.GetAlgorithm())
 	if err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
@@ -10,26 +9,20 @@ import (
 
 // Encrypt makes a token under the primary key.
 func (s *Service) Encrypt(_ context.Context, req *fernetv1.EncryptRequest) (*fernetv1.EncryptResponse, error) {
-	return runUnary(s, s.metrics.encrypt, func(_ time.Time, t *tally) (*fernetv1.EncryptResponse, error) {
-		return s.encrypt(s.keys.Keyring(), req.GetPlaintext(), t)
-	})
+	return runUnary(s, s.metrics.encrypt, nil, req.GetPlaintext(), s.encrypt)
 }
 
 // EncryptBatch encrypts each plaintext; one bad item fails only itself.
 func (s *Service) EncryptBatch(ctx context.Context, req *fernetv1.EncryptBatchRequest) (*fernetv1.EncryptBatchResponse, error) {
-	keyring := s.keys.Keyring()
-	encrypt := func(plaintext []byte, t *tally) (*fernetv1.EncryptResponse, error) {
-		return s.encrypt(keyring, plaintext, t)
-	}
-	results, err := runBatch(ctx, s, s.metrics.encrypt, req.GetPlaintexts(), encrypt, encryptBatchResult)
+	results, err := runBatch(ctx, s, s.metrics.encrypt, nil, req.GetPlaintexts(), s.encrypt, encryptBatchResult)
 	if err != nil {
 		return nil, err
 	}
 	return &fernetv1.EncryptBatchResponse{Results: results}, nil
 }
 
-func (s *Service) encrypt(keyring *fernet.Keyring, plaintext []byte, t *tally) (*fernetv1.EncryptResponse, error) {
-	encrypted, err := s.encryptPlaintext(keyring, plaintext)
+func (s *Service) encrypt(c call, plaintext []byte, t *tally) (*fernetv1.EncryptResponse, error) {
+	encrypted, err := s.encryptPlaintext(c.keyring, plaintext)
 	t.encrypted(err)
 	if err != nil {
 		return nil, err

@@ -88,10 +88,7 @@ func TestBatchStopsWhenTheCallerHasGone(t *testing.T) {
 	service := NewService(keys, DefaultLimits, NewMetrics(registry), "test")
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
-	encrypt := func(plaintext []byte, t *tally) (*fernetv1.EncryptResponse, error) {
-		return service.encrypt(keys.Keyring(), plaintext, t)
-	}
-	_, err := runBatch(gone, service, service.metrics.encrypt, [][]byte{{1}}, encrypt, encryptBatchResult)
+	_, err := runBatch(gone, service, service.metrics.encrypt, nil, [][]byte{{1}}, service.encrypt, encryptBatchResult)
 	if status.Code(err) != codes.Canceled {
 		t.Fatalf("runBatch with a cancelled context = %v, want CANCELED", err)
 	}

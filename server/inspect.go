@@ -2,26 +2,18 @@ package server
 
 import (
 	"context"
-	"time"
 
-	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
 // Inspect tells what Decrypt would about a token, without the plaintext.
 func (s *Service) Inspect(_ context.Context, req *fernetv1.InspectRequest) (*fernetv1.InspectResponse, error) {
-	return runUnary(s, s.metrics.inspect, func(now time.Time, t *tally) (*fernetv1.InspectResponse, error) {
-		return s.inspect(s.keys.Keyring(), req.GetToken(), req.TtlSeconds, now, t)
-	})
+	return runUnary(s, s.metrics.inspect, req.TtlSeconds, req.GetToken(), s.inspect)
 }
 
 // InspectBatch inspects each token with one TTL and one "now" for all.
 func (s *Service) InspectBatch(ctx context.Context, req *fernetv1.InspectBatchRequest) (*fernetv1.InspectBatchResponse, error) {
-	keyring, now := s.keys.Keyring(), time.Now()
-	inspect := func(token string, t *tally) (*fernetv1.InspectResponse, error) {
-		return s.inspect(keyring, token, req.TtlSeconds, now, t)
-	}
-	results, err := runBatch(ctx, s, s.metrics.inspect, req.GetTokens(), inspect, inspectBatchResult)
+	results, err := runBatch(ctx, s, s.metrics.inspect, req.TtlSeconds, req.GetTokens(), s.inspect, inspectBatchResult)
 	if err != nil {
 		return nil, err
 	}
@@ -30,8 +22,8 @@ func (s *Service) InspectBatch(ctx context.Context, req *fernetv1.InspectBatchRe
 
 // inspect decrypts the token, since only that proves it whole (its padding
 // is checked after the signature), and wipes the plaintext at once.
-func (s *Service) inspect(keyring *fernet.Keyring, token string, ttlSeconds *int64, now time.Time, t *tally) (*fernetv1.InspectResponse, error) {
-	decrypted, err := s.decryptToken(keyring, token, ttlSeconds, now)
+func (s *Service) inspect(c call, token string, t *tally) (*fernetv1.InspectResponse, error) {
+	decrypted, err := s.decryptToken(c.keyring, token, c.ttlSeconds, c.now)
 	clear(decrypted.Plaintext)
 	t.decrypted(decrypted.Primary, err)
 	if err != nil {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
@@ -10,26 +9,20 @@ import (
 
 // ReEncrypt moves a token to the primary key, as MultiFernet.rotate.
 func (s *Service) ReEncrypt(_ context.Context, req *fernetv1.ReEncryptRequest) (*fernetv1.ReEncryptResponse, error) {
-	return runUnary(s, s.metrics.reencrypt, func(_ time.Time, t *tally) (*fernetv1.ReEncryptResponse, error) {
-		return s.reencrypt(s.keys.Keyring(), req.GetToken(), t)
-	})
+	return runUnary(s, s.metrics.reencrypt, nil, req.GetToken(), s.reencrypt)
 }
 
 // ReEncryptBatch re-encrypts each token; one bad item fails only itself.
 func (s *Service) ReEncryptBatch(ctx context.Context, req *fernetv1.ReEncryptBatchRequest) (*fernetv1.ReEncryptBatchResponse, error) {
-	keyring := s.keys.Keyring()
-	reencrypt := func(token string, t *tally) (*fernetv1.ReEncryptResponse, error) {
-		return s.reencrypt(keyring, token, t)
-	}
-	results, err := runBatch(ctx, s, s.metrics.reencrypt, req.GetTokens(), reencrypt, reencryptBatchResult)
+	results, err := runBatch(ctx, s, s.metrics.reencrypt, nil, req.GetTokens(), s.reencrypt, reencryptBatchResult)
 	if err != nil {
 		return nil, err
 	}
 	return &fernetv1.ReEncryptBatchResponse{Results: results}, nil
 }
 
-func (s *Service) reencrypt(keyring *fernet.Keyring, token string, t *tally) (*fernetv1.ReEncryptResponse, error) {
-	reencrypted, err := s.reencryptToken(keyring, token)
+func (s *Service) reencrypt(c call, token string, t *tally) (*fernetv1.ReEncryptResponse, error) {
+	reencrypted, err := s.reencryptToken(c.keyring, token)
 	t.decrypted(reencrypted.FromPrimary, err)
 	if err != nil {
 		return nil, err

@@ -91,14 +91,24 @@ const itemsPerCancelCheck = 64
 // saves.
 const itemsPerWorker = 256
 
+// call is what every item of one call shares: the key set, taken once so
+// that a key reload never mixes two key sets within a call; the time the
+// call started, which every TTL and TOTP code of the call is checked
+// against, so that the call reads the clock once; and the request's TTL,
+// nil when it gives none or the operation takes none.
+type call struct {
+	keyring    *fernet.Keyring
+	now        time.Time
+	ttlSeconds *int64
+}
+
 // runUnary runs a call of one item: it records the item in op's metrics
-// and turns its error into a gRPC status. now is when the call started:
-// the start of its duration, and the time a TTL or a TOTP code is checked
-// against, so that the call reads the clock once.
-func runUnary[Out any](s *Service, op operationMetrics, process func(now time.Time, t *tally) (Out, error)) (Out, error) {
+// and turns its error into a gRPC status. The call's now is also the start
+// of its duration.
+func runUnary[In, Out any](s *Service, op operationMetrics, ttlSeconds *int64, item In, process func(call, In, *tally) (Out, error)) (Out, error) {
 	var t tally
 	now := time.Now()
-	out, err := process(now, &t)
+	out, err := process(call{keyring: s.keys.Keyring(), now: now, ttlSeconds: ttlSeconds}, item, &t)
 	s.metrics.record(op, &t, time.Since(now))
 	if err != nil {
 		var zero Out
@@ -116,13 +126,15 @@ func runBatch[In, Out, Result any](
 	ctx context.Context,
 	s *Service,
 	op operationMetrics,
+	ttlSeconds *int64,
 	items []In,
-	process func(In, *tally) (Out, error),
+	process func(call, In, *tally) (Out, error),
 	result func(Out, *fernetv1.ItemError) Result,
 ) ([]Result, error) {
 	if len(items) > s.limits.MaxBatchItems {
 		return nil, statusError(op.operation+" batch", tooLarge(reasons.BatchTooLarge, "the batch", s.limits.MaxBatchItems, "items"))
 	}
+	c := call{keyring: s.keys.Keyring(), now: time.Now(), ttlSeconds: ttlSeconds}
 	results := make([]Result, len(items))
 	var next atomic.Int64 // the first item of the next share
 	work := func() {
@@ -139,7 +151,7 @@ func runBatch[In, Out, Result any](
 					left = true
 					break
 				}
-				out, err := process(items[i], &share)
+				out, err := process(c, items[i], &share)
 				if err != nil {
 					var zero Out
 					results[i] = result(zero, itemError(op.operation, err))

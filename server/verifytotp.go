@@ -13,13 +13,11 @@ import (
 // VerifyTOTP checks a code against the secret in a token. The secret
 // lives only inside this call, and is wiped before it returns.
 func (s *Service) VerifyTOTP(_ context.Context, req *fernetv1.VerifyTOTPRequest) (*fernetv1.VerifyTOTPResponse, error) {
-	return runUnary(s, s.metrics.verifyTOTP, func(now time.Time, t *tally) (*fernetv1.VerifyTOTPResponse, error) {
-		return s.verifyTOTP(s.keys.Keyring(), req, now, t)
-	})
+	return runUnary(s, s.metrics.verifyTOTP, nil, req, s.verifyTOTP)
 }
 
-func (s *Service) verifyTOTP(keyring *fernet.Keyring, req *fernetv1.VerifyTOTPRequest, now time.Time, t *tally) (*fernetv1.VerifyTOTPResponse, error) {
-	decrypted, verification, err := s.checkTOTP(keyring, req, now)
+func (s *Service) verifyTOTP(c call, req *fernetv1.VerifyTOTPRequest, t *tally) (*fernetv1.VerifyTOTPResponse, error) {
+	decrypted, verification, err := s.checkTOTP(c.keyring, req, c.now)
 	t.decrypted(decrypted.Primary, err)
 	if err != nil {
 		return nil, err
