@@ -34,18 +34,15 @@ type methodMetrics struct {
 
 func newGRPCMetrics(registry prometheus.Registerer) *grpcMetrics {
 	labels := []string{"grpc_type", "grpc_service", "grpc_method"}
-	counter := func(name, help string, labels []string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-	}
 	m := &grpcMetrics{
-		started: counter("grpc_server_started_total",
-			"Total number of RPCs started on the server.", labels),
-		handled: counter("grpc_server_handled_total",
-			"Total number of RPCs completed on the server, regardless of success or failure.", append(labels, "grpc_code")),
-		msgReceived: counter("grpc_server_msg_received_total",
-			"Total number of RPC stream messages received on the server.", labels),
-		msgSent: counter("grpc_server_msg_sent_total",
-			"Total number of gRPC stream messages sent by the server.", labels),
+		started: newCounterVec("grpc_server_started_total",
+			"Total number of RPCs started on the server.", labels...),
+		handled: newCounterVec("grpc_server_handled_total",
+			"Total number of RPCs completed on the server, regardless of success or failure.", append(labels, "grpc_code")...),
+		msgReceived: newCounterVec("grpc_server_msg_received_total",
+			"Total number of RPC stream messages received on the server.", labels...),
+		msgSent: newCounterVec("grpc_server_msg_sent_total",
+			"Total number of gRPC stream messages sent by the server.", labels...),
 		handling: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "grpc_server_handling_seconds",
 			Help:    "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",

@@ -59,47 +59,37 @@ type operationMetrics struct {
 
 // NewMetrics registers the service's metrics on registry.
 func NewMetrics(registry prometheus.Registerer) *Metrics {
-	operations := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fernet_operations_total",
-		Help: "Items processed, by operation (encrypt, decrypt, reencrypt, inspect, create_totp, verify_totp) and outcome (ok, error). A batch counts each item; a wrong TOTP code is ok here (see fernet_totp_verifications_total).",
-	}, []string{"operation", "outcome"})
+	operations := newCounterVec("fernet_operations_total",
+		"Items processed, by operation (encrypt, decrypt, reencrypt, inspect, create_totp, verify_totp) and outcome (ok, error). A batch counts each item; a wrong TOTP code is ok here (see fernet_totp_verifications_total).",
+		"operation", "outcome")
 	durations := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "fernet_operation_duration_seconds",
 		Help:    fmt.Sprintf("Time to process one item, by operation. A single call observes its item's time; a batch observes, once per share of up to %d items that a worker takes, the mean time of the share's items.", itemsPerShare),
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
 	}, []string{"operation"})
-	failures := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fernet_decrypt_failures_total",
-		Help: "Tokens refused by Decrypt, ReEncrypt, Inspect or VerifyTOTP, by reason.",
-	}, []string{"reason"})
-	decryptions := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fernet_decryptions_total",
-		Help: "Tokens decrypted (by Decrypt, ReEncrypt, Inspect or VerifyTOTP), by the role of the key that verified them. decrypt_only at zero means no stored data still needs an old key.",
-	}, []string{"key_role"})
+	failures := newCounterVec("fernet_decrypt_failures_total",
+		"Tokens refused by Decrypt, ReEncrypt, Inspect or VerifyTOTP, by reason.",
+		"reason")
+	decryptions := newCounterVec("fernet_decryptions_total",
+		"Tokens decrypted (by Decrypt, ReEncrypt, Inspect or VerifyTOTP), by the role of the key that verified them. decrypt_only at zero means no stored data still needs an old key.",
+		"key_role")
 	keyInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "fernet_key_info",
 		Help: "1 for each loaded key, by key id and role (primary, decrypt_only). A key derived from a secret shows as \"derived\": its id would let anyone test guesses of the secret.",
 	}, []string{"key_id", "role"})
-	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fernet_key_reloads_total",
-		Help: "Key loads, the first one included, by outcome (success, failure). A failed reload keeps the keys in use.",
-	}, []string{"outcome"})
-	lastReloadTime := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "fernet_key_last_reload_timestamp_seconds",
-		Help: "When the keys were last loaded successfully, in Unix seconds.",
-	})
-	lastReloadSucceeded := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "fernet_key_last_reload_successful",
-		Help: "1 if the last key reload succeeded, 0 if it failed and old keys are still in use.",
-	})
-	totpVerifications := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fernet_totp_verifications_total",
-		Help: "TOTP codes checked by VerifyTOTP, by outcome (valid, invalid_code, replayed). A token that does not decrypt is not counted here.",
-	}, []string{"outcome"})
-	methodDenied := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fernet_method_denied_total",
-		Help: "Calls refused because --allow-methods leaves their method out, by method.",
-	}, []string{"method"})
+	reloads := newCounterVec("fernet_key_reloads_total",
+		"Key loads, the first one included, by outcome (success, failure). A failed reload keeps the keys in use.",
+		"outcome")
+	lastReloadTime := newGauge("fernet_key_last_reload_timestamp_seconds",
+		"When the keys were last loaded successfully, in Unix seconds.")
+	lastReloadSucceeded := newGauge("fernet_key_last_reload_successful",
+		"1 if the last key reload succeeded, 0 if it failed and old keys are still in use.")
+	totpVerifications := newCounterVec("fernet_totp_verifications_total",
+		"TOTP codes checked by VerifyTOTP, by outcome (valid, invalid_code, replayed). A token that does not decrypt is not counted here.",
+		"outcome")
+	methodDenied := newCounterVec("fernet_method_denied_total",
+		"Calls refused because --allow-methods leaves their method out, by method.",
+		"method")
 	registry.MustRegister(operations, durations, failures, decryptions, keyInfo, reloads, lastReloadTime, lastReloadSucceeded,
 		totpVerifications, methodDenied)
 
@@ -138,6 +128,14 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 		methodDenied.WithLabelValues(method.MethodName)
 	}
 	return m
+}
+
+func newCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func newGauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
 }
 
 // totpOutcomes are the outcomes of a TOTP check.
