@@ -58,21 +58,21 @@ func keyIDsOf(resp any) []string {
 	case interface{ GetKeyId() string }:
 		add(r.GetKeyId())
 	case *fernetv1.EncryptBatchResponse:
-		for _, item := range r.GetResults() {
-			add(item.GetOk().GetKeyId())
-		}
+		addBatchKeyIDs(r.GetResults(), add)
 	case *fernetv1.DecryptBatchResponse:
-		for _, item := range r.GetResults() {
-			add(item.GetOk().GetKeyId())
-		}
+		addBatchKeyIDs(r.GetResults(), add)
 	case *fernetv1.ReEncryptBatchResponse:
-		for _, item := range r.GetResults() {
-			add(item.GetOk().GetKeyId())
-		}
+		addBatchKeyIDs(r.GetResults(), add)
 	case *fernetv1.InspectBatchResponse:
-		for _, item := range r.GetResults() {
-			add(item.GetOk().GetKeyId())
-		}
+		addBatchKeyIDs(r.GetResults(), add)
 	}
 	return ids
+}
+
+// addBatchKeyIDs adds the key id of each item of a batch; a failed item's
+// is empty.
+func addBatchKeyIDs[Result interface{ GetOk() Ok }, Ok interface{ GetKeyId() string }](results []Result, add func(string)) {
+	for _, result := range results {
+		add(result.GetOk().GetKeyId())
+	}
 }
