@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -134,8 +133,7 @@ func TestCallerLeavingMidBatch(t *testing.T) {
 }
 
 func TestBatchStopsWithinACheckOfTheCallerLeaving(t *testing.T) {
-	keys := testkeys.NewSource(testkeys.New(t))
-	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "test")
+	service := newService(t)
 	leaving, leave := context.WithCancel(context.Background())
 	defer leave()
 	var processed atomic.Int64

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
@@ -18,8 +17,7 @@ func TestLargeBatchUsesEveryCPUAndKeepsOrder(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		t.Skip("one CPU: nothing to spread over")
 	}
-	keys := testkeys.NewSource(testkeys.New(t))
-	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "test")
+	service := newService(t)
 	items := make([]int, 4*itemsPerWorker)
 	for i := range items {
 		items[i] = i
@@ -49,8 +47,7 @@ func TestLargeBatchUsesEveryCPUAndKeepsOrder(t *testing.T) {
 }
 
 func TestSmallBatchRunsOnTheCallersGoroutine(t *testing.T) {
-	keys := testkeys.NewSource(testkeys.New(t))
-	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "test")
+	service := newService(t)
 	before := runtime.NumGoroutine()
 	var mostGoroutines atomic.Int64
 	process := func(_ call, item int, _ *tally) (int, error) {

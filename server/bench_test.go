@@ -40,8 +40,7 @@ func BenchmarkReEncryptBatch(b *testing.B) {
 //
 //	go test -run '^$' -bench VerifyTOTP -benchmem ./server/
 func BenchmarkVerifyTOTP(b *testing.B) {
-	keys := testkeys.NewSource(testkeys.New(b))
-	service := NewService(keys, DefaultLimits, NewMetrics(prometheus.NewRegistry()), "bench")
+	service := newService(b)
 	enrolled, err := service.CreateTOTP(context.Background(), &fernetv1.CreateTOTPRequest{AccountName: "alice"})
 	if err != nil {
 		b.Fatal(err)

@@ -5,13 +5,11 @@ import (
 	"context"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
-	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
@@ -83,9 +81,7 @@ func TestBatchTooLargeProcessesNothing(t *testing.T) {
 }
 
 func TestBatchStopsWhenTheCallerHasGone(t *testing.T) {
-	registry := prometheus.NewRegistry()
-	keys := testkeys.NewSource(testkeys.New(t))
-	service := NewService(keys, DefaultLimits, NewMetrics(registry), "test")
+	service := newService(t)
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := runBatch(gone, service, service.metrics.encrypt, nil, [][]byte{{1}}, service.encrypt, encryptBatchResult)

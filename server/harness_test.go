@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -48,6 +49,12 @@ func startServer(t *testing.T, limits Limits) *testServer {
 	ts.conn = servetest.Dial(t, addr)
 	ts.client = fernetv1.NewFernetServiceClient(ts.conn)
 	return ts
+}
+
+// newService is a Service alone, without gRPC, on one new key and a
+// registry of its own.
+func newService(t testing.TB) *Service {
+	return NewService(testkeys.NewSource(testkeys.New(t)), DefaultLimits, NewMetrics(prometheus.NewRegistry()), "test")
 }
 
 func ctx(t *testing.T) context.Context {
