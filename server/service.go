@@ -102,14 +102,18 @@ type call struct {
 	ttlSeconds *int64
 }
 
+func (s *Service) newCall(ttlSeconds *int64) call {
+	return call{keyring: s.keys.Keyring(), now: time.Now(), ttlSeconds: ttlSeconds}
+}
+
 // runUnary runs a call of one item: it records the item in op's metrics
 // and turns its error into a gRPC status. The call's now is also the start
 // of its duration.
 func runUnary[In, Out any](s *Service, op operationMetrics, ttlSeconds *int64, item In, process func(call, In, *tally) (Out, error)) (Out, error) {
+	c := s.newCall(ttlSeconds)
 	var t tally
-	now := time.Now()
-	out, err := process(call{keyring: s.keys.Keyring(), now: now, ttlSeconds: ttlSeconds}, item, &t)
-	s.metrics.record(op, &t, time.Since(now))
+	out, err := process(c, item, &t)
+	s.metrics.record(op, &t, time.Since(c.now))
 	if err != nil {
 		var zero Out
 		return zero, statusError(op.operation, err)
@@ -134,7 +138,7 @@ func runBatch[In, Out, Result any](
 	if len(items) > s.limits.MaxBatchItems {
 		return nil, statusError(op.operation+" batch", tooLarge(reasons.BatchTooLarge, "the batch", s.limits.MaxBatchItems, "items"))
 	}
-	c := call{keyring: s.keys.Keyring(), now: time.Now(), ttlSeconds: ttlSeconds}
+	c := s.newCall(ttlSeconds)
 	results := make([]Result, len(items))
 	var next atomic.Int64 // the first item of the next share
 	work := func() {
