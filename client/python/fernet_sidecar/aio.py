@@ -202,6 +202,8 @@ class AsyncSidecarFernet:
             )
         return self._stub
 
+    # SidecarFernet's _unary, _many and _rpc, with each RPC awaited.
+
     async def _unary(self, call):
         return call.result(await self._rpc(call.method, call.request))
 
