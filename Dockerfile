@@ -8,10 +8,13 @@
 # deploy/container_test.go builds it with buildah and runs the image with
 # podman (docs/deployment.md#without-docker-buildah-and-podman).
 
-# The two base images, as build arguments so that a build can swap them: a
-# mirror's, a pinned digest, or the tests' local stand-ins (offline).
-ARG BUILDER_IMAGE=golang:1.26
-ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian13:nonroot
+# The two base images, pinned by digest (the multi-platform index's), so
+# that whoever can push a tag cannot change what builds or runs beside your
+# keys. Build arguments, so that a build can swap them: a mirror's, newer
+# digests, or the tests' local stand-ins (offline). docs/deployment.md says
+# how to refresh them.
+ARG BUILDER_IMAGE=golang:1.26@sha256:3aff6657219a4d9c14e27fb1d8976c49c29fddb70ba835014f477e1c70636647
+ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian13:nonroot@sha256:1c2c046bc09ed40fad370b599a0b1ae7987f55b01e247cf27a7c27cd97e5bbc7
 
 # The build runs on the builder's own platform and cross-compiles, which a
 # static Go binary allows (docker buildx build --platform linux/arm64 ...).

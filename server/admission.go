@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -169,48 +168,34 @@ func (a *admission) count(count *atomic.Int64, limit int64, label, reason string
 // bytes, and a batch's items, until it returns.
 func (a *admission) gate(reads *connectionReads, bytes *semaphore.Weighted, reason string, batch bool, handler grpc.MethodHandler) grpc.MethodHandler {
 	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		stream, ok := grpc.ServerTransportStreamFromContext(ctx).(statusWriter)
+		if !ok {
+			return nil, status.Error(codes.Internal, "the call's stream cannot be ended early")
+		}
 		doneReading, err := reads.wait(ctx)
 		if err != nil {
 			return nil, status.FromContextError(err).Err()
 		}
-		finishReading := sync.OnceFunc(doneReading)
+		reading := true
+		finishReading := func() {
+			if reading {
+				reading = false
+				doneReading()
+			}
+		}
+		defer finishReading()
 		reserved := a.maxMessageBytes
 		if err := bytes.Acquire(ctx, reserved); err != nil {
-			finishReading()
 			return nil, status.FromContextError(err).Err()
 		}
-		var unfinished chan error // a read still going when the call ends
-		defer func() {
-			if unfinished == nil {
-				finishReading()
-				bytes.Release(reserved)
-				return
-			}
-			// The read ends soon after the call does (gRPC resets the
-			// stream); until then it may still take its bytes.
-			go func() {
-				<-unfinished
-				finishReading()
-				bytes.Release(reserved)
-			}()
-		}()
+		defer func() { bytes.Release(reserved) }()
 		var items int64
 		defer func() { a.batchItems.Release(items) }()
 		decode := func(req any) error {
-			read := make(chan error, 1)
-			go func() { read <- dec(req) }()
-			timeout := time.NewTimer(a.limits.MessageReadTimeout)
-			defer timeout.Stop()
-			select {
-			case err := <-read:
-				finishReading()
-				if err != nil {
-					return err
-				}
-			case <-timeout.C:
-				unfinished = read
-				a.rejected.WithLabelValues(rejectedSlowMessages).Inc()
-				return reasonedError(codes.ResourceExhausted, reason, "the message did not arrive in time; retry later")
+			err := a.readInTime(stream, reason, dec, req)
+			finishReading()
+			if err != nil {
+				return err
 			}
 			if msg, ok := req.(proto.Message); ok {
 				size := min(int64(proto.Size(msg)), reserved)
@@ -233,6 +218,44 @@ func (a *admission) gate(reads *connectionReads, bytes *semaphore.Weighted, reas
 	}
 }
 
+// statusWriter is what gRPC's server stream, which it puts in every call's
+// context, can do beyond grpc.ServerTransportStream: end the call with a
+// status at once, as gRPC does when a handler returns. That also cancels
+// the stream, which ends a read of its message that is still waiting. It
+// is not part of gRPC's API, so a call whose stream cannot do it is
+// refused with INTERNAL rather than served without a read deadline; the
+// tests (TestAdmissionBoundsTheWaitForAMessage) catch a gRPC that drops it.
+type statusWriter interface {
+	WriteStatus(*status.Status) error
+}
+
+// States of a message read against its deadline.
+const (
+	messageReading int32 = iota
+	messageRead
+	messageLate
+)
+
+// readInTime reads the call's message with dec, on the handler's own
+// goroutine, and refuses the call if it has not arrived MessageReadTimeout
+// after it got its bytes: a timer ends the call, which ends the read. A
+// goroutine per read would cost every call a wake-up.
+func (a *admission) readInTime(stream statusWriter, reason string, dec func(any) error, req any) error {
+	var state atomic.Int32
+	timer := time.AfterFunc(a.limits.MessageReadTimeout, func() {
+		if state.CompareAndSwap(messageReading, messageLate) {
+			a.rejected.WithLabelValues(rejectedSlowMessages).Inc()
+			_ = stream.WriteStatus(status.Convert(slowMessage(reason)))
+		}
+	})
+	err := dec(req)
+	if !state.CompareAndSwap(messageReading, messageRead) {
+		return slowMessage(reason)
+	}
+	timer.Stop()
+	return err
+}
+
 // batchItems counts the items of a batch request: its tokens or its
 // plaintexts.
 func batchItems(req any) int {
@@ -244,6 +267,12 @@ func batchItems(req any) int {
 	default:
 		return 0
 	}
+}
+
+// slowMessage is the status of a call refused because its message did not
+// arrive in time.
+func slowMessage(reason string) error {
+	return reasonedError(codes.ResourceExhausted, reason, "the message did not arrive in time; retry later")
 }
 
 // overloaded is the status of a refused call: a fixed message, and what

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -195,4 +196,20 @@ func waitFor(t *testing.T, ok func() bool) {
 func metricOf(t *testing.T, srv *Server, name string, labels ...string) float64 {
 	t.Helper()
 	return (&testServer{Server: srv}).metric(t, name, labels...)
+}
+
+// TestAdmissionNeedsGRPCsStream: the read deadline ends a late call through
+// gRPC's server stream; a call without one (were gRPC to change what it
+// puts in the context) is refused whole, not served without a deadline.
+func TestAdmissionNeedsGRPCsStream(t *testing.T) {
+	a := newAdmission(AdmissionFor(64<<20, 4<<20, DefaultLimits), 4<<20, prometheus.NewRegistry())
+	served := false
+	handler := a.gate(a.callReads, a.callBytes, reasons.TooManyCalls, false, func(any, context.Context, func(any) error, grpc.UnaryServerInterceptor) (any, error) {
+		served = true
+		return nil, nil
+	})
+	_, err := handler(nil, context.Background(), func(any) error { return nil }, nil)
+	if status.Code(err) != codes.Internal || served {
+		t.Fatalf("a call without gRPC's stream = %v (served: %v), want INTERNAL, unserved", err, served)
+	}
 }

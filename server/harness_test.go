@@ -33,7 +33,7 @@ type testServer struct {
 	keys    *testkeys.Source
 }
 
-func startServer(t *testing.T, limits Limits) *testServer {
+func startServer(t testing.TB, limits Limits) *testServer {
 	t.Helper()
 	ts := &testServer{primary: testkeys.New(t), old: testkeys.New(t)}
 	ts.keys = testkeys.NewSource(ts.primary, ts.old)

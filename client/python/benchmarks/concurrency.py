@@ -12,7 +12,6 @@ median of the rounds, with the min-max, and each ratio is taken within a
 round, then its median.
 """
 
-import argparse
 import asyncio
 import os
 import statistics
@@ -23,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import bench  # noqa: E402
 from fernet_sidecar import SidecarFernet  # noqa: E402
 from fernet_sidecar.aio import AsyncSidecarFernet  # noqa: E402
 
@@ -49,11 +49,7 @@ def threads(f, tokens):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", required=True, help="the sidecar: host:port or unix:///path")
-    parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=9)
-    args = parser.parse_args()
+    args = bench.parser(__doc__, "calls").parse_args()
 
     sync = SidecarFernet(args.target, timeout=30.0)
     loop = asyncio.new_event_loop()
@@ -89,7 +85,7 @@ def main():
     print("|---|---|---|---|")
     for name, ts in times.items():
         t = statistics.median(ts)
-        print("| %s | %.0f ms (%.0f–%.0f) | %.0f | %.2f× |" % (name, t * 1e3, min(ts) * 1e3, max(ts) * 1e3, args.calls / t, statistics.median(ratios[name])))
+        print("| %s | %s | %.0f | %.2f× |" % (name, bench.ms(ts, decimals=0), args.calls / t, statistics.median(ratios[name])))
 
 
 if __name__ == "__main__":

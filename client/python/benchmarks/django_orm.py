@@ -12,7 +12,6 @@ turn; each figure is the median of the rounds, and each ratio is taken
 within a round, then its median.
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -20,16 +19,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import bench  # noqa: E402
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", required=True, help="the sidecar: host:port or unix:///path")
-    parser.add_argument("--rows", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=9)
-    args = parser.parse_args()
+    args = bench.parser(__doc__, "rows").parse_args()
 
     settings.configure(
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
@@ -45,26 +41,18 @@ def main():
     from fernet_sidecar import SidecarFernet
     from fernet_sidecar.django.fields import EncryptedTextField
 
-    in_process = Fernet(Fernet.generate_key())
-    per_value = SidecarFernet(args.target, timeout=30.0)
+    def by_hand(fernet):
+        """The field apps write by hand: a call of fernet per value, so one
+        RPC per value with the sidecar (the field this package replaces)."""
 
-    class InProcessTextField(models.TextField):
-        """What apps write by hand: cryptography.fernet in the app's process."""
+        class ByHandTextField(models.TextField):
+            def get_prep_value(self, value):
+                return fernet.encrypt(value.encode()).decode()
 
-        def get_prep_value(self, value):
-            return in_process.encrypt(value.encode()).decode()
+            def from_db_value(self, value, expression, connection):
+                return fernet.decrypt(value).decode()
 
-        def from_db_value(self, value, expression, connection):
-            return in_process.decrypt(value.encode()).decode()
-
-    class PerValueTextField(models.TextField):
-        """The field this package replaces (examples/django_field.py): one RPC per value."""
-
-        def get_prep_value(self, value):
-            return per_value.encrypt(value.encode()).decode()
-
-        def from_db_value(self, value, expression, connection):
-            return per_value.decrypt(value).decode()
+        return ByHandTextField
 
     class Meta:
         app_label = "bench"
@@ -74,8 +62,8 @@ def main():
 
     cases = {
         "fernet_sidecar.django": model("SidecarNote", EncryptedTextField()),
-        "cryptography.fernet in process": model("InProcessNote", InProcessTextField()),
-        "one RPC per value (the old example)": model("PerValueNote", PerValueTextField()),
+        "cryptography.fernet in process": model("InProcessNote", by_hand(Fernet(Fernet.generate_key()))()),
+        "one RPC per value (the old example)": model("PerValueNote", by_hand(SidecarFernet(args.target, timeout=30.0))()),
     }
     with connection.schema_editor() as editor:
         for m in cases.values():
@@ -100,9 +88,8 @@ def main():
     for name in cases:
         row = ["%s" % name]
         for op in ("read", "bulk_create"):
-            ms = [t * 1000 for t in times[name, op]]
             ratios = [a / b for a, b in zip(times[name, op], times[base, op])]
-            row.append("%.1f ms (%.1f–%.1f)" % (statistics.median(ms), min(ms), max(ms)))
+            row.append(bench.ms(times[name, op]))
             row.append("%.2f×" % statistics.median(ratios))
         print("| " + " | ".join(row) + " |")
     print()

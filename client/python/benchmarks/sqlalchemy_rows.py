@@ -15,7 +15,6 @@ figure is the median of the rounds, and each ratio is taken within a
 round, then its median.
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -23,6 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import bench  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from sqlalchemy import Column, Integer, String, create_engine, delete, select  # noqa: E402
 from sqlalchemy.orm import Session, declarative_base  # noqa: E402
@@ -33,46 +33,34 @@ from fernet_sidecar.sqlalchemy import EncryptedString  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", required=True, help="the sidecar: host:port or unix:///path")
-    parser.add_argument("--url", default="sqlite://", help="SQLAlchemy database URL")
-    parser.add_argument("--rows", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=9)
-    args = parser.parse_args()
+    cli = bench.parser(__doc__, "rows")
+    cli.add_argument("--url", default="sqlite://", help="SQLAlchemy database URL")
+    args = cli.parse_args()
 
-    in_process = Fernet(Fernet.generate_key())
     sidecar = SidecarFernet(args.target, timeout=30.0)
 
-    class InProcess(TypeDecorator):
-        """What apps write by hand: cryptography.fernet in the app's process."""
+    def by_hand(fernet):
+        """The TypeDecorator apps write by hand: a call of fernet per value,
+        so one RPC per value with the sidecar."""
 
-        impl = String
-        cache_ok = True
+        class ByHand(TypeDecorator):
+            impl = String
+            cache_ok = True
 
-        def process_bind_param(self, value, dialect):
-            return None if value is None else in_process.encrypt(value.encode()).decode()
+            def process_bind_param(self, value, dialect):
+                return None if value is None else fernet.encrypt(value.encode()).decode()
 
-        def process_result_value(self, value, dialect):
-            return None if value is None else in_process.decrypt(value.encode()).decode()
+            def process_result_value(self, value, dialect):
+                return None if value is None else fernet.decrypt(value).decode()
 
-    class PerValue(TypeDecorator):
-        """The same, one RPC to the sidecar per value."""
-
-        impl = String
-        cache_ok = True
-
-        def process_bind_param(self, value, dialect):
-            return None if value is None else sidecar.encrypt(value.encode()).decode()
-
-        def process_result_value(self, value, dialect):
-            return None if value is None else sidecar.decrypt(value).decode()
+        return ByHand
 
     Base = declarative_base()
     cases = {}
     for name, coltype in [
         ("fernet_sidecar.sqlalchemy", EncryptedString(200, fernet=sidecar)),
-        ("cryptography.fernet in process", InProcess(200)),
-        ("one RPC per value", PerValue(200)),
+        ("cryptography.fernet in process", by_hand(Fernet(Fernet.generate_key()))(200)),
+        ("one RPC per value", by_hand(sidecar)(200)),
     ]:
         table = "bench_" + "".join(c if c.isalnum() else "_" for c in name)
         cases[name] = type(table, (Base,), {"__tablename__": table, "id": Column(Integer, primary_key=True), "secret": Column(coltype)})
@@ -112,14 +100,11 @@ def main():
     Base.metadata.drop_all(engine)
     sidecar.close()
 
-    def fig(ts):
-        return "%.1f ms (%.1f–%.1f)" % (statistics.median(ts) * 1e3, min(ts) * 1e3, max(ts) * 1e3)
-
     print("| %d rows, one encrypted column (%s) | read | read vs in process | insert | insert vs in process |" % (args.rows, engine.dialect.name))
     print("|---|---|---|---|---|")
     for name in cases:
         t, r = times[name], ratios[name]
-        print("| %s | %s | %.2f× | %s | %.2f× |" % (name, fig(t["read"]), statistics.median(r["read"]), fig(t["insert"]), statistics.median(r["insert"])))
+        print("| %s | %s | %.2f× | %s | %.2f× |" % (name, bench.ms(t["read"]), statistics.median(r["read"]), bench.ms(t["insert"]), statistics.median(r["insert"])))
 
 
 if __name__ == "__main__":

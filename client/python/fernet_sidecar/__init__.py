@@ -13,22 +13,24 @@ sidecar beside the app, with byte-for-byte the same tokens.
 See docs/clients.md in the fernet-sidecar repository.
 """
 
-from ._client import (
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_BATCH_BYTES,
-    DEFAULT_MAX_BATCH_ITEMS,
-    DEFAULT_TARGET,
-    DEFAULT_TIMEOUT,
+from ._calls import (
     INVALID_CODE,
     REPLAYED,
     VALID,
     Decrypted,
     Inspected,
     Limits,
-    SidecarFernet,
     Status,
     TOTPEnrolment,
     TOTPVerification,
+)
+from ._client import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_BATCH_ITEMS,
+    DEFAULT_TARGET,
+    DEFAULT_TIMEOUT,
+    SidecarFernet,
 )
 from ._errors import (
     BATCH_TOO_LARGE,

@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from cryptography.fernet import InvalidToken as _PythonInvalidToken
 
 from . import _errors
-from ._client import Decrypted, Status
+from ._calls import Decrypted, Status
 
 #: The Status.version of an in-process backend.
 IN_PROCESS_VERSION = "in-process"

@@ -18,36 +18,18 @@ from typing import Optional, Union
 import grpc
 import grpc.aio
 
-from . import _errors
+from . import _calls, _errors
+from ._calls import Decrypted, Inspected, Status, TOTPEnrolment, TOTPVerification
 from ._client import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BATCH_BYTES,
     DEFAULT_MAX_BATCH_ITEMS,
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
-    Decrypted,
-    Inspected,
-    Status,
-    TOTPEnrolment,
-    TOTPVerification,
     _channel_options,
-    _check_data,
     _check_target,
     _check_timeout,
-    _chunks,
-    _collect,
-    _create_totp_request,
-    _decrypted,
-    _inspected,
-    _status,
-    _token_str,
-    _totp_enrolment,
-    _totp_verification,
-    _ttl_seconds,
-    _verify_totp_request,
-    _with_ttl,
 )
-from ._pb import fernet_pb2 as pb
 from ._pb import fernet_pb2_grpc as pb_grpc
 
 __all__ = ["AsyncSidecarFernet"]
@@ -104,9 +86,7 @@ class AsyncSidecarFernet:
 
     async def encrypt(self, data: bytes) -> bytes:
         """A new token of data under the sidecar's primary key."""
-        _check_data(data)
-        resp = await self._call("Encrypt", pb.EncryptRequest(plaintext=data))
-        return resp.token.encode("ascii")
+        return await self._unary(_calls.encrypt(data))
 
     async def decrypt(self, token: Union[bytes, str], ttl: Optional[int] = None) -> bytes:
         """The plaintext of token, as MultiFernet(keys).decrypt(token, ttl)."""
@@ -114,13 +94,12 @@ class AsyncSidecarFernet:
 
     async def decrypt_info(self, token: Union[bytes, str], ttl: Optional[int] = None) -> Decrypted:
         """decrypt, with the key id, the timestamp and needs_reencrypt."""
-        return _decrypted(await self._call("Decrypt", _with_ttl(pb.DecryptRequest(token=_token_str(token)), ttl)))
+        return await self._unary(_calls.decrypt_info(token, ttl))
 
     async def rotate(self, msg: Union[bytes, str]) -> bytes:
         """msg under the primary key with its timestamp, as MultiFernet.rotate;
         a canonical token already under the primary comes back as it was."""
-        resp = await self._call("ReEncrypt", pb.ReEncryptRequest(token=_token_str(msg)))
-        return resp.token.encode("ascii")
+        return await self._unary(_calls.rotate(msg))
 
     async def extract_timestamp(self, token: Union[bytes, str]) -> int:
         """The token's timestamp; the token must verify under a loaded key."""
@@ -130,51 +109,25 @@ class AsyncSidecarFernet:
 
     async def encrypt_many(self, items, *, return_exceptions: bool = False) -> list:
         """encrypt of each item, in order, in as few RPCs as the limits allow."""
-        items = list(items)
-        for data in items:
-            _check_data(data)
-        return await self._many(
-            items,
-            lambda chunk: self._call("EncryptBatch", pb.EncryptBatchRequest(plaintexts=chunk)),
-            lambda ok: ok.token.encode("ascii"),
-            return_exceptions,
-        )
+        return await self._many(_calls.encrypt_many(items, return_exceptions))
 
     async def decrypt_many(self, tokens, ttl: Optional[int] = None, *, return_exceptions: bool = False) -> list:
         """decrypt of each token with one ttl, in order."""
-        tokens = [_token_str(t) for t in tokens]
-        _ttl_seconds(ttl)  # a bad ttl fails before any RPC, even with no tokens
-
-        def call(chunk):
-            return self._call("DecryptBatch", _with_ttl(pb.DecryptBatchRequest(tokens=chunk), ttl))
-
-        return await self._many(tokens, call, lambda ok: ok.plaintext, return_exceptions)
+        return await self._many(_calls.decrypt_many(tokens, ttl, return_exceptions))
 
     async def rotate_many(self, tokens, *, return_exceptions: bool = False) -> list:
         """rotate of each token, in order."""
-        tokens = [_token_str(t) for t in tokens]
-        return await self._many(
-            tokens,
-            lambda chunk: self._call("ReEncryptBatch", pb.ReEncryptBatchRequest(tokens=chunk)),
-            lambda ok: ok.token.encode("ascii"),
-            return_exceptions,
-        )
+        return await self._many(_calls.rotate_many(tokens, return_exceptions))
 
     # -- checks that return no plaintext ------------------------------------
 
     async def inspect(self, token: Union[bytes, str], ttl: Optional[int] = None) -> Inspected:
         """decrypt_info without the plaintext."""
-        return _inspected(await self._call("Inspect", _with_ttl(pb.InspectRequest(token=_token_str(token)), ttl)))
+        return await self._unary(_calls.inspect(token, ttl))
 
     async def inspect_many(self, tokens, ttl: Optional[int] = None, *, return_exceptions: bool = False) -> list:
         """inspect of each token with one ttl, in order."""
-        tokens = [_token_str(t) for t in tokens]
-        _ttl_seconds(ttl)  # a bad ttl fails before any RPC, even with no tokens
-
-        def call(chunk):
-            return self._call("InspectBatch", _with_ttl(pb.InspectBatchRequest(tokens=chunk), ttl))
-
-        return await self._many(tokens, call, _inspected, return_exceptions)
+        return await self._many(_calls.inspect_many(tokens, ttl, return_exceptions))
 
     # -- TOTP, with the secret kept in the sidecar ---------------------------
 
@@ -189,8 +142,7 @@ class AsyncSidecarFernet:
         secret_bytes: int = 20,
     ) -> TOTPEnrolment:
         """A fresh TOTP secret, as a token and a provisioning URI."""
-        req = _create_totp_request(account_name, issuer, digits, period, algorithm, secret_bytes)
-        return _totp_enrolment(await self._call("CreateTOTP", req))
+        return await self._unary(_calls.create_totp(account_name, issuer, digits, period, algorithm, secret_bytes))
 
     async def verify_totp(
         self,
@@ -205,15 +157,14 @@ class AsyncSidecarFernet:
         encoding: str = "base32",
     ) -> TOTPVerification:
         """Checks code against the TOTP secret in token."""
-        req = _verify_totp_request(token, code, last_counter, window, digits, period, algorithm, encoding)
-        return _totp_verification(await self._call("VerifyTOTP", req))
+        return await self._unary(_calls.verify_totp(token, code, last_counter, window, digits, period, algorithm, encoding))
 
     # -- the rest ----------------------------------------------------------
 
     async def status(self) -> Status:
         """The sidecar's key ids (never keys), version, the methods it serves
         and its limits."""
-        return _status(await self._call("GetStatus", pb.GetStatusRequest()))
+        return await self._unary(_calls.status())
 
     async def close(self) -> None:
         """Closes the channel (if this client made it); calls in flight are
@@ -251,15 +202,21 @@ class AsyncSidecarFernet:
             )
         return self._stub
 
-    async def _call(self, method, request):
+    # SidecarFernet's _unary, _many and _rpc, with each RPC awaited.
+
+    async def _unary(self, call):
+        return call.result(await self._rpc(call.method, call.request))
+
+    async def _many(self, batch):
+        values = []
+        for chunk in batch.chunks(self._max_batch_items, self._max_batch_bytes):
+            response = await self._rpc(batch.method, batch.request(chunk))
+            values += batch.values(chunk, response, start=len(values))
+        return values
+
+    async def _rpc(self, method, request):
         rpc = getattr(self._stub_here(), method)
         try:
             return await rpc(request, timeout=self._call_timeout, wait_for_ready=self._wait_for_ready)
         except grpc.RpcError as err:
             raise _errors.from_rpc_error(err) from err
-
-    async def _many(self, items, call, ok_value, return_exceptions):
-        out = []
-        for chunk in _chunks(items, len, self._max_batch_items, self._max_batch_bytes):
-            _collect(out, chunk, (await call(chunk)).results, ok_value, return_exceptions)
-        return out

@@ -223,6 +223,14 @@ class Transport:
             self.assertEqual(self.primary.extract_timestamp(token), 1_600_000_000 + i)
         self.assertEqual(f.rotate_many(rotated), rotated)  # nothing left to change
 
+    def test_batches_split_by_bytes(self):
+        data = [b"%04d" % i for i in range(self.max_batch_items + 2)]  # over the sidecar's limit in one RPC
+        f = self.Client(self.target, max_batch_items=0, max_batch_bytes=10)  # two items an RPC
+        self.addCleanup(f.close)
+        self.assertEqual([self.primary.decrypt(t) for t in f.encrypt_many(data)], data)
+        big = b"x" * 11  # over max_batch_bytes: an RPC of its own
+        self.assertEqual([self.primary.decrypt(t) for t in f.encrypt_many([b"a", big, b"b"])], [b"a", big, b"b"])
+
     def test_batch_item_errors(self):
         now = int(time.time())
         tokens = [

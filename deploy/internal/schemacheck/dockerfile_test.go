@@ -150,6 +150,12 @@ func goDirective(t *testing.T, root string) string {
 	return "go" + f.Go.Version
 }
 
+// withoutDigest is image without its @sha256:... part.
+func withoutDigest(image string) string {
+	name, _, _ := strings.Cut(image, "@")
+	return name
+}
+
 // TestDockerfile checks the Dockerfile's structure and that what it
 // configures matches the binary's flags.
 func TestDockerfile(t *testing.T) {
@@ -175,6 +181,14 @@ func TestDockerfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	// Both defaults are pinned by digest (scratch is no image).
+	for _, from := range []string{buildFrom, finalFrom} {
+		if from != "scratch" && !digestImage.MatchString(from) {
+			t.Errorf("FROM %s: name the default base image by digest (image:tag@sha256:...)", from)
+		}
+	}
+	buildFrom, finalFrom = withoutDigest(buildFrom), withoutDigest(finalFrom)
 
 	// Build stage: Go at least what go.mod requires.
 	m := regexp.MustCompile(`^golang:(\d+\.\d+)`).FindStringSubmatch(buildFrom)

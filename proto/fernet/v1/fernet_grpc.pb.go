@@ -48,6 +48,9 @@ const (
 // one whose token does not hold a secret in the given encoding with
 // INVALID_TOTP_SECRET. A method the server was told not to serve
 // (--allow-methods) fails with PERMISSION_DENIED and METHOD_NOT_ALLOWED.
+// A call refused because too much is in flight, or because its message did
+// not arrive in time, fails with RESOURCE_EXHAUSTED and TOO_MANY_BATCHES or
+// TOO_MANY_CALLS; nothing was done, and it may be retried after a backoff.
 // No error ever contains a token, a plaintext, a TOTP secret or a key.
 type FernetServiceClient interface {
 	// Encrypt makes a token under the primary key, as Fernet(primary).encrypt.
@@ -220,6 +223,9 @@ func (c *fernetServiceClient) VerifyTOTP(ctx context.Context, in *VerifyTOTPRequ
 // one whose token does not hold a secret in the given encoding with
 // INVALID_TOTP_SECRET. A method the server was told not to serve
 // (--allow-methods) fails with PERMISSION_DENIED and METHOD_NOT_ALLOWED.
+// A call refused because too much is in flight, or because its message did
+// not arrive in time, fails with RESOURCE_EXHAUSTED and TOO_MANY_BATCHES or
+// TOO_MANY_CALLS; nothing was done, and it may be retried after a backoff.
 // No error ever contains a token, a plaintext, a TOTP secret or a key.
 type FernetServiceServer interface {
 	// Encrypt makes a token under the primary key, as Fernet(primary).encrypt.

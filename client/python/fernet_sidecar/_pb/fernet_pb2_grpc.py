@@ -18,6 +18,9 @@ class FernetServiceStub(object):
     one whose token does not hold a secret in the given encoding with
     INVALID_TOTP_SECRET. A method the server was told not to serve
     (--allow-methods) fails with PERMISSION_DENIED and METHOD_NOT_ALLOWED.
+    A call refused because too much is in flight, or because its message did
+    not arrive in time, fails with RESOURCE_EXHAUSTED and TOO_MANY_BATCHES or
+    TOO_MANY_CALLS; nothing was done, and it may be retried after a backoff.
     No error ever contains a token, a plaintext, a TOTP secret or a key.
     """
 
@@ -97,6 +100,9 @@ class FernetServiceServicer(object):
     one whose token does not hold a secret in the given encoding with
     INVALID_TOTP_SECRET. A method the server was told not to serve
     (--allow-methods) fails with PERMISSION_DENIED and METHOD_NOT_ALLOWED.
+    A call refused because too much is in flight, or because its message did
+    not arrive in time, fails with RESOURCE_EXHAUSTED and TOO_MANY_BATCHES or
+    TOO_MANY_CALLS; nothing was done, and it may be retried after a backoff.
     No error ever contains a token, a plaintext, a TOTP secret or a key.
     """
 
@@ -267,6 +273,9 @@ class FernetService(object):
     one whose token does not hold a secret in the given encoding with
     INVALID_TOTP_SECRET. A method the server was told not to serve
     (--allow-methods) fails with PERMISSION_DENIED and METHOD_NOT_ALLOWED.
+    A call refused because too much is in flight, or because its message did
+    not arrive in time, fails with RESOURCE_EXHAUSTED and TOO_MANY_BATCHES or
+    TOO_MANY_CALLS; nothing was done, and it may be retried after a backoff.
     No error ever contains a token, a plaintext, a TOTP secret or a key.
     """
 
