@@ -96,10 +96,9 @@ type admission struct {
 }
 
 func newAdmission(limits Admission, maxMessageBytes int, registry prometheus.Registerer) *admission {
-	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fernet_admission_rejected_total",
-		Help: "Calls refused with RESOURCE_EXHAUSTED, before their message was read, because too many were in flight (batches, calls) or their message did not arrive in time (slow_messages).",
-	}, []string{"reason"})
+	rejected := newCounterVec("fernet_admission_rejected_total",
+		"Calls refused with RESOURCE_EXHAUSTED, before their message was read, because too many were in flight (batches, calls) or their message did not arrive in time (slow_messages).",
+		"reason")
 	registry.MustRegister(rejected)
 	for _, label := range []string{rejectedBatches, rejectedCalls, rejectedSlowMessages} {
 		rejected.WithLabelValues(label)
