@@ -40,11 +40,8 @@ func (c *Client) EncryptBatch(ctx context.Context, plaintexts [][]byte) ([]Encry
 			resp, err := c.rpc.EncryptBatch(ctx, &fernetv1.EncryptBatchRequest{Plaintexts: chunk}, c.callOpt...)
 			return resp.GetResults(), err
 		},
-		func(r *fernetv1.EncryptBatchResult) EncryptResult {
-			if failed := r.GetError(); failed != nil {
-				return EncryptResult{Err: fromItem(failed)}
-			}
-			return EncryptResult{Encrypted: encrypted(r.GetOk())}
+		func(ok *fernetv1.EncryptResponse, err error) EncryptResult {
+			return EncryptResult{Encrypted: encrypted(ok), Err: err}
 		})
 }
 
@@ -57,11 +54,8 @@ func (c *Client) DecryptBatch(ctx context.Context, tokens []string, opts ...Decr
 			resp, err := c.rpc.DecryptBatch(ctx, &fernetv1.DecryptBatchRequest{Tokens: chunk, TtlSeconds: ttl}, c.callOpt...)
 			return resp.GetResults(), err
 		},
-		func(r *fernetv1.DecryptBatchResult) DecryptResult {
-			if failed := r.GetError(); failed != nil {
-				return DecryptResult{Err: fromItem(failed)}
-			}
-			return DecryptResult{Decrypted: decrypted(r.GetOk())}
+		func(ok *fernetv1.DecryptResponse, err error) DecryptResult {
+			return DecryptResult{Decrypted: decrypted(ok), Err: err}
 		})
 }
 
@@ -74,27 +68,32 @@ func (c *Client) ReEncryptBatch(ctx context.Context, tokens []string) ([]ReEncry
 			resp, err := c.rpc.ReEncryptBatch(ctx, &fernetv1.ReEncryptBatchRequest{Tokens: chunk}, c.callOpt...)
 			return resp.GetResults(), err
 		},
-		func(r *fernetv1.ReEncryptBatchResult) ReEncryptResult {
-			if failed := r.GetError(); failed != nil {
-				return ReEncryptResult{Err: fromItem(failed)}
-			}
-			return ReEncryptResult{ReEncrypted: reencrypted(r.GetOk())}
+		func(ok *fernetv1.ReEncryptResponse, err error) ReEncryptResult {
+			return ReEncryptResult{ReEncrypted: reencrypted(ok), Err: err}
 		})
 }
 
+// batchResult is one item of a batch response: its result, or the error
+// it failed with.
+type batchResult[Ok any] interface {
+	GetOk() Ok
+	GetError() *fernetv1.ItemError
+}
+
 // runBatch sends items in chunks, up to c.opts.batchRPCs RPCs at once,
-// each with its own default deadline, and converts the results in order.
+// each with its own default deadline, and converts the results in order,
+// each with its item's error (see fromItem) or nil.
 // The caller's goroutine sends the last RPC, and any other when the other
 // goroutines are all busy: handing an RPC to a goroutine costs a wake-up,
 // and a batch of one RPC needs none. The first
 // RPC to fail cancels the others, and its error is the call's.
-func runBatch[In, Wire, Out any](
+func runBatch[In any, Wire batchResult[Ok], Ok, Out any](
 	ctx context.Context,
 	c *Client,
 	items []In,
 	size func(In) int,
 	call func(context.Context, []In) ([]Wire, error),
-	convert func(Wire) Out,
+	convert func(Ok, error) Out,
 ) ([]Out, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -114,7 +113,11 @@ func runBatch[In, Wire, Out any](
 				return errShortResponse
 			}
 			for i, r := range results {
-				into[i] = convert(r)
+				var itemErr error
+				if failed := r.GetError(); failed != nil {
+					itemErr = fromItem(failed)
+				}
+				into[i] = convert(r.GetOk(), itemErr)
 			}
 			return nil
 		}()

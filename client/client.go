@@ -224,6 +224,25 @@ func (c *Client) callContext(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, c.opts.timeout)
 }
 
+// unary makes one call with the default deadline, and converts its
+// response, or its error (see fromCall).
+func unary[Req, Resp, Out any](
+	ctx context.Context,
+	c *Client,
+	call func(context.Context, Req, ...grpc.CallOption) (Resp, error),
+	req Req,
+	convert func(Resp) Out,
+) (Out, error) {
+	ctx, cancel := c.callContext(ctx)
+	defer cancel()
+	resp, err := call(ctx, req, c.callOpt...)
+	if err != nil {
+		var none Out
+		return none, fromCall(err)
+	}
+	return convert(resp), nil
+}
+
 // Encrypted is a new token.
 type Encrypted struct {
 	Token string
@@ -308,48 +327,28 @@ func decryptTTL(opts []DecryptOption) *int64 {
 // Encrypt makes a token of plaintext under the primary key, as Python's
 // Fernet(primary).encrypt.
 func (c *Client) Encrypt(ctx context.Context, plaintext []byte) (Encrypted, error) {
-	ctx, cancel := c.callContext(ctx)
-	defer cancel()
-	resp, err := c.rpc.Encrypt(ctx, &fernetv1.EncryptRequest{Plaintext: plaintext}, c.callOpt...)
-	if err != nil {
-		return Encrypted{}, fromCall(err)
-	}
-	return encrypted(resp), nil
+	return unary(ctx, c, c.rpc.Encrypt, &fernetv1.EncryptRequest{Plaintext: plaintext}, encrypted)
 }
 
 // Decrypt opens token with the first key that verifies it, as Python's
 // MultiFernet(keys).decrypt(token, ttl). Without WithTTL it checks no
 // time, as extract_timestamp: Decrypted.Timestamp is the token's.
 func (c *Client) Decrypt(ctx context.Context, token string, opts ...DecryptOption) (Decrypted, error) {
-	ctx, cancel := c.callContext(ctx)
-	defer cancel()
-	resp, err := c.rpc.Decrypt(ctx, &fernetv1.DecryptRequest{Token: token, TtlSeconds: decryptTTL(opts)}, c.callOpt...)
-	if err != nil {
-		return Decrypted{}, fromCall(err)
-	}
-	return decrypted(resp), nil
+	return unary(ctx, c, c.rpc.Decrypt, &fernetv1.DecryptRequest{Token: token, TtlSeconds: decryptTTL(opts)}, decrypted)
 }
 
 // ReEncrypt moves token to the primary key, keeping its timestamp, as
 // Python's MultiFernet.rotate. It checks no TTL.
 func (c *Client) ReEncrypt(ctx context.Context, token string) (ReEncrypted, error) {
-	ctx, cancel := c.callContext(ctx)
-	defer cancel()
-	resp, err := c.rpc.ReEncrypt(ctx, &fernetv1.ReEncryptRequest{Token: token}, c.callOpt...)
-	if err != nil {
-		return ReEncrypted{}, fromCall(err)
-	}
-	return reencrypted(resp), nil
+	return unary(ctx, c, c.rpc.ReEncrypt, &fernetv1.ReEncryptRequest{Token: token}, reencrypted)
 }
 
 // Status reports the sidecar's key ids, version, methods and limits.
 func (c *Client) Status(ctx context.Context) (Status, error) {
-	ctx, cancel := c.callContext(ctx)
-	defer cancel()
-	resp, err := c.rpc.GetStatus(ctx, &fernetv1.GetStatusRequest{}, c.callOpt...)
-	if err != nil {
-		return Status{}, fromCall(err)
-	}
+	return unary(ctx, c, c.rpc.GetStatus, &fernetv1.GetStatusRequest{}, statusOf)
+}
+
+func statusOf(resp *fernetv1.GetStatusResponse) Status {
 	return Status{
 		PrimaryKeyID:      resp.GetPrimaryKeyId(),
 		DecryptOnlyKeyIDs: resp.GetDecryptOnlyKeyIds(),
@@ -361,7 +360,7 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 			MaxBatchItems:     resp.GetLimits().GetMaxBatchItems(),
 			MaxMessageBytes:   resp.GetLimits().GetMaxMessageBytes(),
 		},
-	}, nil
+	}
 }
 
 func encrypted(resp *fernetv1.EncryptResponse) Encrypted {

@@ -28,13 +28,7 @@ type InspectResult struct {
 // key verifies it, its timestamp and whether it needs re-encrypting,
 // without sending the plaintext back: what a rotation check needs.
 func (c *Client) Inspect(ctx context.Context, token string, opts ...DecryptOption) (Inspected, error) {
-	ctx, cancel := c.callContext(ctx)
-	defer cancel()
-	resp, err := c.rpc.Inspect(ctx, &fernetv1.InspectRequest{Token: token, TtlSeconds: decryptTTL(opts)}, c.callOpt...)
-	if err != nil {
-		return Inspected{}, fromCall(err)
-	}
-	return inspected(resp), nil
+	return unary(ctx, c, c.rpc.Inspect, &fernetv1.InspectRequest{Token: token, TtlSeconds: decryptTTL(opts)}, inspected)
 }
 
 // InspectBatch inspects every token, with one TTL for all (WithTTL), as
@@ -46,11 +40,8 @@ func (c *Client) InspectBatch(ctx context.Context, tokens []string, opts ...Decr
 			resp, err := c.rpc.InspectBatch(ctx, &fernetv1.InspectBatchRequest{Tokens: chunk, TtlSeconds: ttl}, c.callOpt...)
 			return resp.GetResults(), err
 		},
-		func(r *fernetv1.InspectBatchResult) InspectResult {
-			if failed := r.GetError(); failed != nil {
-				return InspectResult{Err: fromItem(failed)}
-			}
-			return InspectResult{Inspected: inspected(r.GetOk())}
+		func(ok *fernetv1.InspectResponse, err error) InspectResult {
+			return InspectResult{Inspected: inspected(ok), Err: err}
 		})
 }
 

@@ -112,20 +112,19 @@ func (v TOTPVerification) Valid() bool { return v.Outcome == TOTPValid }
 // only as a token and in the provisioning URI. A parameter out of range
 // fails with ErrInvalidTOTPParameter.
 func (c *Client) CreateTOTP(ctx context.Context, req TOTPEnrolRequest) (TOTPEnrolment, error) {
-	ctx, cancel := c.callContext(ctx)
-	defer cancel()
-	resp, err := c.rpc.CreateTOTP(ctx, &fernetv1.CreateTOTPRequest{
+	wire := &fernetv1.CreateTOTPRequest{
 		AccountName:   req.AccountName,
 		Issuer:        req.Issuer,
 		Digits:        uint32(req.Digits),
 		PeriodSeconds: uint32(req.PeriodSeconds),
 		Algorithm:     fernetv1.TOTPAlgorithm(req.Algorithm),
 		SecretBytes:   uint32(req.SecretBytes),
-	}, c.callOpt...)
-	if err != nil {
-		return TOTPEnrolment{}, fromCall(err)
 	}
-	return TOTPEnrolment{Token: resp.GetToken(), KeyID: resp.GetKeyId(), ProvisioningURI: resp.GetProvisioningUri()}, nil
+	return unary(ctx, c, c.rpc.CreateTOTP, wire, totpEnrolment)
+}
+
+func totpEnrolment(resp *fernetv1.CreateTOTPResponse) TOTPEnrolment {
+	return TOTPEnrolment{Token: resp.GetToken(), KeyID: resp.GetKeyId(), ProvisioningURI: resp.GetProvisioningUri()}
 }
 
 // VerifyTOTP checks a code against the secret in a token, which never
@@ -133,8 +132,6 @@ func (c *Client) CreateTOTP(ctx context.Context, req TOTPEnrolRequest) (TOTPEnro
 // error; a token that does not decrypt fails as Decrypt does
 // (ErrInvalidToken), one that holds no secret with ErrInvalidTOTPSecret.
 func (c *Client) VerifyTOTP(ctx context.Context, req TOTPVerifyRequest) (TOTPVerification, error) {
-	ctx, cancel := c.callContext(ctx)
-	defer cancel()
 	wire := &fernetv1.VerifyTOTPRequest{
 		Token:         req.Token,
 		Code:          req.Code,
@@ -150,15 +147,15 @@ func (c *Client) VerifyTOTP(ctx context.Context, req TOTPVerifyRequest) (TOTPVer
 	if req.HexSecret {
 		wire.Encoding = fernetv1.TOTPSecretEncoding_TOTP_SECRET_ENCODING_HEX
 	}
-	resp, err := c.rpc.VerifyTOTP(ctx, wire, c.callOpt...)
-	if err != nil {
-		return TOTPVerification{}, fromCall(err)
-	}
+	return unary(ctx, c, c.rpc.VerifyTOTP, wire, totpVerification)
+}
+
+func totpVerification(resp *fernetv1.VerifyTOTPResponse) TOTPVerification {
 	return TOTPVerification{
 		Outcome:        TOTPOutcome(resp.GetOutcome()),
 		Counter:        resp.GetCounter(),
 		Drift:          int(resp.GetDrift()),
 		KeyID:          resp.GetKeyId(),
 		NeedsReEncrypt: resp.GetNeedsReencrypt(),
-	}, nil
+	}
 }

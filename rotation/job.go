@@ -526,12 +526,9 @@ func (j *Job) plan(ctx context.Context, rows []row, r *Report) ([]write, error) 
 	if len(tokens) == 0 {
 		return nil, nil
 	}
-	reencrypted, err := j.Crypter.ReEncrypt(ctx, tokens)
+	reencrypted, err := askSidecar(ctx, "ReEncrypt", j.Crypter.ReEncrypt, tokens)
 	if err != nil {
-		return nil, fmt.Errorf("sidecar ReEncrypt: %w", err)
-	}
-	if len(reencrypted) != len(tokens) {
-		return nil, fmt.Errorf("sidecar ReEncrypt returned %d results for %d tokens", len(reencrypted), len(tokens))
+		return nil, err
 	}
 	var writes []write
 	var plaintexts [][]byte
@@ -561,12 +558,9 @@ func (j *Job) plan(ctx context.Context, rows []row, r *Report) ([]write, error) 
 		}
 	}
 	if len(plaintexts) > 0 {
-		made, err := j.Crypter.Encrypt(ctx, plaintexts)
+		made, err := askSidecar(ctx, "Encrypt", j.Crypter.Encrypt, plaintexts)
 		if err != nil {
-			return nil, fmt.Errorf("sidecar Encrypt: %w", err)
-		}
-		if len(made) != len(plaintexts) {
-			return nil, fmt.Errorf("sidecar Encrypt returned %d results for %d plaintexts", len(made), len(plaintexts))
+			return nil, err
 		}
 		for i, s := range made {
 			if s.Err != nil || s.Token == "" {
@@ -639,18 +633,28 @@ func splitEmpty(rows []row, r *Report) (tokens []string, withToken []row) {
 	return tokens, withToken
 }
 
+// askSidecar makes one batch call of the Crypter, method, and checks that it
+// returned a result for each input, as Crypter promises.
+func askSidecar[In, Out any](ctx context.Context, method string, call func(context.Context, []In) ([]Out, error), inputs []In) ([]Out, error) {
+	results, err := call(ctx, inputs)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar %s: %w", method, err)
+	}
+	if len(results) != len(inputs) {
+		return nil, fmt.Errorf("sidecar %s returned %d results for %d inputs", method, len(results), len(inputs))
+	}
+	return results, nil
+}
+
 // inspect counts one batch for Check and DryRun, writing nothing.
 func (j *Job) inspect(ctx context.Context, rows []row, r *Report, mode Mode) error {
 	tokens, withToken := splitEmpty(rows, r)
 	if len(tokens) == 0 {
 		return nil
 	}
-	inspected, err := j.Crypter.Inspect(ctx, tokens)
+	inspected, err := askSidecar(ctx, "Inspect", j.Crypter.Inspect, tokens)
 	if err != nil {
-		return fmt.Errorf("sidecar Inspect: %w", err)
-	}
-	if len(inspected) != len(tokens) {
-		return fmt.Errorf("sidecar Inspect returned %d results for %d tokens", len(inspected), len(tokens))
+		return err
 	}
 	for i, o := range inspected {
 		row := withToken[i]
@@ -671,12 +675,9 @@ func (j *Job) inspect(ctx context.Context, rows []row, r *Report, mode Mode) err
 	// What a run would write: ReEncrypt also rewrites tokens under the
 	// primary key that are not canonical (line breaks, '+/' alphabet),
 	// which Decrypt alone cannot tell.
-	reencrypted, err := j.Crypter.ReEncrypt(ctx, tokens)
+	reencrypted, err := askSidecar(ctx, "ReEncrypt", j.Crypter.ReEncrypt, tokens)
 	if err != nil {
-		return fmt.Errorf("sidecar ReEncrypt: %w", err)
-	}
-	if len(reencrypted) != len(tokens) {
-		return fmt.Errorf("sidecar ReEncrypt returned %d results for %d tokens", len(reencrypted), len(tokens))
+		return err
 	}
 	for _, s := range reencrypted {
 		switch {

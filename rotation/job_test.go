@@ -56,6 +56,15 @@ func (a *app) snapshot(table string) map[int64]any {
 	return dbtest.Snapshot(a.t, a.db, "SELECT id, secret FROM "+table)
 }
 
+// wantUnchanged fails the test with why unless table still holds before,
+// a snapshot of it.
+func (a *app) wantUnchanged(table string, before map[int64]any, why string) {
+	a.t.Helper()
+	if after := a.snapshot(table); !reflect.DeepEqual(after, before) {
+		a.t.Error(why)
+	}
+}
+
 func run(t *testing.T, j *Job) *Report {
 	t.Helper()
 	r, err := j.Run(context.Background())
@@ -517,9 +526,7 @@ func testCheckAndDryRun(t *testing.T, kind, dsn string) {
 	if !reflect.DeepEqual(r.ByKey, wantByKey) || r.Rewritten != 8 || r.Current != 3 || r.Remaining() != 1 {
 		t.Errorf("dry run: by key %v would rewrite %d current %d remaining %d", r.ByKey, r.Rewritten, r.Current, r.Remaining())
 	}
-	if after := a.snapshot("totp"); !reflect.DeepEqual(after, before) {
-		t.Error("check or dry run changed the table")
-	}
+	a.wantUnchanged("totp", before, "check or dry run changed the table")
 
 	// The read-only connection --check and --dry-run use refuses writes
 	// even if the job tried to make some.
@@ -527,9 +534,7 @@ func testCheckAndDryRun(t *testing.T, kind, dsn string) {
 	if err == nil {
 		t.Error("a rotation over a read-only connection succeeded")
 	}
-	if after := a.snapshot("totp"); !reflect.DeepEqual(after, before) {
-		t.Error("a write went through the read-only connection")
-	}
+	a.wantUnchanged("totp", before, "a write went through the read-only connection")
 }
 
 func testInternalStops(t *testing.T, kind, dsn string) {
@@ -548,9 +553,7 @@ func testInternalStops(t *testing.T, kind, dsn string) {
 	if err == nil || !strings.Contains(err.Error(), "row 5") {
 		t.Errorf("Run = %v, want a sidecar failure naming row 5", err)
 	}
-	if after := a.snapshot("totp"); !reflect.DeepEqual(after, before) {
-		t.Error("rows were written in a batch the sidecar failed on")
-	}
+	a.wantUnchanged("totp", before, "rows were written in a batch the sidecar failed on")
 }
 
 // testNonUniqueKey: keyset paging by a column that is not unique skips
@@ -576,9 +579,7 @@ func testNonUniqueKey(t *testing.T, kind, dsn string) {
 			t.Errorf("--pk %s: %v, want it refused as not unique", pk, err)
 		}
 	}
-	if after := a.snapshot("totp"); !reflect.DeepEqual(after, before) {
-		t.Error("rows were written by a run whose --pk is not unique")
-	}
+	a.wantUnchanged("totp", before, "rows were written by a run whose --pk is not unique")
 	r := run(t, &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "uid", Column: "secret", BatchSize: 3})
 	if r.Scanned != 10 || r.Rewritten != 10 {
 		t.Errorf("--pk uid (a unique index): scanned %d, rewritten %d; want 10 10", r.Scanned, r.Rewritten)
@@ -688,9 +689,7 @@ func TestCheckpointUnderAnotherPrimaryKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "--restart") {
 		t.Errorf("resumed under another primary key: %v, want an error with %q and --restart", err, want)
 	}
-	if after := a.snapshot("totp"); !reflect.DeepEqual(after, before) {
-		t.Error("the refused run wrote rows")
-	}
+	a.wantUnchanged("totp", before, "the refused run wrote rows")
 	r, err := rerun(true)
 	if err != nil || !r.ResumedAfter.IsZero() || r.Rewritten != 40 || r.Remaining() != 0 {
 		t.Errorf("--restart: %v, resumed after %s, rewritten %d; want all 40 under the new primary key", err, r.ResumedAfter, r.Rewritten)

@@ -1,6 +1,8 @@
 package rotation
 
 import (
+	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -282,5 +284,24 @@ func TestShardCondition(t *testing.T) {
 		if _, err := ParseShard(in); (err == nil) != ok {
 			t.Errorf("ParseShard(%q): %v", in, err)
 		}
+	}
+}
+
+// TestAskSidecar: a failed call is wrapped with the method's name, and a
+// call that returns fewer results than it was given inputs is refused, so
+// that no row is paired with another row's token.
+func TestAskSidecar(t *testing.T) {
+	down := errors.New("connection refused")
+	failing := func(context.Context, []string) ([]Encrypted, error) { return nil, down }
+	if _, err := askSidecar(context.Background(), "ReEncrypt", failing, []string{"a"}); !errors.Is(err, down) || !strings.HasPrefix(err.Error(), "sidecar ReEncrypt: ") {
+		t.Errorf("failed call: %v", err)
+	}
+	short := func(context.Context, []string) ([]Encrypted, error) { return make([]Encrypted, 1), nil }
+	if _, err := askSidecar(context.Background(), "ReEncrypt", short, []string{"a", "b"}); err == nil || err.Error() != "sidecar ReEncrypt returned 1 results for 2 inputs" {
+		t.Errorf("short answer: %v", err)
+	}
+	whole := func(_ context.Context, in []string) ([]Encrypted, error) { return make([]Encrypted, len(in)), nil }
+	if got, err := askSidecar(context.Background(), "ReEncrypt", whole, []string{"a", "b"}); err != nil || len(got) != 2 {
+		t.Errorf("whole answer: %d results, %v", len(got), err)
 	}
 }
