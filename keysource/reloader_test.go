@@ -1,7 +1,6 @@
 package keysource
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -10,31 +9,17 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 )
 
-// logBuffer is a concurrency-safe log sink the test can read.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// logBuffer is the JSON log of a Reloader, which the test reads while
+// its goroutine writes.
+type logBuffer struct{ testenv.LogBuffer }
 
 // events returns the log lines whose msg is msg, decoded.
 func (b *logBuffer) events(t *testing.T, msg string) []map[string]any {
