@@ -242,22 +242,24 @@ func printTable(w io.Writer, env environment, o options, r *results) {
 		fmt.Fprintf(w, "| 1 | engine allocations per operation | %s | floor 0 | — | %s | %s |\n", strings.Join(allocs, ", "), b, b.met(maxAllocs))
 	}
 
+	// vsEcho is a row of the sidecar's figure of a load against the echo
+	// server's.
+	vsEcho := func(id, what, load, unit string, b *bar) {
+		row(id, what, fig(load+"/sidecar", unit), "echo "+fig(load+"/echo", unit), r.ratio(load+"/sidecar", load+"/echo"), b)
+	}
+
 	// 2. Server overhead.
-	row("2", fmt.Sprintf("unary Decrypt calls/s, %d callers, Unix socket, Go client", o.callers), fig("unary32/sidecar", "/s"),
-		"echo "+fig("unary32/echo", "/s"), r.ratio("unary32/sidecar", "unary32/echo"), &bar{value: 0.9})
-	row("2", "server CPU time per call under that load", fig("unary32-cpu/sidecar", "µs"),
-		"echo "+fig("unary32-cpu/echo", "µs"), r.ratio("unary32-cpu/sidecar", "unary32-cpu/echo"), nil)
+	vsEcho("2", fmt.Sprintf("unary Decrypt calls/s, %d callers, Unix socket, Go client", o.callers), "unary32", "/s", &bar{value: 0.9})
+	vsEcho("2", "server CPU time per call under that load", "unary32-cpu", "µs", nil)
 
 	// 3. Bulk from Go.
 	row("3", fmt.Sprintf("ReEncryptBatch items/s, %d per call, one Go caller", o.batchItems), fig("batch/sidecar", "/s"),
 		"Python MultiFernet.rotate in process "+fig("py/py_rotate_per_s", "/s"),
 		r.ratio("batch/sidecar", "py/py_rotate_per_s"), &bar{value: 20})
-	row("3", "the same, against the echo server's batch", fig("batch/sidecar", "/s"),
-		"echo "+fig("batch/echo", "/s"), r.ratio("batch/sidecar", "batch/echo"), &bar{value: 0.5})
+	vsEcho("3", "the same, against the echo server's batch", "batch", "/s", &bar{value: 0.5})
 	row("3", "the echo server's batch (no crypto at all) against Python in process", fig("batch/echo", "/s"),
 		"Python MultiFernet.rotate in process "+fig("py/py_rotate_per_s", "/s"), r.ratio("batch/echo", "py/py_rotate_per_s"), nil)
-	row("3", "ReEncryptBatch items/s with two Go callers, each with one batch in flight", fig("batch2/sidecar", "/s"),
-		"echo "+fig("batch2/echo", "/s"), r.ratio("batch2/sidecar", "batch2/echo"), nil)
+	vsEcho("3", "ReEncryptBatch items/s with two Go callers, each with one batch in flight", "batch2", "/s", nil)
 	row("3", "server CPU time per batch item; cores the server kept busy (one caller)", fig("batch-cpu/sidecar", "µs")+"; "+fig("batch-cores/sidecar", "")+" cores",
 		"echo "+fig("batch-cpu/echo", "µs")+"; "+fig("batch-cores/echo", "")+" cores", r.ratio("batch-cpu/sidecar", "batch-cpu/echo"), nil)
 
@@ -265,21 +267,20 @@ func printTable(w io.Writer, env environment, o options, r *results) {
 	clientFig := func(name, unit string) string { return withNote(fig(name, unit), "client") }
 	row("4", fmt.Sprintf("Python client rotate_many items/s, %d tokens", o.batchItems), clientFig("py/client_rotate_many_per_s", "/s"),
 		"MultiFernet.rotate in process "+fig("py/py_rotate_per_s", "/s"), r.ratio("py/client_rotate_many_per_s", "py/py_rotate_per_s"), &bar{value: 10})
-	row("4", "Python client decrypt latency, p50, one caller", clientFig("py/client_decrypt_p50_us", "µs"),
-		"bare grpcio call to echo "+fig("py/bare_echo_decrypt_p50_us", "µs"),
-		r.ratio("py/client_decrypt_p50_us", "py/bare_echo_decrypt_p50_us"), &bar{atMost: true, value: 1.1})
+	// vsBareEcho is a row of a Python decrypt p50 against a bare grpcio
+	// call to echo.
+	vsBareEcho := func(what, name string, b *bar) {
+		row("4", what, clientFig(name, "µs"), "bare grpcio call to echo "+fig("py/bare_echo_decrypt_p50_us", "µs"),
+			r.ratio(name, "py/bare_echo_decrypt_p50_us"), b)
+	}
+	vsBareEcho("Python client decrypt latency, p50, one caller", "py/client_decrypt_p50_us", &bar{atMost: true, value: 1.1})
 	row("4", "of which the client: its decrypt against a bare grpcio call to the sidecar, p50", clientFig("py/client_decrypt_p50_us", "µs"),
 		"bare grpcio call to the sidecar "+fig("py/bare_sidecar_decrypt_p50_us", "µs"),
 		r.ratio("py/client_decrypt_p50_us", "py/bare_sidecar_decrypt_p50_us"), nil)
-	row("4", "of which the server: a bare grpcio call to the sidecar, p50", clientFig("py/bare_sidecar_decrypt_p50_us", "µs"),
-		"bare grpcio call to echo "+fig("py/bare_echo_decrypt_p50_us", "µs"),
-		r.ratio("py/bare_sidecar_decrypt_p50_us", "py/bare_echo_decrypt_p50_us"), nil)
-	row("4", "a bare call to echo with a per-call 5 s timeout (the client puts its own in the service config), p50", clientFig("py/bare_echo_deadline_decrypt_p50_us", "µs"),
-		"bare grpcio call to echo "+fig("py/bare_echo_decrypt_p50_us", "µs"),
-		r.ratio("py/bare_echo_deadline_decrypt_p50_us", "py/bare_echo_decrypt_p50_us"), nil)
-	row("4", "the Python client with timeout=None (no deadline at all), decrypt p50", clientFig("py/client_nodeadline_decrypt_p50_us", "µs"),
-		"bare grpcio call to echo "+fig("py/bare_echo_decrypt_p50_us", "µs"),
-		r.ratio("py/client_nodeadline_decrypt_p50_us", "py/bare_echo_decrypt_p50_us"), nil)
+	vsBareEcho("of which the server: a bare grpcio call to the sidecar, p50", "py/bare_sidecar_decrypt_p50_us", nil)
+	vsBareEcho("a bare call to echo with a per-call 5 s timeout (the client puts its own in the service config), p50",
+		"py/bare_echo_deadline_decrypt_p50_us", nil)
+	vsBareEcho("the Python client with timeout=None (no deadline at all), decrypt p50", "py/client_nodeadline_decrypt_p50_us", nil)
 
 	// 5. Footprint: absolute bars; the echo server for comparison.
 	absolute := func(what, name, unit string, limit float64) {
