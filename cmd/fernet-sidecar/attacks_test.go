@@ -422,16 +422,7 @@ func TestBatchStormHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns := make([]*grpc.ClientConn, 8)
-	for i := range conns {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{}), grpc.MaxCallRecvMsgSize(64<<20))) // the tokens of 4 MB are 6 MB
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conns[i] = conn
-	}
+	conns := rawConns(t, addr, 8, grpc.MaxCallRecvMsgSize(64<<20)) // the tokens of 4 MB are 6 MB
 	var storm sync.WaitGroup
 	var done, refused atomic.Int64
 	end := time.Now().Add(time.Duration(seconds) * time.Second)
@@ -469,6 +460,23 @@ func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 func (rawCodec) Unmarshal(mem.BufferSlice, any) error { return nil }
 
 func (rawCodec) Name() string { return "proto" }
+
+// rawConns dials n connections to addr whose calls send messages already
+// encoded (rawCodec), with callOpts. They are closed when the test ends.
+func rawConns(t *testing.T, addr string, n int, callOpts ...grpc.CallOption) []*grpc.ClientConn {
+	t.Helper()
+	callOpts = append([]grpc.CallOption{grpc.ForceCodecV2(rawCodec{})}, callOpts...)
+	conns := make([]*grpc.ClientConn, n)
+	for i := range conns {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(callOpts...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conns[i] = conn
+	}
+	return conns
+}
 
 // TestAttackIdleBatchStreams: batch calls opened with headers and no
 // message each held a batch's bytes forever, so that two (the whole
@@ -512,16 +520,7 @@ func TestAttackLargeUnaryCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns := make([]*grpc.ClientConn, 8)
-	for i := range conns {
-		conn, err := grpc.NewClient(a.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conns[i] = conn
-	}
+	conns := rawConns(t, a.Addr, 8)
 	var callers sync.WaitGroup
 	var refused, tooLarge atomic.Int64
 	for i := range scale * 200 {

@@ -63,6 +63,21 @@ func load(client fernetv1.FernetServiceClient, callers, rounds int, stop <-chan 
 	return &wg
 }
 
+// errorSet collects the distinct messages of the errors that goroutines
+// met, for the test to report once they are done.
+type errorSet struct{ messages sync.Map }
+
+func (s *errorSet) add(err error) { s.messages.Store(err.Error(), true) }
+
+// report fails t once per message, formatted by format (one %s).
+func (s *errorSet) report(t *testing.T, format string) {
+	t.Helper()
+	s.messages.Range(func(msg, _ any) bool {
+		t.Errorf(format, msg)
+		return true
+	})
+}
+
 func TestSIGTERMUnderLoad(t *testing.T) {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	key := testkeys.New(t)
@@ -82,7 +97,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 
 	var ok, unavailable atomic.Int64
 	var firstRefusal atomic.Int64 // when the first call was refused, in ns since the epoch
-	var other sync.Map
+	var other errorSet
 	stop := make(chan struct{})
 	callers := load(client, 16, 1_000_000, stop, func(err error) {
 		switch status.Code(err) {
@@ -92,7 +107,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			unavailable.Add(1)
 			firstRefusal.CompareAndSwap(0, time.Now().UnixNano())
 		default:
-			other.Store(err.Error(), true)
+			other.add(err)
 		}
 	})
 	time.Sleep(300 * time.Millisecond)
@@ -116,10 +131,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	close(stop)
 	callers.Wait()
 
-	other.Range(func(msg, _ any) bool {
-		t.Errorf("a call failed with something other than UNAVAILABLE: %s", msg)
-		return true
-	})
+	other.report(t, "a call failed with something other than UNAVAILABLE: %s")
 	if ok.Load() == 0 {
 		t.Fatal("no call succeeded before the shutdown")
 	}
@@ -140,12 +152,12 @@ func TestKeyFileFaultsUnderLoad(t *testing.T) {
 	defer s.Stop(t)
 
 	var calls atomic.Int64
-	var failures sync.Map
+	var failures errorSet
 	stop := make(chan struct{})
 	callers := load(fernetv1.NewFernetServiceClient(servetest.Dial(t, s.Addr)), 8, 1_000_000, stop, func(err error) {
 		calls.Add(1)
 		if err != nil {
-			failures.Store(err.Error(), true)
+			failures.add(err)
 		}
 	})
 	faults := []struct {
@@ -169,10 +181,7 @@ func TestKeyFileFaultsUnderLoad(t *testing.T) {
 	waitForMetric(t, s, "fernet_key_last_reload_successful 1")
 	close(stop)
 	callers.Wait()
-	failures.Range(func(msg, _ any) bool {
-		t.Errorf("a call failed while the key file was broken: %s", msg)
-		return true
-	})
+	failures.report(t, "a call failed while the key file was broken: %s")
 	if calls.Load() == 0 {
 		t.Fatal("no calls were made")
 	}

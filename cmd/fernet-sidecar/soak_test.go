@@ -53,7 +53,7 @@ func TestSoak(t *testing.T) {
 	var (
 		next       atomic.Int64
 		sentBad    sync.Map // reason -> *atomic.Int64
-		unexpected sync.Map
+		unexpected errorSet
 		rssAtTenth atomic.Int64
 	)
 	var callers sync.WaitGroup
@@ -72,7 +72,7 @@ func TestSoak(t *testing.T) {
 				}
 				reasons, err := mix.call(client, int(i))
 				if err != nil {
-					unexpected.Store(err.Error(), true)
+					unexpected.add(err)
 				}
 				for _, reason := range reasons {
 					counter, _ := sentBad.LoadOrStore(reason, new(atomic.Int64))
@@ -83,10 +83,7 @@ func TestSoak(t *testing.T) {
 	}
 	callers.Wait()
 	elapsed := time.Since(started)
-	unexpected.Range(func(msg, _ any) bool {
-		t.Errorf("unexpected: %s", msg)
-		return true
-	})
+	unexpected.report(t, "unexpected: %s")
 
 	metrics := s.Metrics(t)
 	totalBad := int64(0)
