@@ -88,15 +88,7 @@ func TestFernetctlJob(t *testing.T) {
 
 	// The sidecar: the Deployment's, as a native sidecar, and fernetctl
 	// talks to it on the pod's loopback.
-	var sidecar *corev1.Container
-	for i := range pod.InitContainers {
-		if pod.InitContainers[i].Name == "fernet-sidecar" {
-			sidecar = &pod.InitContainers[i]
-		}
-	}
-	if sidecar == nil || sidecar.RestartPolicy == nil || *sidecar.RestartPolicy != corev1.ContainerRestartPolicyAlways {
-		t.Fatal("want the sidecar as an init container named fernet-sidecar with restartPolicy: Always (a native sidecar)")
-	}
+	sidecar := nativeSidecar(t, &pod)
 	if sidecarArg != "localhost:50051" {
 		t.Errorf("--sidecar=%s, want localhost:50051", sidecarArg)
 	}

@@ -197,15 +197,7 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 
 	// The sidecar: a native sidecar container.
-	var sidecar *corev1.Container
-	for i := range spec.InitContainers {
-		if spec.InitContainers[i].Name == "fernet-sidecar" {
-			sidecar = &spec.InitContainers[i]
-		}
-	}
-	if sidecar == nil || sidecar.RestartPolicy == nil || *sidecar.RestartPolicy != corev1.ContainerRestartPolicyAlways {
-		t.Fatal("want the sidecar as an init container named fernet-sidecar with restartPolicy: Always (a native sidecar)")
-	}
+	sidecar := nativeSidecar(t, &spec)
 	if len(spec.Containers) != 1 {
 		t.Fatalf("want one app container, have %d", len(spec.Containers))
 	}
@@ -442,6 +434,22 @@ func TestKubernetesManifests(t *testing.T) {
 	if len(plain.Groups) == 0 || !reflect.DeepEqual(plain.Groups, rules.Spec.Groups) {
 		t.Errorf("the PrometheusRule's groups differ from deploy/prometheus/alerts.yaml; copy them over")
 	}
+}
+
+// nativeSidecar returns the pod's init container named fernet-sidecar,
+// and fails t unless it is a native sidecar (restartPolicy: Always).
+func nativeSidecar(t *testing.T, pod *corev1.PodSpec) *corev1.Container {
+	t.Helper()
+	var sidecar *corev1.Container
+	for i := range pod.InitContainers {
+		if pod.InitContainers[i].Name == "fernet-sidecar" {
+			sidecar = &pod.InitContainers[i]
+		}
+	}
+	if sidecar == nil || sidecar.RestartPolicy == nil || *sidecar.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+		t.Fatal("want the sidecar as an init container named fernet-sidecar with restartPolicy: Always (a native sidecar)")
+	}
+	return sidecar
 }
 
 func envMap(t *testing.T, c *corev1.Container) map[string]string {
