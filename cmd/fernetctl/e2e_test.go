@@ -620,19 +620,27 @@ func TestRotate100kWithAppWritesKillAndResume(t *testing.T) {
 	}
 }
 
+// sqliteFixture starts a sidecar with two new keys and sidecarFlags, fills
+// a new SQLite database with the fixture's rows under those keys, and
+// returns the fixture and the fernetctl flags that name both.
+func sqliteFixture(t *testing.T, rows int64, sidecarFlags ...string) (*fixture, []string) {
+	t.Helper()
+	dsn := dbtest.SQLiteFile(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
+	addr := startSidecar(t, primary, old, "127.0.0.1:0", sidecarFlags...)
+	f := newFixture(t, "sqlite", dbtest.OpenSQLite(t, dsn), primary, old, rows)
+	return f, []string{"--dsn", "sqlite:" + dsn, "--table", "otp_totpdevice", "--column", "key", "--sidecar", addr}
+}
+
 // TestInterruptFinishesTheBatchAndResumes: SIGINT mid-way commits the
 // batch in flight, saves the checkpoint, exits 130 saying how to resume,
 // and leaves every row after the checkpoint untouched; --check and
 // --dry-run before it count exactly and write nothing.
 func TestInterruptFinishesTheBatchAndResumes(t *testing.T) {
-	dsn := dbtest.SQLiteFile(t)
-	app := dbtest.OpenSQLite(t, dsn)
-	primary, old := testkeys.New(t), testkeys.New(t)
-	addr := startSidecar(t, primary, old, "127.0.0.1:0")
 	const rows = 20_000
-	f := newFixture(t, "sqlite", app, primary, old, rows)
+	f, common := sqliteFixture(t, rows)
+	app, primary, old := f.app, f.primary, f.old
 	dir := t.TempDir()
-	common := []string{"--dsn", "sqlite:" + dsn, "--table", "otp_totpdevice", "--column", "key", "--sidecar", addr}
 
 	before := snapshot(t, app)
 	code, stdout, stderr := runTool(t, dir, 60*time.Second, append(common, "--check", "--legacy-plaintext")...)
@@ -709,15 +717,11 @@ func TestInterruptFinishesTheBatchAndResumes(t *testing.T) {
 // TOTP-only profile: no method that returns a plaintext, yet fernetctl
 // checks, rotates and encrypts legacy rows.
 func TestLeastPrivilegeProfile(t *testing.T) {
-	dsn := dbtest.SQLiteFile(t)
-	app := dbtest.OpenSQLite(t, dsn)
-	primary, old := testkeys.New(t), testkeys.New(t)
 	const profile = "Encrypt,EncryptBatch,ReEncrypt,ReEncryptBatch,Inspect,InspectBatch,CreateTOTP,VerifyTOTP,GetStatus"
-	addr := startSidecar(t, primary, old, "127.0.0.1:0", "--allow-methods", profile)
 	const rows = 2000
-	f := newFixture(t, "sqlite", app, primary, old, rows)
+	f, common := sqliteFixture(t, rows, "--allow-methods", profile)
+	app, primary, old := f.app, f.primary, f.old
 	dir := t.TempDir()
-	common := []string{"--dsn", "sqlite:" + dsn, "--table", "otp_totpdevice", "--column", "key", "--sidecar", addr}
 	onOld := "under old     key " + old.ID() + "  "
 
 	code, stdout, stderr := runTool(t, dir, 60*time.Second, append(common, "--check")...)
