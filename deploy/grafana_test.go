@@ -17,11 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	_ "modernc.org/sqlite" // "sqlite", for the table fernetctl rotates
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/promtest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
@@ -166,12 +165,7 @@ func TestDashboardQueries(t *testing.T) {
 // single and batch calls, and refuse tokens for each reason.
 func driveTraffic(t *testing.T, addr, old string) {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := fernetv1.NewFernetServiceClient(conn)
+	client := fernetv1.NewFernetServiceClient(servetest.Dial(t, addr))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	enc, err := client.Encrypt(ctx, &fernetv1.EncryptRequest{Plaintext: []byte("JBSWY3DPEHPK3PXP")})
