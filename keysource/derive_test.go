@@ -10,10 +10,10 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 )
 
-// pythonDerivation is django-fernet-fields' hkdf.py, whose
+// pythonDjangoFernetFields is django-fernet-fields' hkdf.py, whose
 // derive_fernet_key checkAgainstPython runs with Debian's
 // python3-cryptography.
-const pythonDerivation = `
+const pythonDjangoFernetFields = `
 import base64, json, sys
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
@@ -25,13 +25,48 @@ def derive_fernet_key(input_key):
     return base64.urlsafe_b64encode(hkdf.derive(input_key.encode("utf-8")))
 `
 
-func TestDjangoFernetFieldsKeyMatchesPython(t *testing.T) {
-	checkAgainstPython(t, pythonDerivation, "derive_fernet_key", DjangoFernetFieldsKey, []string{
-		"django-insecure-3x%k!h@7(q_w=+v^z#o2$1m&b8*e)u-y0r9c6t5s4a",
-		"a secret, with a comma",
-		"clé secrète ☃",
-		" surrounding spaces ",
-	})
+// pythonSQLAlchemyUtils is what sqlalchemy-utils' StringEncryptedType does
+// with FernetEngine (EncryptionDecryptionBaseEngine._update_key, then
+// FernetEngine._initialize_engine), whose fernet_engine_key
+// checkAgainstPython runs with Debian's python3-cryptography.
+const pythonSQLAlchemyUtils = `
+import base64, json, sys
+from cryptography.fernet import Fernet
+from cryptography.hazmat.backends import default_backend
+from cryptography.hazmat.primitives import hashes
+
+def fernet_engine_key(key):
+    if isinstance(key, str):
+        key = key.encode()
+    digest = hashes.Hash(hashes.SHA256(), backend=default_backend())
+    digest.update(key)
+    return base64.urlsafe_b64encode(digest.finalize())
+`
+
+// TestDerivedKeysMatchPython holds each derivation to the Python code of
+// the library whose keys it makes.
+func TestDerivedKeysMatchPython(t *testing.T) {
+	for _, tt := range []struct {
+		name, script, pyDerive string
+		derive                 func(string) (*fernet.Key, error)
+		secrets                []string
+	}{
+		{"django-fernet-fields", pythonDjangoFernetFields, "derive_fernet_key", DjangoFernetFieldsKey, []string{
+			"django-insecure-3x%k!h@7(q_w=+v^z#o2$1m&b8*e)u-y0r9c6t5s4a",
+			"a secret, with a comma",
+			"clé secrète ☃",
+			" surrounding spaces ",
+		}},
+		{"sqlalchemy-utils", pythonSQLAlchemyUtils, "fernet_engine_key", SQLAlchemyUtilsKey, []string{
+			"secretkey1234",
+			"a key, with a comma",
+			"clé secrète ☃",
+			" surrounding spaces ",
+			"",
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { checkAgainstPython(t, tt.script, tt.pyDerive, tt.derive, tt.secrets) })
+	}
 }
 
 // pythonCheckKeys ends every checkAgainstPython script: DERIVE is the
