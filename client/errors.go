@@ -10,60 +10,63 @@ import (
 	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
 
+// sentinels maps each reason to its sentinel; sentinel fills it as the
+// sentinels below are made, so that each is written once.
+var sentinels = map[string]error{}
+
+// sentinel is a new sentinel error, matched by the errors of reason.
+func sentinel(reason, text string) error {
+	err := errors.New("fernet-sidecar: " + text)
+	sentinels[reason] = err
+	return err
+}
+
 // The sentinel errors, one per reason the sidecar gives. Match them with
 // errors.Is; the error itself is an [*Error].
 var (
 	// ErrMalformed: not a Fernet token (bad base64, wrong version byte, too
 	// short, not whole AES blocks, non-ASCII), or a token a loaded key
 	// verifies whose padding is invalid.
-	ErrMalformed = errors.New("fernet-sidecar: malformed token")
+	ErrMalformed = sentinel(reasons.Malformed, "malformed token")
 	// ErrInvalidSignature: no key the sidecar has verifies the token. The
 	// key is missing from the sidecar, or the token was altered.
-	ErrInvalidSignature = errors.New("fernet-sidecar: invalid signature")
+	ErrInvalidSignature = sentinel(reasons.InvalidSignature, "invalid signature")
 	// ErrExpired: the token is older than the TTL.
-	ErrExpired = errors.New("fernet-sidecar: token expired")
+	ErrExpired = sentinel(reasons.Expired, "token expired")
 	// ErrFutureTimestamp: the token is more than 60 s in the future (checked
 	// only with a TTL).
-	ErrFutureTimestamp = errors.New("fernet-sidecar: token timestamp in the future")
+	ErrFutureTimestamp = sentinel(reasons.FutureTimestamp, "token timestamp in the future")
 	// ErrTokenTooLarge: the token is over the sidecar's size limit.
-	ErrTokenTooLarge = errors.New("fernet-sidecar: token too large")
+	ErrTokenTooLarge = sentinel(reasons.TokenTooLarge, "token too large")
 	// ErrPlaintextTooLarge: the plaintext is over --max-plaintext-bytes.
-	ErrPlaintextTooLarge = errors.New("fernet-sidecar: plaintext too large")
+	ErrPlaintextTooLarge = sentinel(reasons.PlaintextTooLarge, "plaintext too large")
 	// ErrBatchTooLarge: a batch RPC had more items than --max-batch-items.
 	// It fails the whole call; lower [WithMaxBatchItems] to match.
-	ErrBatchTooLarge = errors.New("fernet-sidecar: batch too large")
+	ErrBatchTooLarge = sentinel(reasons.BatchTooLarge, "batch too large")
 	// ErrInvalidTOTPParameter: a TOTP call's digits, period, algorithm,
 	// window, secret size, account name or issuer is out of range.
-	ErrInvalidTOTPParameter = errors.New("fernet-sidecar: invalid TOTP parameter")
+	ErrInvalidTOTPParameter = sentinel(reasons.InvalidTOTPParameter, "invalid TOTP parameter")
 	// ErrInvalidTOTPSecret: the token decrypts, but not to a TOTP secret in
 	// the encoding asked for.
-	ErrInvalidTOTPSecret = errors.New("fernet-sidecar: invalid TOTP secret")
+	ErrInvalidTOTPSecret = sentinel(reasons.InvalidTOTPSecret, "invalid TOTP secret")
 	// ErrMethodNotAllowed: the sidecar was started without this method in
 	// its --allow-methods.
-	ErrMethodNotAllowed = errors.New("fernet-sidecar: method not allowed")
+	ErrMethodNotAllowed = sentinel(reasons.MethodNotAllowed, "method not allowed")
+	// ErrTooManyBatches and ErrTooManyCalls: the sidecar refused the call
+	// (RESOURCE_EXHAUSTED) before doing anything, because too many batch
+	// or other calls were in flight, or because its message did not arrive
+	// in time. Retry after a backoff; this client does not, since the
+	// sidecar is busy rather than away.
+	ErrTooManyBatches = sentinel(reasons.TooManyBatches, "too many batches in flight")
+	ErrTooManyCalls   = sentinel(reasons.TooManyCalls, "too many calls in flight")
 	// ErrInternal: the sidecar failed; the input may be fine.
-	ErrInternal = errors.New("fernet-sidecar: internal error")
+	ErrInternal = sentinel(reasons.Internal, "internal error")
 
 	// ErrInvalidToken matches every reason a token is refused for:
 	// ErrMalformed, ErrInvalidSignature, ErrExpired, ErrFutureTimestamp and
 	// ErrTokenTooLarge. It is Go's spelling of Python's InvalidToken.
 	ErrInvalidToken = errors.New("fernet-sidecar: invalid token")
 )
-
-// sentinels maps each reason to its sentinel.
-var sentinels = map[string]error{
-	reasons.Malformed:            ErrMalformed,
-	reasons.InvalidSignature:     ErrInvalidSignature,
-	reasons.Expired:              ErrExpired,
-	reasons.FutureTimestamp:      ErrFutureTimestamp,
-	reasons.TokenTooLarge:        ErrTokenTooLarge,
-	reasons.PlaintextTooLarge:    ErrPlaintextTooLarge,
-	reasons.BatchTooLarge:        ErrBatchTooLarge,
-	reasons.InvalidTOTPParameter: ErrInvalidTOTPParameter,
-	reasons.InvalidTOTPSecret:    ErrInvalidTOTPSecret,
-	reasons.MethodNotAllowed:     ErrMethodNotAllowed,
-	reasons.Internal:             ErrInternal,
-}
 
 // Error is a failure the sidecar gave a reason for: a failed call whose
 // gRPC status carries a google.rpc.ErrorInfo in domain "fernet-sidecar", or

@@ -2,6 +2,8 @@ package client_test
 
 import (
 	"errors"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,13 +13,16 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/client"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/reasons"
+	"github.com/fernet-sidecar/fernet-sidecar/server"
 )
 
 var allSentinels = []error{
 	client.ErrMalformed, client.ErrInvalidSignature, client.ErrExpired, client.ErrFutureTimestamp,
 	client.ErrTokenTooLarge, client.ErrPlaintextTooLarge, client.ErrBatchTooLarge, client.ErrInternal,
+	client.ErrTooManyBatches, client.ErrTooManyCalls,
 }
 
 // TestErrorReasons makes the real server refuse input for every reason,
@@ -161,6 +166,39 @@ func checkReason(t *testing.T, err error, reason string, sentinel error, badToke
 	}
 	if strings.Contains(err.Error(), "gAAAAA") {
 		t.Errorf("error %q holds the token", err)
+	}
+}
+
+// TestOverloadedErrors: a call the sidecar's admission refuses matches
+// ErrTooManyCalls, or ErrTooManyBatches for a batch, and keeps its
+// RESOURCE_EXHAUSTED status.
+func TestOverloadedErrors(t *testing.T) {
+	srv := server.New(server.Config{
+		Keys:            testkeys.NewSource(testkeys.New(t)),
+		Limits:          testLimits,
+		MaxMessageBytes: 4 << 20,
+		Version:         "client-test",
+		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// No call and no batch may be in flight: each is refused.
+		Admission: server.Admission{MessageReadTimeout: time.Second},
+	})
+	c := dial(t, servetest.Serve(t, srv, server.Listen, transports[0].addr(t)))
+	ctx := testContext(t)
+	for _, tt := range []struct {
+		reason   string
+		sentinel error
+		call     func() error
+	}{
+		{reasons.TooManyCalls, client.ErrTooManyCalls, func() error { _, err := c.Encrypt(ctx, []byte("a")); return err }},
+		{reasons.TooManyBatches, client.ErrTooManyBatches, func() error { _, err := c.DecryptBatch(ctx, []string{"gAAAAA"}); return err }},
+	} {
+		t.Run(tt.reason, func(t *testing.T) {
+			err := tt.call()
+			checkReason(t, err, tt.reason, tt.sentinel, false)
+			if code := status.Code(err); code != codes.ResourceExhausted {
+				t.Errorf("status.Code = %v, want ResourceExhausted", code)
+			}
+		})
 	}
 }
 
