@@ -84,15 +84,22 @@ const (
 
 // admission counts the work in flight against an Admission.
 type admission struct {
-	limits          Admission
-	maxMessageBytes int64
-	batchBytes      *semaphore.Weighted
-	callBytes       *semaphore.Weighted
-	batchReads      *connectionReads
-	callReads       *connectionReads
-	batchItems      *semaphore.Weighted
-	batches, calls  atomic.Int64
-	rejected        *prometheus.CounterVec
+	limits              Admission
+	maxMessageBytes     int64
+	batchLane, callLane *lane
+	batchItems          *semaphore.Weighted
+	batches, calls      atomic.Int64
+	rejected            *prometheus.CounterVec
+}
+
+// lane is what the calls of one kind, batches or the others, share: each
+// connection's turn to read, the bytes of the messages being read and of
+// the calls being worked on, and the reason they are refused with.
+type lane struct {
+	reads  *connectionReads
+	bytes  *semaphore.Weighted
+	reason string
+	batch  bool
 }
 
 func newAdmission(limits Admission, maxMessageBytes int, registry prometheus.Registerer) *admission {
@@ -112,10 +119,8 @@ func newAdmission(limits Admission, maxMessageBytes int, registry prometheus.Reg
 	return &admission{
 		limits:          limits,
 		maxMessageBytes: int64(maxMessageBytes),
-		batchBytes:      semaphore.NewWeighted(limits.MaxBatchBytes),
-		callBytes:       semaphore.NewWeighted(limits.MaxCallBytes),
-		batchReads:      newConnectionReads(),
-		callReads:       newConnectionReads(),
+		batchLane:       &lane{newConnectionReads(), semaphore.NewWeighted(limits.MaxBatchBytes), reasons.TooManyBatches, true},
+		callLane:        &lane{newConnectionReads(), semaphore.NewWeighted(limits.MaxCallBytes), reasons.TooManyCalls, false},
 		batchItems:      semaphore.NewWeighted(limits.MaxBatchItems),
 		rejected:        rejected,
 	}
@@ -138,10 +143,10 @@ func (a *admission) admit(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 	for i, method := range desc.Methods {
 		if isBatch(method.MethodName) {
 			method.Handler = a.count(&a.batches, a.limits.MaxBatches, rejectedBatches, reasons.TooManyBatches,
-				a.gate(a.batchReads, a.batchBytes, reasons.TooManyBatches, true, method.Handler))
+				a.gate(a.batchLane, method.Handler))
 		} else {
 			method.Handler = a.count(&a.calls, a.limits.MaxCalls, rejectedCalls, reasons.TooManyCalls,
-				a.gate(a.callReads, a.callBytes, reasons.TooManyCalls, false, method.Handler))
+				a.gate(a.callLane, method.Handler))
 		}
 		admitted.Methods[i] = method
 	}
@@ -162,58 +167,21 @@ func (a *admission) count(count *atomic.Int64, limit int64, label, reason string
 }
 
 // gate makes a method's handler wait for its connection's turn to read
-// (reads) and for room in bytes before its message is read, read it within
-// MessageReadTimeout, give back its turn once it is read, and hold its
-// bytes, and a batch's items, until it returns.
-func (a *admission) gate(reads *connectionReads, bytes *semaphore.Weighted, reason string, batch bool, handler grpc.MethodHandler) grpc.MethodHandler {
+// and for room in its lane's bytes before its message is read, read it
+// within MessageReadTimeout, give back its turn once it is read, and hold
+// its bytes, and a batch's items, until it returns.
+func (a *admission) gate(lane *lane, handler grpc.MethodHandler) grpc.MethodHandler {
 	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 		stream, ok := grpc.ServerTransportStreamFromContext(ctx).(statusWriter)
 		if !ok {
 			return nil, status.Error(codes.Internal, "the call's stream cannot be ended early")
 		}
-		doneReading, err := reads.wait(ctx)
-		if err != nil {
-			return nil, status.FromContextError(err).Err()
+		call := &gatedCall{admission: a, lane: lane, ctx: ctx, stream: stream, dec: dec}
+		if err := call.enter(); err != nil {
+			return nil, err
 		}
-		reading := true
-		finishReading := func() {
-			if reading {
-				reading = false
-				doneReading()
-			}
-		}
-		defer finishReading()
-		reserved := a.maxMessageBytes
-		if err := bytes.Acquire(ctx, reserved); err != nil {
-			return nil, status.FromContextError(err).Err()
-		}
-		defer func() { bytes.Release(reserved) }()
-		var items int64
-		defer func() { a.batchItems.Release(items) }()
-		decode := func(req any) error {
-			err := a.readInTime(stream, reason, dec, req)
-			finishReading()
-			if err != nil {
-				return err
-			}
-			if msg, ok := req.(proto.Message); ok {
-				size := min(int64(proto.Size(msg)), reserved)
-				bytes.Release(reserved - size)
-				reserved = size
-			}
-			if !batch {
-				return nil
-			}
-			// A batch over the item limit is refused by the service;
-			// it must not wait for more than there is.
-			wanted := min(int64(batchItems(req)), a.limits.MaxBatchItems)
-			if err := a.batchItems.Acquire(ctx, wanted); err != nil {
-				return status.FromContextError(err).Err()
-			}
-			items = wanted
-			return nil
-		}
-		return handler(srv, ctx, decode, interceptor)
+		defer call.leave()
+		return handler(srv, ctx, call.decode, interceptor)
 	}
 }
 
@@ -228,6 +196,21 @@ type statusWriter interface {
 	WriteStatus(*status.Status) error
 }
 
+// gatedCall is what one call holds of admission, from the start of its
+// handler to its end. One struct, rather than closures, keeps a call to a
+// few allocations.
+type gatedCall struct {
+	admission *admission
+	lane      *lane
+	ctx       context.Context
+	stream    statusWriter
+	dec       func(any) error
+	turn      *connectionRead // its connection's turn to read, until its message is read
+	reserved  int64           // its bytes in lane.bytes
+	items     int64           // its items in admission.batchItems
+	read      atomic.Int32    // messageReading, messageRead or messageLate
+}
+
 // States of a message read against its deadline.
 const (
 	messageReading int32 = iota
@@ -235,24 +218,82 @@ const (
 	messageLate
 )
 
+// enter waits for the connection's turn to read, then for a whole
+// message's bytes.
+func (c *gatedCall) enter() error {
+	turn, err := c.lane.reads.wait(c.ctx)
+	if err != nil {
+		return status.FromContextError(err).Err()
+	}
+	c.turn = turn
+	if err := c.lane.bytes.Acquire(c.ctx, c.admission.maxMessageBytes); err != nil {
+		c.giveBackTurn()
+		return status.FromContextError(err).Err()
+	}
+	c.reserved = c.admission.maxMessageBytes
+	return nil
+}
+
+// leave gives back all the call holds.
+func (c *gatedCall) leave() {
+	c.giveBackTurn()
+	c.lane.bytes.Release(c.reserved)
+	c.admission.batchItems.Release(c.items)
+}
+
+func (c *gatedCall) giveBackTurn() {
+	if c.turn != nil {
+		c.lane.reads.done(c.turn)
+		c.turn = nil
+	}
+}
+
+// decode is the handler's dec: it reads the message in time, gives back
+// the turn, keeps only the bytes of the message, and for a batch waits
+// for its items.
+func (c *gatedCall) decode(req any) error {
+	err := c.readInTime(req)
+	c.giveBackTurn()
+	if err != nil {
+		return err
+	}
+	if msg, ok := req.(proto.Message); ok {
+		size := min(int64(proto.Size(msg)), c.reserved)
+		c.lane.bytes.Release(c.reserved - size)
+		c.reserved = size
+	}
+	if !c.lane.batch {
+		return nil
+	}
+	// A batch over the item limit is refused by the service; it must not
+	// wait for more than there is.
+	wanted := min(int64(batchItems(req)), c.admission.limits.MaxBatchItems)
+	if err := c.admission.batchItems.Acquire(c.ctx, wanted); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	c.items = wanted
+	return nil
+}
+
 // readInTime reads the call's message with dec, on the handler's own
 // goroutine, and refuses the call if it has not arrived MessageReadTimeout
-// after it got its bytes: a timer ends the call, which ends the read. A
-// goroutine per read would cost every call a wake-up.
-func (a *admission) readInTime(stream statusWriter, reason string, dec func(any) error, req any) error {
-	var state atomic.Int32
-	timer := time.AfterFunc(a.limits.MessageReadTimeout, func() {
-		if state.CompareAndSwap(messageReading, messageLate) {
-			a.rejected.WithLabelValues(rejectedSlowMessages).Inc()
-			_ = stream.WriteStatus(status.Convert(slowMessage(reason)))
-		}
-	})
-	err := dec(req)
-	if !state.CompareAndSwap(messageReading, messageRead) {
-		return slowMessage(reason)
+// after it got its bytes: a timer ends the call (expire), which ends the
+// read. A goroutine per read would cost every call a wake-up.
+func (c *gatedCall) readInTime(req any) error {
+	timer := time.AfterFunc(c.admission.limits.MessageReadTimeout, c.expire)
+	err := c.dec(req)
+	if !c.read.CompareAndSwap(messageReading, messageRead) {
+		return slowMessage(c.lane.reason)
 	}
 	timer.Stop()
 	return err
+}
+
+func (c *gatedCall) expire() {
+	if c.read.CompareAndSwap(messageReading, messageLate) {
+		c.admission.rejected.WithLabelValues(rejectedSlowMessages).Inc()
+		_ = c.stream.WriteStatus(status.Convert(slowMessage(c.lane.reason)))
+	}
 }
 
 // batchItems counts the items of a batch request: its tokens or its

@@ -204,7 +204,7 @@ func metricOf(t *testing.T, srv *Server, name string, labels ...string) float64 
 func TestAdmissionNeedsGRPCsStream(t *testing.T) {
 	a := newAdmission(AdmissionFor(64<<20, 4<<20, DefaultLimits), 4<<20, prometheus.NewRegistry())
 	served := false
-	handler := a.gate(a.callReads, a.callBytes, reasons.TooManyCalls, false, func(any, context.Context, func(any) error, grpc.UnaryServerInterceptor) (any, error) {
+	handler := a.gate(a.callLane, func(any, context.Context, func(any) error, grpc.UnaryServerInterceptor) (any, error) {
 		served = true
 		return nil, nil
 	})
