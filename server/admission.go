@@ -176,12 +176,12 @@ func (a *admission) gate(lane *lane, handler grpc.MethodHandler) grpc.MethodHand
 		if !ok {
 			return nil, status.Error(codes.Internal, "the call's stream cannot be ended early")
 		}
-		call := &gatedCall{admission: a, lane: lane, ctx: ctx, stream: stream, dec: dec}
-		if err := call.enter(); err != nil {
+		gated := &gatedCall{admission: a, lane: lane, ctx: ctx, stream: stream, dec: dec}
+		if err := gated.enter(); err != nil {
 			return nil, err
 		}
-		defer call.leave()
-		return handler(srv, ctx, call.decode, interceptor)
+		defer gated.leave()
+		return handler(srv, ctx, gated.decode, interceptor)
 	}
 }
 

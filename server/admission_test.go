@@ -112,10 +112,11 @@ func TestAdmissionBoundsTheWaitForAMessage(t *testing.T) {
 	const readTimeout = time.Second
 	for _, tc := range []struct {
 		method string
+		reason string
 		call   func(fernetv1.FernetServiceClient, time.Duration) error
 	}{
-		{"EncryptBatch", encryptBatch},
-		{"Encrypt", func(client fernetv1.FernetServiceClient, timeout time.Duration) error {
+		{"EncryptBatch", reasons.TooManyBatches, encryptBatch},
+		{"Encrypt", reasons.TooManyCalls, func(client fernetv1.FernetServiceClient, timeout time.Duration) error {
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			_, err := client.Encrypt(ctx, &fernetv1.EncryptRequest{Plaintext: []byte("a")})
@@ -144,8 +145,8 @@ func TestAdmissionBoundsTheWaitForAMessage(t *testing.T) {
 			}
 			for _, stream := range held {
 				err := stream.RecvMsg(new(fernetv1.EncryptResponse))
-				if st := status.Convert(err); st.Code() != codes.ResourceExhausted || errorReason(st) == "" {
-					t.Errorf("a call that sent no message = %v, want RESOURCE_EXHAUSTED with a reason", err)
+				if st := status.Convert(err); st.Code() != codes.ResourceExhausted || errorReason(st) != tc.reason {
+					t.Errorf("a call that sent no message = %v, want RESOURCE_EXHAUSTED with reason %s", err, tc.reason)
 				}
 			}
 			if got := metricOf(t, srv, "fernet_admission_rejected_total", "reason", "slow_messages"); got != 2 {

@@ -19,9 +19,9 @@ import (
 type connectionReads struct {
 	mu      sync.Mutex
 	reading map[*peer.Peer]*connectionRead
-	// unused keeps the connectionReads of connections with no call, for
-	// the next call of any connection: a connection whose calls come one
-	// at a time would otherwise make one per call.
+	// unused keeps the connectionRead of each connection left with no
+	// call, for the next call of any connection: a connection whose calls
+	// come one at a time would otherwise make one per call.
 	unused sync.Pool
 }
 
