@@ -122,11 +122,9 @@ class InProcessFernet:
         return self.decrypt_info(token, ttl).plaintext
 
     def decrypt_info(self, token: Union[bytes, str], ttl: Optional[int] = None) -> Decrypted:
-        return self._decrypt(token, ttl, "decrypt")
+        return self._decrypt(token, _ttl_seconds(ttl), "decrypt")
 
     def _decrypt(self, token, ttl, operation):
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))):
-            raise TypeError("ttl must be an int or None, not %s" % type(ttl).__name__)
         for index, key in enumerate(self._keys):
             try:
                 plaintext = key.fernet.decrypt(token, ttl)

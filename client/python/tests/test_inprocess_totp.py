@@ -122,6 +122,7 @@ class InspectAgainstSidecar(Backends):
             for ttl in ttls:
                 with self.subTest(token=name, ttl=ttl):
                     self.same(lambda f: f.inspect(token, ttl))
+                    self.same(lambda f: f.decrypt_info(token, ttl))
         cases = [
             ("ttl of a str", b"x", "10", ("TypeError",)),
             ("token of an int", 5, None, ("TypeError",)),
@@ -130,6 +131,7 @@ class InspectAgainstSidecar(Backends):
         for name, token, ttl, want in cases:
             with self.subTest(case=name):
                 self.same(lambda f: f.inspect(token, ttl), want)
+                self.same(lambda f: f.decrypt_info(token, ttl), want)
 
     def test_inspect_is_decrypt_info_without_the_plaintext(self):
         for name, token in self.tokens().items():
