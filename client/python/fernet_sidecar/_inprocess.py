@@ -336,7 +336,12 @@ def _decode_base32(text):
     padded or not, in any case, with spaces anywhere; Go's decoder also
     skips CR and LF, and a last group of 1, 3 or 6 characters (counted with
     them) is refused, as Python's b32decode refuses it. None if it does
-    not decode, or decodes to nothing."""
+    not decode, or decodes to nothing.
+
+    One difference is left: Go's decoder without padding takes a 0xFF byte
+    in the last group as padding (its padding character is -1), so the
+    sidecar accepts, say, "AB" and six 0xFF bytes. No secret looks like that;
+    it is the sidecar's to fix, not a rule to copy."""
     cleaned = text.replace(b" ", b"").upper().rstrip(b"=")
     if len(cleaned) % 8 in (1, 3, 6):
         return None
