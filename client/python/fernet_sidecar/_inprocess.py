@@ -3,21 +3,29 @@ app's own process, for app test suites and local development.
 
 The plaintexts and tokens are Python's own (MultiFernet's), and the
 failures are the sidecar's: InvalidToken with the reason the sidecar would
-give, where Python can tell it.
+give, where Python can tell it. TOTP follows the sidecar's totp package and
+server (totp/totp.go, server/createtotp.go, server/verifytotp.go) rule for
+rule, on the standard library.
 """
 
 import base64
 import binascii
 import hashlib
+import hmac
 import os
+import secrets
+import struct
 import time
 from typing import List, Optional, Sequence, Union
+from urllib.parse import quote
 
+import grpc
 from cryptography.fernet import Fernet
 from cryptography.fernet import InvalidToken as _PythonInvalidToken
 
-from . import _errors
-from ._calls import Decrypted, Status
+from . import _calls, _errors
+from ._calls import Decrypted, Inspected, Status, TOTPEnrolment, TOTPVerification, _token_str, _ttl_seconds
+from ._pb import fernet_pb2 as pb
 
 #: The Status.version of an in-process backend.
 IN_PROCESS_VERSION = "in-process"
@@ -37,7 +45,25 @@ _MESSAGES = {
     _errors.INVALID_SIGNATURE: "no loaded key verifies the token",
     _errors.EXPIRED: "the token is older than the TTL",
     _errors.FUTURE_TIMESTAMP: "the token's timestamp is in the future",
+    _errors.INVALID_TOTP_PARAMETER: "a TOTP parameter is out of range (digits, period, algorithm or secret encoding)",
+    _errors.INVALID_TOTP_SECRET: "the token does not hold a TOTP secret",
 }
+
+# The totp package's bounds and defaults (totp/totp.go).
+_DIGITS = range(6, 8 + 1)
+_PERIOD_SECONDS = range(1, 3600 + 1)
+_WINDOW = range(0, 10 + 1)
+_SECRET_BYTES = range(16, 64 + 1)
+_MAX_LABEL_BYTES = 256
+_DEFAULT_DIGITS, _DEFAULT_PERIOD_SECONDS, _DEFAULT_SECRET_BYTES = 6, 30, 20
+
+_TOTP_HASHES = {
+    pb.TOTP_ALGORITHM_UNSPECIFIED: ("SHA1", hashlib.sha1),
+    pb.TOTP_ALGORITHM_SHA1: ("SHA1", hashlib.sha1),
+    pb.TOTP_ALGORITHM_SHA256: ("SHA256", hashlib.sha256),
+    pb.TOTP_ALGORITHM_SHA512: ("SHA512", hashlib.sha512),
+}
+_BASE32_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
 
 
 def key_id(key: Union[bytes, str]) -> str:
@@ -96,11 +122,9 @@ class InProcessFernet:
         return self.decrypt_info(token, ttl).plaintext
 
     def decrypt_info(self, token: Union[bytes, str], ttl: Optional[int] = None) -> Decrypted:
-        return self._decrypt(token, ttl, "decrypt")
+        return self._decrypt(token, _ttl_seconds(ttl), "decrypt")
 
     def _decrypt(self, token, ttl, operation):
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))):
-            raise TypeError("ttl must be an int or None, not %s" % type(ttl).__name__)
         for index, key in enumerate(self._keys):
             try:
                 plaintext = key.fernet.decrypt(token, ttl)
@@ -134,6 +158,86 @@ class InProcessFernet:
 
     def rotate_many(self, tokens, *, return_exceptions: bool = False) -> list:
         return _each(list(tokens), self.rotate, return_exceptions)
+
+    # -- checks that return no plaintext ------------------------------------
+
+    def inspect(self, token: Union[bytes, str], ttl: Optional[int] = None) -> Inspected:
+        _token_str(token)
+        return self._inspect(token, _ttl_seconds(ttl))
+
+    def inspect_many(self, tokens, ttl: Optional[int] = None, *, return_exceptions: bool = False) -> list:
+        # The order of SidecarFernet's checks: every token, then the ttl.
+        tokens = list(tokens)
+        for token in tokens:
+            _token_str(token)
+        seconds = _ttl_seconds(ttl)
+        return _each(tokens, lambda token: self._inspect(token, seconds), return_exceptions)
+
+    def _inspect(self, token, ttl_seconds):
+        info = self._decrypt(token, ttl_seconds, "inspect")
+        return Inspected(info.key_id, info.timestamp, info.needs_reencrypt)
+
+    # -- TOTP ----------------------------------------------------------------
+    #
+    # The arguments go through the request SidecarFernet would send, so they
+    # are checked (and their zero values mean the defaults) exactly as
+    # there, protobuf's own checks included; the request is then served as
+    # the sidecar serves it.
+
+    def create_totp(
+        self,
+        account_name: str,
+        issuer: str = "",
+        *,
+        digits: int = 6,
+        period: int = 30,
+        algorithm: str = "SHA1",
+        secret_bytes: int = 20,
+    ) -> TOTPEnrolment:
+        req = _calls.create_totp(account_name, issuer, digits, period, algorithm, secret_bytes).request
+        params = _totp_params(req.digits, req.period_seconds, req.algorithm, "create_totp")
+        account, issuer = req.account_name, req.issuer
+        if (
+            not account
+            or len(account.encode()) > _MAX_LABEL_BYTES
+            or len(issuer.encode()) > _MAX_LABEL_BYTES
+            or ":" in account
+            or ":" in issuer
+        ):
+            raise _totp_error(_errors.INVALID_TOTP_PARAMETER, "create_totp")
+        size = req.secret_bytes or _DEFAULT_SECRET_BYTES
+        if size not in _SECRET_BYTES:
+            raise _totp_error(_errors.INVALID_TOTP_PARAMETER, "create_totp")
+        # The token holds the base32 text, as apps that use pyotp store it.
+        text = base64.b32encode(secrets.token_bytes(size)).rstrip(b"=")
+        return TOTPEnrolment(self.encrypt(text), self._keys[0].id, _provisioning_uri(params, account, issuer, text.decode()))
+
+    def verify_totp(
+        self,
+        token: Union[bytes, str],
+        code: str,
+        last_counter: Optional[int] = None,
+        *,
+        window: int = 1,
+        digits: int = 6,
+        period: int = 30,
+        algorithm: str = "SHA1",
+        encoding: str = "base32",
+    ) -> TOTPVerification:
+        req = _calls.verify_totp(token, code, last_counter, window, digits, period, algorithm, encoding).request
+        params = _totp_params(req.digits, req.period_seconds, req.algorithm, "verify_totp")
+        # The sidecar decrypts with no TTL (a secret is kept for years),
+        # then decodes the secret, then checks the window.
+        info = self._decrypt(token, None, "verify_totp")
+        decode = _decode_hex if req.encoding == pb.TOTP_SECRET_ENCODING_HEX else _decode_base32
+        secret = decode(info.plaintext)
+        if secret is None:
+            raise _totp_error(_errors.INVALID_TOTP_SECRET, "verify_totp")
+        if req.window not in _WINDOW:
+            raise _totp_error(_errors.INVALID_TOTP_PARAMETER, "verify_totp")
+        last = req.last_counter if req.HasField("last_counter") else None
+        outcome, counter, drift = _verify(params, secret, req.code.encode(), int(time.time()), req.window, last)
+        return TOTPVerification(outcome, counter, drift, info.key_id, info.needs_reencrypt)
 
     # -- the rest ----------------------------------------------------------
 
@@ -176,6 +280,110 @@ class InProcessFernet:
                 return _errors.FUTURE_TIMESTAMP
         # Signed by a key, but the ciphertext does not decrypt under it.
         return _errors.MALFORMED
+
+
+class _TOTPParams:
+    __slots__ = ("digits", "period", "algorithm", "hash")
+
+    def __init__(self, digits, period, algorithm, hash):
+        self.digits, self.period, self.algorithm, self.hash = digits, period, algorithm, hash
+
+    def code(self, secret, counter):
+        """The code of secret at counter (RFC 4226 section 5.3)."""
+        digest = hmac.new(secret, struct.pack(">Q", counter), self.hash).digest()
+        offset = digest[-1] & 0xF
+        value = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
+        return b"%0*d" % (self.digits, value % 10**self.digits)
+
+
+def _totp_params(digits, period_seconds, algorithm, operation):
+    """The parameters of a TOTP request, zero values meaning the defaults."""
+    digits = digits or _DEFAULT_DIGITS
+    period = period_seconds or _DEFAULT_PERIOD_SECONDS
+    if digits not in _DIGITS or period not in _PERIOD_SECONDS or algorithm not in _TOTP_HASHES:
+        raise _totp_error(_errors.INVALID_TOTP_PARAMETER, operation)
+    return _TOTPParams(digits, period, *_TOTP_HASHES[algorithm])
+
+
+def _totp_error(reason, operation):
+    # The sidecar's status for bad TOTP input is INVALID_ARGUMENT.
+    return _errors.SidecarError("%s: %s" % (operation, _MESSAGES[reason]), grpc.StatusCode.INVALID_ARGUMENT, reason)
+
+
+def _verify(params, secret, code, now, window, last_counter):
+    """Every step of the window is compared, each in constant time. Of the
+    steps that match, the earliest one after last_counter wins (VALID); a
+    code that matches only used steps is REPLAYED, at the earliest."""
+    current = now // params.period
+    result = (_calls.INVALID_CODE, 0, 0)
+    for drift in range(-window, window + 1):
+        counter = current + drift
+        if counter < 0:  # before the Unix epoch
+            continue
+        matches = hmac.compare_digest(code, params.code(secret, counter))
+        used = last_counter is not None and counter <= last_counter
+        if not matches or result[0] == _calls.VALID:
+            continue
+        if not used:
+            result = (_calls.VALID, counter, drift)
+        elif result[0] == _calls.INVALID_CODE:
+            result = (_calls.REPLAYED, counter, drift)
+    return result
+
+
+def _decode_base32(text):
+    """The secret of base32 text as the sidecar reads it (totp.DecodeBase32):
+    padded or not, in any case, with spaces anywhere; Go's decoder also
+    skips CR and LF, and a last group of 1, 3 or 6 characters (counted with
+    them) is refused, as Python's b32decode refuses it. None if it does
+    not decode, or decodes to nothing.
+
+    One difference is left: Go's decoder without padding takes a 0xFF byte
+    in the last group as padding (its padding character is -1), so the
+    sidecar accepts, say, "AB" and six 0xFF bytes. No secret looks like that;
+    it is the sidecar's to fix, not a rule to copy."""
+    cleaned = text.replace(b" ", b"").upper().rstrip(b"=")
+    if len(cleaned) % 8 in (1, 3, 6):
+        return None
+    symbols = cleaned.replace(b"\r", b"").replace(b"\n", b"")
+    if not _BASE32_ALPHABET.issuperset(symbols):
+        return None
+    # A last group of 1, 3 or 6 symbols (left once CR and LF are gone)
+    # makes no byte in Go: leave it out.
+    whole = len(symbols) - len(symbols) % 8
+    if len(symbols) % 8 in (2, 4, 5, 7):
+        whole = len(symbols)
+    secret = base64.b32decode(symbols[:whole] + b"=" * (-whole % 8))
+    return secret or None
+
+
+def _decode_hex(text):
+    """The secret of hexadecimal text (django-otp's TOTPDevice.key), as
+    Go's hex.Decode reads it: no whitespace, either case. None if it does
+    not decode, or decodes to nothing."""
+    try:
+        return binascii.unhexlify(text) or None
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _provisioning_uri(params, account, issuer, secret):
+    """The otpauth:// URI as the sidecar (and pyotp) writes it: the
+    parameters in pyotp's order, only those that differ from the defaults,
+    everything but the unreserved characters percent-encoded."""
+    label = quote(account, safe="")
+    if issuer:
+        label = quote(issuer, safe="") + ":" + label
+    uri = "otpauth://totp/%s?secret=%s" % (label, secret)
+    if issuer:
+        uri += "&issuer=" + quote(issuer, safe="")
+    if params.algorithm != "SHA1":
+        uri += "&algorithm=" + params.algorithm
+    if params.digits != _DEFAULT_DIGITS:
+        uri += "&digits=%d" % params.digits
+    if params.period != _DEFAULT_PERIOD_SECONDS:
+        uri += "&period=%d" % params.period
+    return uri
 
 
 def _verifies(fernet, data):

@@ -4,6 +4,7 @@ of the framework integrations: make_fernet, PerProcess and the legacy
 plaintext shapes."""
 
 import base64
+import inspect
 import os
 import select
 import signal
@@ -145,6 +146,15 @@ class InProcessAgainstSidecar(unittest.TestCase):
         rotated = self.local.rotate_many([Fernet(self.old_key).encrypt(b"b")])
         self.assertEqual(self.sidecar.decrypt_info(rotated[0]).needs_reencrypt, False)
         self.assertEqual([self.sidecar.decrypt(t) for t in self.local.encrypt_many([b"1", b"2"])], [b"1", b"2"])
+
+
+class SameMethods(unittest.TestCase):
+    def test_every_method_of_the_client_with_its_signature(self):
+        methods = [name for name in vars(SidecarFernet) if not name.startswith("_") and callable(getattr(SidecarFernet, name))]
+        self.assertIn("verify_totp", methods)
+        for name in methods:
+            with self.subTest(method=name):
+                self.assertEqual(inspect.signature(getattr(InProcessFernet, name)), inspect.signature(getattr(SidecarFernet, name)))
 
 
 class MakeFernet(unittest.TestCase):
