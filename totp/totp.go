@@ -244,6 +244,11 @@ func DecodeBase32(text []byte) ([]byte, error) {
 		case c == ' ':
 		case 'a' <= c && c <= 'z':
 			cleaned = append(cleaned, c-'a'+'A')
+		case c == '\r' || c == '\n' || c >= 0x80:
+			// Go's decoder skips CR and LF, and without padding takes a
+			// 0xFF byte for padding; Python's b32decode refuses them all.
+			clear(cleaned)
+			return nil, fmt.Errorf("%w: not base32", ErrInvalidSecret)
 		default:
 			cleaned = append(cleaned, c)
 		}

@@ -158,7 +158,10 @@ func TestDecodeBase32(t *testing.T) {
 			t.Errorf("DecodeBase32(%q) = %q, %v; want %q", text, got, err, want)
 		}
 	}
-	for _, text := range []string{"", "JBSWY3DPEHPK3PX1", "JBSWY3DPE", "====", "JBSWY3DP-HPK3PXP"} {
+	for _, text := range []string{
+		"", "JBSWY3DPEHPK3PX1", "JBSWY3DPE", "====", "JBSWY3DP-HPK3PXP",
+		"JBSWY3DP\r\nEHPK3PXP", "JBSWY3DPEHPK3PXP\n", "AB\xff\xff\xff\xff\xff\xff", "JBSWY3DP\xc3\x89HPK3PXP",
+	} {
 		if _, err := totp.DecodeBase32([]byte(text)); !errors.Is(err, totp.ErrInvalidSecret) || strings.Contains(err.Error(), text) && text != "" {
 			t.Errorf("DecodeBase32(%q): error %v, want ErrInvalidSecret not quoting the text", text, err)
 		}

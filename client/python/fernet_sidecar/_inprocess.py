@@ -333,28 +333,13 @@ def _verify(params, secret, code, now, window, last_counter):
 
 def _decode_base32(text):
     """The secret of base32 text as the sidecar reads it (totp.DecodeBase32):
-    padded or not, in any case, with spaces anywhere; Go's decoder also
-    skips CR and LF, and a last group of 1, 3 or 6 characters (counted with
-    them) is refused, as Python's b32decode refuses it. None if it does
-    not decode, or decodes to nothing.
-
-    One difference is left: Go's decoder without padding takes a 0xFF byte
-    in the last group as padding (its padding character is -1), so the
-    sidecar accepts, say, "AB" and six 0xFF bytes. No secret looks like that;
-    it is the sidecar's to fix, not a rule to copy."""
-    cleaned = text.replace(b" ", b"").upper().rstrip(b"=")
-    if len(cleaned) % 8 in (1, 3, 6):
+    padded or not, in any case, with spaces anywhere; a last group of 1, 3
+    or 6 characters is refused, as Python's b32decode refuses it. None if it
+    does not decode, or decodes to nothing."""
+    symbols = text.replace(b" ", b"").upper().rstrip(b"=")
+    if len(symbols) % 8 in (1, 3, 6) or not _BASE32_ALPHABET.issuperset(symbols):
         return None
-    symbols = cleaned.replace(b"\r", b"").replace(b"\n", b"")
-    if not _BASE32_ALPHABET.issuperset(symbols):
-        return None
-    # A last group of 1, 3 or 6 symbols (left once CR and LF are gone)
-    # makes no byte in Go: leave it out.
-    whole = len(symbols) - len(symbols) % 8
-    if len(symbols) % 8 in (2, 4, 5, 7):
-        whole = len(symbols)
-    secret = base64.b32decode(symbols[:whole] + b"=" * (-whole % 8))
-    return secret or None
+    return base64.b32decode(symbols + b"=" * (-len(symbols) % 8)) or None
 
 
 def _decode_hex(text):
