@@ -21,19 +21,9 @@ var digestImage = regexp.MustCompile(`^[^@\s]+@sha256:[0-9a-f]{64}$`)
 // of the images that replace the examples'.
 func TestImagesPinnedByDigest(t *testing.T) {
 	objects := decodeManifests(t, strictDecoder(t), filepath.Join(testenv.RepoRoot(t), "deploy", "kubernetes"))
-	var pods []corev1.PodSpec
-	for _, objs := range objects {
-		for _, obj := range objs {
-			switch o := obj.(type) {
-			case *appsv1.Deployment:
-				pods = append(pods, o.Spec.Template.Spec)
-			case *batchv1.Job:
-				pods = append(pods, o.Spec.Template.Spec)
-			}
-		}
-	}
-	if len(pods) < 2 {
-		t.Fatalf("%d pod templates, want the Deployment's and the Job's", len(pods))
+	pods := []corev1.PodSpec{
+		only[*appsv1.Deployment](t, objects).Spec.Template.Spec,
+		only[*batchv1.Job](t, objects).Spec.Template.Spec,
 	}
 	for _, pod := range pods {
 		for _, c := range append(pod.InitContainers, pod.Containers...) {

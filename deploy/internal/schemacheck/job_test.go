@@ -20,21 +20,8 @@ import (
 // Deployment's own sidecar beside fernetctl, and the DSN from a Secret.
 func TestFernetctlJob(t *testing.T) {
 	objects := decodeManifests(t, strictDecoder(t), filepath.Join(testenv.RepoRoot(t), "deploy", "kubernetes"))
-	var job *batchv1.Job
-	var deployment *appsv1.Deployment
-	for _, objs := range objects {
-		for _, obj := range objs {
-			switch o := obj.(type) {
-			case *batchv1.Job:
-				job = o
-			case *appsv1.Deployment:
-				deployment = o
-			}
-		}
-	}
-	if job == nil || deployment == nil {
-		t.Fatal("want the fernetctl Job and the Deployment in deploy/kubernetes")
-	}
+	job := only[*batchv1.Job](t, objects)
+	deployment := only[*appsv1.Deployment](t, objects)
 	spec := job.Spec
 	if spec.CompletionMode == nil || *spec.CompletionMode != batchv1.IndexedCompletion || spec.Completions == nil || spec.Parallelism == nil {
 		t.Fatal("want an Indexed Job with completions and parallelism")

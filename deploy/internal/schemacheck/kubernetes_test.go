@@ -121,6 +121,27 @@ func TestStrictDecoderRefuses(t *testing.T) {
 	}
 }
 
+// only is the one object of type T in objects; none, or a second one,
+// fails the test.
+func only[T runtime.Object](t *testing.T, objects map[string][]runtime.Object) T {
+	t.Helper()
+	var found []T
+	var files []string
+	for file, objs := range objects {
+		for _, obj := range objs {
+			if o, ok := obj.(T); ok {
+				found = append(found, o)
+				files = append(files, file)
+			}
+		}
+	}
+	if len(found) != 1 {
+		var zero T
+		t.Fatalf("want one %T in deploy/kubernetes, have %d (in %v)", zero, len(found), files)
+	}
+	return found[0]
+}
+
 // TestKubernetesManifests decodes every manifest under deploy/kubernetes
 // strictly and checks what the example promises: a native sidecar probed
 // with gRPC on its health port, keys from a Secret mounted as files that
@@ -132,49 +153,22 @@ func TestKubernetesManifests(t *testing.T) {
 	img := readImage(t, root)
 	objects := decodeManifests(t, strictDecoder(t), filepath.Join(root, "deploy", "kubernetes"))
 
-	var (
-		deployment *appsv1.Deployment
-		secret     *corev1.Secret
-		service    *corev1.Service
-		monitor    *monitoringv1.ServiceMonitor
-		rules      *monitoringv1.PrometheusRule
-		policy     *networkingv1.NetworkPolicy
-	)
 	for file, objs := range objects {
 		for _, obj := range objs {
-			var slot any
-			switch o := obj.(type) {
-			case *appsv1.Deployment:
-				slot, deployment = deployment, o
-			case *corev1.Secret:
-				slot, secret = secret, o
-			case *corev1.Service:
-				slot, service = service, o
-			case *monitoringv1.ServiceMonitor:
-				slot, monitor = monitor, o
-			case *monitoringv1.PrometheusRule:
-				slot, rules = rules, o
-			case *networkingv1.NetworkPolicy:
-				slot, policy = policy, o
-			case *batchv1.Job:
-				continue // TestFernetctlJob
+			switch obj.(type) {
+			case *appsv1.Deployment, *corev1.Secret, *corev1.Service, *monitoringv1.ServiceMonitor,
+				*monitoringv1.PrometheusRule, *networkingv1.NetworkPolicy, *batchv1.Job: // the Job: TestFernetctlJob
 			default:
 				t.Errorf("%s: unexpected %T", file, obj)
 			}
-			if !reflect.ValueOf(slot).IsNil() {
-				t.Errorf("%s: a second %T", file, obj)
-			}
 		}
 	}
-	if deployment == nil || secret == nil || service == nil || monitor == nil || rules == nil || policy == nil {
-		have := map[string][]string{}
-		for file, objs := range objects {
-			for _, obj := range objs {
-				have[file] = append(have[file], reflect.TypeOf(obj).Elem().Name())
-			}
-		}
-		t.Fatalf("want a Deployment, a Secret, a Service, a ServiceMonitor, a PrometheusRule and a NetworkPolicy; have %v", have)
-	}
+	deployment := only[*appsv1.Deployment](t, objects)
+	secret := only[*corev1.Secret](t, objects)
+	service := only[*corev1.Service](t, objects)
+	monitor := only[*monitoringv1.ServiceMonitor](t, objects)
+	rules := only[*monitoringv1.PrometheusRule](t, objects)
+	policy := only[*networkingv1.NetworkPolicy](t, objects)
 	// The Secret example must not be applied with the rest.
 	for file, objs := range objects {
 		if filepath.Dir(file) == "." {
