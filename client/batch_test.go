@@ -83,10 +83,7 @@ func TestBatchesSplitIntoRPCs(t *testing.T) {
 		checkResults(t, len(decrypted), len(plaintexts), func(i int) string {
 			r := decrypted[i]
 			if i == 4 {
-				if !errorIs(r.Err, client.ErrMalformed) {
-					return fmt.Sprintf("%+v, want ErrMalformed", r)
-				}
-				return ""
+				return failedWith(r, r.Err, client.ErrMalformed)
 			}
 			if r.Err != nil || string(r.Plaintext) != string(plaintexts[i]) {
 				return fmt.Sprintf("%+v, want %q", r, plaintexts[i])
@@ -118,10 +115,7 @@ func TestBatchesSplitIntoRPCs(t *testing.T) {
 		checkResults(t, len(results), len(tokens), func(i int) string {
 			r := results[i]
 			if i == 3 {
-				if !errorIs(r.Err, client.ErrInvalidToken) {
-					return fmt.Sprintf("%+v, want an invalid token", r)
-				}
-				return ""
+				return failedWith(r, r.Err, client.ErrInvalidToken)
 			}
 			if opened, err := primary.Decrypt(r.Token); r.Err != nil || err != nil || string(opened.Plaintext) != "x" {
 				return fmt.Sprintf("%+v", r)

@@ -194,6 +194,15 @@ func errorIs(err, want error) bool {
 	return errors.Is(err, want)
 }
 
+// failedWith is checkResults' problem with a result whose error, err,
+// should be sentinel: "" if it is.
+func failedWith(result any, err, sentinel error) string {
+	if !errors.Is(err, sentinel) {
+		return fmt.Sprintf("%+v, want %v", result, sentinel)
+	}
+	return ""
+}
+
 func checkResults(t *testing.T, got, want int, check func(i int) string) {
 	t.Helper()
 	if got != want {
