@@ -17,13 +17,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
-
-// totpOnlyProfile is the least-privilege profile of docs/totp.md.
-const totpOnlyProfile = "Encrypt,EncryptBatch,ReEncrypt,ReEncryptBatch,Inspect,InspectBatch,CreateTOTP,VerifyTOTP,GetStatus"
 
 func TestParseMethods(t *testing.T) {
 	got, err := ParseMethods(" Encrypt, GetStatus,Encrypt ")
@@ -44,7 +42,7 @@ func TestParseMethods(t *testing.T) {
 // others fail with PERMISSION_DENIED and METHOD_NOT_ALLOWED, each refusal
 // counted and audit-logged, and health still answers.
 func TestAllowMethods(t *testing.T) {
-	allowed, err := ParseMethods(totpOnlyProfile)
+	allowed, err := ParseMethods(testenv.TOTPOnlyProfile(t))
 	if err != nil {
 		t.Fatal(err)
 	}

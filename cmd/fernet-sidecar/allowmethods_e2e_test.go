@@ -12,6 +12,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
@@ -22,7 +23,7 @@ import (
 // plaintext.
 func TestTOTPOnlyProfile(t *testing.T) {
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
-	const profile = "Encrypt,EncryptBatch,ReEncrypt,ReEncryptBatch,Inspect,InspectBatch,CreateTOTP,VerifyTOTP,GetStatus"
+	profile := testenv.TOTPOnlyProfile(t)
 	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY=" + testkeys.New(t).Encode(), "FERNET_SIDECAR_ALLOW_METHODS=" + profile},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	client := fernetv1.NewFernetServiceClient(servetest.Dial(t, s.Addr))

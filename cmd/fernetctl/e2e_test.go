@@ -22,6 +22,7 @@ import (
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
+	"github.com/fernet-sidecar/fernet-sidecar/internal/testenv"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/rotation/dbtest"
 )
@@ -717,9 +718,8 @@ func TestInterruptFinishesTheBatchAndResumes(t *testing.T) {
 // TOTP-only profile: no method that returns a plaintext, yet fernetctl
 // checks, rotates and encrypts legacy rows.
 func TestLeastPrivilegeProfile(t *testing.T) {
-	const profile = "Encrypt,EncryptBatch,ReEncrypt,ReEncryptBatch,Inspect,InspectBatch,CreateTOTP,VerifyTOTP,GetStatus"
 	const rows = 2000
-	f, common := sqliteFixture(t, rows, "--allow-methods", profile)
+	f, common := sqliteFixture(t, rows, "--allow-methods", testenv.TOTPOnlyProfile(t))
 	app, primary, old := f.app, f.primary, f.old
 	dir := t.TempDir()
 	onOld := "under old     key " + old.ID() + "  "

@@ -84,3 +84,19 @@ func isCommand(fields []string, j int, words []string) bool {
 	}
 	return true
 }
+
+// TOTPOnlyProfile is the least-privilege --allow-methods list that
+// docs/totp.md gives an app that uses the sidecar for TOTP only, so that
+// the tests that run it test what the docs tell users to type.
+func TOTPOnlyProfile(t testing.TB) string {
+	t.Helper()
+	content, err := os.ReadFile(filepath.Join(RepoRoot(t), "docs", "totp.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?m)^fernet-sidecar --allow-methods (\\S+)$").FindSubmatch(content)
+	if m == nil {
+		t.Fatal("docs/totp.md gives no `fernet-sidecar --allow-methods ...` line")
+	}
+	return string(m[1])
+}
