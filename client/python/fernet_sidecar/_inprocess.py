@@ -233,10 +233,12 @@ class InProcessFernet:
         secret = decode(info.plaintext)
         if secret is None:
             raise _totp_error(_errors.INVALID_TOTP_SECRET, "verify_totp")
-        if req.window not in _WINDOW:
+        # An unset window (window=None) is the sidecar's default, 1.
+        window = req.window if req.HasField("window") else 1
+        if window not in _WINDOW:
             raise _totp_error(_errors.INVALID_TOTP_PARAMETER, "verify_totp")
         last = req.last_counter if req.HasField("last_counter") else None
-        outcome, counter, drift = _verify(params, secret, req.code.encode(), int(time.time()), req.window, last)
+        outcome, counter, drift = _verify(params, secret, req.code.encode(), int(time.time()), window, last)
         return TOTPVerification(outcome, counter, drift, info.key_id, info.needs_reencrypt)
 
     # -- the rest ----------------------------------------------------------
