@@ -47,15 +47,21 @@ func (c *Current) Keyring() *fernet.Keyring { return c.keyring.Load() }
 // DerivedKeyLabel is what stands for a derived key where an id would
 // confirm a guess: the id of a key derived from a secret with public
 // parameters lets anyone who sees it test candidate secrets offline
-// (Django's SECRET_KEY also signs sessions). Metrics show this instead.
+// (Django's SECRET_KEY also signs sessions). Metrics and logs show this
+// instead.
 const DerivedKeyLabel = "derived"
 
-// PublicKeyID is key's id, or DerivedKeyLabel for a derived key in use.
-func (c *Current) PublicKeyID(key *fernet.Key) string {
-	if (*c.derived.Load())[key.ID()] {
+// PublicKeyID is id, or DerivedKeyLabel for the id of a derived key in
+// use.
+func (c *Current) PublicKeyID(id string) string {
+	return publicKeyID(id, *c.derived.Load())
+}
+
+func publicKeyID(id string, derived map[string]bool) string {
+	if derived[id] {
 		return DerivedKeyLabel
 	}
-	return key.ID()
+	return id
 }
 
 // Reloader reloads its Current from its Source. It is the one place where
@@ -77,7 +83,7 @@ type Reloader struct {
 // failed reload.
 func NewReloader(source Source, current *Current, logger *slog.Logger, observe func(current *fernet.Keyring, err error)) *Reloader {
 	r := &Reloader{Current: current, source: source, logger: logger, observe: observe}
-	r.record("keys loaded", current.Keyring(), nil, keyringAttrs("", current.Keyring()))
+	r.record("keys loaded", current.Keyring(), nil, keyringAttrs("", current.Keyring(), *current.derived.Load()))
 	return r
 }
 
@@ -86,21 +92,21 @@ func NewReloader(source Source, current *Current, logger *slog.Logger, observe f
 func (r *Reloader) Reload() error {
 	r.reloading.Lock()
 	defer r.reloading.Unlock()
-	before := r.Keyring()
+	before, derivedBefore := r.Keyring(), *r.derived.Load()
 	loaded, err := r.source.Load()
 	if err != nil {
-		r.record("key reload failed; keeping the keys in use", before, err, append([]any{"error", err.Error()}, keyringAttrs("", before)...))
+		r.record("key reload failed; keeping the keys in use", before, err, append([]any{"error", err.Error()}, keyringAttrs("", before, derivedBefore)...))
 		return err
 	}
 	after := loaded.Keyring
 	if sameKeys(before, after) {
-		r.record("keys reloaded, unchanged", before, nil, keyringAttrs("", before))
+		r.record("keys reloaded, unchanged", before, nil, keyringAttrs("", before, derivedBefore))
 		return nil
 	}
 	r.set(loaded)
 	attrs := []any{"primary_changed", before.Primary().ID() != after.Primary().ID()}
-	attrs = append(attrs, keyringAttrs("before_", before)...)
-	attrs = append(attrs, keyringAttrs("after_", after)...)
+	attrs = append(attrs, keyringAttrs("before_", before, derivedBefore)...)
+	attrs = append(attrs, keyringAttrs("after_", after, loaded.Derived)...)
 	r.record("keys changed", after, nil, attrs)
 	return nil
 }
@@ -195,8 +201,12 @@ func keyIDs(keyring *fernet.Keyring) []string {
 	return ids
 }
 
-// keyringAttrs describes a keyring by key ids only.
-func keyringAttrs(prefix string, keyring *fernet.Keyring) []any {
+// keyringAttrs describes a keyring by key ids only, derived ones hidden
+// (DerivedKeyLabel).
+func keyringAttrs(prefix string, keyring *fernet.Keyring, derived map[string]bool) []any {
 	ids := keyIDs(keyring)
+	for i, id := range ids {
+		ids[i] = publicKeyID(id, derived)
+	}
 	return []any{prefix + "primary_key_id", ids[0], prefix + "decrypt_only_key_ids", ids[1:]}
 }

@@ -269,10 +269,10 @@ func TestPublicKeyIDHidesDerivedKeys(t *testing.T) {
 	src := source(map[string]string{"DJANGO_ENCRYPTION_KEY": plain.Encode(), "OLD_DJANGO_ENCRYPTION_KEY": "old django secret"})
 	src.DecryptOnlyDerivation = DerivationDjangoFernetFields
 	r := newReloader(t, src, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if got := r.PublicKeyID(r.Keyring().Primary()); got != plain.ID() {
+	if got := r.PublicKeyID(r.Keyring().Primary().ID()); got != plain.ID() {
 		t.Errorf("a plain key's public id = %s, want its id %s", got, plain.ID())
 	}
-	if got := r.PublicKeyID(r.Keyring().DecryptOnly()[0]); got != DerivedKeyLabel {
+	if got := r.PublicKeyID(r.Keyring().DecryptOnly()[0].ID()); got != DerivedKeyLabel {
 		t.Errorf("a derived key's public id = %s, want %s", got, DerivedKeyLabel)
 	}
 }

@@ -12,14 +12,15 @@ import (
 	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
-// auditCalls logs one line per call: who called, what, with which keys and
-// how it ended. It reads only ids and reasons, never a token or plaintext.
-func auditCalls(logger *slog.Logger) grpc.UnaryServerInterceptor {
+// auditCalls logs one line per call: who called, what, with which keys
+// (as publicKeyID shows them) and how it ended. It reads only ids and
+// reasons, never a token or plaintext.
+func auditCalls(logger *slog.Logger, publicKeyID func(id string) string) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
 		st := status.Convert(err)
 		logger.Info("call", "audit", true, "peer", peerOf(ctx), "method", info.FullMethod,
-			"code", st.Code().String(), "reason", errorReason(st), "key_ids", keyIDsOf(resp))
+			"code", st.Code().String(), "reason", errorReason(st), "key_ids", keyIDsOf(resp, publicKeyID))
 		return resp, err
 	}
 }
@@ -41,10 +42,12 @@ func errorReason(st *status.Status) string {
 	return ""
 }
 
-// keyIDsOf lists, once each, the key ids a response names.
-func keyIDsOf(resp any) []string {
+// keyIDsOf lists, once each, the key ids a response names, as
+// publicKeyID shows them.
+func keyIDsOf(resp any, publicKeyID func(id string) string) []string {
 	var ids []string
 	add := func(id string) {
+		id = publicKeyID(id)
 		for _, seen := range ids {
 			if seen == id {
 				return

@@ -101,8 +101,19 @@ func TestInspectBatchAuditNamesKeys(t *testing.T) {
 		return &fernetv1.InspectBatchResult{Result: &fernetv1.InspectBatchResult_Ok{Ok: &fernetv1.InspectResponse{KeyId: id}}}
 	}
 	failed := &fernetv1.InspectBatchResult{Result: &fernetv1.InspectBatchResult_Error{Error: &fernetv1.ItemError{Reason: reasons.Malformed}}}
-	got := keyIDsOf(&fernetv1.InspectBatchResponse{Results: []*fernetv1.InspectBatchResult{ok("a"), failed, ok("b"), ok("a")}})
-	if strings.Join(got, ",") != "a,b" {
-		t.Errorf("key ids %v, want [a b]", got)
+	resp := &fernetv1.InspectBatchResponse{Results: []*fernetv1.InspectBatchResult{ok("a"), failed, ok("b"), ok("a"), ok("c")}}
+	got := keyIDsOf(resp, func(id string) string { return id })
+	if strings.Join(got, ",") != "a,b,c" {
+		t.Errorf("key ids %v, want [a b c]", got)
+	}
+	// Derived keys (b and c here) show as one "derived".
+	hidden := func(id string) string {
+		if id == "b" || id == "c" {
+			return "derived"
+		}
+		return id
+	}
+	if got := keyIDsOf(resp, hidden); strings.Join(got, ",") != "a,derived" {
+		t.Errorf("key ids with b and c derived %v, want [a derived]", got)
 	}
 }

@@ -46,7 +46,7 @@ type Metrics struct {
 	lastReloadTime      prometheus.Gauge
 	lastReloadSucceeded prometheus.Gauge
 	// publicKeyID is the key_id label of a key.
-	publicKeyID func(*fernet.Key) string
+	publicKeyID func(id string) string
 }
 
 // operationMetrics are the series of one operation, resolved once so the
@@ -116,7 +116,7 @@ func NewMetrics(registry prometheus.Registerer) *Metrics {
 		reloadsFailed:        reloads.WithLabelValues("failure"),
 		lastReloadTime:       lastReloadTime,
 		lastReloadSucceeded:  lastReloadSucceeded,
-		publicKeyID:          (*fernet.Key).ID,
+		publicKeyID:          func(id string) string { return id },
 	}
 	for i, reason := range reasons.Token {
 		m.decryptFailures[i] = failures.WithLabelValues(metricLabel(reason))
@@ -158,9 +158,9 @@ func (m *Metrics) ObserveKeyReload(keyring *fernet.Keyring, err error) {
 // setKeys makes fernet_key_info describe keyring.
 func (m *Metrics) setKeys(keyring *fernet.Keyring) {
 	m.keyInfo.Reset()
-	m.keyInfo.WithLabelValues(m.publicKeyID(keyring.Primary()), keyRolePrimary).Set(1)
+	m.keyInfo.WithLabelValues(m.publicKeyID(keyring.Primary().ID()), keyRolePrimary).Set(1)
 	for _, key := range keyring.DecryptOnly() {
-		m.keyInfo.WithLabelValues(m.publicKeyID(key), keyRoleDecryptOnly).Set(1)
+		m.keyInfo.WithLabelValues(m.publicKeyID(key.ID()), keyRoleDecryptOnly).Set(1)
 	}
 }
 

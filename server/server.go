@@ -50,9 +50,9 @@ type Config struct {
 	// Admission bounds the work in flight; the zero value sizes it from
 	// the Go memory limit (AdmissionFor).
 	Admission Admission
-	// PublicKeyID, when set, is what metrics show for a key instead of
-	// its id (see keysource.Current.PublicKeyID).
-	PublicKeyID func(*fernet.Key) string
+	// PublicKeyID, when set, is what metrics and audit lines show for a
+	// key id instead of the id (see keysource.Current.PublicKeyID).
+	PublicKeyID func(id string) string
 
 	// AllowedMethods are the FernetService methods served (see
 	// ParseMethods); nil serves all of them.
@@ -101,7 +101,7 @@ func New(cfg Config) *Server {
 	}
 	interceptors := []grpc.UnaryServerInterceptor{grpcMetrics.unaryInterceptor}
 	if cfg.AuditCalls {
-		interceptors = append(interceptors, auditCalls(cfg.Logger))
+		interceptors = append(interceptors, auditCalls(cfg.Logger, metrics.publicKeyID))
 	}
 	interceptors = append(interceptors, recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)))
 	options := []grpc.ServerOption{

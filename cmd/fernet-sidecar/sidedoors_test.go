@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -12,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fernet-sidecar/fernet-sidecar/internal/servetest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/sidecartest"
 	"github.com/fernet-sidecar/fernet-sidecar/internal/testkeys"
 	"github.com/fernet-sidecar/fernet-sidecar/keysource"
+	fernetv1 "github.com/fernet-sidecar/fernet-sidecar/proto/fernet/v1"
 )
 
 // TestKeyInTheEnvironment: a key given as a variable stays readable in
@@ -94,8 +97,9 @@ func TestKeyInTheEnvironment(t *testing.T) {
 }
 
 // TestDerivedKeyIDsStayOffMetrics: with a key derived from a Django
-// secret, /metrics names it "derived", never by its id, which would let
-// a scraper test guesses of the secret offline.
+// secret, /metrics and the logs (key loads and per-call audit lines) name
+// it "derived", never by its id, which would let a scraper or a log
+// reader test guesses of the secret offline.
 func TestDerivedKeyIDsStayOffMetrics(t *testing.T) {
 	const secret = "django-insecure-a-guessable-secret"
 	derived, err := keysource.DjangoFernetFieldsKey(secret)
@@ -108,13 +112,29 @@ func TestDerivedKeyIDsStayOffMetrics(t *testing.T) {
 	}
 	bin := sidecartest.Build(t, "cmd/fernet-sidecar")
 	s := sidecartest.Start(t, bin, []string{"DJANGO_ENCRYPTION_KEY_FILE=" + keyFile},
-		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--key-derivation", "django-fernet-fields")
-	defer s.Stop(t)
+		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--key-derivation", "django-fernet-fields", "--audit-calls")
+	client := fernetv1.NewFernetServiceClient(servetest.Dial(t, s.Addr))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sealed, err := client.Encrypt(ctx, &fernetv1.EncryptRequest{Plaintext: []byte("secret")})
+	if err != nil || sealed.GetKeyId() != derived.ID() {
+		t.Fatalf("Encrypt = %v, %v; want the derived key, %s, to make the token", sealed, err, derived.ID())
+	}
 	metrics := s.Metrics(t)
 	if strings.Contains(metrics, derived.ID()) {
 		t.Error("/metrics names the derived key's id")
 	}
 	if !strings.Contains(metrics, `fernet_key_info{key_id="derived",role="primary"} 1`) {
 		t.Error(`/metrics lacks fernet_key_info{key_id="derived",role="primary"}`)
+	}
+	s.Stop(t)
+	log := s.Log()
+	for _, line := range []string{`"msg":"keys loaded","audit":true,"primary_key_id":"derived"`, `"method":"/fernet.v1.FernetService/Encrypt","code":"OK","reason":"","key_ids":["derived"]`} {
+		if !strings.Contains(log, line) {
+			t.Errorf("the log lacks %q:\n%s", line, log)
+		}
+	}
+	if strings.Contains(log, derived.ID()) {
+		t.Errorf("the log names the derived key's id:\n%s", log)
 	}
 }
