@@ -224,8 +224,8 @@ func (c *Client) callContext(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, c.opts.timeout)
 }
 
-// unary makes one call with the default deadline, and converts its
-// response, or its error (see fromCall).
+// unary makes one call, with the client's timeout when ctx has no
+// deadline, and converts its response, or its error (see fromCall).
 func unary[Req, Resp, Out any](
 	ctx context.Context,
 	c *Client,

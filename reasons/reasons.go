@@ -78,7 +78,8 @@ func IsToken(reason string) bool {
 }
 
 // Message is the fixed text of every error of reason, or "" where the
-// server writes its own, naming only a limit or a method. The engine's own
+// server writes its own, naming only a limit or a method. (TOO_MANY_*
+// has one more fixed text, for a message that did not arrive in time.) The engine's own
 // error says more (which byte was wrong, how many characters there were),
 // but that detail is the caller's input, and apps log these messages: the
 // reason says what was wrong, the message only repeats it in words.

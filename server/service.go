@@ -94,8 +94,8 @@ const itemsPerWorker = 256
 // call is what every item of one call shares: the key set, taken once so
 // that a key reload never mixes two key sets within a call; the time the
 // call started, which every TTL and TOTP code of the call is checked
-// against, so that the call reads the clock once; and the request's TTL,
-// nil when it gives none or the operation takes none.
+// against, so that every check of the call uses one clock reading; and the
+// request's TTL, nil when it gives none or the operation takes none.
 type call struct {
 	keyring    *fernet.Keyring
 	now        time.Time

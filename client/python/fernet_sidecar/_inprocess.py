@@ -154,10 +154,11 @@ class InProcessFernet:
         return [self.encrypt(data) for data in items]
 
     def decrypt_many(self, tokens, ttl: Optional[int] = None, *, return_exceptions: bool = False) -> list:
-        return _each(list(tokens), lambda token: self.decrypt(token, ttl), return_exceptions)
+        tokens = _checked_tokens(tokens, ttl)
+        return _each(tokens, lambda token: self.decrypt(token, ttl), return_exceptions)
 
     def rotate_many(self, tokens, *, return_exceptions: bool = False) -> list:
-        return _each(list(tokens), self.rotate, return_exceptions)
+        return _each(_checked_tokens(tokens, None), self.rotate, return_exceptions)
 
     # -- checks that return no plaintext ------------------------------------
 
@@ -166,10 +167,7 @@ class InProcessFernet:
         return self._inspect(token, _ttl_seconds(ttl))
 
     def inspect_many(self, tokens, ttl: Optional[int] = None, *, return_exceptions: bool = False) -> list:
-        # The order of SidecarFernet's checks: every token, then the ttl.
-        tokens = list(tokens)
-        for token in tokens:
-            _token_str(token)
+        tokens = _checked_tokens(tokens, ttl)
         seconds = _ttl_seconds(ttl)
         return _each(tokens, lambda token: self._inspect(token, seconds), return_exceptions)
 
@@ -387,6 +385,16 @@ def _is_canonical(token):
         return base64.urlsafe_b64encode(base64.urlsafe_b64decode(raw)) == raw
     except (binascii.Error, ValueError):
         return False
+
+
+def _checked_tokens(tokens, ttl):
+    """tokens as a list, each token and then ttl checked before any is
+    worked on, in the order of SidecarFernet's checks."""
+    tokens = list(tokens)
+    for token in tokens:
+        _token_str(token)
+    _ttl_seconds(ttl)
+    return tokens
 
 
 def _each(items, call, return_exceptions):

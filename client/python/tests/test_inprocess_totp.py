@@ -156,8 +156,15 @@ class InspectAgainstSidecar(Backends):
         self.same(lambda f: f.inspect_many([]), ("ok", []))
         self.same(lambda f: f.inspect_many([good, good], 60), ("ok",))
         # Bad arguments fail before any token is looked at.
-        self.same(lambda f: f.inspect_many([b"bad", 5]), ("TypeError",))
-        self.same(lambda f: f.inspect_many([], "60"), ("TypeError",))
+        # Every argument is checked before any token is worked on.
+        for many in ("inspect_many", "decrypt_many", "rotate_many"):
+            with self.subTest(method=many):
+                self.same(lambda f: getattr(f, many)([b"bad", 5]), ("TypeError",))
+                self.same(lambda f: getattr(f, many)(["\u00e9"]), ("ValueError",))
+        for many in ("inspect_many", "decrypt_many"):
+            with self.subTest(method=many):
+                self.same(lambda f: getattr(f, many)([], "60"), ("TypeError",))
+                self.same(lambda f: getattr(f, many)([b"bad"], "60"), ("TypeError",))
 
 
 class CreateTOTPAgainstSidecar(Backends):
