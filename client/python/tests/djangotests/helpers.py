@@ -6,7 +6,7 @@ from collections import Counter
 from unittest import mock
 
 from cryptography.fernet import Fernet
-from django.db import connection
+from django.db import connections
 
 from fernet_sidecar.django import conf
 
@@ -21,8 +21,9 @@ def keys():
     return Fernet(env.get("PRIMARY_KEY")), Fernet(env.get("OLD_KEY"))
 
 
-def raw(model, field, pk):
-    """The stored value of model.field in row pk."""
+def raw(model, field, pk, using="default"):
+    """The stored value of model.field in row pk (of database using)."""
+    connection = connections[using]
     qn = connection.ops.quote_name
     column = model._meta.get_field(field).column
     with connection.cursor() as cursor:
@@ -30,8 +31,10 @@ def raw(model, field, pk):
         return cursor.fetchone()[0]
 
 
-def set_raw(model, field, pk, value):
-    """Stores value in model.field of row pk, bypassing the field."""
+def set_raw(model, field, pk, value, using="default"):
+    """Stores value in model.field of row pk (of database using), bypassing
+    the field."""
+    connection = connections[using]
     qn = connection.ops.quote_name
     column = model._meta.get_field(field).column
     with connection.cursor() as cursor:

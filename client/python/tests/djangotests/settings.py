@@ -73,6 +73,13 @@ elif _db in ("postgresql", "mysql"):
         DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
 else:
     raise ValueError("FERNET_DJANGO_DB must be sqlite, postgresql or mysql, not %r" % _db)
+# A second database, for the database routers' tests: only the tests that
+# name it (databases = {"default", "other"}) make its test database.
+DATABASES["other"] = dict(DATABASES["default"])
+if _db == "sqlite":
+    DATABASES["other"].update(NAME=os.path.join(_dir, "other.sqlite3"), TEST={"NAME": os.path.join(_dir, "test-other.sqlite3")})
+else:
+    DATABASES["other"]["NAME"] = "other"
 
 if os.environ.get("FERNET_DJANGO_BACKEND", "sidecar") == "in-process":
     FERNET_SIDECAR = {

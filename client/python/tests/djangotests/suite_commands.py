@@ -121,6 +121,9 @@ def reencrypt(*args, **options):
 
 
 class ReEncryptCommand(TestCase):
+    # Without --database the command walks every database the routers allow.
+    databases = {"default", "other"}
+
     def setUp(self):
         self.primary, self.old = keys()
 
@@ -211,16 +214,6 @@ class ReEncryptCommand(TestCase):
             self.assertNotIn(value, repr(logged))
             self.assertNotIn(value, "\n".join(logs.output))
 
-    @override_settings(DATABASE_ROUTERS=["tests.djangotests.suite_commands.NotesElsewhere"])
-    def test_fields_the_routers_keep_elsewhere_are_skipped(self):
-        note = self.seed_old_rows(1)[0]
-        token = raw(Note, "body", note.pk)
-        status, out = reencrypt("djangotests.Note", "djangotests.Device")
-        self.assertEqual(status, 0, out)
-        self.assertIn("djangotests.Note.body: skipped, the database routers do not put it in default", out)
-        self.assertIn("(djangotests_device.totp_secret)", out)
-        self.assertEqual(raw(Note, "body", note.pk), token)
-
     def test_every_field_by_default_and_bad_labels(self):
         status, out = reencrypt()
         self.assertEqual(status, 0, out)
@@ -240,6 +233,72 @@ class NotesElsewhere:
         if model_name == "note":
             return db != "default"
         return None
+
+
+@override_settings(DATABASE_ROUTERS=["tests.djangotests.suite_commands.NotesElsewhere"])
+class ReEncryptWithRouters(TestCase):
+    """Two databases, and routers that keep Note in the other one only:
+    the command walks each field where the routers put it, and a field it
+    did not walk is never reported done."""
+
+    databases = {"default", "other"}
+
+    def setUp(self):
+        self.primary, self.old = keys()
+        # The table exists in both (the test databases were made without
+        # routers); only other's is Note's, as far as the routers say.
+        self.note = Note.objects.using("other").create(body="routed")
+        set_raw(Note, "body", self.note.pk, self.old.encrypt(b"routed").decode(), using="other")
+        self.token = raw(Note, "body", self.note.pk, using="other")
+
+    def test_a_field_routed_away_is_not_done(self):
+        for args in [("--check",), ("--dry-run",), ()]:
+            with self.subTest(args=args):
+                status, out = reencrypt("djangotests.Note", "--database", "default", *args)
+                self.assertEqual(status, 3, out)
+                self.assertIn("djangotests.Note.body: not walked, the database routers do not put it in default: run with --database other", out)
+                self.assertIn("1 field(s) not walked: djangotests.Note.body", out)
+                self.assertNotIn("every row is under the primary key", out)
+                self.assertEqual(raw(Note, "body", self.note.pk, using="other"), self.token)
+
+    def test_every_database_the_routers_allow_by_default(self):
+        status, out = reencrypt("djangotests.Note", "--check")
+        self.assertEqual(status, 3, out)
+        self.assertIn("djangotests.Note.body in other (djangotests_note.body)", out)
+        self.assertNotIn("djangotests.Note.body in default", out)
+        self.assertRegex(out, r"under decrypt-only key \w+ +1")
+
+        status, out = reencrypt("djangotests.Note")
+        self.assertEqual(status, 0, out)
+        self.assertEqual(self.primary.decrypt(raw(Note, "body", self.note.pk, using="other").encode()), b"routed")
+        self.assertEqual(reencrypt("djangotests.Note", "--check")[0], 0)
+        self.assertEqual(reencrypt("djangotests.Note", "--check", "--database", "other")[0], 0)
+
+    def test_a_model_in_both_databases_is_walked_in_both(self):
+        Device.objects.using("other").create(totp_secret="x")
+        status, out = reencrypt("djangotests.Device", "--check")
+        self.assertEqual(status, 0, out)
+        self.assertIn("djangotests.Device.totp_secret in default (djangotests_device.totp_secret)", out)
+        self.assertIn("djangotests.Device.totp_secret in other (djangotests_device.totp_secret)", out)
+
+    def test_a_model_the_routers_allow_nowhere_is_not_done(self):
+        with override_settings(DATABASE_ROUTERS=["tests.djangotests.suite_commands.NotesNowhere"]):
+            status, out = reencrypt("djangotests.Note", "--check")
+        self.assertEqual(status, 3, out)
+        self.assertIn("djangotests.Note.body: not walked, the database routers allow it in no database", out)
+
+    def test_bad_alias_and_pushgateway_need_one_database(self):
+        with self.assertRaisesRegex(CommandError, "no database alias 'nope'"):
+            call_command("fernet_reencrypt", "--database", "nope", stdout=io.StringIO())
+        with self.assertRaisesRegex(CommandError, "give --database"):
+            call_command("fernet_reencrypt", "--pushgateway", "http://127.0.0.1:9", stdout=io.StringIO())
+
+
+class NotesNowhere:
+    """A database router that allows Note in no database."""
+
+    def allow_migrate(self, db, app_label, model_name=None, **hints):
+        return False if model_name == "note" else None
 
 
 class MigrationOperations(TransactionTestCase):
@@ -321,6 +380,7 @@ class ReEncryptWhileTheAppWrites(TransactionTestCase):
     through the ORM: every row ends as the app last wrote it, under the
     primary key."""
 
+    databases = {"default", "other"}
     rows = 300
 
     def test_no_write_is_lost(self):
