@@ -20,6 +20,9 @@ _MIN_BASE32, _MAX_BASE32 = 16, 128
 _BASE32_ALPHABET = frozenset(string.ascii_letters + "234567")
 _HEX_DIGITS = frozenset(string.hexdigits)
 _HEX_LEN = 40
+# What every Fernet token starts with (version 0x80 and the high bytes of
+# its timestamp, in base64); rotation/plaintext.go has the same rule.
+_TOKEN_PREFIX = "gAAAAA"
 
 
 def check_shape(shape):
@@ -33,6 +36,10 @@ def looks_like(shape, value):
     """Whether the str value has the legacy shape."""
     check_shape(shape)
     if not isinstance(value, str):
+        return False
+    if value.startswith(_TOKEN_PREFIX):
+        # A token, truncated or damaged: its base64 can pass for base32,
+        # and encrypting it as a secret would lose the real one.
         return False
     if shape == TOTP_HEX:
         return len(value) == _HEX_LEN and all(c in _HEX_DIGITS for c in value)

@@ -9,6 +9,7 @@ import unittest
 from cryptography.fernet import Fernet
 
 from fernet_sidecar import InProcessFernet, SidecarFernet
+from fernet_sidecar._legacy import LEGACY_SHAPES, looks_like
 from fernet_sidecar._walk import Database, walk
 
 from . import env
@@ -16,6 +17,17 @@ from . import env
 
 def ansi_quote(name):
     return '"%s"' % name.replace('"', '""')
+
+
+class TokenPrefix(unittest.TestCase):
+    def test_a_value_that_starts_as_a_token_is_never_legacy(self):
+        # rotation/plaintext.go has the same rule: starts with gAAAAA, not legacy.
+        for shape in LEGACY_SHAPES:
+            for value in ["gAAAAABqRSTUVWXY", "gAAAAAbcdefghijklmnopqrstuvwxyzA", "gAAAAA" + "a" * 34]:
+                with self.subTest(shape=shape, value=value):
+                    self.assertFalse(looks_like(shape, value))
+        self.assertTrue(looks_like("totp-base32", "GAAAAABQRSTUVWXY"))  # upper case: a secret
+        self.assertTrue(looks_like("totp-base32", "AgAAAAABQRSTUVWX"))
 
 
 class WalkTests:
@@ -101,6 +113,17 @@ class WalkTests:
         self.assertEqual(after[2], "not base32!")
         with self.assertRaises(ValueError):
             self.run_walk(encrypt_plaintext=True)
+
+    def test_a_truncated_token_is_never_legacy_plaintext(self):
+        # 16 base32 characters, so it has the shape; but it starts as every
+        # token does, and encrypting it would bury the real secret.
+        truncated = "gAAAAABqRSTUVWXY"
+        self.insert([(1, truncated), (2, "GAAAAABQRSTUVWXY")])
+        report = self.run_walk(legacy_plaintext="totp-base32", encrypt_plaintext=True)
+        self.assertEqual((report.legacy, report.encrypted, report.undecryptable_pks), (1, 1, [1]))
+        after = self.column()
+        self.assertEqual(after[1], truncated)
+        self.assertEqual(self.new.decrypt(after[2].encode()), b"GAAAAABQRSTUVWXY")
 
     def test_binary_values_rotate_and_stay_binary(self):
         # SQLite keeps bytes as a BLOB in any column, and never finds a BLOB
