@@ -404,7 +404,10 @@ def _each(items, call, return_exceptions):
             out.append(call(item))
         except _errors.InvalidToken as exc:
             exc.index = index
+            # Its traceback keeps this frame, whose locals error reporters
+            # send: they must not hold the other items' plaintexts.
             if not return_exceptions:
+                out = None
                 raise
-            out.append(exc)
+            out.append(exc.with_traceback(None))
     return out

@@ -160,16 +160,23 @@ def _decrypting(compiler, rows, converters, encrypted):
                     cells.append((row, pos))
                     tokens.append(value)
         results = fernet.decrypt_many(tokens, ttl, return_exceptions=True) if tokens else []
-        for (row, pos), token, result in zip(cells, tokens, results):
-            _, field, after, expression = encrypted[pos]
-            if isinstance(result, _errors.InvalidToken):
-                pk_pos = pk_positions.get(pos)
-                value = field.undecryptable(token, result, row[pk_pos] if pk_pos is not None else None)
-            elif isinstance(result, Exception):
-                raise result
-            else:
-                value = field.from_plaintext(result)
-            row[pos] = _convert(value, after, expression, connection)
+        try:
+            for (row, pos), token, result in zip(cells, tokens, results):
+                _, field, after, expression = encrypted[pos]
+                if isinstance(result, _errors.InvalidToken):
+                    pk_pos = pk_positions.get(pos)
+                    value = field.undecryptable(token, result, row[pk_pos] if pk_pos is not None else None)
+                elif isinstance(result, Exception):
+                    raise result
+                else:
+                    value = field.from_plaintext(result)
+                row[pos] = _convert(value, after, expression, connection)
+        except BaseException:
+            # The traceback keeps this frame, and error reporters (Sentry,
+            # Django's debug page) send its locals: they must not hold the
+            # other rows' plaintexts.
+            batch = cells = results = row = value = result = None
+            raise
         yield from batch
 
 

@@ -8,6 +8,7 @@ from django import forms
 from django.contrib.auth.models import User
 from django.core.exceptions import FieldError, ValidationError
 from django.db import connection, transaction
+from django.db.models.query import QuerySet
 from django.conf import settings
 from django.test import TestCase, override_settings
 
@@ -284,6 +285,33 @@ class BadData(TestCase):
         with self.assertRaisesRegex(InvalidToken, "primary key the query did not select"):
             list(Account.objects.values_list("secret", flat=True))
         self.assertEqual(Account.objects.get(pk=good.pk).secret, "fine")
+
+    def test_the_traceback_holds_no_other_rows_plaintext(self):
+        # Error reporters (Sentry, Django's debug page) send every frame's
+        # local variables, of the exception and of its causes.
+        Account.objects.bulk_create([Account(name=str(i), secret="PLAINTEXT-%d" % i, code="CODE-%d" % i) for i in range(50)])
+        bad = Account.objects.get(name="30")
+        set_raw(Account, "code", bad.pk, "garbage")
+        for query in [lambda: list(Account.objects.all()), lambda: list(Account.objects.values_list("pk", "secret", "code"))]:
+            # Not assertRaises: it clears the traceback's frames.
+            try:
+                query()
+            except InvalidToken as caught:
+                exc = caught
+            else:
+                self.fail("no InvalidToken")
+            held = []
+            while exc is not None:
+                tb = exc.__traceback__
+                while tb is not None:
+                    for name, value in tb.tb_frame.f_locals.items():
+                        if isinstance(value, QuerySet):
+                            continue  # its repr runs a query of its own: it holds no row
+                        if "PLAINTEXT-" in repr(value) or "CODE-" in repr(value):
+                            held.append("%s: %s" % (tb.tb_frame.f_code.co_name, name))
+                    tb = tb.tb_next
+                exc = exc.__cause__ or exc.__context__
+            self.assertEqual(held, [])
 
     def test_garbage_is_never_returned_as_the_value(self):
         account = Account.objects.create(name="a")
