@@ -817,3 +817,41 @@ func TestRestoreAfterCheckpoint(t *testing.T) {
 	}
 	f.verify()
 }
+
+// TestPartialCheckWarns: a --check with --where or --shard sees only
+// those rows. It says so on stderr, since a row outside them still under
+// the old key would lock its user out once that key is retired; its exit
+// code stays what the rows it saw make it.
+func TestPartialCheckWarns(t *testing.T) {
+	dsn := dbtest.SQLiteFile(t)
+	app := dbtest.OpenSQLite(t, dsn)
+	primary, old := testkeys.New(t), testkeys.New(t)
+	addr := startSidecar(t, primary, old, "127.0.0.1:0")
+	if _, err := app.Exec("CREATE TABLE totp (id INTEGER PRIMARY KEY, secret TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	// Row 1, outside --where "id > 1" and shard 0/2, is under the old key.
+	for id, key := range map[int64]*fernet.Key{1: old, 2: primary, 3: primary} {
+		if _, err := app.Exec("INSERT INTO totp VALUES (?, ?)", id, testkeys.Token(t, key, "s", fixtureTS)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	common := []string{"--dsn", dsn, "--table", "totp", "--column", "secret", "--sidecar", addr, "--check"}
+	const warning = "cannot clear the old key's retirement; before retiring it, run --check without --where and --shard"
+	for _, tc := range []struct {
+		args  []string
+		code  int
+		warns string
+	}{
+		{[]string{"--where", "id > 1"}, exitOK, "covers only the rows within --where,"},
+		{[]string{"--shard", "0/2"}, exitOK, "covers only the rows within --shard 0/2,"},
+		{[]string{"--where", "id < 3", "--shard", "1/2"}, exitRemaining, "covers only the rows within --where and --shard 1/2,"},
+		{nil, exitRemaining, ""},
+	} {
+		code, stdout, stderr := runTool(t, t.TempDir(), 60*time.Second, append(common, tc.args...)...)
+		warned := strings.Contains(stderr, tc.warns) && strings.Contains(stderr, warning)
+		if code != tc.code || warned != (tc.warns != "") {
+			t.Errorf("--check %q: exit %d, want %d; warning %q wanted: %v\n%s\n%s", tc.args, code, tc.code, tc.warns, tc.warns != "", stdout, stderr)
+		}
+	}
+}

@@ -192,7 +192,26 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 	if report != nil {
 		report.Write(stdout)
 	}
+	warnPartialCheck(cfg, mode, stderr)
 	return outcome(cfg, mode, report, err, ctx.Err() != nil, stderr)
+}
+
+// warnPartialCheck says that a --check limited by --where or --shard
+// cannot clear the old key's retirement: a row outside it still under the
+// old key would lock its user out once the key is gone.
+func warnPartialCheck(cfg config, mode rotation.Mode, stderr io.Writer) {
+	var limits []string
+	if strings.TrimSpace(cfg.where) != "" {
+		limits = append(limits, "--where")
+	}
+	if cfg.shard.Count > 1 {
+		limits = append(limits, "--shard "+cfg.shard.String())
+	}
+	if mode != rotation.Check || len(limits) == 0 {
+		return
+	}
+	fmt.Fprintf(stderr, "fernetctl: warning: this check covers only the rows within %s, so it cannot clear the old key's retirement; "+
+		"before retiring it, run --check without --where and --shard (docs/rotation.md, phase 4)\n", strings.Join(limits, " and "))
 }
 
 // mode is what --check and --dry-run ask for: a rotation without either.
