@@ -170,6 +170,17 @@ func (j *Job) run(ctx context.Context) (*Report, error) {
 			return r, err
 		}
 	}
+	// The keys were read once, at the start. Had the sidecar's primary
+	// changed since, the rows done before the change would be under a key
+	// that is no longer the primary, and the report's counts against the
+	// wrong one.
+	now, err := j.Crypter.Keys(ctx)
+	if err != nil {
+		return r, fmt.Errorf("sidecar status after the last batch: %w", err)
+	}
+	if now.Primary != keys.Primary {
+		r.NewPrimary = now.Primary
+	}
 	r.Complete = true
 	if j.checkpoints() {
 		if err := j.Checkpoint.Remove(); err != nil {

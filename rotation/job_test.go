@@ -752,3 +752,57 @@ func TestColumnTooShortForTokens(t *testing.T) {
 		})
 	}
 }
+
+// TestPrimaryKeyChangedDuringTheRun: the sidecar's keys are read at the
+// start; a reload mid-run leaves the rows done before it under a key that
+// is no longer the primary. The run walks to the end but does not call
+// itself complete, and says to run again; the next run finishes the job.
+// A --check counted against the old primary is not complete either.
+func TestPrimaryKeyChangedDuringTheRun(t *testing.T) {
+	dsn := dbtest.SQLiteFile(t)
+	primary, old, newer := testkeys.New(t), testkeys.New(t), testkeys.New(t)
+	a := openApp(t, SQLite, dsn)
+	a.oldTable(old, 30)
+	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
+	sidecar := newFake(primary, old)
+	sidecar.beforeReEncrypt = func(call int) {
+		if call == 2 {
+			sidecar.setKeys(newer, primary, old)
+		}
+	}
+	job := func(mode Mode) *Job {
+		return &Job{DB: openJobDB(t, dsn, mode != Rotate), Crypter: sidecar, Table: "totp", PK: "id", Column: "secret", BatchSize: 10, Mode: mode, Checkpoint: cp}
+	}
+	r := run(t, job(Rotate))
+	var out strings.Builder
+	r.Write(&out)
+	if r.NewPrimary != newer.ID() || r.Rewritten != 30 || r.Remaining() != 0 ||
+		!strings.HasPrefix(out.String(), "rotated: NOT complete: the sidecar's primary key changed during the run, to "+newer.ID()+"; run again\n") {
+		t.Errorf("new primary %q, rewritten %d, remaining %d; want %s, 30, 0:\n%s", r.NewPrimary, r.Rewritten, r.Remaining(), newer.ID(), out.String())
+	}
+	if _, ok, err := cp.Load(); ok || err != nil {
+		t.Errorf("the checkpoint is still there (%v): the next run must walk the whole table", err)
+	}
+
+	sidecar.beforeReEncrypt = nil
+	r = run(t, job(Rotate))
+	if r.NewPrimary != "" || r.Rewritten != 10 || r.Current != 20 {
+		t.Errorf("the run after: new primary %q, rewritten %d, current %d; want none, 10 (the rows done before the reload), 20", r.NewPrimary, r.Rewritten, r.Current)
+	}
+	for id := int64(1); id <= 30; id++ {
+		wantUnder(t, newer, a.value("totp", "id", id), fmt.Sprint("secret-", id), baseTS+uint64(id), fmt.Sprint("row ", id))
+	}
+
+	// A check that finds every row under the primary key it started with,
+	// which a reload after its first batch demoted.
+	check := job(Check)
+	check.Progress = func(p Progress) {
+		if p.Done == 10 {
+			sidecar.setKeys(old, newer)
+		}
+	}
+	r = run(t, check)
+	if r.NewPrimary != old.ID() || r.Remaining() != 0 || r.ByKey[newer.ID()] != 30 {
+		t.Errorf("check: new primary %q, remaining %d, under %s %d; want %s, 0, 30", r.NewPrimary, r.Remaining(), newer.ID(), r.ByKey[newer.ID()], old.ID())
+	}
+}

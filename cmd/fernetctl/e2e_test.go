@@ -855,3 +855,78 @@ func TestPartialCheckWarns(t *testing.T) {
 		}
 	}
 }
+
+// TestPrimaryKeyReloadedDuringTheRun: the real sidecar reloads its keys
+// file mid-run (fernetctl stopped meanwhile, so the reload lands between
+// two batches), and its primary changes. The run walks every row but
+// exits 3, saying the primary changed and to run again; the next run
+// exits 0 with every row under the new primary.
+func TestPrimaryKeyReloadedDuringTheRun(t *testing.T) {
+	dsn := dbtest.SQLiteFile(t)
+	app := dbtest.OpenSQLite(t, dsn)
+	primary, old, newer := testkeys.New(t), testkeys.New(t), testkeys.New(t)
+	keysFile := filepath.Join(t.TempDir(), "keys")
+	writeKeys := func(keys ...*fernet.Key) {
+		var list strings.Builder
+		for _, k := range keys {
+			list.WriteString(k.Encode() + "\n")
+		}
+		if err := os.WriteFile(keysFile, []byte(list.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeKeys(primary, old)
+	sidecar := sidecartest.Start(t, binary(t, "fernet-sidecar"), []string{"FERNET_SIDECAR_KEYS_FILE=" + keysFile},
+		"--addr", "127.0.0.1:0", "--metrics-addr", "", "--watch-keys=false")
+	if _, err := app.Exec("CREATE TABLE totp (id INTEGER PRIMARY KEY, secret TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	const rows = 500
+	for id := int64(1); id <= rows; id++ {
+		if _, err := app.Exec("INSERT INTO totp VALUES (?, ?)", id, testkeys.Token(t, old, "s", fixtureTS)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state.json")
+	args := []string{"--dsn", dsn, "--table", "totp", "--column", "secret", "--sidecar", sidecar.Addr, "--state", state, "--batch-size", "10"}
+
+	tl := startTool(t, dir, args...)
+	for checkpointLastPK(state) < 100 {
+		select {
+		case <-tl.done:
+			t.Fatalf("ended before the reload:\n%s\n%s", &tl.stdout, &tl.stderr)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := tl.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	writeKeys(newer, primary, old)
+	if err := sidecar.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(sidecar.Log(), `"keys changed"`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sidecar did not reload its keys:\n%s", sidecar.Log())
+		}
+	}
+	if err := tl.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	code := tl.wait(t, 60*time.Second)
+	wantSaid := fmt.Sprintf("the sidecar's primary key changed during the run, from %s to %s", primary.ID(), newer.ID())
+	if code != exitRemaining || !strings.Contains(tl.stderr.String(), wantSaid) || !strings.Contains(tl.stderr.String(), "run the same command again") ||
+		!strings.HasPrefix(tl.stdout.String(), "rotated: NOT complete") {
+		t.Errorf("exit %d, want %d and %q\n%s\n%s", code, exitRemaining, wantSaid, &tl.stdout, &tl.stderr)
+	}
+
+	code, stdout, stderr := runTool(t, dir, 60*time.Second, args...)
+	if code != exitOK || !strings.HasPrefix(stdout, "rotated: complete\n") {
+		t.Errorf("the run after: exit %d, want %d\n%s\n%s", code, exitOK, stdout, stderr)
+	}
+	code, stdout, stderr = runTool(t, dir, 60*time.Second, append(args, "--check")...)
+	if want := fmt.Sprintf("under primary key %s  %d\n", newer.ID(), rows); code != exitOK || !strings.Contains(stdout, want) {
+		t.Errorf("--check: exit %d, want %d and %q\n%s\n%s", code, exitOK, want, stdout, stderr)
+	}
+}

@@ -311,11 +311,17 @@ func outcome(cfg config, mode rotation.Mode, report *rotation.Report, err error,
 			"(the database restored from a backup, the checkpoint copied from elsewhere, or an app instance still encrypting under an old key?). "+
 			"The checkpoint is gone, so running the same command again walks the whole table.\n", stale)
 	}
+	code := exitOK
 	if report.Remaining() > 0 {
 		fmt.Fprintf(stderr, "fernetctl: %d rows are not under the primary key %s (see the ids above)\n", report.Remaining(), report.Keys.Primary)
-		return exitRemaining
+		code = exitRemaining
 	}
-	return exitOK
+	if report.NewPrimary != "" {
+		fmt.Fprintf(stderr, "fernetctl: the sidecar's primary key changed during the run, from %s to %s, so this run cannot say that every row "+
+			"is under the primary key; run the same command again\n", report.Keys.Primary, report.NewPrimary)
+		code = exitRemaining
+	}
+	return code
 }
 
 // howToResume says, after a rotation that stopped, what running it again
