@@ -3,12 +3,14 @@ package rotation
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/reasons"
@@ -53,10 +55,13 @@ func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Encrypted
 	if hook != nil {
 		hook(call)
 	}
+	if err := sendable(tokens); err != nil {
+		return nil, err
+	}
 	keyring := f.ring()
 	out := make([]Encrypted, len(tokens))
 	for i, tok := range tokens {
-		if tok == f.internal {
+		if f.internal != "" && tok == f.internal {
 			out[i] = Encrypted{Err: &ItemError{Reason: reasons.Internal, Message: "boom"}}
 			continue
 		}
@@ -71,6 +76,9 @@ func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Encrypted
 }
 
 func (f *fakeCrypter) Inspect(_ context.Context, tokens []string) ([]Inspected, error) {
+	if err := sendable(tokens); err != nil {
+		return nil, err
+	}
 	keyring := f.ring()
 	out := make([]Inspected, len(tokens))
 	for i, tok := range tokens {
@@ -95,6 +103,17 @@ func (f *fakeCrypter) Encrypt(_ context.Context, plaintexts [][]byte) ([]Encrypt
 		out[i] = Encrypted{Token: e.Token, Changed: true}
 	}
 	return out, nil
+}
+
+// sendable fails as the sidecar's transport does on a token that is not
+// UTF-8 (a proto string must be): the whole call, not the item.
+func sendable(tokens []string) error {
+	for _, tok := range tokens {
+		if !utf8.ValidString(tok) {
+			return errors.New("grpc: error while marshaling: string field contains invalid UTF-8")
+		}
+	}
+	return nil
 }
 
 func (f *fakeCrypter) Keys(context.Context) (Keys, error) {

@@ -32,6 +32,7 @@ func TestJob(t *testing.T) {
 		{"interrupt, checkpoint and resume", testInterruptResume},
 		{"text primary keys and --where", testTextKeysAndWhere},
 		{"bytes columns stay bytes", testBytesColumn},
+		{"bytes that are not UTF-8 are read as Python reads them", testNonUTF8Bytes},
 		{"check and dry run count and write nothing", testCheckAndDryRun},
 		{"INTERNAL from the sidecar stops the run before any write", testInternalStops},
 		{"a --pk that is not unique on its own is refused", testNonUniqueKey},
@@ -481,6 +482,45 @@ func testBytesColumn(t *testing.T, kind, dsn string) {
 		var typ string
 		if err := a.db.QueryRow("SELECT typeof(secret) FROM totp WHERE id = 1").Scan(&typ); err != nil || typ != "blob" {
 			t.Errorf("row 1 is now %s (%v), want still a blob", typ, err)
+		}
+	}
+}
+
+// testNonUTF8Bytes: Python's Fernet skips the bytes of a bytes token
+// outside the base64 alphabet, non-ASCII included, so a blob with stray
+// bytes before a token is that token. One such value must not fail every
+// batch it is in: it rotates, or is MALFORMED and left as it is.
+func testNonUTF8Bytes(t *testing.T, kind, dsn string) {
+	primary, old := testkeys.New(t), testkeys.New(t)
+	a := openApp(t, kind, dsn)
+	blob := map[string]string{SQLite: "BLOB", Postgres: "BYTEA", MySQL: "BLOB"}[kind]
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret " + blob + ")")
+	underPrimary := "\xff\xfe" + testkeys.Token(t, primary, "s2", baseTS)
+	a.insert("totp", []any{int64(1), int64(2), int64(3), int64(4)}, []any{
+		[]byte("\xff\xfe" + testkeys.Token(t, old, "s1", baseTS)), []byte(underPrimary), []byte("\xff\xfe"), []byte("\xe9garbage"),
+	})
+	wantMalformed := "3:MALFORMED 4:MALFORMED"
+	if kind == SQLite {
+		// SQLite text that is not UTF-8: no app reads it as a token.
+		a.exec("INSERT INTO totp VALUES (5, CAST(X'fffe' || ? AS TEXT))", testkeys.Token(t, old, "s5", baseTS))
+		wantMalformed = "5:MALFORMED " + wantMalformed // counted before the sidecar is asked
+	}
+	before := a.snapshot("totp")
+	for _, mode := range []Mode{Check, DryRun} {
+		r := run(t, &Job{DB: openJobDB(t, dsn, true), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", Mode: mode})
+		if r.ByKey[old.ID()] != 1 || r.ByKey[primary.ID()] != 1 || issueIDs(r.Undecryptable) != wantMalformed {
+			t.Errorf("%s: under old %d, under primary %d, undecryptable %s; want 1, 1, %s", mode, r.ByKey[old.ID()], r.ByKey[primary.ID()], issueIDs(r.Undecryptable), wantMalformed)
+		}
+	}
+	r := run(t, &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret"})
+	if r.Rewritten != 1 || r.Current != 1 || issueIDs(r.Undecryptable) != wantMalformed {
+		t.Errorf("rewritten %d current %d undecryptable %s, want 1 1 %s", r.Rewritten, r.Current, issueIDs(r.Undecryptable), wantMalformed)
+	}
+	wantUnder(t, primary, a.value("totp", "id", int64(1)), "s1", baseTS, "row 1")
+	after := a.snapshot("totp")
+	for id := int64(2); id <= int64(len(before)); id++ {
+		if after[id] != before[id] {
+			t.Errorf("row %d changed; a current or malformed row is left as it is", id)
 		}
 	}
 }

@@ -930,3 +930,35 @@ func TestPrimaryKeyReloadedDuringTheRun(t *testing.T) {
 		t.Errorf("--check: exit %d, want %d and %q\n%s\n%s", code, exitOK, want, stdout, stderr)
 	}
 }
+
+// TestBlobThatIsNotUTF8: through the real sidecar, a blob with stray
+// non-ASCII bytes before a token rotates, as Python's Fernet reads it
+// (Fernet(old).decrypt(b"\xff\xfe" + token) works), and a blob of those
+// bytes alone is MALFORMED; neither fails the run.
+func TestBlobThatIsNotUTF8(t *testing.T) {
+	dsn := dbtest.SQLiteFile(t)
+	app := dbtest.OpenSQLite(t, dsn)
+	primary, old := testkeys.New(t), testkeys.New(t)
+	addr := startSidecar(t, primary, old, "127.0.0.1:0")
+	if _, err := app.Exec("CREATE TABLE totp (id INTEGER PRIMARY KEY, secret BLOB)"); err != nil {
+		t.Fatal(err)
+	}
+	for id, v := range map[int64]string{1: "\xff\xfe" + testkeys.Token(t, old, "s1", fixtureTS), 2: "\xff\xfe", 3: testkeys.Token(t, old, "s3", fixtureTS)} {
+		if _, err := app.Exec("INSERT INTO totp VALUES (?, ?)", id, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, stdout, stderr := runTool(t, t.TempDir(), 60*time.Second, "--dsn", dsn, "--table", "totp", "--column", "secret", "--sidecar", addr)
+	if code != exitRemaining || !strings.Contains(stdout, "re-encrypted                2\n") || !strings.Contains(stdout, "MALFORMED: ids 2\n") {
+		t.Errorf("exit %d, want %d, 2 rows re-encrypted and row 2 MALFORMED\n%s\n%s", code, exitRemaining, stdout, stderr)
+	}
+	for id, plaintext := range map[int64]string{1: "s1", 3: "s3"} {
+		var token []byte
+		if err := app.QueryRow("SELECT secret FROM totp WHERE id = ?", id).Scan(&token); err != nil {
+			t.Fatal(err)
+		}
+		if d, err := fernet.NewKeyring(primary).Decrypt(string(token)); err != nil || string(d.Plaintext) != plaintext {
+			t.Errorf("row %d: %v, want %q under the primary key", id, err, plaintext)
+		}
+	}
+}
