@@ -25,7 +25,7 @@ type Report struct {
 	// run, so rows done before the reload are under a key that is no
 	// longer the primary, and only another run can say all are done.
 	NewPrimary string
-	Elapsed  time.Duration
+	Elapsed    time.Duration
 
 	// Scanned rows, each counted once under exactly one of the others
 	// (Conflicts aside, which counts events).
