@@ -818,24 +818,34 @@ func TestRestoreAfterCheckpoint(t *testing.T) {
 	f.verify()
 }
 
+// totpTable makes a SQLite database whose table totp (id, secret of
+// secretType) holds rows, and returns its DSN and the app's connection.
+func totpTable(t *testing.T, secretType string, rows map[int64]any) (string, *sql.DB) {
+	t.Helper()
+	dsn := dbtest.SQLiteFile(t)
+	app := dbtest.OpenSQLite(t, dsn)
+	if _, err := app.Exec("CREATE TABLE totp (id INTEGER PRIMARY KEY, secret " + secretType + ")"); err != nil {
+		t.Fatal(err)
+	}
+	for id, v := range rows {
+		if _, err := app.Exec("INSERT INTO totp VALUES (?, ?)", id, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dsn, app
+}
+
 // TestPartialCheckWarns: a --check with --where or --shard sees only
 // those rows. It says so on stderr, since a row outside them still under
 // the old key would lock its user out once that key is retired; its exit
 // code stays what the rows it saw make it.
 func TestPartialCheckWarns(t *testing.T) {
-	dsn := dbtest.SQLiteFile(t)
-	app := dbtest.OpenSQLite(t, dsn)
 	primary, old := testkeys.New(t), testkeys.New(t)
 	addr := startSidecar(t, primary, old, "127.0.0.1:0")
-	if _, err := app.Exec("CREATE TABLE totp (id INTEGER PRIMARY KEY, secret TEXT)"); err != nil {
-		t.Fatal(err)
-	}
 	// Row 1, outside --where "id > 1" and shard 0/2, is under the old key.
-	for id, key := range map[int64]*fernet.Key{1: old, 2: primary, 3: primary} {
-		if _, err := app.Exec("INSERT INTO totp VALUES (?, ?)", id, testkeys.Token(t, key, "s", fixtureTS)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dsn, _ := totpTable(t, "TEXT", map[int64]any{
+		1: testkeys.Token(t, old, "s", fixtureTS), 2: testkeys.Token(t, primary, "s", fixtureTS), 3: testkeys.Token(t, primary, "s", fixtureTS),
+	})
 	common := []string{"--dsn", dsn, "--table", "totp", "--column", "secret", "--sidecar", addr, "--check"}
 	const warning = "cannot clear the old key's retirement; before retiring it, run --check without --where and --shard"
 	for _, tc := range []struct {
@@ -862,8 +872,6 @@ func TestPartialCheckWarns(t *testing.T) {
 // exits 3, saying the primary changed and to run again; the next run
 // exits 0 with every row under the new primary.
 func TestPrimaryKeyReloadedDuringTheRun(t *testing.T) {
-	dsn := dbtest.SQLiteFile(t)
-	app := dbtest.OpenSQLite(t, dsn)
 	primary, old, newer := testkeys.New(t), testkeys.New(t), testkeys.New(t)
 	keysFile := filepath.Join(t.TempDir(), "keys")
 	writeKeys := func(keys ...*fernet.Key) {
@@ -878,15 +886,12 @@ func TestPrimaryKeyReloadedDuringTheRun(t *testing.T) {
 	writeKeys(primary, old)
 	sidecar := sidecartest.Start(t, binary(t, "fernet-sidecar"), []string{"FERNET_SIDECAR_KEYS_FILE=" + keysFile},
 		"--addr", "127.0.0.1:0", "--metrics-addr", "", "--watch-keys=false")
-	if _, err := app.Exec("CREATE TABLE totp (id INTEGER PRIMARY KEY, secret TEXT)"); err != nil {
-		t.Fatal(err)
-	}
 	const rows = 500
+	underOld := map[int64]any{}
 	for id := int64(1); id <= rows; id++ {
-		if _, err := app.Exec("INSERT INTO totp VALUES (?, ?)", id, testkeys.Token(t, old, "s", fixtureTS)); err != nil {
-			t.Fatal(err)
-		}
+		underOld[id] = testkeys.Token(t, old, "s", fixtureTS)
 	}
+	dsn, _ := totpTable(t, "TEXT", underOld)
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state.json")
 	args := []string{"--dsn", dsn, "--table", "totp", "--column", "secret", "--sidecar", sidecar.Addr, "--state", state, "--batch-size", "10"}
@@ -936,18 +941,11 @@ func TestPrimaryKeyReloadedDuringTheRun(t *testing.T) {
 // (Fernet(old).decrypt(b"\xff\xfe" + token) works), and a blob of those
 // bytes alone is MALFORMED; neither fails the run.
 func TestBlobThatIsNotUTF8(t *testing.T) {
-	dsn := dbtest.SQLiteFile(t)
-	app := dbtest.OpenSQLite(t, dsn)
 	primary, old := testkeys.New(t), testkeys.New(t)
 	addr := startSidecar(t, primary, old, "127.0.0.1:0")
-	if _, err := app.Exec("CREATE TABLE totp (id INTEGER PRIMARY KEY, secret BLOB)"); err != nil {
-		t.Fatal(err)
-	}
-	for id, v := range map[int64]string{1: "\xff\xfe" + testkeys.Token(t, old, "s1", fixtureTS), 2: "\xff\xfe", 3: testkeys.Token(t, old, "s3", fixtureTS)} {
-		if _, err := app.Exec("INSERT INTO totp VALUES (?, ?)", id, []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dsn, app := totpTable(t, "BLOB", map[int64]any{
+		1: []byte("\xff\xfe" + testkeys.Token(t, old, "s1", fixtureTS)), 2: []byte("\xff\xfe"), 3: []byte(testkeys.Token(t, old, "s3", fixtureTS)),
+	})
 	code, stdout, stderr := runTool(t, t.TempDir(), 60*time.Second, "--dsn", dsn, "--table", "totp", "--column", "secret", "--sidecar", addr)
 	if code != exitRemaining || !strings.Contains(stdout, "re-encrypted                2\n") || !strings.Contains(stdout, "MALFORMED: ids 2\n") {
 		t.Errorf("exit %d, want %d, 2 rows re-encrypted and row 2 MALFORMED\n%s\n%s", code, exitRemaining, stdout, stderr)
