@@ -134,8 +134,8 @@ func mysqlConfig(dsn string) (*mysql.Config, error) {
 	// to fit, warns, and commits: the row is lost. Strict, the UPDATE
 	// fails and the batch rolls back. The driver sends the value as it
 	// is ("SET sql_mode = ..."), so this is SQL, keeping the server's
-	// other modes.
-	cfg.Params = map[string]string{"sql_mode": "CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')"}
+	// other modes (NULLIF: no leading comma when there are none).
+	cfg.Params = map[string]string{"sql_mode": "CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')"}
 	return cfg, nil
 }
 
