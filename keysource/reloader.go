@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,8 +179,10 @@ func (r *Reloader) reloadOnEvents(ctx context.Context, watcher *fsnotify.Watcher
 		select {
 		case <-ctx.Done():
 			return
-		case <-watcher.Events:
-			settle.Reset(settleTime)
+		case event := <-watcher.Events:
+			if aboutKeyFiles(event, files) {
+				settle.Reset(settleTime)
+			}
 		case err := <-watcher.Errors:
 			r.logger.Warn("watching key files", "error", err.Error())
 		case <-settle.C:
@@ -187,6 +190,21 @@ func (r *Reloader) reloadOnEvents(ctx context.Context, watcher *fsnotify.Watcher
 			watchFiles(watcher, files)
 		}
 	}
+}
+
+// aboutKeyFiles reports whether event may have changed a key file: it
+// names one, or is Kubernetes' swap of a mounted Secret, whose entries
+// (..data, ..data_tmp, ..2026_11_22_...) start with "..". Anything else in
+// the directories, a SQLite database beside the keys say, would otherwise
+// restart the settle time on every write and hold a key change back.
+func aboutKeyFiles(event fsnotify.Event, files []string) bool {
+	name := filepath.Clean(event.Name)
+	for _, file := range files {
+		if filepath.Clean(file) == name {
+			return true
+		}
+	}
+	return strings.HasPrefix(filepath.Base(name), "..")
 }
 
 func sameKeys(a, b *fernet.Keyring) bool {

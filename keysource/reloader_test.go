@@ -314,3 +314,47 @@ func TestStoppedWatchReloadsNothing(t *testing.T) {
 		t.Fatalf("%d loads after stop, primary %s; want the first load only", loads, r.Keyring().Primary().ID())
 	}
 }
+
+// TestWatchIgnoresOtherFilesInTheDirectory: a busy neighbour of the key
+// file (an app's SQLite database, written all the time) neither holds a
+// key change back nor causes reloads of its own.
+func TestWatchIgnoresOtherFilesInTheDirectory(t *testing.T) {
+	first, second := testkeys.New(t), testkeys.New(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key")
+	must(t, os.WriteFile(path, []byte(first.Encode()), 0o600))
+	r, logs := newReloaderForFile(t, path, nil)
+	watch(t, r)
+
+	// The neighbour is written more often than settleTime, until the test ends.
+	done := make(chan struct{})
+	busy := make(chan struct{})
+	go func() {
+		defer close(busy)
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(settleTime / 10):
+			}
+			if err := os.WriteFile(filepath.Join(dir, "app.db"), []byte{byte(i)}, 0o600); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(done); <-busy }()
+
+	time.Sleep(3 * settleTime)
+	must(t, os.WriteFile(path, []byte(second.Encode()), 0o600))
+	deadline := time.Now().Add(10 * settleTime)
+	for r.Keyring().Primary().ID() != second.ID() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the key change is not loaded %s after it, while another file in the directory is busy", 10*settleTime)
+		}
+		time.Sleep(settleTime / 10)
+	}
+	if unchanged := logs.events(t, "keys reloaded, unchanged"); len(unchanged) != 0 {
+		t.Errorf("%d reloads of unchanged keys: the other file's writes caused reloads", len(unchanged))
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -336,6 +337,25 @@ func (d *Database) textOf(v any, ct *sql.ColumnType) any {
 		return v
 	}
 	return string(b)
+}
+
+// token is the cell's value as the token to send to the sidecar. Bytes
+// are read as Python's Fernet reads a bytes token, whose base64 decoding
+// skips every byte outside its alphabet, non-ASCII included (the Python
+// client sends token.decode("ascii", "ignore")): the non-ASCII bytes are
+// dropped. Sent as they are, one byte that is not UTF-8 would fail every
+// batch call it is in, since a proto string must be UTF-8.
+func (c cell) token() string {
+	if !c.bytes {
+		return c.text
+	}
+	ascii := make([]byte, 0, len(c.text))
+	for i := 0; i < len(c.text); i++ {
+		if c.text[i] < utf8.RuneSelf {
+			ascii = append(ascii, c.text[i])
+		}
+	}
+	return string(ascii)
 }
 
 // arg is the value to pass for this cell's column in a query.

@@ -3,12 +3,14 @@ package rotation
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/fernet-sidecar/fernet-sidecar/fernet"
 	"github.com/fernet-sidecar/fernet-sidecar/reasons"
@@ -18,9 +20,8 @@ import (
 // fakeCrypter is the sidecar in process: the real engine, the sidecar's
 // reasons, and hooks to play the app between our read and our write.
 type fakeCrypter struct {
-	keyring *fernet.Keyring
-
-	mu sync.Mutex
+	mu      sync.Mutex
+	keyring *fernet.Keyring // setKeys replaces it: a reload
 	// beforeReEncrypt runs at the start of each ReEncrypt call, with the
 	// 1-based call number: the rows are read, not yet written.
 	beforeReEncrypt func(call int)
@@ -33,6 +34,19 @@ func newFake(primary *fernet.Key, old ...*fernet.Key) *fakeCrypter {
 	return &fakeCrypter{keyring: fernet.NewKeyring(primary, old...)}
 }
 
+// setKeys replaces the keys, as the sidecar's reload does.
+func (f *fakeCrypter) setKeys(primary *fernet.Key, old ...*fernet.Key) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keyring = fernet.NewKeyring(primary, old...)
+}
+
+func (f *fakeCrypter) ring() *fernet.Keyring {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.keyring
+}
+
 func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Encrypted, error) {
 	f.mu.Lock()
 	f.reencryptCalls++
@@ -41,13 +55,17 @@ func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Encrypted
 	if hook != nil {
 		hook(call)
 	}
+	if err := sendable(tokens); err != nil {
+		return nil, err
+	}
+	keyring := f.ring()
 	out := make([]Encrypted, len(tokens))
 	for i, tok := range tokens {
-		if tok == f.internal {
+		if f.internal != "" && tok == f.internal {
 			out[i] = Encrypted{Err: &ItemError{Reason: reasons.Internal, Message: "boom"}}
 			continue
 		}
-		re, err := f.keyring.ReEncrypt(tok)
+		re, err := keyring.ReEncrypt(tok)
 		if err != nil {
 			out[i] = Encrypted{Err: &ItemError{Reason: reasons.Of(err), Message: err.Error()}}
 			continue
@@ -58,9 +76,13 @@ func (f *fakeCrypter) ReEncrypt(_ context.Context, tokens []string) ([]Encrypted
 }
 
 func (f *fakeCrypter) Inspect(_ context.Context, tokens []string) ([]Inspected, error) {
+	if err := sendable(tokens); err != nil {
+		return nil, err
+	}
+	keyring := f.ring()
 	out := make([]Inspected, len(tokens))
 	for i, tok := range tokens {
-		d, err := f.keyring.Decrypt(tok)
+		d, err := keyring.Decrypt(tok)
 		if err != nil {
 			out[i] = Inspected{Err: &ItemError{Reason: reasons.Of(err), Message: err.Error()}}
 			continue
@@ -71,9 +93,10 @@ func (f *fakeCrypter) Inspect(_ context.Context, tokens []string) ([]Inspected, 
 }
 
 func (f *fakeCrypter) Encrypt(_ context.Context, plaintexts [][]byte) ([]Encrypted, error) {
+	keyring := f.ring()
 	out := make([]Encrypted, len(plaintexts))
 	for i, p := range plaintexts {
-		e, err := f.keyring.Encrypt(p)
+		e, err := keyring.Encrypt(p)
 		if err != nil {
 			return nil, err
 		}
@@ -82,9 +105,21 @@ func (f *fakeCrypter) Encrypt(_ context.Context, plaintexts [][]byte) ([]Encrypt
 	return out, nil
 }
 
+// sendable fails as the sidecar's transport does on a token that is not
+// UTF-8 (a proto string must be): the whole call, not the item.
+func sendable(tokens []string) error {
+	for _, tok := range tokens {
+		if !utf8.ValidString(tok) {
+			return errors.New("grpc: error while marshaling: string field contains invalid UTF-8")
+		}
+	}
+	return nil
+}
+
 func (f *fakeCrypter) Keys(context.Context) (Keys, error) {
-	k := Keys{Primary: f.keyring.Primary().ID()}
-	for _, old := range f.keyring.DecryptOnly() {
+	keyring := f.ring()
+	k := Keys{Primary: keyring.Primary().ID()}
+	for _, old := range keyring.DecryptOnly() {
 		k.DecryptOnly = append(k.DecryptOnly, old.ID())
 	}
 	return k, nil

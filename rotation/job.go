@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fernet-sidecar/fernet-sidecar/reasons"
 )
@@ -169,6 +170,17 @@ func (j *Job) run(ctx context.Context) (*Report, error) {
 		if err := j.verifyBefore(ctx, q, r); err != nil {
 			return r, err
 		}
+	}
+	// The keys were read once, at the start. Had the sidecar's primary
+	// changed since, the rows done before the change would be under a key
+	// that is no longer the primary, and the report's counts against the
+	// wrong one.
+	now, err := j.Crypter.Keys(ctx)
+	if err != nil {
+		return r, fmt.Errorf("sidecar status after the last batch: %w", err)
+	}
+	if now.Primary != keys.Primary {
+		r.NewPrimary = now.Primary
 	}
 	r.Complete = true
 	if j.checkpoints() {
@@ -522,7 +534,7 @@ func (j *Job) commit(ctx context.Context, q queries, writes []write, r *Report) 
 // Every row that needs no write is counted in r here; rows to be written
 // are counted once their write commits.
 func (j *Job) plan(ctx context.Context, rows []row, r *Report) ([]write, error) {
-	tokens, withToken := splitEmpty(rows, r)
+	tokens, withToken := tokensOf(rows, r, j.MaxIDs)
 	if len(tokens) == 0 {
 		return nil, nil
 	}
@@ -619,15 +631,24 @@ func (j *Job) reread(ctx context.Context, q queries, pk Value) (row, bool, error
 	return row{pk: pk, val: c}, true, nil
 }
 
-// splitEmpty counts the rows with no token (NULL or empty) in r, and
-// returns the others with their tokens.
-func splitEmpty(rows []row, r *Report) (tokens []string, withToken []row) {
+// tokensOf counts in r the rows with no token (NULL or empty) and those
+// whose text is not UTF-8, and returns the others with their tokens.
+func tokensOf(rows []row, r *Report, maxIDs int) (tokens []string, withToken []row) {
 	for _, row := range rows {
 		if row.val.null || row.val.text == "" {
 			r.Empty++
 			continue
 		}
-		tokens = append(tokens, row.val.text)
+		token := row.val.token()
+		if !utf8.ValidString(token) {
+			// Text that is not UTF-8 (SQLite keeps whatever it is given)
+			// cannot be sent: a proto string must be UTF-8, and one such
+			// item would fail every batch it is in. No app reads it as a
+			// token either: Python's sqlite3 cannot decode it.
+			r.Undecryptable.add(row.pk, reasons.Malformed, maxIDs)
+			continue
+		}
+		tokens = append(tokens, token)
 		withToken = append(withToken, row)
 	}
 	return tokens, withToken
@@ -648,7 +669,7 @@ func askSidecar[In, Out any](ctx context.Context, method string, call func(conte
 
 // inspect counts one batch for Check and DryRun, writing nothing.
 func (j *Job) inspect(ctx context.Context, rows []row, r *Report, mode Mode) error {
-	tokens, withToken := splitEmpty(rows, r)
+	tokens, withToken := tokensOf(rows, r, j.MaxIDs)
 	if len(tokens) == 0 {
 		return nil
 	}

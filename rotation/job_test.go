@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,6 +33,7 @@ func TestJob(t *testing.T) {
 		{"interrupt, checkpoint and resume", testInterruptResume},
 		{"text primary keys and --where", testTextKeysAndWhere},
 		{"bytes columns stay bytes", testBytesColumn},
+		{"bytes that are not UTF-8 are read as Python reads them", testNonUTF8Bytes},
 		{"check and dry run count and write nothing", testCheckAndDryRun},
 		{"INTERNAL from the sidecar stops the run before any write", testInternalStops},
 		{"a --pk that is not unique on its own is refused", testNonUniqueKey},
@@ -485,6 +487,45 @@ func testBytesColumn(t *testing.T, kind, dsn string) {
 	}
 }
 
+// testNonUTF8Bytes: Python's Fernet skips the bytes of a bytes token
+// outside the base64 alphabet, non-ASCII included, so a blob with stray
+// bytes before a token is that token. One such value must not fail every
+// batch it is in: it rotates, or is MALFORMED and left as it is.
+func testNonUTF8Bytes(t *testing.T, kind, dsn string) {
+	primary, old := testkeys.New(t), testkeys.New(t)
+	a := openApp(t, kind, dsn)
+	blob := map[string]string{SQLite: "BLOB", Postgres: "BYTEA", MySQL: "BLOB"}[kind]
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret " + blob + ")")
+	underPrimary := "\xff\xfe" + testkeys.Token(t, primary, "s2", baseTS)
+	a.insert("totp", []any{int64(1), int64(2), int64(3), int64(4)}, []any{
+		[]byte("\xff\xfe" + testkeys.Token(t, old, "s1", baseTS)), []byte(underPrimary), []byte("\xff\xfe"), []byte("\xe9garbage"),
+	})
+	wantMalformed := "3:MALFORMED 4:MALFORMED"
+	if kind == SQLite {
+		// SQLite text that is not UTF-8: no app reads it as a token.
+		a.exec("INSERT INTO totp VALUES (5, CAST(X'fffe' || ? AS TEXT))", testkeys.Token(t, old, "s5", baseTS))
+		wantMalformed = "5:MALFORMED " + wantMalformed // counted before the sidecar is asked
+	}
+	before := a.snapshot("totp")
+	for _, mode := range []Mode{Check, DryRun} {
+		r := run(t, &Job{DB: openJobDB(t, dsn, true), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", Mode: mode})
+		if r.ByKey[old.ID()] != 1 || r.ByKey[primary.ID()] != 1 || issueIDs(r.Undecryptable) != wantMalformed {
+			t.Errorf("%s: under old %d, under primary %d, undecryptable %s; want 1, 1, %s", mode, r.ByKey[old.ID()], r.ByKey[primary.ID()], issueIDs(r.Undecryptable), wantMalformed)
+		}
+	}
+	r := run(t, &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret"})
+	if r.Rewritten != 1 || r.Current != 1 || issueIDs(r.Undecryptable) != wantMalformed {
+		t.Errorf("rewritten %d current %d undecryptable %s, want 1 1 %s", r.Rewritten, r.Current, issueIDs(r.Undecryptable), wantMalformed)
+	}
+	wantUnder(t, primary, a.value("totp", "id", int64(1)), "s1", baseTS, "row 1")
+	after := a.snapshot("totp")
+	for id := int64(2); id <= int64(len(before)); id++ {
+		if after[id] != before[id] {
+			t.Errorf("row %d changed; a current or malformed row is left as it is", id)
+		}
+	}
+}
+
 func testCheckAndDryRun(t *testing.T, kind, dsn string) {
 	primary, old, old2, stranger := testkeys.New(t), testkeys.New(t), testkeys.New(t), testkeys.New(t)
 	a := openApp(t, kind, dsn)
@@ -711,5 +752,106 @@ func testRunLeavesJob(t *testing.T, kind, dsn string) {
 	}
 	if r.Rewritten != 1 || r.PlaintextEncrypted != 1 {
 		t.Errorf("rewritten %d, plaintext encrypted %d; want 1 and 1 (the defaults applied to the run)", r.Rewritten, r.PlaintextEncrypted)
+	}
+}
+
+// TestColumnTooShortForTokens: a column too short for the new tokens
+// fails the batch, which rolls back, with a message that says so and
+// quotes no value. MariaDB runs without strict mode, as a legacy server
+// may: it would cut the token to fit and commit, losing the row, unless
+// the job's connections make themselves strict.
+func TestColumnTooShortForTokens(t *testing.T) {
+	for kind, serverModes := range map[string][]string{Postgres: {""}, MySQL: {"", "NO_ENGINE_SUBSTITUTION"}} {
+		fresh := freshDatabases(t, kind)
+		for _, serverMode := range serverModes {
+			t.Run(kind+" sql_mode="+serverMode, func(t *testing.T) { testColumnTooShort(t, kind, fresh(t), serverMode) })
+		}
+	}
+}
+
+func testColumnTooShort(t *testing.T, kind, dsn, serverMode string) {
+	primary, old := testkeys.New(t), testkeys.New(t)
+	a := openApp(t, kind, dsn)
+	if kind == MySQL {
+		a.exec("SET GLOBAL sql_mode = ?", serverMode)
+	}
+	// django-otp's 40 hex digits encrypt to 140 characters.
+	a.exec("CREATE TABLE totp (id BIGINT PRIMARY KEY, secret VARCHAR(120))")
+	hexKey := "3132333435363738393031323334353637383930"
+	token := testkeys.Token(t, old, "s2", baseTS)
+	a.insert("totp", []any{int64(1), int64(2)}, []any{hexKey, token})
+	before := a.snapshot("totp")
+	db := openJobDB(t, dsn, false)
+	_, err := (&Job{DB: db, Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret",
+		LegacyPlaintext: TOTPHex, EncryptPlaintext: true}).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "too short for the new tokens: 140 characters needed") ||
+		strings.Contains(err.Error(), hexKey) || strings.Contains(err.Error(), token) {
+		t.Errorf("Run = %v, want the column called too short, 140 characters needed, and no value", err)
+	}
+	a.wantUnchanged("totp", before, "a batch with a token too long for its column was written")
+	if kind == MySQL {
+		var mode string
+		want := strings.Fields(serverMode + " STRICT_ALL_TABLES")
+		err := db.SQL.QueryRow("SELECT @@SESSION.sql_mode").Scan(&mode)
+		got := strings.Split(mode, ",")
+		slices.Sort(got)
+		slices.Sort(want)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("the job's sql_mode is %q (%v), want %v: STRICT_ALL_TABLES added to the server's modes", mode, err, want)
+		}
+	}
+}
+
+// TestPrimaryKeyChangedDuringTheRun: the sidecar's keys are read at the
+// start; a reload mid-run leaves the rows done before it under a key that
+// is no longer the primary. The run walks to the end but does not call
+// itself complete, and says to run again; the next run finishes the job.
+// A --check counted against the old primary is not complete either.
+func TestPrimaryKeyChangedDuringTheRun(t *testing.T) {
+	dsn := dbtest.SQLiteFile(t)
+	primary, old, newer := testkeys.New(t), testkeys.New(t), testkeys.New(t)
+	a := openApp(t, SQLite, dsn)
+	a.oldTable(old, 30)
+	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
+	sidecar := newFake(primary, old)
+	sidecar.beforeReEncrypt = func(call int) {
+		if call == 2 {
+			sidecar.setKeys(newer, primary, old)
+		}
+	}
+	job := func(mode Mode) *Job {
+		return &Job{DB: openJobDB(t, dsn, mode != Rotate), Crypter: sidecar, Table: "totp", PK: "id", Column: "secret", BatchSize: 10, Mode: mode, Checkpoint: cp}
+	}
+	r := run(t, job(Rotate))
+	var out strings.Builder
+	r.Write(&out)
+	if r.NewPrimary != newer.ID() || r.Rewritten != 30 || r.Remaining() != 0 ||
+		!strings.HasPrefix(out.String(), "rotated: NOT complete: the sidecar's primary key changed during the run, to "+newer.ID()+"; run again\n") {
+		t.Errorf("new primary %q, rewritten %d, remaining %d; want %s, 30, 0:\n%s", r.NewPrimary, r.Rewritten, r.Remaining(), newer.ID(), out.String())
+	}
+	if _, ok, err := cp.Load(); ok || err != nil {
+		t.Errorf("the checkpoint is still there (%v): the next run must walk the whole table", err)
+	}
+
+	sidecar.beforeReEncrypt = nil
+	r = run(t, job(Rotate))
+	if r.NewPrimary != "" || r.Rewritten != 10 || r.Current != 20 {
+		t.Errorf("the run after: new primary %q, rewritten %d, current %d; want none, 10 (the rows done before the reload), 20", r.NewPrimary, r.Rewritten, r.Current)
+	}
+	for id := int64(1); id <= 30; id++ {
+		wantUnder(t, newer, a.value("totp", "id", id), fmt.Sprint("secret-", id), baseTS+uint64(id), fmt.Sprint("row ", id))
+	}
+
+	// A check that finds every row under the primary key it started with,
+	// which a reload after its first batch demoted.
+	check := job(Check)
+	check.Progress = func(p Progress) {
+		if p.Done == 10 {
+			sidecar.setKeys(old, newer)
+		}
+	}
+	r = run(t, check)
+	if r.NewPrimary != old.ID() || r.Remaining() != 0 || r.ByKey[newer.ID()] != 30 {
+		t.Errorf("check: new primary %q, remaining %d, under %s %d; want %s, 0, 30", r.NewPrimary, r.Remaining(), newer.ID(), r.ByKey[newer.ID()], old.ID())
 	}
 }

@@ -130,6 +130,12 @@ func mysqlConfig(dsn string) (*mysql.Config, error) {
 			return nil, errors.New("invalid MySQL DSN: tls must be true, false, skip-verify or preferred")
 		}
 	}
+	// Without strict mode, a server cuts a token longer than the column
+	// to fit, warns, and commits: the row is lost. Strict, the UPDATE
+	// fails and the batch rolls back. The driver sends the value as it
+	// is ("SET sql_mode = ..."), so this is SQL, keeping the server's
+	// other modes (NULLIF: no leading comma when there are none).
+	cfg.Params = map[string]string{"sql_mode": "CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')"}
 	return cfg, nil
 }
 

@@ -37,8 +37,18 @@ func ParsePlaintextShape(s string) (PlaintextShape, error) {
 	return NoPlaintext, fmt.Errorf("legacy plaintext shape %q: want %s or %s", s, Base32, TOTPHex)
 }
 
-// matches reports whether v has the shape.
+// tokenPrefix is what every Fernet token starts with: version 0x80 and
+// the high bytes of its timestamp, in base64. client/python's _legacy.py
+// has the same rule.
+const tokenPrefix = "gAAAAA"
+
+// matches reports whether v has the shape. A value with a token's prefix
+// never does: a token cut short (by a column too narrow, say) can be made
+// only of base32 characters, and encrypting it as a secret would bury it.
 func (s PlaintextShape) matches(v string) bool {
+	if strings.HasPrefix(v, tokenPrefix) {
+		return false
+	}
 	switch s {
 	case Base32:
 		return looksLikeSecret(v)

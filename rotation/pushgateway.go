@@ -15,7 +15,7 @@ import (
 const (
 	StateRunning     = "running"
 	StateComplete    = "complete"    // every row is under the primary key
-	StateRemaining   = "remaining"   // the walk finished, but rows are left off the primary key
+	StateRemaining   = "remaining"   // the walk finished, but rows are left off the primary key, or it changed meanwhile
 	StateFailed      = "failed"      // an error stopped the run
 	StateInterrupted = "interrupted" // stopped on request; resumable
 )
@@ -119,7 +119,7 @@ func (p *Pushgateway) Finish(r *Report, err error) {
 		p.state = StateInterrupted
 	case err != nil:
 		p.state = StateFailed
-	case r.Remaining() > 0:
+	case r.Remaining() > 0, r.NewPrimary != "":
 		p.state = StateRemaining
 	default:
 		p.state = StateComplete

@@ -20,7 +20,12 @@ type Report struct {
 	LastPK Value
 	// Complete is true when the walk reached the end of the table.
 	Complete bool
-	Elapsed  time.Duration
+	// NewPrimary is the sidecar's primary key id after the walk, when it
+	// is not Keys.Primary: the sidecar's keys were reloaded during the
+	// run, so rows done before the reload are under a key that is no
+	// longer the primary, and only another run can say all are done.
+	NewPrimary string
+	Elapsed    time.Duration
 
 	// Scanned rows, each counted once under exactly one of the others
 	// (Conflicts aside, which counts events).
@@ -160,6 +165,9 @@ func (r *Report) Write(w io.Writer) {
 	state := "complete"
 	if stale := r.StaleCheckpoint(); stale > 0 {
 		state = fmt.Sprintf("complete, but %d rows before the checkpoint are under an old key", stale)
+	}
+	if r.NewPrimary != "" {
+		state = "NOT complete: the sidecar's primary key changed during the run, to " + r.NewPrimary + "; run again"
 	}
 	if !r.Complete {
 		state = "INCOMPLETE, stopped after primary key " + r.LastPK.String()

@@ -246,6 +246,9 @@ func TestPlaintextShapes(t *testing.T) {
 		{TOTPHex, "gAAAAABlfJ2-xyz", false},        // a token's start
 		{Base32, "JBSWY3DPEHPK3PXP", true},
 		{Base32, "3132333435363738393031323334353637383930", false}, // 0, 1, 8, 9 are not base32
+		{Base32, "gAAAAABrDeFnYDunPyrAzWfz", false},                 // a token cut short, base32 characters only
+		{Base32, "gAAAAABrDeFnYDun", false},
+		{Base32, "GAAAAABRDEFNYDUN", true}, // the prefix is a token's exactly
 		{NoPlaintext, "JBSWY3DPEHPK3PXP", false},
 	} {
 		if got := tc.shape.matches(tc.value); got != tc.want {

@@ -4,9 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Every write is conditional on the row still holding the value that was
@@ -38,6 +42,10 @@ func (q queries) writeAll(ctx context.Context, tx *sql.Tx, writes []write, pkNam
 		if err == errNotUnique {
 			return nil, fmt.Errorf("%s is not unique: a key matched several rows (the batch was rolled back)", pkName)
 		}
+		if tooLong(err) {
+			return nil, fmt.Errorf("the token column is too short for the new tokens: %d characters needed; widen it (the batch was rolled back): %w",
+				longestToken(chunk), err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("updating a batch (it was rolled back): %w", err)
 		}
@@ -51,6 +59,30 @@ func (q queries) writeAll(ctx context.Context, tx *sql.Tx, writes []write, pkNam
 }
 
 var errNotUnique = fmt.Errorf("primary key not unique")
+
+// tooLong reports whether err is the database refusing a value longer
+// than its column (SQLSTATE 22001, string data right truncation). The
+// databases' messages name the column or its type, never the value.
+func tooLong(err error) bool {
+	var my *mysql.MySQLError
+	var pg *pgconn.PgError
+	switch {
+	case errors.As(err, &my):
+		return string(my.SQLState[:]) == "22001"
+	case errors.As(err, &pg):
+		return pg.Code == "22001"
+	}
+	return false
+}
+
+// longestToken is the length of the longest new token in writes.
+func longestToken(writes []write) int {
+	n := 0
+	for _, w := range writes {
+		n = max(n, len(w.token))
+	}
+	return n
+}
 
 // writePostgres is one UPDATE ... FROM unnest(arrays): three parameters
 // whatever the batch size, and RETURNING names the rows it changed.

@@ -817,3 +817,146 @@ func TestRestoreAfterCheckpoint(t *testing.T) {
 	}
 	f.verify()
 }
+
+// totpTable makes a SQLite database whose table totp (id, secret of
+// secretType) holds rows, and returns its DSN and the app's connection.
+func totpTable(t *testing.T, secretType string, rows map[int64]any) (string, *sql.DB) {
+	t.Helper()
+	dsn := dbtest.SQLiteFile(t)
+	app := dbtest.OpenSQLite(t, dsn)
+	if _, err := app.Exec("CREATE TABLE totp (id INTEGER PRIMARY KEY, secret " + secretType + ")"); err != nil {
+		t.Fatal(err)
+	}
+	for id, v := range rows {
+		if _, err := app.Exec("INSERT INTO totp VALUES (?, ?)", id, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dsn, app
+}
+
+// TestPartialCheckWarns: a --check with --where or --shard sees only
+// those rows. It says so on stderr, since a row outside them still under
+// the old key would lock its user out once that key is retired; its exit
+// code stays what the rows it saw make it.
+func TestPartialCheckWarns(t *testing.T) {
+	primary, old := testkeys.New(t), testkeys.New(t)
+	addr := startSidecar(t, primary, old, "127.0.0.1:0")
+	// Row 1, outside --where "id > 1" and shard 0/2, is under the old key.
+	dsn, _ := totpTable(t, "TEXT", map[int64]any{
+		1: testkeys.Token(t, old, "s", fixtureTS), 2: testkeys.Token(t, primary, "s", fixtureTS), 3: testkeys.Token(t, primary, "s", fixtureTS),
+	})
+	common := []string{"--dsn", dsn, "--table", "totp", "--column", "secret", "--sidecar", addr, "--check"}
+	const warning = "cannot clear the old key's retirement; before retiring it, run --check without --where and --shard"
+	for _, tc := range []struct {
+		args  []string
+		code  int
+		warns string
+	}{
+		{[]string{"--where", "id > 1"}, exitOK, "covers only the rows within --where,"},
+		{[]string{"--shard", "0/2"}, exitOK, "covers only the rows within --shard 0/2,"},
+		{[]string{"--where", "id < 3", "--shard", "1/2"}, exitRemaining, "covers only the rows within --where and --shard 1/2,"},
+		{nil, exitRemaining, ""},
+	} {
+		code, stdout, stderr := runTool(t, t.TempDir(), 60*time.Second, append(common, tc.args...)...)
+		warned := strings.Contains(stderr, tc.warns) && strings.Contains(stderr, warning)
+		if code != tc.code || warned != (tc.warns != "") {
+			t.Errorf("--check %q: exit %d, want %d; warning %q wanted: %v\n%s\n%s", tc.args, code, tc.code, tc.warns, tc.warns != "", stdout, stderr)
+		}
+	}
+}
+
+// TestPrimaryKeyReloadedDuringTheRun: the real sidecar reloads its keys
+// file mid-run (fernetctl stopped meanwhile, so the reload lands between
+// two batches), and its primary changes. The run walks every row but
+// exits 3, saying the primary changed and to run again; the next run
+// exits 0 with every row under the new primary.
+func TestPrimaryKeyReloadedDuringTheRun(t *testing.T) {
+	primary, old, newer := testkeys.New(t), testkeys.New(t), testkeys.New(t)
+	keysFile := filepath.Join(t.TempDir(), "keys")
+	writeKeys := func(keys ...*fernet.Key) {
+		var list strings.Builder
+		for _, k := range keys {
+			list.WriteString(k.Encode() + "\n")
+		}
+		if err := os.WriteFile(keysFile, []byte(list.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeKeys(primary, old)
+	sidecar := sidecartest.Start(t, binary(t, "fernet-sidecar"), []string{"FERNET_SIDECAR_KEYS_FILE=" + keysFile},
+		"--addr", "127.0.0.1:0", "--metrics-addr", "", "--watch-keys=false")
+	const rows = 500
+	underOld := map[int64]any{}
+	for id := int64(1); id <= rows; id++ {
+		underOld[id] = testkeys.Token(t, old, "s", fixtureTS)
+	}
+	dsn, _ := totpTable(t, "TEXT", underOld)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state.json")
+	args := []string{"--dsn", dsn, "--table", "totp", "--column", "secret", "--sidecar", sidecar.Addr, "--state", state, "--batch-size", "10"}
+
+	tl := startTool(t, dir, args...)
+	for checkpointLastPK(state) < 100 {
+		select {
+		case <-tl.done:
+			t.Fatalf("ended before the reload:\n%s\n%s", &tl.stdout, &tl.stderr)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := tl.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	writeKeys(newer, primary, old)
+	if err := sidecar.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(sidecar.Log(), `"keys changed"`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sidecar did not reload its keys:\n%s", sidecar.Log())
+		}
+	}
+	if err := tl.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	code := tl.wait(t, 60*time.Second)
+	wantSaid := fmt.Sprintf("the sidecar's primary key changed during the run, from %s to %s", primary.ID(), newer.ID())
+	if code != exitRemaining || !strings.Contains(tl.stderr.String(), wantSaid) || !strings.Contains(tl.stderr.String(), "run the same command again") ||
+		!strings.HasPrefix(tl.stdout.String(), "rotated: NOT complete") {
+		t.Errorf("exit %d, want %d and %q\n%s\n%s", code, exitRemaining, wantSaid, &tl.stdout, &tl.stderr)
+	}
+
+	code, stdout, stderr := runTool(t, dir, 60*time.Second, args...)
+	if code != exitOK || !strings.HasPrefix(stdout, "rotated: complete\n") {
+		t.Errorf("the run after: exit %d, want %d\n%s\n%s", code, exitOK, stdout, stderr)
+	}
+	code, stdout, stderr = runTool(t, dir, 60*time.Second, append(args, "--check")...)
+	if want := fmt.Sprintf("under primary key %s  %d\n", newer.ID(), rows); code != exitOK || !strings.Contains(stdout, want) {
+		t.Errorf("--check: exit %d, want %d and %q\n%s\n%s", code, exitOK, want, stdout, stderr)
+	}
+}
+
+// TestBlobThatIsNotUTF8: through the real sidecar, a blob with stray
+// non-ASCII bytes before a token rotates, as Python's Fernet reads it
+// (Fernet(old).decrypt(b"\xff\xfe" + token) works), and a blob of those
+// bytes alone is MALFORMED; neither fails the run.
+func TestBlobThatIsNotUTF8(t *testing.T) {
+	primary, old := testkeys.New(t), testkeys.New(t)
+	addr := startSidecar(t, primary, old, "127.0.0.1:0")
+	dsn, app := totpTable(t, "BLOB", map[int64]any{
+		1: []byte("\xff\xfe" + testkeys.Token(t, old, "s1", fixtureTS)), 2: []byte("\xff\xfe"), 3: []byte(testkeys.Token(t, old, "s3", fixtureTS)),
+	})
+	code, stdout, stderr := runTool(t, t.TempDir(), 60*time.Second, "--dsn", dsn, "--table", "totp", "--column", "secret", "--sidecar", addr)
+	if code != exitRemaining || !strings.Contains(stdout, "re-encrypted                2\n") || !strings.Contains(stdout, "MALFORMED: ids 2\n") {
+		t.Errorf("exit %d, want %d, 2 rows re-encrypted and row 2 MALFORMED\n%s\n%s", code, exitRemaining, stdout, stderr)
+	}
+	for id, plaintext := range map[int64]string{1: "s1", 3: "s3"} {
+		var token []byte
+		if err := app.QueryRow("SELECT secret FROM totp WHERE id = ?", id).Scan(&token); err != nil {
+			t.Fatal(err)
+		}
+		if d, err := fernet.NewKeyring(primary).Decrypt(string(token)); err != nil || string(d.Plaintext) != plaintext {
+			t.Errorf("row %d: %v, want %q under the primary key", id, err, plaintext)
+		}
+	}
+}

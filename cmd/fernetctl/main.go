@@ -192,7 +192,26 @@ func reencrypt(cfg config, stdout, stderr io.Writer, signals <-chan os.Signal, t
 	if report != nil {
 		report.Write(stdout)
 	}
+	warnPartialCheck(cfg, mode, stderr)
 	return outcome(cfg, mode, report, err, ctx.Err() != nil, stderr)
+}
+
+// warnPartialCheck says that a --check limited by --where or --shard
+// cannot clear the old key's retirement: a row outside it still under the
+// old key would lock its user out once the key is gone.
+func warnPartialCheck(cfg config, mode rotation.Mode, stderr io.Writer) {
+	var limits []string
+	if strings.TrimSpace(cfg.where) != "" {
+		limits = append(limits, "--where")
+	}
+	if cfg.shard.Count > 1 {
+		limits = append(limits, "--shard "+cfg.shard.String())
+	}
+	if mode != rotation.Check || len(limits) == 0 {
+		return
+	}
+	fmt.Fprintf(stderr, "fernetctl: warning: this check covers only the rows within %s, so it cannot clear the old key's retirement; "+
+		"before retiring it, run --check without --where and --shard (docs/rotation.md, phase 4)\n", strings.Join(limits, " and "))
 }
 
 // mode is what --check and --dry-run ask for: a rotation without either.
@@ -292,11 +311,17 @@ func outcome(cfg config, mode rotation.Mode, report *rotation.Report, err error,
 			"(the database restored from a backup, the checkpoint copied from elsewhere, or an app instance still encrypting under an old key?). "+
 			"The checkpoint is gone, so running the same command again walks the whole table.\n", stale)
 	}
+	code := exitOK
 	if report.Remaining() > 0 {
 		fmt.Fprintf(stderr, "fernetctl: %d rows are not under the primary key %s (see the ids above)\n", report.Remaining(), report.Keys.Primary)
-		return exitRemaining
+		code = exitRemaining
 	}
-	return exitOK
+	if report.NewPrimary != "" {
+		fmt.Fprintf(stderr, "fernetctl: the sidecar's primary key changed during the run, from %s to %s, so this run cannot say that every row "+
+			"is under the primary key; run the same command again\n", report.Keys.Primary, report.NewPrimary)
+		code = exitRemaining
+	}
+	return code
 }
 
 // howToResume says, after a rotation that stopped, what running it again
