@@ -271,7 +271,8 @@ class EncryptedString(_Encrypted):
     """A str, stored as a token in a VARCHAR. ``length`` is the column's, so
     it must hold the token: a plaintext of n UTF-8 bytes makes a token of
     4 * ceil((73 + 16 * (n // 16)) / 3) characters (a 32-byte TOTP secret:
-    140)."""
+    140). Binding a value whose token is longer raises ValueError, rather
+    than leave it to the database (a non-strict MySQL cuts it)."""
 
     impl = String
     cache_ok = True

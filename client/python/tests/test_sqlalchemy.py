@@ -402,7 +402,7 @@ class Database:
                         read(session)
                     self.assertIn(where, str(caught.exception))
                     self.assertIn(caught.exception.reason, str(caught.exception))
-                    self.assertNotIn(stored, str(caught.exception))
+                    self.assertHoldsNone(caught.exception, [stored])
                 with self.engine.begin() as conn:
                     conn.execute(sa.text("DELETE FROM %s" % table))
 
@@ -532,6 +532,31 @@ class Database:
         with self.session() as session, self.assertRaisesRegex(RuntimeError, r"^device\.secret: the value could not be encrypted \(AttributeError\)") as caught:
             session.connection().execute(sa.insert(table), {"id": 1, "secret": 987654321, "note": "SECRET-2"})
         self.assertHoldsNone(caught.exception, ["SECRET", 987654321])
+
+    def test_a_token_longer_than_the_column_is_refused(self):
+        """EncryptedString(200) holds the token of 79 UTF-8 bytes (184
+        characters) but not that of 80 (204): writing it raises ValueError
+        naming the column, not the value, and writes nothing, whatever the
+        database does with a value too long (MySQL may cut it)."""
+        fits, too_long = "SECRET-" + "x" * 72, "SECRET-" + "x" * 73
+        table = self.Device.__table__
+        writes = [
+            ("flush", lambda s, value: (s.add(self.Device(id=1, secret=value)), s.flush())),
+            ("core insert", lambda s, value: s.connection().execute(sa.insert(table), {"id": 1, "secret": value})),
+        ]
+        for name, write in writes:
+            with self.subTest(name):
+                with self.session() as session:
+                    with self.assertRaisesRegex(ValueError, r"^device\.secret: the token of this value is 204 characters long, longer than the column's 200") as caught:
+                        write(session, too_long)
+                    self.assertHoldsNone(caught.exception, ["SECRET"])
+                self.assertEqual(self.stored("device", "secret"), [])
+                with self.session() as session:
+                    write(session, fits)
+                    session.commit()
+                self.assertEqual([len(token) for token in self.stored("device", "secret")], [184])
+                with self.engine.begin() as conn:
+                    conn.execute(sa.text("DELETE FROM device"))
 
     def test_ttl(self):
         self.insert_raw("strict", id=1, secret=self.primary.encrypt_at_time(b"old", int(time.time()) - 7200).decode())
