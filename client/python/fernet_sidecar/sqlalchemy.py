@@ -656,7 +656,8 @@ def _stores_token(value, binds_take_column_type):
 def _refuse_sql_expressions(conn, clauseelement, multiparams, params, execution_options):
     """Refuses an INSERT or UPDATE, Core or ORM, that gives an encrypted
     column an SQL expression (values(secret=func.lower(...)),
-    values(secret=Other.name), from_select() of a plain column): the
+    values(secret=Other.name), from_select() of a plain column, an upsert's
+    SET): the
     database would store it unencrypted, and process_bind_param never
     sees it."""
     if not isinstance(clauseelement, dml.ValuesBase):
@@ -669,6 +670,10 @@ def _refuse_sql_expressions(conn, clauseelement, multiparams, params, execution_
             given.extend((key, value, False) for key, value in pairs)
     if isinstance(stmt, dml.Insert) and stmt.select is not None:
         given.extend((key, value, False) for key, value in zip(stmt._select_names, stmt.select.selected_columns))
+    # ON CONFLICT DO UPDATE SET (PostgreSQL, SQLite), ON DUPLICATE KEY UPDATE (MySQL)
+    upsert = getattr(stmt, "_post_values_clause", None)
+    upsert_values = getattr(upsert, "update_values_to_set", None) or getattr(upsert, "update", {}).items()
+    given.extend((key, value, True) for key, value in upsert_values)
     for key, value, binds_take_column_type in given:
         coltype = _column_type(stmt.table, key)
         if isinstance(coltype, _Encrypted) and not _stores_token(value, binds_take_column_type):

@@ -15,6 +15,7 @@ from . import env
 try:
     import sqlalchemy as sa
     from sqlalchemy import orm
+    from sqlalchemy.dialects import postgresql, sqlite
 except ImportError:  # pragma: no cover - the Go test checks for it first
     sa = None
 
@@ -438,6 +439,11 @@ class Database:
             ("from_select", sa.insert(table).from_select(["id", "note"], sa.select(table.c.id + 10, table.c.name))),
             ("from_select bind", sa.insert(table).from_select(["id", "note"], sa.select(table.c.id + 10, sa.literal("SECRET-SEL")))),
         ]
+        upsert = (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(table).values(id=1, secret="fine")
+        core += [
+            ("upsert function", upsert.on_conflict_do_update(index_elements=["id"], set_={"note": sa.func.lower("SECRET-FN")})),
+            ("upsert column", upsert.on_conflict_do_update(index_elements=["id"], set_={"secret": upsert.excluded.name})),
+        ]
         refused = r"^device\.(secret|note) is encrypted: it takes a value, not an SQL expression"
         for name, stmt in core:
             with self.subTest(name), self.engine.begin() as conn, self.assertRaisesRegex(TypeError, refused) as caught:
@@ -473,6 +479,8 @@ class Database:
             conn.execute(sa.insert(table).values([{"id": 4, "secret": "four"}, (5, None, "five", "note five")]))
             conn.execute(sa.update(table).where(table.c.id == 5).values(note=None, blob=sa.null()))
             conn.execute(sa.insert(table).from_select(["id", "note"], sa.select(table.c.id + 10, table.c.secret.label("s")).where(table.c.id < 3)))
+            upsert = (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(table).values(id=4, secret="FOUR", note="note four")
+            conn.execute(upsert.on_conflict_do_update(index_elements=["id"], set_={"secret": upsert.excluded.secret, "note": "NOTE FOUR"}))
         with self.session() as session:
             session.bulk_insert_mappings(Device, [{"id": 6, "secret": "six"}, {"id": 7, "secret": "seven"}])
             session.bulk_update_mappings(Device, [{"id": 7, "note": "note seven"}])
@@ -486,7 +494,7 @@ class Database:
                 1: ("one", "note one", None),
                 2: ("two", None, None),
                 3: ("three", None, None),
-                4: ("four", None, None),
+                4: ("FOUR", "NOTE FOUR", None),
                 5: ("five", None, None),
                 6: ("six", "six", b"six"),
                 7: ("SEVEN", "note seven", None),
