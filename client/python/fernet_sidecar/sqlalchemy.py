@@ -657,12 +657,14 @@ def _refuse_sql_expressions(conn, clauseelement, multiparams, params, execution_
     """Refuses an INSERT or UPDATE, Core or ORM, that gives an encrypted
     column an SQL expression (values(secret=func.lower(...)),
     values(secret=Other.name), from_select() of a plain column, an upsert's
-    SET): the
-    database would store it unencrypted, and process_bind_param never
-    sees it."""
+    SET): the database would store it unencrypted, and process_bind_param
+    never sees it. Every Engine's, so the ORM's statements and its flush's
+    too."""
     if not isinstance(clauseelement, dml.ValuesBase):
         return
     stmt = clauseelement
+    # SQLAlchemy has no public view of what a statement writes; these are
+    # its attributes in 1.4 and 2.0, and a missing one fails loudly.
     given = [(key, value, True) for key, value in list((stmt._values or {}).items()) + list(stmt._ordered_values or ())]
     for rows in stmt._multi_values:
         for row in rows:
