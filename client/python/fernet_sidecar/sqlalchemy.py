@@ -664,7 +664,8 @@ def _refuse_sql_expressions(conn, clauseelement, multiparams, params, execution_
         return
     stmt = clauseelement
     # SQLAlchemy has no public view of what a statement writes; these are
-    # its attributes in 1.4 and 2.0, and a missing one fails loudly.
+    # its attributes in 1.4 and 2.0 (all but the upsert's, which only some
+    # dialects' inserts have, fail loudly if they go).
     given = [(key, value, True) for key, value in list((stmt._values or {}).items()) + list(stmt._ordered_values or ())]
     for rows in stmt._multi_values:
         for row in rows:
