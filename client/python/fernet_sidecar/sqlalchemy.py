@@ -32,9 +32,11 @@ import contextvars
 import weakref
 
 from sqlalchemy import Column, LargeBinary, String, Text, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DontWrapMixin
 from sqlalchemy.orm import Mapper, Session, attributes
-from sqlalchemy.sql import elements, operators
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.sql import dml, elements, operators
+from sqlalchemy.types import NullType, TypeDecorator
 
 from . import _errors
 from ._legacy import check_shape, looks_like
@@ -98,11 +100,42 @@ class _Encrypted(TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is None:
             return None
+        # SQLAlchemy wraps what this raises in a StatementError whose
+        # message holds the statement's parameters, the plaintexts, unless
+        # its class has DontWrapMixin.
+        try:
+            return self._store(self._token(value))
+        except _errors.SidecarError as err:
+            raise _unwrapped(err, self.column_name) from err
+        except Exception as err:
+            if isinstance(err, DontWrapMixin):
+                raise
+            failed = type(err).__name__
+        # Out of the except clause, so as not to chain err, whose message
+        # may quote the value (a value of the wrong type).
+        raise _EncryptionFailed("%s: the value could not be encrypted (%s)" % (self.column_name or "an encrypted column", failed))
+
+    def _token(self, value):
+        if _is_sql(value):
+            raise self.refuse_expression()
         made = _flush_tokens.get()
         token = made.pop(self, value) if made is not None else None
         if token is None:
             token = self.client().encrypt(self._to_bytes(value))
-        return self._store(token)
+        length = getattr(self.impl, "length", None)
+        if length is not None and len(token) > length:
+            raise _TokenTooLong(
+                "%s: the token of this value is %d characters long, longer than the column's %d; "
+                "make the column longer (see EncryptedString)" % (self.column_name or "an encrypted column", len(token), length)
+            )
+        return token
+
+    def refuse_expression(self):
+        """The error for an SQL expression given as this column's value."""
+        return _SQLExpressionRefused(
+            "%s is encrypted: it takes a value, not an SQL expression, which the database "
+            "would store unencrypted." % (self.column_name or "an encrypted column")
+        )
 
     def process_result_value(self, value, dialect):
         if value is None:
@@ -150,7 +183,7 @@ class _Encrypted(TypeDecorator):
     def client(self):
         fernet = self.fernet if self.fernet is not None else _default_fernet
         if fernet is None:
-            raise RuntimeError(
+            raise _NoClient(
                 "no Fernet client for this encrypted column: pass fernet= to the type, "
                 "call fernet_sidecar.sqlalchemy.configure(), or use the Flask extension"
             )
@@ -192,11 +225,54 @@ def _located(err, column_name, pk=None):
 _NULL_TESTS = (operators.is_, operators.is_not, operators.eq, operators.ne)
 
 
+# -- errors SQLAlchemy raises as they are -------------------------------------
+#
+# An exception raised while a statement runs (by process_bind_param) becomes
+# a StatementError whose message lists the statement's parameters, so the
+# plaintexts of its encrypted columns, unless its class has DontWrapMixin.
+# These are the package's errors with it: except SidecarError,
+# SidecarUnavailable, TypeError, ValueError and RuntimeError
+# catch them as before.
+
+
+class _SidecarError(_errors.SidecarError, DontWrapMixin):
+    pass
+
+
+class _SidecarUnavailable(_errors.SidecarUnavailable, DontWrapMixin):
+    pass
+
+
+class _SQLExpressionRefused(TypeError, DontWrapMixin):
+    pass
+
+
+class _TokenTooLong(ValueError, DontWrapMixin):
+    pass
+
+
+class _EncryptionFailed(RuntimeError, DontWrapMixin):
+    pass
+
+
+class _NoClient(RuntimeError, DontWrapMixin):
+    pass
+
+
+def _unwrapped(err, column_name):
+    """err, a SidecarError raised when a value of column_name was bound, as
+    one SQLAlchemy does not wrap, naming the column."""
+    message = "%s: %s" % (column_name or "an encrypted column", err.message)
+    unwrapped = _SidecarUnavailable if isinstance(err, _errors.SidecarUnavailable) else _SidecarError
+    return unwrapped(message, err.code, err.reason)
+
+
 class EncryptedString(_Encrypted):
     """A str, stored as a token in a VARCHAR. ``length`` is the column's, so
     it must hold the token: a plaintext of n UTF-8 bytes makes a token of
     4 * ceil((73 + 16 * (n // 16)) / 3) characters (a 32-byte TOTP secret:
-    140)."""
+    140). Binding a value whose token is longer raises ValueError, rather
+    than leave it to the database (a non-strict MySQL cuts it)."""
 
     impl = String
     cache_ok = True
@@ -310,6 +386,10 @@ def _encrypt_before_flush(session, flush_context, instances):
                 continue
             value = state.dict[key]
             if value is None or (state.key is not None and not attributes.get_history(obj, key).added):
+                continue
+            if _is_sql(value):  # the flush writes it as SQL
+                if not _stores_token(value, binds_take_column_type=True):
+                    raise coltype.refuse_expression()
                 continue
             pending.setdefault(coltype, []).append(value)
     _flush_tokens.set(None)
@@ -545,3 +625,69 @@ def _encrypted_columns(mapper):
         )
         _columns_of[mapper] = found
     return found
+
+
+# -- SQL expressions --------------------------------------------------------
+
+
+def _is_sql(value):
+    return isinstance(value, elements.ClauseElement) or hasattr(value, "__clause_element__")
+
+
+def _stores_token(value, binds_take_column_type):
+    """Whether value, given to an encrypted column in an INSERT or UPDATE,
+    stores a token or NULL: a Python value or a bound parameter, which
+    process_bind_param encrypts, NULL, or an encrypted column, whose token
+    is copied. Any other SQL expression would store what it yields, in
+    the clear. A bound parameter of no type takes the column's where
+    binds_take_column_type (values() of one row)."""
+    if hasattr(value, "__clause_element__"):
+        value = value.__clause_element__()
+    if not isinstance(value, elements.ClauseElement) or isinstance(value, elements.Null):
+        return True
+    if isinstance(value, elements.Label):
+        value = value.element
+    if isinstance(value, elements.BindParameter):
+        return isinstance(value.type, _Encrypted) or (binds_take_column_type and isinstance(value.type, NullType))
+    return isinstance(value, Column) and isinstance(value.type, _Encrypted)
+
+
+@event.listens_for(Engine, "before_execute")
+def _refuse_sql_expressions(conn, clauseelement, multiparams, params, execution_options):
+    """Refuses an INSERT or UPDATE, Core or ORM, that gives an encrypted
+    column an SQL expression (values(secret=func.lower(...)),
+    values(secret=Other.name), from_select() of a plain column, an upsert's
+    SET): the database would store it unencrypted, and process_bind_param
+    never sees it. Every Engine's, so the ORM's statements and its flush's
+    too."""
+    if not isinstance(clauseelement, dml.ValuesBase):
+        return
+    stmt = clauseelement
+    # SQLAlchemy has no public view of what a statement writes; these are
+    # its attributes in 1.4 and 2.0 (all but the upsert's, which only some
+    # dialects' inserts have, fail loudly if they go).
+    given = [(key, value, True) for key, value in list((stmt._values or {}).items()) + list(stmt._ordered_values or ())]
+    for rows in stmt._multi_values:
+        for row in rows:
+            pairs = row.items() if isinstance(row, dict) else zip(stmt.table.c, row)
+            given.extend((key, value, False) for key, value in pairs)
+    if isinstance(stmt, dml.Insert) and stmt.select is not None:
+        given.extend((key, value, False) for key, value in zip(stmt._select_names, stmt.select.selected_columns))
+    # ON CONFLICT DO UPDATE SET (PostgreSQL, SQLite), ON DUPLICATE KEY UPDATE (MySQL)
+    upsert = getattr(stmt, "_post_values_clause", None)
+    upsert_values = getattr(upsert, "update_values_to_set", None) or getattr(upsert, "update", {}).items()
+    given.extend((key, value, True) for key, value in upsert_values)
+    for key, value, binds_take_column_type in given:
+        coltype = _column_type(stmt.table, key)
+        if isinstance(coltype, _Encrypted) and not _stores_token(value, binds_take_column_type):
+            raise coltype.refuse_expression()
+
+
+def _column_type(table, key):
+    """The type of the column a statement's key (a column or its name) names."""
+    if hasattr(key, "__clause_element__"):
+        key = key.__clause_element__()
+    if isinstance(key, str):
+        column = table.c.get(key) if hasattr(table, "c") else None
+        return column.type if column is not None else None
+    return getattr(key, "type", None)

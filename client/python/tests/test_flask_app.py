@@ -162,6 +162,26 @@ class ExtensionTest(Setup, unittest.TestCase):
         got = down.test_client().post("/secrets", data=b"x")
         self.assertEqual((got.status_code, got.get_json()), (503, {"error": "encryption service unavailable"}))
 
+    def test_a_write_with_the_sidecar_down_is_a_503(self):
+        """A Core INSERT binds its values one by one: with the sidecar down
+        it raises SidecarUnavailable itself, which the error handler turns
+        into a 503, not SQLAlchemy's StatementError, a 500 whose message
+        lists the plaintexts."""
+        from examples.flask_app import Device, db
+
+        down = self.make_app(FERNET_SIDECAR_TARGET=closed_port_target(), FERNET_SIDECAR_OPTIONS={"max_attempts": 1})
+
+        @down.route("/devices/bulk", methods=["POST"])
+        def bulk():
+            db.session.execute(sa.insert(Device), [{"name": "d%d" % i, "secret": secret} for i, secret in enumerate(flask.request.json)])
+            db.session.commit()
+            return {}
+
+        secrets = ["SECRETONESECRETONE", "SECRETTWOSECRETTWO"]
+        got = down.test_client().post("/devices/bulk", json=secrets)
+        self.assertEqual((got.status_code, got.get_json()), (503, {"error": "encryption service unavailable"}))
+        self.assertEqual(self.raw(down, "SELECT COUNT(*) FROM device"), [(0,)])
+
     def test_no_error_handlers_unless_configured(self):
         app = self.make_app(FERNET_SIDECAR_ERROR_HANDLERS=False)
         with self.assertRaises(InvalidToken):

@@ -7,7 +7,7 @@ import unittest
 
 from cryptography.fernet import Fernet
 
-from fernet_sidecar import InProcessFernet, InvalidToken, SidecarFernet
+from fernet_sidecar import InProcessFernet, InvalidToken, SidecarError, SidecarFernet, SidecarUnavailable
 from fernet_sidecar import sqlalchemy as fs
 
 from . import env
@@ -15,6 +15,7 @@ from . import env
 try:
     import sqlalchemy as sa
     from sqlalchemy import orm
+    from sqlalchemy.dialects import postgresql, sqlite
 except ImportError:  # pragma: no cover - the Go test checks for it first
     sa = None
 
@@ -402,9 +403,169 @@ class Database:
                         read(session)
                     self.assertIn(where, str(caught.exception))
                     self.assertIn(caught.exception.reason, str(caught.exception))
-                    self.assertNotIn(stored, str(caught.exception))
+                    self.assertHoldsNone(caught.exception, [stored])
                 with self.engine.begin() as conn:
                     conn.execute(sa.text("DELETE FROM %s" % table))
+
+    def assertHoldsNone(self, exc, secrets):
+        """Neither exc nor any exception it chains holds one of secrets."""
+        todo, seen = [exc], set()
+        while todo:
+            exc = todo.pop()
+            if exc is None or id(exc) in seen:
+                continue
+            seen.add(id(exc))
+            for text in (str(exc), repr(exc), repr(exc.args)):
+                for secret in secrets:
+                    self.assertNotIn(str(secret), text)
+            todo += [exc.__cause__, exc.__context__]
+
+    def test_sql_expressions_are_refused(self):
+        """An SQL expression given to an encrypted column would be stored as
+        the database computes it, unencrypted: every way of writing one
+        raises TypeError naming the column, and writes nothing."""
+        self.add_devices(2)
+        Device, table = self.Device, self.Device.__table__
+        before = self.stored("device", "secret"), self.stored("device", "note")
+        core = [
+            ("update column", sa.update(table).values(secret=table.c.name)),
+            ("update function", sa.update(table).values(note=sa.func.lower("SECRET-FN"))),
+            ("update typed literal", sa.update(table).values(secret=sa.literal("SECRET-LIT"))),
+            ("update subquery", sa.update(table).values(note=sa.select(table.c.name).where(table.c.id == 1).scalar_subquery())),
+            ("ordered_values", sa.update(table).ordered_values((table.c.note, sa.func.upper(table.c.name)))),
+            ("insert cast", sa.insert(table).values(id=9, secret=sa.cast("SECRET-CAST", sa.String))),
+            ("insert rows", sa.insert(table).values([{"id": 9, "secret": "fine"}, {"id": 10, "secret": table.c.name}])),
+            ("insert row of an untyped bind", sa.insert(table).values([{"id": 9, "note": "fine"}, {"id": 10, "note": sa.bindparam("n")}])),
+            ("from_select", sa.insert(table).from_select(["id", "note"], sa.select(table.c.id + 10, table.c.name))),
+            ("from_select bind", sa.insert(table).from_select(["id", "note"], sa.select(table.c.id + 10, sa.literal("SECRET-SEL")))),
+        ]
+        upsert = (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(table).values(id=1, secret="fine")
+        core += [
+            ("upsert function", upsert.on_conflict_do_update(index_elements=["id"], set_={"note": sa.func.lower("SECRET-FN")})),
+            ("upsert column", upsert.on_conflict_do_update(index_elements=["id"], set_={"secret": upsert.excluded.name})),
+        ]
+        refused = r"^device\.(secret|note) is encrypted: it takes a value, not an SQL expression"
+        for name, stmt in core:
+            with self.subTest(name), self.engine.begin() as conn, self.assertRaisesRegex(TypeError, refused) as caught:
+                conn.execute(stmt, {"n": "SECRET-BIND"}) if "bind" in name else conn.execute(stmt)
+            self.assertHoldsNone(caught.exception, ["SECRET"])
+        orm_writes = [
+            # (An ORM UPDATE of an encrypted column needs synchronize_session=False.)
+            ("ORM update", lambda s: s.execute(sa.update(Device).values(secret=Device.name).execution_options(synchronize_session=False))),
+            ("ORM update function", lambda s: s.execute(sa.update(Device).values(note=sa.func.lower("SECRET-FN")).execution_options(synchronize_session=False))),
+            ("legacy Query.update", lambda s: s.query(Device).update({"note": Device.name}, synchronize_session=False)),
+            ("ORM insert", lambda s: s.execute(sa.insert(Device).values(id=9, note=sa.func.lower("SECRET-FN")))),
+            ("attribute", lambda s: setattr(s.get(Device, 1), "secret", Device.name)),
+            ("new object", lambda s: s.add(Device(id=9, note=sa.func.lower("SECRET-FN")))),
+            ("bulk_update_mappings", lambda s: s.bulk_update_mappings(Device, [{"id": 1, "note": sa.func.lower("SECRET-FN")}])),
+            ("executemany parameter", lambda s: s.connection().execute(sa.insert(table), [{"id": 9, "secret": "x"}, {"id": 10, "secret": Device.name}])),
+        ]
+        for name, write in orm_writes:
+            with self.subTest(name), self.session() as session:
+                with self.assertRaisesRegex(TypeError, refused) as caught:
+                    write(session)
+                    session.commit()
+                self.assertHoldsNone(caught.exception, ["SECRET"])
+        self.assertEqual((self.stored("device", "secret"), self.stored("device", "note")), before)
+
+    def test_values_tokens_and_null_are_written(self):
+        """What the refusal of SQL expressions lets through: values (bound
+        and encrypted, one by one or many at once), NULL, and the tokens of
+        encrypted columns, copied as they are."""
+        Device, table = self.Device, self.Device.__table__
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(table).values(id=1, secret="one", note=sa.bindparam("n")), {"n": "note one"})
+            conn.execute(sa.insert(table), [{"id": 2, "secret": "two"}, {"id": 3, "secret": "three"}])
+            conn.execute(sa.insert(table).values([{"id": 4, "secret": "four"}, (5, None, "five", "note five")]))
+            conn.execute(sa.update(table).where(table.c.id == 5).values(note=None, blob=sa.null()))
+            conn.execute(sa.insert(table).from_select(["id", "note"], sa.select(table.c.id + 10, table.c.secret.label("s")).where(table.c.id < 3)))
+            upsert = (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(table).values(id=4, secret="FOUR", note="note four")
+            conn.execute(upsert.on_conflict_do_update(index_elements=["id"], set_={"secret": upsert.excluded.secret, "note": "NOTE FOUR"}))
+        with self.session() as session:
+            session.bulk_insert_mappings(Device, [{"id": 6, "secret": "six"}, {"id": 7, "secret": "seven"}])
+            session.bulk_update_mappings(Device, [{"id": 7, "note": "note seven"}])
+            session.execute(sa.update(Device).where(Device.id == 6).values(note=Device.secret, blob=b"six").execution_options(synchronize_session=False))
+            session.execute(sa.update(Device).where(Device.id == 7).values(secret="SEVEN").execution_options(synchronize_session=False))
+            session.commit()
+        got = {row.id: (row.secret, row.note, row.blob) for row in self.session().execute(sa.select(table))}
+        self.assertEqual(
+            got,
+            {
+                1: ("one", "note one", None),
+                2: ("two", None, None),
+                3: ("three", None, None),
+                4: ("FOUR", "NOTE FOUR", None),
+                5: ("five", None, None),
+                6: ("six", "six", b"six"),
+                7: ("SEVEN", "note seven", None),
+                11: (None, "one", None),
+                12: (None, "two", None),
+            },
+        )
+        for token in self.stored("device", "secret") + self.stored("device", "note"):
+            if token is not None:
+                self.primary.decrypt(token.encode())  # a token, not the value
+
+    def test_bind_errors_hold_no_values(self):
+        """A value that cannot be encrypted raises the package's error as it
+        is, naming the column, not SQLAlchemy's StatementError, whose
+        message would list the statement's plaintexts."""
+        Device, table = self.Device, self.Device.__table__
+        down = SidecarFernet("unix://%s/absent.sock" % env.get("UNIX_TARGET")[len("unix://"):].rsplit("/", 1)[0], timeout=2, max_attempts=1)
+        self.addCleanup(down.close)
+        big = "SECRET-BIG" * (int(env.get("MAX_PLAINTEXT")) // 10 + 1)
+        # A sidecar whatever this class's backend, for its limit.
+        limited = SidecarFernet(env.get("TCP_TARGET"), timeout=10)
+        self.addCleanup(limited.close)
+        writes = [  # each writes the values one and two
+            ("core insert", lambda s, one, two: s.connection().execute(sa.insert(table), {"id": 1, "secret": one, "note": two})),
+            ("executemany", lambda s, one, two: s.connection().execute(sa.insert(table), [{"id": 1, "secret": one}, {"id": 2, "secret": two}])),
+            ("bulk_insert_mappings", lambda s, one, two: s.bulk_insert_mappings(Device, [{"id": 1, "secret": one, "note": two}])),
+            ("ORM update", lambda s, one, two: s.execute(sa.update(Device).values(secret=one, note=two).execution_options(synchronize_session=False))),
+            ("flush", lambda s, one, two: (s.add(Device(id=1, secret=one, note=two)), s.flush())),
+        ]
+        real_client = self.client.client
+        self.addCleanup(setattr, self.client, "client", real_client)
+        for client, error, reason, one in [(down, SidecarUnavailable, None, "SECRET-1"), (limited, SidecarError, "PLAINTEXT_TOO_LARGE", big)]:
+            self.client.client = client
+            for name, write in writes:
+                with self.subTest(name, reason=reason), self.session() as session:
+                    with self.assertRaises(error) as caught:
+                        write(session, one, "SECRET-2")
+                    self.assertNotIsInstance(caught.exception, sa.exc.StatementError)
+                    self.assertEqual(caught.exception.reason, reason)
+                    self.assertHoldsNone(caught.exception, ["SECRET"])
+                    if name != "flush":  # the flush encrypts all its values in one call, before any statement
+                        self.assertRegex(str(caught.exception), r"^device\.(secret|note): ")
+        self.client.client = real_client
+        with self.session() as session, self.assertRaisesRegex(RuntimeError, r"^device\.secret: the value could not be encrypted \(AttributeError\)") as caught:
+            session.connection().execute(sa.insert(table), {"id": 1, "secret": 987654321, "note": "SECRET-2"})
+        self.assertHoldsNone(caught.exception, ["SECRET", 987654321])
+
+    def test_a_token_longer_than_the_column_is_refused(self):
+        """EncryptedString(200) holds the token of 79 UTF-8 bytes (184
+        characters) but not that of 80 (204): writing it raises ValueError
+        naming the column, not the value, and writes nothing, whatever the
+        database does with a value too long (MySQL may cut it)."""
+        fits, too_long = "SECRET-" + "x" * 72, "SECRET-" + "x" * 73
+        table = self.Device.__table__
+        writes = [
+            ("flush", lambda s, value: (s.add(self.Device(id=1, secret=value)), s.flush())),
+            ("core insert", lambda s, value: s.connection().execute(sa.insert(table), {"id": 1, "secret": value})),
+        ]
+        for name, write in writes:
+            with self.subTest(name):
+                with self.session() as session:
+                    with self.assertRaisesRegex(ValueError, r"^device\.secret: the token of this value is 204 characters long, longer than the column's 200") as caught:
+                        write(session, too_long)
+                    self.assertHoldsNone(caught.exception, ["SECRET"])
+                self.assertEqual(self.stored("device", "secret"), [])
+                with self.session() as session:
+                    write(session, fits)
+                    session.commit()
+                self.assertEqual([len(token) for token in self.stored("device", "secret")], [184])
+                with self.engine.begin() as conn:
+                    conn.execute(sa.text("DELETE FROM device"))
 
     def test_ttl(self):
         self.insert_raw("strict", id=1, secret=self.primary.encrypt_at_time(b"old", int(time.time()) - 7200).decode())
