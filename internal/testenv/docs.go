@@ -94,7 +94,7 @@ func TOTPOnlyProfile(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile("(?m)^fernet-sidecar --allow-methods (\\S+)$").FindSubmatch(content)
+	m := regexp.MustCompile(`(?m)^fernet-sidecar --allow-methods (\S+)$`).FindSubmatch(content)
 	if m == nil {
 		t.Fatal("docs/totp.md gives no `fernet-sidecar --allow-methods ...` line")
 	}
