@@ -28,6 +28,8 @@ type fakeCrypter struct {
 	reencryptCalls  int
 	// internal makes the item with this token fail with INTERNAL.
 	internal string
+	// keysDown makes Keys fail: the sidecar cannot be reached.
+	keysDown bool
 }
 
 func newFake(primary *fernet.Key, old ...*fernet.Key) *fakeCrypter {
@@ -117,6 +119,12 @@ func sendable(tokens []string) error {
 }
 
 func (f *fakeCrypter) Keys(context.Context) (Keys, error) {
+	f.mu.Lock()
+	down := f.keysDown
+	f.mu.Unlock()
+	if down {
+		return Keys{}, errors.New("sidecar unreachable")
+	}
 	keyring := f.ring()
 	k := Keys{Primary: keyring.Primary().ID()}
 	for _, old := range keyring.DecryptOnly() {

@@ -175,11 +175,11 @@ func (j *Job) run(ctx context.Context) (*Report, error) {
 	// changed since, the rows done before the change would be under a key
 	// that is no longer the primary, and the report's counts against the
 	// wrong one.
-	now, err := j.Crypter.Keys(ctx)
-	if err != nil {
-		return r, fmt.Errorf("sidecar status after the last batch: %w", err)
-	}
-	if now.Primary != keys.Primary {
+	// The walk is done either way: a sidecar that cannot answer now
+	// leaves the verdict open (PrimaryUnconfirmed), not the work undone.
+	if now, err := j.Crypter.Keys(ctx); err != nil {
+		r.PrimaryUnconfirmed = fmt.Errorf("sidecar status after the last batch: %w", err)
+	} else if now.Primary != keys.Primary {
 		r.NewPrimary = now.Primary
 	}
 	r.Complete = true

@@ -802,6 +802,36 @@ func testColumnTooShort(t *testing.T, kind, dsn, serverMode string) {
 	}
 }
 
+// TestPrimaryKeyUnconfirmedAfterTheRun: the sidecar cannot be reached
+// when the walk ends. Every row was walked and rewritten, and the run
+// says so; it cannot say the primary is still the one it used, so it is
+// not complete (PrimaryInDoubt), rather than failed.
+func TestPrimaryKeyUnconfirmedAfterTheRun(t *testing.T) {
+	dsn := dbtest.SQLiteFile(t)
+	primary, old := testkeys.New(t), testkeys.New(t)
+	a := openApp(t, SQLite, dsn)
+	a.oldTable(old, 30)
+	sidecar := newFake(primary, old)
+	job := &Job{DB: openJobDB(t, dsn, false), Crypter: sidecar, Table: "totp", PK: "id", Column: "secret", BatchSize: 10,
+		Progress: func(p Progress) {
+			if p.Done == 30 {
+				sidecar.mu.Lock()
+				sidecar.keysDown = true
+				sidecar.mu.Unlock()
+			}
+		}}
+	r := run(t, job)
+	var out strings.Builder
+	r.Write(&out)
+	if !r.Complete || r.PrimaryUnconfirmed == nil || !r.PrimaryInDoubt() || r.Rewritten != 30 ||
+		!strings.HasPrefix(out.String(), "rotated: walked to the end, but the sidecar's primary key could not be confirmed after it; run --check\n") {
+		t.Errorf("complete %v, unconfirmed %v, rewritten %d; want true, an error, 30:\n%s", r.Complete, r.PrimaryUnconfirmed, r.Rewritten, out.String())
+	}
+	for id := int64(1); id <= 30; id++ {
+		wantUnder(t, primary, a.value("totp", "id", id), fmt.Sprint("secret-", id), baseTS+uint64(id), fmt.Sprint("row ", id))
+	}
+}
+
 // TestPrimaryKeyChangedDuringTheRun: the sidecar's keys are read at the
 // start; a reload mid-run leaves the rows done before it under a key that
 // is no longer the primary. The run walks to the end but does not call

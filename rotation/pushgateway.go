@@ -119,7 +119,7 @@ func (p *Pushgateway) Finish(r *Report, err error) {
 		p.state = StateInterrupted
 	case err != nil:
 		p.state = StateFailed
-	case r.Remaining() > 0, r.NewPrimary != "":
+	case r.Remaining() > 0, r.PrimaryInDoubt():
 		p.state = StateRemaining
 	default:
 		p.state = StateComplete

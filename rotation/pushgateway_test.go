@@ -188,6 +188,7 @@ func TestPushgatewayReportsTheOutcome(t *testing.T) {
 		{"every row under the primary key", &Report{Mode: Rotate, Scanned: 5, Rewritten: 4, Current: 1}, nil, StateComplete, true},
 		{"rows left undecryptable", &Report{Mode: Rotate, Scanned: 5, Rewritten: 4, Undecryptable: Issues{Count: 1}}, nil, StateRemaining, false},
 		{"the primary key changed during the run", &Report{Mode: Rotate, Scanned: 5, Rewritten: 5, NewPrimary: "0123456789abcdef"}, nil, StateRemaining, false},
+		{"the primary key unconfirmed after the run", &Report{Mode: Rotate, Scanned: 5, Rewritten: 5, PrimaryUnconfirmed: errors.New("unreachable")}, nil, StateRemaining, false},
 		{"an error mid-run", &Report{Mode: Rotate, Scanned: 5, Rewritten: 4, Current: 1}, errors.New("database gone"), StateFailed, false},
 		{"an error before any row", nil, errors.New("no such table"), StateFailed, false},
 		{"interrupted", &Report{Mode: Rotate, Scanned: 5, Rewritten: 4, Current: 1}, ErrInterrupted, StateInterrupted, false},

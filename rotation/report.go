@@ -25,7 +25,11 @@ type Report struct {
 	// run, so rows done before the reload are under a key that is no
 	// longer the primary, and only another run can say all are done.
 	NewPrimary string
-	Elapsed    time.Duration
+	// PrimaryUnconfirmed says why the sidecar could not be asked for its
+	// primary key after the walk, when it could not: the walk is complete,
+	// but whether its primary is still Keys.Primary is not known.
+	PrimaryUnconfirmed error
+	Elapsed            time.Duration
 
 	// Scanned rows, each counted once under exactly one of the others
 	// (Conflicts aside, which counts events).
@@ -158,6 +162,13 @@ func (r *Report) Rate() float64 {
 	return float64(r.Scanned) / r.Elapsed.Seconds()
 }
 
+// PrimaryInDoubt reports whether the sidecar's primary key may not be
+// the one the run worked against: it changed during the run, or could
+// not be read again after it. Then only another run can say all is done.
+func (r *Report) PrimaryInDoubt() bool {
+	return r.NewPrimary != "" || r.PrimaryUnconfirmed != nil
+}
+
 // Write prints the report for people, one fact per line.
 func (r *Report) Write(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
@@ -168,6 +179,9 @@ func (r *Report) Write(w io.Writer) {
 	}
 	if r.NewPrimary != "" {
 		state = "NOT complete: the sidecar's primary key changed during the run, to " + r.NewPrimary + "; run again"
+	}
+	if r.PrimaryUnconfirmed != nil {
+		state = "walked to the end, but the sidecar's primary key could not be confirmed after it; run --check"
 	}
 	if !r.Complete {
 		state = "INCOMPLETE, stopped after primary key " + r.LastPK.String()

@@ -319,6 +319,12 @@ func outcome(cfg config, mode rotation.Mode, report *rotation.Report, err error,
 	if report.NewPrimary != "" {
 		fmt.Fprintf(stderr, "fernetctl: the sidecar's primary key changed during the run, from %s to %s, so this run cannot say that every row "+
 			"is under the primary key; run the same command again\n", report.Keys.Primary, report.NewPrimary)
+	}
+	if report.PrimaryUnconfirmed != nil {
+		fmt.Fprintf(stderr, "fernetctl: every row was walked, but %v, so this run cannot say that %s is still the primary key; "+
+			"run the same command with --check\n", report.PrimaryUnconfirmed, report.Keys.Primary)
+	}
+	if report.PrimaryInDoubt() {
 		code = exitRemaining
 	}
 	return code
