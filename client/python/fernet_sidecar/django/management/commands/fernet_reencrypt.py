@@ -18,7 +18,8 @@ class Command(BaseCommand):
         "Re-encrypts encrypted fields in place under the sidecar's primary key, by primary key "
         "in batches; a row the app changes meanwhile keeps the app's value. Safe to interrupt "
         "and rerun. Exits 0 when every row is under the primary key (or NULL), 3 when some are not "
-        "or a field was not walked (its writes go to another database than --database)."
+        "or a field was not walked (its writes go to another database than --database, or to one "
+        "the routers do not migrate it in)."
     )
 
     def add_arguments(self, parser):
