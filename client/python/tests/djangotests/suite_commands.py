@@ -1,6 +1,7 @@
 """Settings checks, manage.py fernet_status and fernet_reencrypt, the
 migration operations, and a re-encryption while the app writes."""
 
+import contextlib
 import io
 import logging
 import os
@@ -13,12 +14,16 @@ from cryptography.fernet import Fernet
 from django.core import checks as django_checks
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection, connections, transaction
+from django.db import connection, connections, models, transaction
 from django.db.transaction import TransactionManagementError
 from django.db.migrations.state import ProjectState
 from django.test import TestCase, TransactionTestCase, override_settings
+from django.test.utils import isolate_apps
 
 from fernet_sidecar.django import checks, conf
+from fernet_sidecar.django._reencrypt import walk_field
+from fernet_sidecar.django.fields import EncryptedTextField
+from fernet_sidecar.django.management.commands import fernet_reencrypt
 from fernet_sidecar.django.migrations import EncryptPlaintext, ReEncrypt
 
 from .. import env
@@ -121,9 +126,6 @@ def reencrypt(*args, **options):
 
 
 class ReEncryptCommand(TestCase):
-    # Without --database the command walks every database the routers allow.
-    databases = {"default", "other"}
-
     def setUp(self):
         self.primary, self.old = keys()
 
@@ -162,7 +164,9 @@ class ReEncryptCommand(TestCase):
 
         out = Terminal()
         call_command("fernet_reencrypt", "djangotests.Note", "--batch-size", "10", stdout=out)
-        progress = out.getvalue().split("\n")[1]
+        progress = [line for line in out.getvalue().split("\n") if "last pk" in line]
+        self.assertEqual(len(progress), 1, out.getvalue())
+        progress = progress[0]
         self.assertEqual(progress.count("\r"), 3)  # one per batch, on one line
         self.assertIn("25 rows, 25 re-encrypted, 25 written", progress)
 
@@ -226,72 +230,24 @@ class ReEncryptCommand(TestCase):
                 self.assertIn(message, str(caught.exception))
 
 
-class NotesElsewhere:
-    """A database router that keeps Note out of the default database."""
+class NotesMigratedElsewhere:
+    """A database router that migrates Note in the other database only, and
+    leaves its writes to the default one."""
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         if model_name == "note":
-            return db != "default"
+            return db == "other"
         return None
 
 
-@override_settings(DATABASE_ROUTERS=["tests.djangotests.suite_commands.NotesElsewhere"])
-class ReEncryptWithRouters(TestCase):
-    """Two databases, and routers that keep Note in the other one only:
-    the command walks each field where the routers put it, and a field it
-    did not walk is never reported done."""
+class NotesElsewhere(NotesMigratedElsewhere):
+    """A database router that sends Note's reads and writes to the other
+    database too."""
 
-    databases = {"default", "other"}
+    def db_for_read(self, model, **hints):
+        return "other" if model._meta.model_name == "note" else None
 
-    def setUp(self):
-        self.primary, self.old = keys()
-        # The table exists in both (the test databases were made without
-        # routers); only other's is Note's, as far as the routers say.
-        self.note = Note.objects.using("other").create(body="routed")
-        set_raw(Note, "body", self.note.pk, self.old.encrypt(b"routed").decode(), using="other")
-        self.token = raw(Note, "body", self.note.pk, using="other")
-
-    def test_a_field_routed_away_is_not_done(self):
-        for args in [("--check",), ("--dry-run",), ()]:
-            with self.subTest(args=args):
-                status, out = reencrypt("djangotests.Note", "--database", "default", *args)
-                self.assertEqual(status, 3, out)
-                self.assertIn("djangotests.Note.body: not walked, the database routers do not put it in default: run with --database other", out)
-                self.assertIn("1 field(s) not walked: djangotests.Note.body", out)
-                self.assertNotIn("every row is under the primary key", out)
-                self.assertEqual(raw(Note, "body", self.note.pk, using="other"), self.token)
-
-    def test_every_database_the_routers_allow_by_default(self):
-        status, out = reencrypt("djangotests.Note", "--check")
-        self.assertEqual(status, 3, out)
-        self.assertIn("djangotests.Note.body in other (djangotests_note.body)", out)
-        self.assertNotIn("djangotests.Note.body in default", out)
-        self.assertRegex(out, r"under decrypt-only key \w+ +1")
-
-        status, out = reencrypt("djangotests.Note")
-        self.assertEqual(status, 0, out)
-        self.assertEqual(self.primary.decrypt(raw(Note, "body", self.note.pk, using="other").encode()), b"routed")
-        self.assertEqual(reencrypt("djangotests.Note", "--check")[0], 0)
-        self.assertEqual(reencrypt("djangotests.Note", "--check", "--database", "other")[0], 0)
-
-    def test_a_model_in_both_databases_is_walked_in_both(self):
-        Device.objects.using("other").create(totp_secret="x")
-        status, out = reencrypt("djangotests.Device", "--check")
-        self.assertEqual(status, 0, out)
-        self.assertIn("djangotests.Device.totp_secret in default (djangotests_device.totp_secret)", out)
-        self.assertIn("djangotests.Device.totp_secret in other (djangotests_device.totp_secret)", out)
-
-    def test_a_model_the_routers_allow_nowhere_is_not_done(self):
-        with override_settings(DATABASE_ROUTERS=["tests.djangotests.suite_commands.NotesNowhere"]):
-            status, out = reencrypt("djangotests.Note", "--check")
-        self.assertEqual(status, 3, out)
-        self.assertIn("djangotests.Note.body: not walked, the database routers allow it in no database", out)
-
-    def test_bad_alias_and_pushgateway_need_one_database(self):
-        with self.assertRaisesRegex(CommandError, "no database alias 'nope'"):
-            call_command("fernet_reencrypt", "--database", "nope", stdout=io.StringIO())
-        with self.assertRaisesRegex(CommandError, "give --database"):
-            call_command("fernet_reencrypt", "--pushgateway", "http://127.0.0.1:9", stdout=io.StringIO())
+    db_for_write = db_for_read
 
 
 class NotesNowhere:
@@ -299,6 +255,163 @@ class NotesNowhere:
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         return False if model_name == "note" else None
+
+
+@contextlib.contextmanager
+def walked_aliases():
+    """A context manager whose value lists the database aliases
+    fernet_reencrypt walks a field in, as it walks them."""
+    aliases = []
+
+    def spy(model, field, using, **options):
+        aliases.append(using)
+        return walk_field(model, field, using, **options)
+
+    with mock.patch.object(fernet_reencrypt, "walk_field", spy):
+        yield aliases
+
+
+@override_settings(DATABASE_ROUTERS=["tests.djangotests.suite_commands.NotesElsewhere"])
+class ReEncryptWithRouters(TestCase):
+    """Two databases, and routers that send Note to the other one: the
+    command walks each field once, in the database its writes go to, and a
+    field it did not walk is never reported done."""
+
+    databases = {"default", "other"}
+
+    def setUp(self):
+        self.primary, self.old = keys()
+        # The table exists in both (the test databases were made without
+        # routers); only other's is Note's, as far as the routers say.
+        self.note = Note.objects.create(body="routed")
+        self.assertEqual(self.note._state.db, "other")
+        set_raw(Note, "body", self.note.pk, self.old.encrypt(b"routed").decode(), using="other")
+        self.token = raw(Note, "body", self.note.pk, using="other")
+
+    def test_a_field_whose_writes_go_elsewhere_is_not_done(self):
+        for args in [("--check",), ("--dry-run",), ()]:
+            with self.subTest(args=args), walked_aliases() as aliases:
+                status, out = reencrypt("djangotests.Note", "--database", "default", *args)
+                self.assertEqual(status, 3, out)
+                self.assertIn("djangotests.Note.body: not walked, its writes go to other, not default: run with --database other", out)
+                self.assertIn("1 field(s) not walked: djangotests.Note.body", out)
+                self.assertNotIn("every row is under the primary key", out)
+                self.assertEqual(aliases, [])
+                self.assertEqual(raw(Note, "body", self.note.pk, using="other"), self.token)
+
+    def test_each_field_where_its_writes_go_by_default(self):
+        status, out = reencrypt("djangotests.Note", "--check")
+        self.assertEqual(status, 3, out)
+        self.assertIn("djangotests.Note.body in other (djangotests_note.body)", out)
+        self.assertNotIn("djangotests.Note.body in default", out)
+        self.assertRegex(out, r"under decrypt-only key \w+ +1")
+
+        with walked_aliases() as aliases:
+            status, out = reencrypt("djangotests.Note", "djangotests.Device")
+        self.assertEqual(status, 0, out)
+        self.assertEqual(aliases, ["other", "default"])
+        self.assertEqual(self.primary.decrypt(raw(Note, "body", self.note.pk, using="other").encode()), b"routed")
+        self.assertEqual(reencrypt("djangotests.Note", "--check")[0], 0)
+        self.assertEqual(reencrypt("djangotests.Note", "--check", "--database", "other")[0], 0)
+
+    def test_a_model_the_routers_allow_in_both_is_walked_where_its_writes_go(self):
+        device = Device.objects.using("other").create(totp_secret="x")
+        token = self.old.encrypt(b"x").decode()
+        set_raw(Device, "totp_secret", device.pk, token, using="other")
+        with walked_aliases() as aliases:
+            status, out = reencrypt("djangotests.Device", "--check")
+        self.assertEqual(status, 0, out)
+        self.assertEqual(aliases, ["default"])
+        self.assertIn("djangotests.Device.totp_secret in default (djangotests_device.totp_secret)", out)
+        self.assertIn("djangotests.Device.totp_secret: not walked in other: its writes go to default", out)
+        self.assertEqual(reencrypt("djangotests.Device")[0], 0)
+        self.assertEqual(raw(Device, "totp_secret", device.pk, using="other"), token)
+
+    def test_a_model_the_routers_allow_nowhere_is_not_done(self):
+        for args in [(), ("--database", "default")]:
+            with self.subTest(args=args), override_settings(DATABASE_ROUTERS=["tests.djangotests.suite_commands.NotesNowhere"]):
+                status, out = reencrypt("djangotests.Note", "--check", *args)
+                self.assertEqual(status, 3, out)
+                self.assertIn("djangotests.Note.body: not walked, the database routers allow it in no database", out)
+
+    @override_settings(DATABASE_ROUTERS=["tests.djangotests.suite_commands.NotesMigratedElsewhere"])
+    def test_writes_where_the_routers_do_not_migrate_are_not_done(self):
+        with walked_aliases() as aliases:
+            status, out = reencrypt("djangotests.Note", "--check")
+        self.assertEqual(status, 3, out)
+        self.assertEqual(aliases, [])
+        self.assertIn("djangotests.Note.body: not walked, the database routers send its writes to default (db_for_write) but migrate it in other only", out)
+
+    def test_bad_alias(self):
+        with self.assertRaisesRegex(CommandError, "no database alias 'nope'"):
+            call_command("fernet_reencrypt", "--database", "nope", stdout=io.StringIO())
+
+    def test_pushgateway_with_several_databases(self):
+        # Each field is walked in one database: their groups (table, column) differ.
+        with walked_aliases() as aliases:
+            status, out = reencrypt("djangotests.Note", "djangotests.Device", "--pushgateway", "http://127.0.0.1:9", stderr=io.StringIO())
+        self.assertEqual(status, 0, out)
+        self.assertEqual(aliases, ["other", "default"])
+        set_raw(Note, "body", self.note.pk, self.token, using="other")
+
+        # Two models of one table, walked in two databases, would share one.
+        with isolate_apps("tests.djangotests"):
+
+            class NoteCopy(models.Model):
+                body = EncryptedTextField(null=True)
+
+                class Meta:
+                    app_label = "djangotests"
+                    db_table = Note._meta.db_table
+                    managed = False
+
+        both = [(Note, Note._meta.get_field("body")), (NoteCopy, NoteCopy._meta.get_field("body"))]
+        with mock.patch.object(fernet_reencrypt, "encrypted_fields", return_value=both):
+            with self.assertRaisesRegex(CommandError, "djangotests.Note.body in other and djangotests.NoteCopy.body in default are both djangotests_note.body"):
+                call_command("fernet_reencrypt", "--pushgateway", "http://127.0.0.1:9", stdout=io.StringIO())
+        self.assertEqual(raw(Note, "body", self.note.pk, using="other"), self.token)
+
+
+class ReEncryptWithAReplica(TestCase):
+    """Two databases and no routers, the second a replica the app reads by
+    hand (.using("other")): the command walks the default database, where
+    Django sends every write, and neither reads nor writes the replica."""
+
+    databases = {"default", "other"}
+
+    def test_the_replica_is_neither_read_nor_written(self):
+        primary, old = keys()
+        note = Note.objects.create(body="x")
+        set_raw(Note, "body", note.pk, old.encrypt(b"x").decode())
+        # The replica, lagging: more rows, all under the old key.
+        replica = [Note.objects.using("other").create(body="r") for _ in range(3)]
+        for row in replica:
+            set_raw(Note, "body", row.pk, old.encrypt(b"r").decode(), using="other")
+        tokens = [raw(Note, "body", row.pk, using="other") for row in replica]
+
+        with walked_aliases() as aliases:
+            status, out = reencrypt("djangotests.Note", "--check")
+        self.assertEqual(status, 3, out)
+        self.assertEqual(aliases, ["default"])
+        self.assertRegex(out, r"under decrypt-only key \w+ +1\n")
+        self.assertIn("1 row(s) would be left off the primary key", out)
+        self.assertIn("djangotests.Note.body: not walked in other: its writes go to default, and a replica follows them by replication", out)
+
+        with walked_aliases() as aliases:
+            status, out = reencrypt("djangotests.Note")
+        self.assertEqual(status, 0, out)
+        self.assertEqual(aliases, ["default"])
+        self.assertNotIn("in other (", out)
+        self.assertEqual(primary.decrypt(raw(Note, "body", note.pk).encode()), b"x")
+        self.assertEqual([raw(Note, "body", row.pk, using="other") for row in replica], tokens)
+
+        # Asked for the replica itself, it names the database to walk instead.
+        with walked_aliases() as aliases:
+            status, out = reencrypt("djangotests.Note", "--database", "other")
+        self.assertEqual(status, 3, out)
+        self.assertEqual(aliases, [])
+        self.assertIn("djangotests.Note.body: not walked, its writes go to default, not other: run with --database default", out)
+        self.assertEqual([raw(Note, "body", row.pk, using="other") for row in replica], tokens)
 
 
 class MigrationOperations(TransactionTestCase):
@@ -380,7 +493,6 @@ class ReEncryptWhileTheAppWrites(TransactionTestCase):
     through the ORM: every row ends as the app last wrote it, under the
     primary key."""
 
-    databases = {"default", "other"}
     rows = 300
 
     def test_no_write_is_lost(self):

@@ -18,7 +18,8 @@ class Command(BaseCommand):
         "Re-encrypts encrypted fields in place under the sidecar's primary key, by primary key "
         "in batches; a row the app changes meanwhile keeps the app's value. Safe to interrupt "
         "and rerun. Exits 0 when every row is under the primary key (or NULL), 3 when some are not "
-        "or a field was not walked (the database routers keep it out of --database)."
+        "or a field was not walked (its writes go to another database than --database, or to one "
+        "the routers do not migrate it in)."
     )
 
     def add_arguments(self, parser):
@@ -34,7 +35,7 @@ class Command(BaseCommand):
         parser.add_argument("--legacy-plaintext", choices=LEGACY_SHAPES, help="the legacy shape of fields that do not set one")
         parser.add_argument(
             "--database",
-            help="walk only this database alias (default: each field in every database the routers allow its model in)",
+            help="walk only the fields whose writes go to this database alias (default: each field in the database its writes go to)",
         )
         parser.add_argument(
             "--pushgateway",
@@ -46,19 +47,11 @@ class Command(BaseCommand):
     def handle(self, **options):
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
-        if options["database"] is not None and options["database"] not in connections.databases:
-            raise CommandError("no database alias %r in DATABASES" % options["database"])
-        gateway = None
-        if options["pushgateway"]:
-            if options["check"] or options["dry_run"]:
-                raise CommandError("--pushgateway reports rotations; --dry-run and --check do not rotate")
-            if options["database"] is None and len(connections.databases) > 1:
-                # Its groups are table and column: two databases' runs of one table would overwrite each other.
-                raise CommandError("--pushgateway groups by table and column: with several databases, give --database")
-            try:
-                gateway = _pushgateway.Pushgateway(options["pushgateway"], PUSHGATEWAY_JOB, warn=self.stderr.write)
-            except RuntimeError as exc:
-                raise CommandError(str(exc)) from None
+        database = options["database"]
+        if database is not None and database not in connections.databases:
+            raise CommandError("no database alias %r in DATABASES" % database)
+        if options["pushgateway"] and (options["check"] or options["dry_run"]):
+            raise CommandError("--pushgateway reports rotations; --dry-run and --check do not rotate")
         try:
             fields = encrypted_fields(options["fields"])
         except LookupError as exc:
@@ -66,32 +59,36 @@ class Command(BaseCommand):
         if not fields:
             self.stdout.write("no encrypted fields")
             return
+        walks, not_walked = self.plan(fields, database)
+        gateway = None
+        if options["pushgateway"]:
+            groups = {}
+            for model, field, alias, name, _ in walks:
+                where = "%s in %s" % (name, alias)
+                other = groups.setdefault((model._meta.db_table, field.column), where)
+                if other != where:
+                    raise CommandError(
+                        "--pushgateway groups by table and column, and %s and %s are both %s.%s: run them one at a time"
+                        % (other, where, model._meta.db_table, field.column)
+                    )
+            try:
+                gateway = _pushgateway.Pushgateway(options["pushgateway"], PUSHGATEWAY_JOB, warn=self.stderr.write)
+            except RuntimeError as exc:
+                raise CommandError(str(exc)) from None
         try:
             status = conf.fernet().status()
         except SidecarError as exc:
             raise CommandError("the sidecar is not reachable (%s)" % conf.failure(exc)) from None
         self.stdout.write("primary key %s, decrypt-only %s" % (status.primary_key_id, ", ".join(status.decrypt_only_key_ids) or "none"))
+        for line in not_walked.values():
+            self.stdout.write(self.style.WARNING(line))
         tty = self.stdout.isatty()
         several = len(connections.databases) > 1
-        aliases = [options["database"]] if options["database"] else list(connections.databases)
         pending = 0
-        not_walked = []
-        for model, field in fields:
-            name = "%s.%s" % (model._meta.label, field.name)
-            # As migrate does: a model's table is in the databases the routers allow it in.
-            allowed = [alias for alias in aliases if router.allow_migrate_model(alias, model)]
-            if not allowed:
-                # Not walked is not done: its rows may well be under an old key.
-                elsewhere = [alias for alias in connections.databases if router.allow_migrate_model(alias, model)]
-                if not elsewhere:
-                    why = "the database routers allow it in no database"
-                else:
-                    why = "the database routers do not put it in %s: run with --database %s" % (options["database"], " / --database ".join(elsewhere))
-                self.stdout.write(self.style.WARNING("%s: not walked, %s" % (name, why)))
-                not_walked.append(name)
-                continue
-            for alias in allowed:
-                pending += self.walk(model, field, alias, name + (" in %s" % alias if several else ""), tty, gateway, options)
+        for model, field, alias, name, skipped in walks:
+            for other in skipped:
+                self.stdout.write("%s: not walked in %s: its writes go to %s, and a replica follows them by replication" % (name, other, alias))
+            pending += self.walk(model, field, alias, name + (" in %s" % alias if several else ""), tty, gateway, options)
         failures = []
         if pending:
             what = "would be left" if options["check"] or options["dry_run"] else "are"
@@ -101,6 +98,35 @@ class Command(BaseCommand):
         if failures:
             raise CommandError("; ".join(failures), returncode=3)
         self.stdout.write(self.style.SUCCESS("every row is under the primary key"))
+
+    def plan(self, fields, database):
+        """Where each field is walked: ([(model, field, alias, name, the
+        other aliases its table is in)], {name: why it is not walked}). A
+        field is walked once, in the database its model's writes go to
+        (router.db_for_write: default without routers, the primary under a
+        primary/replica router), never in the other aliases the routers
+        migrate it in: a replica follows the primary by replication, and a
+        write to it would differ from the primary's or break replication."""
+        walks, not_walked = [], {}
+        for model, field in fields:
+            name = "%s.%s" % (model._meta.label, field.name)
+            home = router.db_for_write(model)
+            # As migrate does: a model's table is where the routers allow it.
+            migrated = [alias for alias in connections.databases if router.allow_migrate_model(alias, model)]
+            # Not walked is not done: its rows may well be under an old key.
+            if not migrated:
+                not_walked[name] = "%s: not walked, the database routers allow it in no database" % name
+            elif home not in migrated:
+                not_walked[name] = "%s: not walked, the database routers send its writes to %s (db_for_write) but migrate it in %s only (allow_migrate)" % (
+                    name,
+                    home,
+                    ", ".join(migrated),
+                )
+            elif database is not None and home != database:
+                not_walked[name] = "%s: not walked, its writes go to %s, not %s: run with --database %s" % (name, home, database, home)
+            else:
+                walks.append((model, field, home, name, [alias for alias in migrated if alias != home]))
+        return walks, not_walked
 
     def walk(self, model, field, alias, name, tty, gateway, options):
         """Walks field in database alias and prints its summary; returns
