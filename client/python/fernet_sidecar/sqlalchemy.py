@@ -207,6 +207,7 @@ def _named(column, table):
         name = _column_name(column)
         known = coltype.column_name
         coltype.column_name = name if known in (None, name) else "%s or %s" % (known, name)
+        _has_encrypted[table] = True
 
 
 def _column_name(column):
@@ -692,7 +693,7 @@ def _refuse_sql_expressions(conn, clauseelement, multiparams, params, execution_
     SET): the database would store it unencrypted, and process_bind_param
     never sees it. Every Engine's, so the ORM's statements and its flush's
     too."""
-    if not isinstance(clauseelement, dml.ValuesBase):
+    if not isinstance(clauseelement, dml.ValuesBase) or not _may_write_encrypted(clauseelement):
         return
     stmt = clauseelement
     # SQLAlchemy has no public view of what a statement writes; these are
@@ -714,6 +715,31 @@ def _refuse_sql_expressions(conn, clauseelement, multiparams, params, execution_
         coltype = _column_type(stmt.table, key)
         if isinstance(coltype, _Encrypted) and not _stores_token(value, binds_take_column_type):
             raise coltype.refuse_expression()
+
+
+def _may_write_encrypted(stmt):
+    """False when stmt surely writes no encrypted column, cheaply, since
+    the check runs before every INSERT and UPDATE of the process: its
+    table has none, and no value of it is keyed by another table's
+    encrypted column (a multi-table UPDATE)."""
+    if _has_encrypted_column(stmt.table):
+        return True
+    keys = list(stmt._values or ()) + [key for key, _ in stmt._ordered_values or ()]
+    return any(not isinstance(key, str) and isinstance(_column_type(stmt.table, key), _Encrypted) for key in keys)
+
+
+# Table (or other FROM clause) -> whether it has a column of an encrypted
+# type; _named notes the columns added later.
+_has_encrypted = weakref.WeakKeyDictionary()
+
+
+def _has_encrypted_column(table):
+    # The ORM's statements name a copy of the table with annotations.
+    table = table._deannotate()
+    found = _has_encrypted.get(table)
+    if found is None:
+        found = _has_encrypted[table] = any(isinstance(column.type, _Encrypted) for column in table.c)
+    return found
 
 
 def _column_type(table, key):

@@ -449,6 +449,7 @@ class Database:
             ("subquery of a function", sa.update(table).values(secret=sa.select(sa.func.coalesce(table.c.secret, table.c.name)).limit(1).scalar_subquery())),
             ("subquery's column of a function", sa.insert(table).from_select(["id", "note"], sa.select(coalesced.c.id + 10, coalesced.c.secret))),
             ("union with a plain column", sa.insert(table).from_select(["id", "note"], sa.select(table.c.id + 10, table.c.secret).union_all(sa.select(table.c.id + 20, table.c.name)))),
+            ("multi-table update", sa.update(self.Owner.__table__).where(self.Owner.id == Device.owner_id).values({table.c.secret: table.c.name})),
             ("text().columns of a plain column", sa.insert(table).from_select(["id", "note"], sa.text("SELECT id + 10, name FROM device").columns(sa.column("id", sa.Integer), sa.column("name", sa.String)))),
         ]
         upsert = (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(table).values(id=1, secret="fine")
@@ -517,6 +518,30 @@ class Database:
         for token in self.stored("device", "secret") + self.stored("device", "note"):
             if token is not None:
                 self.primary.decrypt(token.encode())  # a token, not the value
+
+    def test_an_encrypted_column_added_to_a_table_in_use_is_checked(self):
+        """The check skips tables without encrypted columns, and remembers
+        which have one: a column added to a table already written counts."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE late (id INTEGER PRIMARY KEY, name VARCHAR(40), secret VARCHAR(200))"))
+
+        def drop():
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("DROP TABLE late"))
+
+        self.addCleanup(drop)
+        late = sa.Table("late", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(40)))
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(late).values(id=1, name="SECRET-NAME"))
+            conn.execute(sa.update(late).values(name=sa.func.upper(late.c.name)))
+        late.append_column(sa.Column("secret", fs.EncryptedString(200, fernet=lambda: self.client)))
+        with self.engine.begin() as conn, self.assertRaisesRegex(TypeError, r"^late\.secret is encrypted"):
+            conn.execute(sa.update(late).values(secret=late.c.name))
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(late).values(secret="late"))
+            self.assertEqual(conn.execute(sa.select(late.c.secret)).scalar_one(), "late")
+        [token] = self.stored("late", "secret")
+        self.assertEqual(self.primary.decrypt(token.encode()), b"late")
 
     def test_expressions_that_copy_tokens_are_written(self):
         """What yields an encrypted column's tokens is written as it is, so
