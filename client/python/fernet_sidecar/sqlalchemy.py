@@ -35,7 +35,7 @@ from sqlalchemy import Column, LargeBinary, String, Text, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DontWrapMixin
 from sqlalchemy.orm import Mapper, Session, attributes
-from sqlalchemy.sql import dml, elements, operators
+from sqlalchemy.sql import dml, elements, operators, selectable
 from sqlalchemy.types import NullType, TypeDecorator
 
 from . import _errors
@@ -207,6 +207,7 @@ def _named(column, table):
         name = _column_name(column)
         known = coltype.column_name
         coltype.column_name = name if known in (None, name) else "%s or %s" % (known, name)
+        _has_encrypted[table] = True
 
 
 def _column_name(column):
@@ -637,19 +638,51 @@ def _is_sql(value):
 def _stores_token(value, binds_take_column_type):
     """Whether value, given to an encrypted column in an INSERT or UPDATE,
     stores a token or NULL: a Python value or a bound parameter, which
-    process_bind_param encrypts, NULL, or an encrypted column, whose token
-    is copied. Any other SQL expression would store what it yields, in
-    the clear. A bound parameter of no type takes the column's where
-    binds_take_column_type (values() of one row)."""
+    process_bind_param encrypts, NULL, or an expression that copies
+    tokens (_copies_tokens). Any other SQL expression would store what it
+    yields, in the clear. A bound parameter of no type takes the column's
+    where binds_take_column_type (values() of one row)."""
     if hasattr(value, "__clause_element__"):
         value = value.__clause_element__()
-    if not isinstance(value, elements.ClauseElement) or isinstance(value, elements.Null):
+    if not isinstance(value, elements.ClauseElement):
         return True
     if isinstance(value, elements.Label):
         value = value.element
+    if isinstance(value, elements.Null):
+        return True
     if isinstance(value, elements.BindParameter):
         return isinstance(value.type, _Encrypted) or (binds_take_column_type and isinstance(value.type, NullType))
-    return isinstance(value, Column) and isinstance(value.type, _Encrypted)
+    return _copies_tokens(value)
+
+
+def _copies_tokens(expr):
+    """Whether expr yields the tokens of an encrypted column as they are: a
+    column of an encrypted type (a table's, a lightweight sa.column()'s,
+    one of text().columns(), a subquery's that is one of these), a label
+    of one, a scalar subquery selecting one, or type_coerce() to an
+    encrypted type. The type given to sa.column() or type_coerce() is the
+    app's word that the expression holds tokens; a function, a cast or
+    arithmetic, whatever its type, yields what the database computes."""
+    if isinstance(expr, elements.Label):
+        expr = expr.element
+    if isinstance(expr, selectable.ScalarSelect):
+        return all(len(columns) == 1 and _copies_tokens(columns[0]) for columns in _selected(expr.element))
+    if isinstance(expr, elements.TypeCoerce):
+        return isinstance(expr.type, _Encrypted)
+    if not (isinstance(expr, elements.ColumnClause) and isinstance(expr.type, _Encrypted)):
+        return False
+    # A subquery's column stands for what the subquery selects.
+    return all(base is expr or _copies_tokens(base) for base in expr.base_columns)
+
+
+def _selected(select):
+    """The columns a SELECT yields, as a list per SELECT of a UNION (or
+    other compound), whose rows they all give."""
+    if isinstance(select, selectable.CompoundSelect):
+        return [columns for each in select.selects for columns in _selected(each)]
+    if isinstance(select, selectable.SelectStatementGrouping):
+        return _selected(select.element)
+    return [list(select.selected_columns)]
 
 
 @event.listens_for(Engine, "before_execute")
@@ -660,7 +693,7 @@ def _refuse_sql_expressions(conn, clauseelement, multiparams, params, execution_
     SET): the database would store it unencrypted, and process_bind_param
     never sees it. Every Engine's, so the ORM's statements and its flush's
     too."""
-    if not isinstance(clauseelement, dml.ValuesBase):
+    if not isinstance(clauseelement, dml.ValuesBase) or not _may_write_encrypted(clauseelement):
         return
     stmt = clauseelement
     # SQLAlchemy has no public view of what a statement writes; these are
@@ -672,7 +705,8 @@ def _refuse_sql_expressions(conn, clauseelement, multiparams, params, execution_
             pairs = row.items() if isinstance(row, dict) else zip(stmt.table.c, row)
             given.extend((key, value, False) for key, value in pairs)
     if isinstance(stmt, dml.Insert) and stmt.select is not None:
-        given.extend((key, value, False) for key, value in zip(stmt._select_names, stmt.select.selected_columns))
+        for columns in _selected(stmt.select):
+            given.extend((key, value, False) for key, value in zip(stmt._select_names, columns))
     # ON CONFLICT DO UPDATE SET (PostgreSQL, SQLite), ON DUPLICATE KEY UPDATE (MySQL)
     upsert = getattr(stmt, "_post_values_clause", None)
     upsert_values = getattr(upsert, "update_values_to_set", None) or getattr(upsert, "update", {}).items()
@@ -681,6 +715,31 @@ def _refuse_sql_expressions(conn, clauseelement, multiparams, params, execution_
         coltype = _column_type(stmt.table, key)
         if isinstance(coltype, _Encrypted) and not _stores_token(value, binds_take_column_type):
             raise coltype.refuse_expression()
+
+
+def _may_write_encrypted(stmt):
+    """False when stmt surely writes no encrypted column, cheaply, since
+    the check runs before every INSERT and UPDATE of the process: its
+    table has none, and no value of it is keyed by another table's
+    encrypted column (a multi-table UPDATE)."""
+    if _has_encrypted_column(stmt.table):
+        return True
+    keys = list(stmt._values or ()) + [key for key, _ in stmt._ordered_values or ()]
+    return any(not isinstance(key, str) and isinstance(_column_type(stmt.table, key), _Encrypted) for key in keys)
+
+
+# Table (or other FROM clause) -> whether it has a column of an encrypted
+# type; _named notes the columns added later.
+_has_encrypted = weakref.WeakKeyDictionary()
+
+
+def _has_encrypted_column(table):
+    # The ORM's statements name a copy of the table with annotations.
+    table = table._deannotate()
+    found = _has_encrypted.get(table)
+    if found is None:
+        found = _has_encrypted[table] = any(isinstance(column.type, _Encrypted) for column in table.c)
+    return found
 
 
 def _column_type(table, key):

@@ -427,6 +427,8 @@ class Database:
         self.add_devices(2)
         Device, table = self.Device, self.Device.__table__
         before = self.stored("device", "secret"), self.stored("device", "note")
+        # A column of an encrypted type whose values are a function's.
+        coalesced = sa.select(table.c.id, sa.func.coalesce(table.c.secret, table.c.name).label("secret")).subquery()
         core = [
             ("update column", sa.update(table).values(secret=table.c.name)),
             ("update function", sa.update(table).values(note=sa.func.lower("SECRET-FN"))),
@@ -438,6 +440,17 @@ class Database:
             ("insert row of an untyped bind", sa.insert(table).values([{"id": 9, "note": "fine"}, {"id": 10, "note": sa.bindparam("n")}])),
             ("from_select", sa.insert(table).from_select(["id", "note"], sa.select(table.c.id + 10, table.c.name))),
             ("from_select bind", sa.insert(table).from_select(["id", "note"], sa.select(table.c.id + 10, sa.literal("SECRET-SEL")))),
+            ("lightweight plain column", sa.update(table).values(secret=sa.table("device", sa.column("name", sa.String(40))).c.name)),
+            ("arithmetic", sa.update(table).values(note=table.c.id + 1)),
+            ("labelled function", sa.update(table).values(note=sa.func.lower("SECRET-FN").label("n"))),
+            ("cast to String", sa.update(table).values(note=sa.cast(table.c.secret, sa.String))),
+            ("cast to an encrypted type", sa.update(table).values(note=sa.cast(table.c.name, fs.EncryptedText()))),
+            ("type_coerce to String", sa.update(table).values(note=sa.type_coerce(table.c.secret, sa.String))),
+            ("subquery of a function", sa.update(table).values(secret=sa.select(sa.func.coalesce(table.c.secret, table.c.name)).limit(1).scalar_subquery())),
+            ("subquery's column of a function", sa.insert(table).from_select(["id", "note"], sa.select(coalesced.c.id + 10, coalesced.c.secret))),
+            ("union with a plain column", sa.insert(table).from_select(["id", "note"], sa.select(table.c.id + 10, table.c.secret).union_all(sa.select(table.c.id + 20, table.c.name)))),
+            ("multi-table update", sa.update(self.Owner.__table__).where(self.Owner.id == Device.owner_id).values({table.c.secret: table.c.name})),
+            ("text().columns of a plain column", sa.insert(table).from_select(["id", "note"], sa.text("SELECT id + 10, name FROM device").columns(sa.column("id", sa.Integer), sa.column("name", sa.String)))),
         ]
         upsert = (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(table).values(id=1, secret="fine")
         core += [
@@ -505,6 +518,87 @@ class Database:
         for token in self.stored("device", "secret") + self.stored("device", "note"):
             if token is not None:
                 self.primary.decrypt(token.encode())  # a token, not the value
+
+    def test_an_encrypted_column_added_to_a_table_in_use_is_checked(self):
+        """The check skips tables without encrypted columns, and remembers
+        which have one: a column added to a table already written counts."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE late (id INTEGER PRIMARY KEY, name VARCHAR(40), secret VARCHAR(200))"))
+
+        def drop():
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("DROP TABLE late"))
+
+        self.addCleanup(drop)
+        late = sa.Table("late", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(40)))
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(late).values(id=1, name="SECRET-NAME"))
+            conn.execute(sa.update(late).values(name=sa.func.upper(late.c.name)))
+        late.append_column(sa.Column("secret", fs.EncryptedString(200, fernet=lambda: self.client)))
+        with self.engine.begin() as conn, self.assertRaisesRegex(TypeError, r"^late\.secret is encrypted"):
+            conn.execute(sa.update(late).values(secret=late.c.name))
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(late).values(secret="late"))
+            self.assertEqual(conn.execute(sa.select(late.c.secret)).scalar_one(), "late")
+        [token] = self.stored("late", "secret")
+        self.assertEqual(self.primary.decrypt(token.encode()), b"late")
+
+    def test_expressions_that_copy_tokens_are_written(self):
+        """What yields an encrypted column's tokens is written as it is, so
+        the copy holds the very token and reads back: a scalar subquery of an
+        encrypted column, the columns of a lightweight table or of
+        text().columns() typed as encrypted, a subquery's column of one,
+        type_coerce() to an encrypted type, a union of them, NULL."""
+        self.add_devices(2)
+        with self.session() as session:
+            session.add(self.Strict(id=1, secret="strict one"))
+            session.commit()
+        self.client.calls.clear()
+        table, strict = self.Device.__table__, self.Strict.__table__
+        light = sa.table("device", sa.column("id", sa.Integer), sa.column("secret", fs.EncryptedString(200)))
+        (secret1, note1), (secret2, note2) = zip(self.stored("device", "secret"), self.stored("device", "note"))
+
+        def typed(sql):
+            return sa.text(sql).columns(sa.column("id", sa.Integer), sa.column("secret", fs.EncryptedString(200)))
+
+        typed_rows = typed("SELECT id + 50 AS id, secret FROM device WHERE id <= 2").subquery()
+        first, second = table.c.id == 1, table.c.id == 2
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(table).from_select(["id", "note"], sa.select(light.c.id + 10, light.c.secret).where(light.c.id <= 2)))
+            conn.execute(sa.insert(table).from_select(["id", "secret"], typed("SELECT id + 20, secret FROM device WHERE id <= 2")))
+            conn.execute(
+                sa.insert(table).from_select(["id", "secret", "note"], sa.select(table.c.id + 30, sa.null().label("s"), table.c.note).where(table.c.id <= 2))
+            )
+            union = sa.select(table.c.id + 40, table.c.secret).where(first).union_all(sa.select(table.c.id + 40, table.c.note).where(second))
+            conn.execute(sa.insert(table).from_select(["id", "secret"], union))
+            conn.execute(sa.insert(table).from_select(["id", "note"], sa.select(typed_rows.c.id, typed_rows.c.secret)))
+            conn.execute(sa.update(table).where(first).values(note=sa.select(strict.c.secret).where(strict.c.id == table.c.id).scalar_subquery()))
+            conn.execute(sa.update(table).where(second).values(note=light.c.secret))
+            conn.execute(sa.update(table).where(table.c.id == 11).values(secret=sa.type_coerce(table.c.note, fs.EncryptedString(200))))
+        self.assertEqual(self.client.calls, {})  # nothing encrypted: copied
+        [strict_token] = self.stored("strict", "secret")
+        tokens = dict(zip(self.stored("device", "id"), zip(self.stored("device", "secret"), self.stored("device", "note"))))
+        self.assertEqual(
+            tokens,
+            {
+                1: (secret1, strict_token),
+                2: (secret2, secret2),
+                11: (secret1, secret1),
+                12: (None, secret2),
+                21: (secret1, None),
+                22: (secret2, None),
+                31: (None, note1),
+                32: (None, note2),
+                41: (secret1, None),
+                42: (note2, None),
+                51: (None, secret1),
+                52: (None, secret2),
+            },
+        )
+        plaintexts = {secret1: TOTP + "0000", secret2: TOTP + "0001", note1: "note 0", note2: "note 1", strict_token: "strict one", None: None}
+        with self.session() as session:
+            got = {device.id: (device.secret, device.note) for device in session.scalars(sa.select(self.Device))}
+        self.assertEqual(got, {id: (plaintexts[secret], plaintexts[note]) for id, (secret, note) in tokens.items()})
 
     def test_bind_errors_hold_no_values(self):
         """A value that cannot be encrypted raises the package's error as it
