@@ -215,6 +215,16 @@ func testLegacyPlaintext(t *testing.T, kind, dsn string) {
 	}
 }
 
+// sqliteTableUnder is a new SQLite database whose totp table holds n
+// rows under key (oldTable).
+func sqliteTableUnder(t *testing.T, key *fernet.Key, n int64) (dsn string, a *app) {
+	t.Helper()
+	dsn = dbtest.SQLiteFile(t)
+	a = openApp(t, SQLite, dsn)
+	a.oldTable(key, n)
+	return dsn, a
+}
+
 // oldTable creates table totp with rows 1 to n, row id holding
 // "secret-id" at baseTS+id under key old.
 func (a *app) oldTable(old *fernet.Key, n int64) {
@@ -704,10 +714,8 @@ func testCompositeKey(t *testing.T, kind, dsn string) {
 // that is no longer the primary. The run refuses to resume, naming both
 // keys, and writes nothing; --restart walks the whole table.
 func TestCheckpointUnderAnotherPrimaryKey(t *testing.T) {
-	dsn := dbtest.SQLiteFile(t)
 	primary, old, newer := testkeys.New(t), testkeys.New(t), testkeys.New(t)
-	a := openApp(t, SQLite, dsn)
-	a.oldTable(old, 40)
+	dsn, a := sqliteTableUnder(t, old, 40)
 	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
 	stop := make(chan struct{})
 	job := &Job{DB: openJobDB(t, dsn, false), Crypter: newFake(primary, old), Table: "totp", PK: "id", Column: "secret", BatchSize: 10,
@@ -807,10 +815,8 @@ func testColumnTooShort(t *testing.T, kind, dsn, serverMode string) {
 // says so; it cannot say the primary is still the one it used, so it is
 // not complete (PrimaryInDoubt), rather than failed.
 func TestPrimaryKeyUnconfirmedAfterTheRun(t *testing.T) {
-	dsn := dbtest.SQLiteFile(t)
 	primary, old := testkeys.New(t), testkeys.New(t)
-	a := openApp(t, SQLite, dsn)
-	a.oldTable(old, 30)
+	dsn, a := sqliteTableUnder(t, old, 30)
 	sidecar := newFake(primary, old)
 	job := &Job{DB: openJobDB(t, dsn, false), Crypter: sidecar, Table: "totp", PK: "id", Column: "secret", BatchSize: 10,
 		Progress: func(p Progress) {
@@ -838,10 +844,8 @@ func TestPrimaryKeyUnconfirmedAfterTheRun(t *testing.T) {
 // itself complete, and says to run again; the next run finishes the job.
 // A --check counted against the old primary is not complete either.
 func TestPrimaryKeyChangedDuringTheRun(t *testing.T) {
-	dsn := dbtest.SQLiteFile(t)
 	primary, old, newer := testkeys.New(t), testkeys.New(t), testkeys.New(t)
-	a := openApp(t, SQLite, dsn)
-	a.oldTable(old, 30)
+	dsn, a := sqliteTableUnder(t, old, 30)
 	cp := &Checkpoint{Path: filepath.Join(t.TempDir(), "state.json")}
 	sidecar := newFake(primary, old)
 	sidecar.beforeReEncrypt = func(call int) {
