@@ -71,13 +71,11 @@ func alternate(ctx context.Context, servers []*server, warmup, dur time.Duration
 // every latency. The sidecar's first answer is checked.
 func unaryLoad(ctx context.Context, s *server, w *workload, callers int, warmup, dur time.Duration) (measured, error) {
 	first, err := s.client.Decrypt(ctx, w.decryptRequest)
+	if err == nil && s.name == "sidecar" {
+		err = w.checkDecrypt(first)
+	}
 	if err != nil {
 		return measured{}, err
-	}
-	if s.name == "sidecar" {
-		if err := w.checkDecrypt(first); err != nil {
-			return measured{}, err
-		}
 	}
 	var latencies []time.Duration // one caller only
 	return runLoad(ctx, s, callers, warmup, dur, func(counting bool) (int64, error) {
@@ -97,15 +95,15 @@ func unaryLoad(ctx context.Context, s *server, w *workload, callers int, warmup,
 // sidecar's first answer is checked item by item.
 func batchLoad(ctx context.Context, s *server, w *workload, callers int, warmup, dur time.Duration) (measured, error) {
 	resp, err := s.client.ReEncryptBatch(ctx, w.batchRequest)
+	switch {
+	case err != nil:
+	case s.name == "sidecar":
+		err = w.checkBatch(resp)
+	case len(resp.GetResults()) != len(w.oldTokens):
+		err = fmt.Errorf("%d results for %d tokens", len(resp.GetResults()), len(w.oldTokens))
+	}
 	if err != nil {
 		return measured{}, err
-	}
-	if s.name == "sidecar" {
-		if err := w.checkBatch(resp); err != nil {
-			return measured{}, err
-		}
-	} else if len(resp.GetResults()) != len(w.oldTokens) {
-		return measured{}, fmt.Errorf("%d results for %d tokens", len(resp.GetResults()), len(w.oldTokens))
 	}
 	return runLoad(ctx, s, callers, warmup, dur, func(bool) (int64, error) {
 		_, err := s.client.ReEncryptBatch(ctx, w.batchRequest)
